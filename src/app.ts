@@ -1,0 +1,173 @@
+// buildApp(deps): the whole web application, without listening. server.ts and the tests use it.
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import cookie from '@fastify/cookie'
+import csrf from '@fastify/csrf-protection'
+import formbody from '@fastify/formbody'
+import helmet from '@fastify/helmet'
+import rateLimit from '@fastify/rate-limit'
+import session from '@fastify/session'
+import Fastify, { type FastifyError, type FastifyInstance } from 'fastify'
+import type { Clock } from './clock.js'
+import type { Config } from './config.js'
+import type { Db } from './db/index.js'
+import { TokenCipher } from './grants/token-cipher.js'
+import { DatabaseSessionStore } from './sessions/store.js'
+import { PageError, renderError, viewsDir } from './web/render.js'
+import adminRoutes from './admin/routes.js'
+import auditRoutes from './audit/routes.js'
+import cartaRoutes from './carta/routes.js'
+import featureRoutes from './features/routes.js'
+import grantJobs from './grants/jobs.js'
+import reauthLinkRoutes from './rollouts/link-routes.js'
+import reportRoutes from './reports/routes.js'
+import sandboxRoutes from './sandbox/routes.js'
+import homeRoutes from './web/home-routes.js'
+
+export interface AppDeps {
+  config: Config
+  db: Db
+  clock: Clock
+  cipher: TokenCipher
+  /** Background work (revocation retries, report schedule). Tests turn it off and drive it by hand. */
+  backgroundJobs: boolean
+}
+
+export interface BuildOptions {
+  config: Config
+  db: Db
+  clock: Clock
+  backgroundJobs?: boolean
+  /** Pino destination for tests that assert on log lines. */
+  logStream?: NodeJS.WritableStream
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    deps: AppDeps
+  }
+  interface Session {
+    /** End user connected in this browser. */
+    endUserId?: number
+    /** Local identity for a user whose Carta identity is unknown (no read_user_info). */
+    localKey?: string
+    operatorId?: number
+    operatorName?: string
+  }
+}
+
+// Never log tokens, codes, secrets or cookies (DESIGN §5).
+const REDACT = [
+  'req.headers.authorization',
+  'req.headers.cookie',
+  'res.headers["set-cookie"]',
+  '*.access_token',
+  '*.refresh_token',
+  '*.id_token',
+  '*.client_secret',
+  '*.code_verifier',
+  '*.code',
+  '*.password',
+]
+
+/** Removes OAuth `code` and `state` values and link tokens from URLs written to the log. */
+export function redactUrlForLog(url: string): string {
+  return url.replace(/([?&](?:code|state|token)=)[^&]*/g, '$1[redacted]').replace(/(\/reauthorize\/)[^/?]+/, '$1[redacted]')
+}
+
+export async function buildApp(options: BuildOptions): Promise<FastifyInstance> {
+  const { config, db, clock } = options
+  const app = Fastify({
+    trustProxy: config.trustProxy,
+    logger: {
+      level: config.logLevel,
+      redact: { paths: REDACT, censor: '[redacted]' },
+      serializers: {
+        req: (req) => ({ method: req.method, url: redactUrlForLog(req.url), remoteAddress: req.ip }),
+      },
+      ...(options.logStream ? { stream: options.logStream } : {}),
+    },
+    // Large enough for bulk forms, small enough to refuse junk.
+    bodyLimit: 1024 * 1024,
+  }) as unknown as FastifyInstance
+
+  const deps: AppDeps = { config, db, clock, cipher: new TokenCipher(config.tokenKeys), backgroundJobs: options.backgroundJobs ?? true }
+  app.decorate('deps', deps)
+
+  const cartaOrigins = [...new Set(config.apps.filter((a) => !a.sandbox).map((a) => new URL(a.authBaseUrl).origin))]
+  await app.register(helmet, {
+    contentSecurityPolicy: {
+      directives: {
+        defaultSrc: ["'self'"],
+        scriptSrc: ["'self'"],
+        styleSrc: ["'self'"],
+        imgSrc: ["'self'", 'data:'],
+        // Forms post to us and some redirect on to Carta's authorize endpoint.
+        formAction: ["'self'", ...cartaOrigins],
+        upgradeInsecureRequests: config.cookieSecure ? [] : null,
+      },
+    },
+    // Plain-HTTP local runs must not be pinned to HTTPS.
+    strictTransportSecurity: config.cookieSecure,
+  })
+  await app.register(formbody)
+  await app.register(cookie)
+  await app.register(session, {
+    secret: config.sessionSecret,
+    cookieName: 'sl_session',
+    store: new DatabaseSessionStore(db, clock),
+    saveUninitialized: false,
+    cookie: { httpOnly: true, sameSite: 'lax', secure: config.cookieSecure, path: '/', maxAge: 24 * 60 * 60 * 1000 },
+  })
+  await app.register(csrf, { sessionPlugin: '@fastify/session' })
+  await app.register(rateLimit, { global: false })
+
+  app.setErrorHandler(async (error: FastifyError, request, reply) => {
+    if (error instanceof PageError) {
+      request.log.warn({ status: error.statusCode, reason: error.message }, error.title)
+      return renderError(request, reply, error.statusCode, error.title, error.message, error.extra)
+    }
+    if (error.statusCode === 429) {
+      request.log.warn('rate limit reached')
+      return renderError(request, reply, 429, 'Too many requests', 'Please wait a minute and try again.')
+    }
+    if (error.code?.startsWith('FST_CSRF')) {
+      request.log.warn({ code: error.code }, 'CSRF check failed')
+      return renderError(request, reply, 403, 'This form has expired', 'The page was open too long or came from elsewhere. Go back, reload the page and submit again.')
+    }
+    if (error.validation || (error.statusCode && error.statusCode >= 400 && error.statusCode < 500)) {
+      request.log.warn({ status: error.statusCode ?? 400, reason: error.message }, 'bad request')
+      return renderError(request, reply, error.statusCode ?? 400, 'Bad request', error.message)
+    }
+    request.log.error({ err: error }, 'unhandled error')
+    return renderError(request, reply, 500, 'Something went wrong', 'The error has been logged. Please try again in a moment.')
+  })
+  app.setNotFoundHandler(async (request, reply) => {
+    request.log.info('not found')
+    return renderError(request, reply, 404, 'Page not found', 'There is nothing at this address.')
+  })
+
+  // The one stylesheet and the progressive-enhancement script, served by the app itself.
+  const assets: Record<string, [string, string]> = {
+    'style.css': ['text/css; charset=utf-8', readFileSync(join(viewsDir, 'style.css'), 'utf8')],
+    'app.js': ['text/javascript; charset=utf-8', readFileSync(join(viewsDir, 'app.js'), 'utf8')],
+  }
+  app.get<{ Params: { name: string } }>('/assets/:name', async (request, reply) => {
+    const asset = assets[request.params.name]
+    if (!asset) throw new PageError(404, 'Page not found', 'There is nothing at this address.')
+    return reply.type(asset[0]).header('cache-control', 'public, max-age=300').send(asset[1])
+  })
+  app.get('/healthz', async () => ({ ok: true }))
+
+  await app.register(homeRoutes)
+  await app.register(cartaRoutes)
+  await app.register(featureRoutes)
+  await app.register(reauthLinkRoutes)
+  await app.register(adminRoutes)
+  await app.register(auditRoutes)
+  await app.register(reportRoutes)
+  await app.register(grantJobs)
+  if (config.sandboxEnabled) await app.register(sandboxRoutes, { prefix: '/sandbox' })
+
+  return app
+}

@@ -1,0 +1,32 @@
+// Append-only audit trail. Every grant, refresh, revocation, link issued or used, retirement
+// and operator action writes one event. Details are JSON and must never hold a token or secret.
+import type { Kysely } from 'kysely'
+import type { Database } from '../db/schema.js'
+
+export interface AuditEvent {
+  type: string
+  /** "user:<id>", "operator:<username>", "system" or "anonymous". */
+  actor: string
+  userId?: number | null
+  grantId?: number | null
+  appId?: number | null
+  rolloutId?: number | null
+  details?: Record<string, unknown>
+}
+
+/** Writes one event; pass the transaction so the event lands with the change it records. */
+export async function recordAudit(db: Kysely<Database>, at: number, event: AuditEvent): Promise<void> {
+  await db
+    .insertInto('audit_events')
+    .values({
+      at,
+      type: event.type,
+      actor: event.actor,
+      user_id: event.userId ?? null,
+      grant_id: event.grantId ?? null,
+      app_id: event.appId ?? null,
+      rollout_id: event.rolloutId ?? null,
+      details: JSON.stringify(event.details ?? {}),
+    })
+    .execute()
+}

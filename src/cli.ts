@@ -1,0 +1,42 @@
+// Command line: `npm run cli -- <command> [options]`. Each command lives in its own module.
+import { openRuntime } from './runtime.js'
+
+type Command = { summary: string; run: (args: string[]) => Promise<number> }
+
+const commands: Record<string, Command> = {
+  migrate: {
+    summary: 'apply pending migrations and sync the declared Carta apps',
+    run: async () => {
+      const { db } = await openRuntime()
+      await db.destroy()
+      console.log('Database is at the latest schema.')
+      return 0
+    },
+  },
+}
+
+function usage(): string {
+  const width = Math.max(...Object.keys(commands).map((c) => c.length))
+  return ['Usage: npm run cli -- <command> [options]', '', 'Commands:', ...Object.entries(commands).map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`)].join('\n')
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [name, ...args] = argv
+  if (!name || name === 'help' || name === '--help') {
+    console.log(usage())
+    return name ? 0 : 2
+  }
+  const command = commands[name]
+  if (!command) {
+    console.error(`Unknown command "${name}".\n\n${usage()}`)
+    return 2
+  }
+  try {
+    return await command.run(args)
+  } catch (err) {
+    console.error(`${name} failed: ${(err as Error).message}`)
+    return 1
+  }
+}
+
+process.exitCode = await main(process.argv.slice(2))

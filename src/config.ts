@@ -1,0 +1,392 @@
+// Environment → typed, validated configuration. A bad or missing value stops start-up with a
+// message naming the variable and what it expects (ConfigError).
+import { randomBytes } from 'node:crypto'
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { dirname, isAbsolute, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { parseScopes } from './scopes.js'
+
+export type CartaEnvironment = 'playground' | 'production'
+export type AppStatus = 'active' | 'retired'
+
+/** One Carta OAuth application as declared in the apps file (secret resolved from the env). */
+export interface CartaAppConfig {
+  key: string
+  name: string
+  environment: CartaEnvironment
+  clientId: string
+  /** Name of the environment variable that holds the secret (documented, never the value). */
+  clientSecretEnv: string
+  clientSecret: string
+  authBaseUrl: string
+  apiBaseUrl: string
+  scopes: string[]
+  status: AppStatus
+  current: boolean
+  /** True when the app points at the embedded sandbox rather than real Carta. */
+  sandbox: boolean
+}
+
+export type DatabaseConfig = { kind: 'sqlite'; path: string } | { kind: 'postgres'; url: string; searchPath?: string }
+
+export interface Config {
+  nodeEnv: 'development' | 'production' | 'test'
+  host: string
+  port: number
+  /** Base URL browsers use to reach this app; redirect URIs are built from it. No trailing slash. */
+  publicUrl: string
+  dataDir: string
+  database: DatabaseConfig
+  sessionSecret: string
+  /** AES-256-GCM keys by key id; `currentKeyId` encrypts, every key decrypts (rotation). */
+  tokenKeys: { currentKeyId: string; keys: Map<string, Buffer> }
+  linkSigningSecret: string
+  linkTtlDays: number
+  apps: CartaAppConfig[]
+  appsFile: string
+  /** Environment whose current app new connections use when none is named. */
+  defaultEnvironment: CartaEnvironment
+  sandboxEnabled: boolean
+  cookieSecure: boolean
+  trustProxy: boolean
+  cartaTimeoutMs: number
+  /** Requests per minute per client IP: OAuth endpoints (/carta/*, links) and operator sign-in. */
+  rateLimits: { oauthPerMinute: number; signInPerMinute: number }
+  reports: { cron: string; timeZone: string; dir: string; webhookUrl: string | null }
+  logLevel: string
+  /** Names of secrets generated for local use (logged once at start so nobody ships them). */
+  generatedSecrets: string[]
+}
+
+export class ConfigError extends Error {
+  constructor(
+    readonly variable: string,
+    expected: string,
+  ) {
+    super(`Invalid configuration: ${variable} ${expected}`)
+    this.name = 'ConfigError'
+  }
+}
+
+type Env = Record<string, string | undefined>
+
+export const projectRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..')
+export const defaultAppsFile = resolve(projectRoot, 'src/carta/sandbox-apps.json')
+
+const SANDBOX_URL = 'sandbox'
+
+export function loadConfig(env: Env = process.env): Config {
+  const nodeEnv = oneOf(env, 'NODE_ENV', ['development', 'production', 'test'], 'development')
+  const port = integer(env, 'PORT', 3000, 0, 65535)
+  const host = env.HOST?.trim() || 'localhost'
+  const publicUrl = url(env, 'PUBLIC_URL', `http://localhost:${port}`).replace(/\/+$/, '')
+  const dataDir = resolve(projectRoot, env.DATA_DIR?.trim() || 'data')
+  const database = databaseConfig(env, dataDir)
+  const generatedSecrets: string[] = []
+  const devSecrets = new DevSecrets(dataDir, nodeEnv)
+
+  const secret = (name: string, minLength: number): string => {
+    const value = env[name]
+    if (value !== undefined && value !== '') {
+      if (value.length < minLength) throw new ConfigError(name, `must be at least ${minLength} characters`)
+      return value
+    }
+    const generated = devSecrets.get(name, () => randomBytes(32).toString('base64url'))
+    if (generated === null) throw new ConfigError(name, 'is required when NODE_ENV=production')
+    generatedSecrets.push(name)
+    return generated
+  }
+
+  const sessionSecret = secret('SESSION_SECRET', 32)
+  const linkSigningSecret = secret('LINK_SIGNING_SECRET', 32)
+  const tokenKeys = parseTokenKeys(
+    env.TOKEN_ENCRYPTION_KEYS || undefined,
+    () => {
+      const generated = devSecrets.get('TOKEN_ENCRYPTION_KEYS', () => `dev1:${randomBytes(32).toString('base64')}`)
+      if (generated === null) throw new ConfigError('TOKEN_ENCRYPTION_KEYS', 'is required when NODE_ENV=production')
+      generatedSecrets.push('TOKEN_ENCRYPTION_KEYS')
+      return generated
+    },
+  )
+
+  const appsFile = resolve(projectRoot, env.CARTA_APPS_FILE?.trim() || defaultAppsFile)
+  const apps = loadApps(appsFile, env, publicUrl, devSecrets, generatedSecrets)
+  const defaultEnvironment = oneOf(env, 'CARTA_DEFAULT_ENVIRONMENT', ['production', 'playground'], 'production')
+  if (!apps.some((a) => a.environment === defaultEnvironment && a.current)) {
+    throw new ConfigError('CARTA_DEFAULT_ENVIRONMENT', `names "${defaultEnvironment}" but ${appsFile} has no current app in it`)
+  }
+  const anySandboxApp = apps.some((a) => a.sandbox)
+  const sandboxMode = oneOf(env, 'SANDBOX', ['auto', 'on', 'off'], 'auto')
+  if (sandboxMode === 'off' && anySandboxApp) {
+    throw new ConfigError('SANDBOX', `is off but ${appsFile} declares apps on the sandbox ("${SANDBOX_URL}")`)
+  }
+  const sandboxEnabled = sandboxMode === 'on' || anySandboxApp
+  if (sandboxEnabled && nodeEnv === 'production') {
+    throw new ConfigError('SANDBOX', 'cannot be enabled when NODE_ENV=production (it signs anyone in)')
+  }
+
+  const localHttp = isLoopbackUrl(publicUrl) && publicUrl.startsWith('http:')
+  const cookieSecure = oneOf(env, 'COOKIE_SECURE', ['auto', 'true', 'false'], 'auto')
+
+  return {
+    nodeEnv,
+    host,
+    port,
+    publicUrl,
+    dataDir,
+    database,
+    sessionSecret,
+    tokenKeys,
+    linkSigningSecret,
+    linkTtlDays: integer(env, 'LINK_TTL_DAYS', 14, 1, 365),
+    apps,
+    appsFile,
+    defaultEnvironment,
+    sandboxEnabled,
+    cookieSecure: cookieSecure === 'auto' ? !localHttp : cookieSecure === 'true',
+    trustProxy: oneOf(env, 'TRUST_PROXY', ['false', 'true'], 'false') === 'true',
+    cartaTimeoutMs: integer(env, 'CARTA_TIMEOUT_MS', 10_000, 100, 120_000),
+    rateLimits: {
+      oauthPerMinute: integer(env, 'RATE_LIMIT_OAUTH_PER_MINUTE', 60, 1, 100_000),
+      signInPerMinute: integer(env, 'RATE_LIMIT_SIGN_IN_PER_MINUTE', 10, 1, 100_000),
+    },
+    reports: {
+      cron: cronExpression(env, 'REPORT_CRON', '0 6 * * *'),
+      timeZone: timeZone(env, 'REPORT_TIMEZONE', 'UTC'),
+      dir: resolve(projectRoot, env.REPORTS_DIR?.trim() || resolve(dataDir, 'reports')),
+      webhookUrl: env.REPORT_WEBHOOK_URL ? url(env, 'REPORT_WEBHOOK_URL', '') : null,
+    },
+    logLevel: oneOf(env, 'LOG_LEVEL', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], 'info'),
+    generatedSecrets,
+  }
+}
+
+/** True for http(s) URLs whose host is loopback: the only hosts allowed plain HTTP (RFC 9700 §2.6). */
+export function isLoopbackUrl(value: string): boolean {
+  try {
+    const host = new URL(value).hostname
+    return host === 'localhost' || host === '[::1]' || host === '::1' || /^127(\.\d{1,3}){3}$/.test(host)
+  } catch {
+    return false
+  }
+}
+
+// --- apps file ---------------------------------------------------------------------------------
+
+function loadApps(file: string, env: Env, publicUrl: string, devSecrets: DevSecrets, generated: string[]): CartaAppConfig[] {
+  let raw: unknown
+  try {
+    raw = JSON.parse(readFileSync(file, 'utf8'))
+  } catch (err) {
+    throw new ConfigError('CARTA_APPS_FILE', `must name a readable JSON file (${file}: ${(err as Error).message})`)
+  }
+  const list = (raw as { apps?: unknown })?.apps
+  if (!Array.isArray(list) || list.length === 0) {
+    throw new ConfigError('CARTA_APPS_FILE', `must hold {"apps": [...]} with at least one app (${file})`)
+  }
+  const sandboxBase = `${publicUrl}/sandbox`
+  const apps = list.map((entry, i) => parseApp(entry, `${file} apps[${i}]`, env, sandboxBase, devSecrets, generated))
+  for (const field of ['key', 'clientId'] as const) {
+    const seen = new Set<string>()
+    for (const app of apps) {
+      if (seen.has(app[field])) throw new ConfigError('CARTA_APPS_FILE', `declares ${field} "${app[field]}" twice (${file})`)
+      seen.add(app[field])
+    }
+  }
+  for (const environment of ['playground', 'production'] as const) {
+    const current = apps.filter((a) => a.environment === environment && a.current)
+    if (current.length > 1) {
+      throw new ConfigError('CARTA_APPS_FILE', `marks ${current.length} ${environment} apps as current; at most one may be (${file})`)
+    }
+    if (current[0]?.status === 'retired') {
+      throw new ConfigError('CARTA_APPS_FILE', `marks retired app "${current[0].key}" as current (${file})`)
+    }
+  }
+  return apps
+}
+
+function parseApp(
+  entry: unknown,
+  where: string,
+  env: Env,
+  sandboxBase: string,
+  devSecrets: DevSecrets,
+  generated: string[],
+): CartaAppConfig {
+  const bad = (what: string): never => {
+    throw new ConfigError('CARTA_APPS_FILE', `${where}: ${what}`)
+  }
+  if (typeof entry !== 'object' || entry === null) bad('must be an object')
+  const e = entry as Record<string, unknown>
+  const str = (name: string, pattern?: RegExp): string => {
+    const v = e[name]
+    if (typeof v !== 'string' || v.trim() === '') return bad(`"${name}" must be a non-empty string`)
+    if (pattern && !pattern.test(v)) return bad(`"${name}" must match ${pattern}`)
+    return v.trim()
+  }
+  const key = str('key', /^[a-z0-9][a-z0-9-]{0,62}$/)
+  const environment = str('environment') as CartaEnvironment
+  if (environment !== 'playground' && environment !== 'production') bad('"environment" must be "playground" or "production"')
+  const status = (e.status === undefined ? 'active' : e.status) as AppStatus
+  if (status !== 'active' && status !== 'retired') bad('"status" must be "active" or "retired"')
+  if (!Array.isArray(e.scopes) || e.scopes.some((s) => typeof s !== 'string')) bad('"scopes" must be an array of strings')
+  const scopes = parseScopes((e.scopes as string[]).join(' '))
+  if (scopes.length === 0) bad('"scopes" must name at least one scope')
+  const baseUrl = (name: string): [string, boolean] => {
+    const v = str(name)
+    if (v === SANDBOX_URL) return [sandboxBase, true]
+    let u: URL
+    try {
+      u = new URL(v)
+    } catch {
+      return bad(`"${name}" must be an absolute URL or "${SANDBOX_URL}"`)
+    }
+    if (u.protocol !== 'https:' && !(u.protocol === 'http:' && isLoopbackUrl(v))) {
+      bad(`"${name}" must use https (plain http only for loopback hosts)`)
+    }
+    return [v.replace(/\/+$/, ''), false]
+  }
+  const [authBaseUrl, authSandbox] = baseUrl('authBaseUrl')
+  const [apiBaseUrl, apiSandbox] = baseUrl('apiBaseUrl')
+  if (authSandbox !== apiSandbox) bad('"authBaseUrl" and "apiBaseUrl" must both be "sandbox" or both real URLs')
+  const clientSecretEnv = str('clientSecretEnv', /^[A-Z][A-Z0-9_]*$/)
+  let clientSecret = env[clientSecretEnv]
+  if (!clientSecret) {
+    if (!authSandbox) throw new ConfigError(clientSecretEnv, `must hold the client secret of Carta app "${key}"`)
+    // Sandbox apps get a generated secret shared by the client and the sandbox.
+    clientSecret = devSecrets.get(clientSecretEnv, () => randomBytes(24).toString('base64url')) ?? bad('sandbox app in production')
+    generated.push(clientSecretEnv)
+  }
+  return {
+    key,
+    name: typeof e.name === 'string' && e.name.trim() ? e.name.trim() : key,
+    environment,
+    clientId: str('clientId'),
+    clientSecretEnv,
+    clientSecret,
+    authBaseUrl,
+    apiBaseUrl,
+    scopes,
+    status,
+    current: e.current === true,
+    sandbox: authSandbox,
+  }
+}
+
+// --- token keys --------------------------------------------------------------------------------
+
+/** `kid:base64key[,kid:base64key…]`, each key 32 bytes; the first one encrypts new tokens. */
+export function parseTokenKeys(value: string | undefined, fallback: () => string): Config['tokenKeys'] {
+  const text = value ?? fallback()
+  const keys = new Map<string, Buffer>()
+  let currentKeyId = ''
+  for (const part of text.split(',').map((p) => p.trim()).filter(Boolean)) {
+    const match = /^([A-Za-z0-9_-]{1,32}):(.+)$/.exec(part)
+    const key = match ? Buffer.from(match[2]!, 'base64') : undefined
+    if (!match || !key || key.length !== 32) {
+      throw new ConfigError('TOKEN_ENCRYPTION_KEYS', 'must be "keyid:base64-of-32-bytes[,keyid:…]" (generate one with `openssl rand -base64 32`)')
+    }
+    if (keys.has(match[1]!)) throw new ConfigError('TOKEN_ENCRYPTION_KEYS', `repeats key id "${match[1]}"`)
+    keys.set(match[1]!, key)
+    currentKeyId ||= match[1]!
+  }
+  if (!currentKeyId) throw new ConfigError('TOKEN_ENCRYPTION_KEYS', 'must name at least one key')
+  return { currentKeyId, keys }
+}
+
+// --- dev secrets -------------------------------------------------------------------------------
+
+/**
+ * Secrets generated for local runs, kept in `<dataDir>/dev-secrets.json` (mode 0600) so that a
+ * restart can still decrypt stored tokens. Never used when NODE_ENV=production.
+ */
+class DevSecrets {
+  private readonly file: string
+  private values: Record<string, string> | null = null
+  constructor(
+    dataDir: string,
+    private readonly nodeEnv: string,
+  ) {
+    this.file = resolve(dataDir, 'dev-secrets.json')
+  }
+  get(name: string, make: () => string): string | null {
+    if (this.nodeEnv === 'production') return null
+    if (this.values === null) {
+      this.values = existsSync(this.file) ? (JSON.parse(readFileSync(this.file, 'utf8')) as Record<string, string>) : {}
+    }
+    if (!this.values[name]) {
+      this.values[name] = make()
+      mkdirSync(dirname(this.file), { recursive: true })
+      writeFileSync(this.file, JSON.stringify(this.values, null, 2), { mode: 0o600 })
+    }
+    return this.values[name]!
+  }
+}
+
+// --- small parsers -----------------------------------------------------------------------------
+
+function databaseConfig(env: Env, dataDir: string): DatabaseConfig {
+  const urlValue = env.DATABASE_URL?.trim()
+  if (urlValue) {
+    let u: URL
+    try {
+      u = new URL(urlValue)
+    } catch {
+      throw new ConfigError('DATABASE_URL', 'must be a postgres://user@host:port/database URL')
+    }
+    if (u.protocol !== 'postgres:' && u.protocol !== 'postgresql:') {
+      throw new ConfigError('DATABASE_URL', `must start with postgres:// (got "${u.protocol}"); leave it unset for SQLite`)
+    }
+    const searchPath = env.DATABASE_SEARCH_PATH?.trim()
+    if (searchPath && !/^[a-z_][a-z0-9_]*$/.test(searchPath)) throw new ConfigError('DATABASE_SEARCH_PATH', 'must be a plain schema name')
+    return { kind: 'postgres', url: urlValue, ...(searchPath ? { searchPath } : {}) }
+  }
+  const path = env.DATABASE_PATH?.trim() || resolve(dataDir, 'scope-ledger.db')
+  return { kind: 'sqlite', path: isAbsolute(path) ? path : resolve(projectRoot, path) }
+}
+
+function oneOf<T extends string>(env: Env, name: string, allowed: readonly T[], fallback: T): T {
+  const value = env[name]?.trim()
+  if (!value) return fallback
+  if (!(allowed as readonly string[]).includes(value)) throw new ConfigError(name, `must be one of ${allowed.join(', ')} (got "${value}")`)
+  return value as T
+}
+
+function integer(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const value = env[name]?.trim()
+  if (!value) return fallback
+  if (!/^\d+$/.test(value) || Number(value) < min || Number(value) > max) {
+    throw new ConfigError(name, `must be a whole number from ${min} to ${max} (got "${value}")`)
+  }
+  return Number(value)
+}
+
+function url(env: Env, name: string, fallback: string): string {
+  const value = env[name]?.trim() || fallback
+  try {
+    const u = new URL(value)
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error('scheme')
+  } catch {
+    throw new ConfigError(name, `must be an http(s) URL (got "${value}")`)
+  }
+  return value
+}
+
+function cronExpression(env: Env, name: string, fallback: string): string {
+  const value = env[name]?.trim() || fallback
+  const fields = value.split(/\s+/)
+  if (fields.length < 5 || fields.length > 6) {
+    throw new ConfigError(name, `must be a cron expression of 5 or 6 fields, e.g. "0 6 * * *" (got "${value}")`)
+  }
+  return value
+}
+
+function timeZone(env: Env, name: string, fallback: string): string {
+  const value = env[name]?.trim() || fallback
+  try {
+    new Intl.DateTimeFormat('en-US', { timeZone: value })
+  } catch {
+    throw new ConfigError(name, `must be an IANA time zone such as "UTC" or "Europe/Paris" (got "${value}")`)
+  }
+  return value
+}

@@ -1,0 +1,71 @@
+// Table types for operators, rollouts and reauthorization links (migrations/0002_rollouts.ts).
+import type { Generated } from 'kysely'
+import type { Millis } from '../db/schema.js'
+
+export interface OperatorTable {
+  id: Generated<number>
+  username: string
+  /** scrypt$N$r$p$salt$hash (see src/admin/passwords.ts). */
+  password_hash: string
+  created_at: Millis
+  last_sign_in_at: Millis | null
+}
+
+export interface RolloutTable {
+  id: Generated<number>
+  name: string
+  /** Target app users should end up on. */
+  app_id: number
+  required_scopes: string
+  status: Generated<'active' | 'archived'>
+  created_by: string
+  created_at: Millis
+  archived_at: Millis | null
+}
+
+export type MemberState = 'covered' | 'lacking' | 'reconnect'
+
+export interface RolloutMemberTable {
+  rollout_id: number
+  user_id: number
+  /** App of the user's active grant, null when none. */
+  app_id: number | null
+  state: MemberState
+  /** 1 when state is lacking or reconnect: the list the operator works through. */
+  needs_action: number
+  missing_scopes: Generated<string>
+  authorized_at: Millis | null
+}
+
+export interface RolloutMemberMissingTable {
+  rollout_id: number
+  scope: string
+  user_id: number
+}
+
+export interface RolloutCountTable {
+  rollout_id: number
+  bucket: string
+  count: Generated<number>
+}
+
+export interface ReauthLinkTable {
+  id: Generated<number>
+  rollout_id: number
+  user_id: number
+  nonce: string
+  issued_by: string
+  issued_at: Millis
+  expires_at: Millis
+  used_at: Millis | null
+  used_grant_id: number | null
+}
+
+export interface RolloutTables {
+  operators: OperatorTable
+  rollouts: RolloutTable
+  rollout_members: RolloutMemberTable
+  rollout_member_missing: RolloutMemberMissingTable
+  rollout_counts: RolloutCountTable
+  reauth_links: ReauthLinkTable
+}

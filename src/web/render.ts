@@ -1,0 +1,58 @@
+// Server-rendered pages: Eta templates in views/, one layout, and one way to show an error page.
+import { join } from 'node:path'
+import { Eta } from 'eta'
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import { projectRoot } from '../config.js'
+
+export const viewsDir = join(projectRoot, 'views')
+
+export const eta = new Eta({ views: viewsDir, cache: process.env.NODE_ENV === 'production', autoEscape: true, autoTrim: false })
+
+/** An error a route throws to end the request with a clear page (and the right status). */
+export class PageError extends Error {
+  constructor(
+    readonly statusCode: number,
+    readonly title: string,
+    message: string,
+    /** Extra template data for the error page, e.g. { retryHref: '/carta/connect' }. */
+    readonly extra: Record<string, unknown> = {},
+  ) {
+    super(message)
+    this.name = 'PageError'
+  }
+}
+
+/** Data every page's layout may read. */
+export interface PageData {
+  title: string
+  /** Set true on pages that render a POST form: provides `it.csrfToken` (creates a session). */
+  csrf?: boolean
+  [key: string]: unknown
+}
+
+/**
+ * Renders `views/<view>.eta` inside the layout. The layout shows the operator nav when the
+ * session belongs to an operator; `csrfToken` is provided to pages that set `csrf: true`.
+ */
+export async function renderPage(request: FastifyRequest, reply: FastifyReply, view: string, data: PageData, statusCode = 200): Promise<FastifyReply> {
+  const session = request.session as { operatorId?: number; operatorName?: string } | undefined
+  const html = await eta.renderAsync(view, {
+    ...data,
+    operatorName: session?.operatorId ? session.operatorName ?? 'operator' : null,
+    path: request.url,
+    // Operator pages always carry the sign-out form; other pages only when they ask.
+    csrfToken: data.csrf || session?.operatorId ? await csrfTokenFor(reply) : null,
+  })
+  return reply.code(statusCode).type('text/html; charset=utf-8').send(html)
+}
+
+async function csrfTokenFor(reply: FastifyReply): Promise<string | null> {
+  const generate = (reply as unknown as { generateCsrf?: () => string | Promise<string> }).generateCsrf
+  if (!generate || !reply.request.session) return null
+  return await generate.call(reply)
+}
+
+/** Renders the error page. Used by the app's error handler; routes throw PageError instead. */
+export async function renderError(request: FastifyRequest, reply: FastifyReply, statusCode: number, title: string, message: string, extra: Record<string, unknown> = {}): Promise<FastifyReply> {
+  return renderPage(request, reply, 'error', { title, message, statusCode, ...extra }, statusCode)
+}
