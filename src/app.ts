@@ -15,6 +15,7 @@ import { TokenCipher } from './grants/token-cipher.js'
 import { DatabaseSessionStore } from './sessions/store.js'
 import { PageError, renderError, viewsDir } from './web/render.js'
 import adminRoutes from './admin/routes.js'
+import lifecycleRoutes from './admin/lifecycle-routes.js'
 import auditRoutes from './audit/routes.js'
 import cartaRoutes from './carta/routes.js'
 import featureRoutes from './features/routes.js'
@@ -164,6 +165,7 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
   await app.register(featureRoutes)
   await app.register(reauthLinkRoutes)
   await app.register(adminRoutes)
+  await app.register(lifecycleRoutes)
   await app.register(auditRoutes)
   await app.register(reportRoutes)
   await app.register(grantJobs)
