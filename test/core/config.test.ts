@@ -48,7 +48,7 @@ t.test('each bad value names its variable', async (t) => {
     [{ PORT: 'eighty' }, 'PORT', /whole number/],
     [{ PUBLIC_URL: 'ftp://x' }, 'PUBLIC_URL', /http\(s\) URL/],
     [{ DATABASE_URL: 'mysql://x/y' }, 'DATABASE_URL', /postgres:\/\//],
-    [{ TOKEN_ENCRYPTION_KEYS: 'k1:c2hvcnQ=' }, 'TOKEN_ENCRYPTION_KEYS', /32 bytes/],
+    [{ TOKEN_ENCRYPTION_KEYS: 'k1:c2hvcnQ=' }, 'TOKEN_ENCRYPTION_KEYS', /base64-of-32-bytes/],
     [{ SESSION_SECRET: 'short' }, 'SESSION_SECRET', /at least 32/],
     [{ REPORT_CRON: 'every day' }, 'REPORT_CRON', /cron expression/],
     [{ REPORT_TIMEZONE: 'Mars/Olympus' }, 'REPORT_TIMEZONE', /IANA time zone/],
