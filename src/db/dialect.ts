@@ -1,29 +1,48 @@
 // The one place that knows which SQL engine is underneath. Everything else in src/ writes
 // portable Kysely queries; migrations ask here for the few column shapes that differ.
 import Database from 'better-sqlite3'
-import { type ColumnDefinitionBuilder, type Dialect, type Kysely, PostgresAdapter, PostgresDialect, SqliteDialect } from 'kysely'
+import { type ColumnDefinitionBuilder, type Dialect, type Kysely, PostgresAdapter, PostgresDialect, SqliteDialect, sql } from 'kysely'
 import pg from 'pg'
 import type { DatabaseConfig } from '../config.js'
 
 // PostgreSQL returns int8 (bigint, and every count(*)) as a string; our bigints are epoch
 // milliseconds and counts, far below 2^53, so read them as numbers like SQLite does.
 pg.types.setTypeParser(20, (value: string) => Number(value))
+// numeric (sum()/avg() results) likewise; coverage ratios need no arbitrary precision.
+pg.types.setTypeParser(1700, (value: string) => Number(value))
 
 export interface OpenedDialect {
   dialect: Dialect
-  /** Releases the engine's own handles (pool or file) after Kysely is destroyed. */
   kind: DatabaseConfig['kind']
 }
 
-export function createDialect(config: DatabaseConfig, options: { poolSize?: number; searchPath?: string } = {}): OpenedDialect {
+export interface DialectOptions {
+  /** Overrides DATABASE_POOL_SIZE (PostgreSQL only). */
+  poolSize?: number
+  /** Overrides DATABASE_SEARCH_PATH (PostgreSQL only): the schema every unqualified name lives in. */
+  searchPath?: string
+}
+
+/** Only plain lower-case identifiers reach the connection options (they are not quoted there). */
+const PLAIN_SCHEMA = /^[a-z_][a-z0-9_]*$/
+
+export function createDialect(config: DatabaseConfig, options: DialectOptions = {}): OpenedDialect {
   if (config.kind === 'postgres') {
+    const searchPath = options.searchPath ?? config.searchPath
+    if (searchPath !== undefined && !PLAIN_SCHEMA.test(searchPath)) throw new Error(`search path "${searchPath}" is not a plain schema name`)
     const pool = new pg.Pool({
       connectionString: config.url,
-      max: options.poolSize ?? 10,
+      max: options.poolSize ?? config.poolSize ?? 10,
       connectionTimeoutMillis: 5_000,
-      // A per-test schema (see test/helpers) isolates concurrent test files on one database.
-      ...((options.searchPath ?? config.searchPath) ? { options: `-c search_path=${options.searchPath ?? config.searchPath}` } : {}),
+      idleTimeoutMillis: 30_000,
+      application_name: 'scope-ledger',
+      // A schema per deployment or per test app isolates them on one database.
+      ...(searchPath ? { options: `-c search_path=${searchPath}` } : {}),
     })
+    // An idle pooled connection that dies (server restart, network cut) emits 'error' on the pool;
+    // unhandled it would crash the process. The pool drops that client and opens a new one on
+    // the next query, so nothing else is needed here.
+    pool.on('error', () => {})
     return { kind: 'postgres', dialect: new PostgresDialect({ pool }) }
   }
   const database = new Database(config.path)
@@ -38,7 +57,10 @@ export function isPostgres(db: Kysely<any>): boolean {
   return db.getExecutor().adapter instanceof PostgresAdapter
 }
 
-/** An auto-incrementing integer primary key: `serial` on PostgreSQL, rowid alias on SQLite. */
+/**
+ * An auto-incrementing integer primary key: `serial` (int4, 2^31 ids: 700× the 3M-grant design
+ * scale) on PostgreSQL, the rowid alias on SQLite. Foreign keys to it are `integer` on both.
+ */
 export function idColumn(db: Kysely<any>): ['serial' | 'integer', (c: ColumnDefinitionBuilder) => ColumnDefinitionBuilder] {
   return isPostgres(db)
     ? ['serial', (c) => c.primaryKey()]
@@ -49,4 +71,23 @@ export function idColumn(db: Kysely<any>): ['serial' | 'integer', (c: ColumnDefi
 export function isUniqueViolation(err: unknown): boolean {
   const e = err as { code?: string; message?: string }
   return e?.code === '23505' || e?.code === 'SQLITE_CONSTRAINT_UNIQUE' || e?.code === 'SQLITE_CONSTRAINT_PRIMARYKEY'
+}
+
+/** True when an error is a foreign-key violation on either engine. */
+export function isForeignKeyViolation(err: unknown): boolean {
+  const e = err as { code?: string }
+  return e?.code === '23503' || e?.code === 'SQLITE_CONSTRAINT_FOREIGNKEY'
+}
+
+/**
+ * The schema unqualified table names resolve to on PostgreSQL (DATABASE_SEARCH_PATH or the
+ * server's default, usually `public`); undefined on SQLite. The migrator pins its bookkeeping
+ * tables to it, so several schemas on one database never see each other's migrations.
+ */
+export async function currentSchema(db: Kysely<any>): Promise<string | undefined> {
+  if (!isPostgres(db)) return undefined
+  const { rows } = await sql<{ schema: string | null }>`select current_schema() as schema`.execute(db)
+  const schema = rows[0]?.schema
+  if (!schema) throw new Error('the PostgreSQL search_path names no existing schema (create it, or fix DATABASE_SEARCH_PATH)')
+  return schema
 }
