@@ -27,7 +27,7 @@ export interface CartaAppConfig {
   sandbox: boolean
 }
 
-export type DatabaseConfig = { kind: 'sqlite'; path: string } | { kind: 'postgres'; url: string; searchPath?: string }
+export type DatabaseConfig = { kind: 'sqlite'; path: string } | { kind: 'postgres'; url: string; searchPath?: string; poolSize: number }
 
 export interface Config {
   nodeEnv: 'development' | 'production' | 'test'
@@ -339,7 +339,9 @@ function databaseConfig(env: Env, dataDir: string): DatabaseConfig {
     }
     const searchPath = env.DATABASE_SEARCH_PATH?.trim()
     if (searchPath && !/^[a-z_][a-z0-9_]*$/.test(searchPath)) throw new ConfigError('DATABASE_SEARCH_PATH', 'must be a plain schema name')
-    return { kind: 'postgres', url: urlValue, ...(searchPath ? { searchPath } : {}) }
+    // Connections per instance; instances × pool size must stay under the server's max_connections.
+    const poolSize = integer(env, 'DATABASE_POOL_SIZE', 10, 1, 1000)
+    return { kind: 'postgres', url: urlValue, poolSize, ...(searchPath ? { searchPath } : {}) }
   }
   const path = env.DATABASE_PATH?.trim() || resolve(dataDir, 'scope-ledger.db')
   return { kind: 'sqlite', path: isAbsolute(path) ? path : resolve(projectRoot, path) }
