@@ -1,4 +1,98 @@
-// Placeholder route module; replaced by its real implementation.
+// /admin/audit: the audit trail for operators, filtered by user, event type and date range,
+// newest first with keyset paging, and the same filters exported as CSV.
+import { Readable } from 'node:stream'
 import type { FastifyInstance } from 'fastify'
+import { requireOperator } from '../admin/guard.js'
+import { PageError, renderPage } from '../web/render.js'
+import {
+  type AuditFilters,
+  CSV_HEADER,
+  csvLine,
+  DAY_MS,
+  decodeCursor,
+  encodeCursor,
+  iterateAuditEvents,
+  KNOWN_AUDIT_TYPES,
+  listAuditEvents,
+  parseDay,
+} from './queries.js'
 
-export default async function auditRoutes(_app: FastifyInstance): Promise<void> {}
+const PAGE_SIZE = 50
+
+interface AuditQuery {
+  user?: string
+  type?: string
+  from?: string
+  to?: string
+  before?: string
+}
+
+/** Query string → filters; a malformed value is a 400 page naming the field, never a silent ignore. */
+function parseFilters(query: AuditQuery): { filters: AuditFilters; form: Required<Omit<AuditQuery, 'before'>> } {
+  const form = { user: (query.user ?? '').trim(), type: (query.type ?? '').trim(), from: (query.from ?? '').trim(), to: (query.to ?? '').trim() }
+  const filters: AuditFilters = {}
+  if (form.user) {
+    if (!/^\d{1,15}$/.test(form.user)) throw new PageError(400, 'Invalid filter', 'The user filter must be a user id (a whole number).', { backHref: '/admin/audit', backLabel: 'Back to the audit trail' })
+    filters.userId = Number(form.user)
+  }
+  if (form.type) {
+    if (!/^[a-z_]{1,40}\.[a-z_]{1,40}$/.test(form.type)) throw new PageError(400, 'Invalid filter', 'Unknown event type.', { backHref: '/admin/audit', backLabel: 'Back to the audit trail' })
+    filters.type = form.type
+  }
+  for (const field of ['from', 'to'] as const) {
+    if (!form[field]) continue
+    const day = parseDay(form[field])
+    if (day === null) throw new PageError(400, 'Invalid filter', `The "${field}" date must be a date like 2025-01-31.`, { backHref: '/admin/audit', backLabel: 'Back to the audit trail' })
+    // Dates are whole UTC days; "to" includes its own day.
+    if (field === 'from') filters.fromMs = day
+    else filters.toMs = day + DAY_MS
+  }
+  if (filters.fromMs !== undefined && filters.toMs !== undefined && filters.fromMs >= filters.toMs) {
+    throw new PageError(400, 'Invalid filter', 'The "from" date must not be after the "to" date.', { backHref: '/admin/audit', backLabel: 'Back to the audit trail' })
+  }
+  return { filters, form }
+}
+
+function queryString(form: Record<string, string>, extra: Record<string, string> = {}): string {
+  const params = new URLSearchParams()
+  for (const [k, v] of Object.entries({ ...form, ...extra })) if (v) params.set(k, v)
+  const text = params.toString()
+  return text ? `?${text}` : ''
+}
+
+export default async function auditRoutes(app: FastifyInstance): Promise<void> {
+  const { db } = app.deps
+
+  app.get<{ Querystring: AuditQuery }>('/admin/audit', { preHandler: requireOperator }, async (request, reply) => {
+    const { filters, form } = parseFilters(request.query)
+    const before = decodeCursor(request.query.before)
+    if (before === 'invalid') throw new PageError(400, 'Invalid page', 'That page link is malformed.', { backHref: '/admin/audit', backLabel: 'Back to the audit trail' })
+    const page = await listAuditEvents(db, filters, { before, limit: PAGE_SIZE })
+    const types = [...KNOWN_AUDIT_TYPES] as string[]
+    if (form.type && !types.includes(form.type)) types.push(form.type)
+    return renderPage(request, reply, 'admin/audit', {
+      title: 'Audit trail',
+      form,
+      types,
+      rows: page.rows.map((r) => ({ ...r, atIso: new Date(Number(r.at)).toISOString().replace('T', ' ').slice(0, 19) + ' UTC' })),
+      nextHref: page.next ? `/admin/audit${queryString(form, { before: encodeCursor(page.next) })}` : null,
+      firstHref: before ? `/admin/audit${queryString(form)}` : null,
+      csvHref: `/admin/audit.csv${queryString(form)}`,
+    })
+  })
+
+  app.get<{ Querystring: AuditQuery }>('/admin/audit.csv', { preHandler: requireOperator }, async (request, reply) => {
+    const { filters } = parseFilters(request.query)
+    request.log.info({ filters }, 'audit CSV export')
+    async function* lines(): AsyncGenerator<string> {
+      yield CSV_HEADER.join(',') + '\r\n'
+      for await (const row of iterateAuditEvents(db, filters)) yield csvLine(row)
+    }
+    const stamp = new Date(app.deps.clock.now()).toISOString().slice(0, 10)
+    return reply
+      .type('text/csv; charset=utf-8')
+      .header('content-disposition', `attachment; filename="audit-${stamp}.csv"`)
+      .header('cache-control', 'no-store')
+      .send(Readable.from(lines()))
+  })
+}
