@@ -28,7 +28,9 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn('archived_at', 'bigint')
     .execute()
 
-  // One row per (rollout, end user). state: covered | lacking | reconnect.
+  // One row per (rollout, end user). state: covered | lacking | reconnect; reason says why a
+  // member needs action (missing_scopes | app_retired | no_active_grant | needs_reconnect).
+  // authorized_at is the user's last authorization (never null, so keyset paging by time is exact).
   await db.schema
     .createTable('rollout_members')
     .addColumn('rollout_id', 'integer', (c) => c.notNull().references('rollouts.id').onDelete('cascade'))
@@ -37,7 +39,8 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn('state', 'text', (c) => c.notNull())
     .addColumn('needs_action', 'integer', (c) => c.notNull())
     .addColumn('missing_scopes', 'text', (c) => c.notNull().defaultTo(''))
-    .addColumn('authorized_at', 'bigint')
+    .addColumn('reason', 'text')
+    .addColumn('authorized_at', 'bigint', (c) => c.notNull())
     .addPrimaryKeyConstraint('rollout_members_pk', ['rollout_id', 'user_id'])
     .execute()
   await db.schema.createIndex('rollout_members_list').on('rollout_members').columns(['rollout_id', 'needs_action', 'user_id']).execute()
@@ -76,6 +79,8 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn('used_grant_id', 'integer')
     .execute()
   await db.schema.createIndex('reauth_links_member').on('reauth_links').columns(['rollout_id', 'user_id', 'id']).execute()
+  // The user page lists a user's links across rollouts.
+  await db.schema.createIndex('reauth_links_user').on('reauth_links').columns(['user_id', 'id']).execute()
 }
 
 export async function down(db: Kysely<any>): Promise<void> {

@@ -1,12 +1,345 @@
 // Rollout membership: one row per (rollout, end user) comparing the user's active grant with the
-// rollout's required scopes, plus rollout_counts kept in step. (Contract; implemented by the
-// rollouts module.)
-import type { Kysely } from 'kysely'
+// rollout's required scopes, plus rollout_counts kept in step by deltas in the same transaction,
+// so the dashboard never rescans 3M grants (DESIGN §6).
+//
+// States:
+//   covered   – the active grant holds every required scope (holding MORE is still covered;
+//               scopes are a set, RFC 6749 §3.3) and its app is not retired;
+//   lacking   – the active grant misses a required scope, or its app is retired;
+//   reconnect – no active grant, or the user is marked needs_reconnect (broken/revoked token):
+//               such a user holds nothing usable, so every required scope counts as missing.
+import { type Kysely, sql } from 'kysely'
 import type { Database } from '../db/schema.js'
+import { formatScopes, missingScopes, parseScopes } from '../scopes.js'
+import type { MemberReason, MemberState } from './tables.js'
+
+type Tx = Kysely<Database>
+
+export interface Membership {
+  state: MemberState
+  reason: MemberReason | null
+  /** Required scopes the user lacks, sorted. */
+  missing: string[]
+  appId: number | null
+  authorizedAt: number
+}
+
+export interface MemberInputs {
+  required: string[]
+  /** The user's active grant (status active and referenced by end_users.active_grant_id). */
+  grant: { appId: number; scopes: string[]; createdAt: number } | null
+  appRetired: boolean
+  userStatus: 'connected' | 'needs_reconnect'
+  /** When the user last authorized (falls back to the latest grant, then the user's creation). */
+  lastAuthorizedAt: number
+}
+
+/** The pure rule, shared by the per-user sync and the tests. */
+export function computeMembership(input: MemberInputs): Membership {
+  const required = parseScopes(input.required.join(' '))
+  const { grant } = input
+  if (!grant || input.userStatus === 'needs_reconnect') {
+    return {
+      state: 'reconnect',
+      reason: grant ? 'needs_reconnect' : 'no_active_grant',
+      missing: required,
+      appId: grant?.appId ?? null,
+      authorizedAt: input.lastAuthorizedAt,
+    }
+  }
+  const missing = missingScopes(required, grant.scopes)
+  if (input.appRetired || missing.length > 0) {
+    return { state: 'lacking', reason: input.appRetired ? 'app_retired' : 'missing_scopes', missing, appId: grant.appId, authorizedAt: grant.createdAt }
+  }
+  return { state: 'covered', reason: null, missing: [], appId: grant.appId, authorizedAt: grant.createdAt }
+}
+
+/** Counter buckets one member contributes to (see migrations/0002_rollouts.ts). */
+export function memberBuckets(m: Pick<Membership, 'state' | 'missing' | 'appId'>): string[] {
+  return ['members', m.state, ...m.missing.map((s) => `missing:${s}`), ...(m.appId !== null ? [`app:${m.appId}`] : [])]
+}
+
+/** Adds the deltas to rollout_counts with a portable upsert (count = count + delta). */
+export async function applyCountDeltas(db: Tx, rolloutId: number, deltas: Map<string, number>): Promise<void> {
+  for (const [bucket, delta] of deltas) {
+    if (delta === 0) continue
+    await db
+      .insertInto('rollout_counts')
+      .values({ rollout_id: rolloutId, bucket, count: delta })
+      .onConflict((oc) =>
+        oc.columns(['rollout_id', 'bucket']).doUpdateSet((eb) => ({ count: eb('rollout_counts.count', '+', eb.ref('excluded.count')) })),
+      )
+      .execute()
+  }
+}
+
+/** What the database says about one user, for computeMembership. */
+async function loadMemberInputs(db: Tx, userId: number): Promise<Omit<MemberInputs, 'required'> | null> {
+  const user = await db.selectFrom('end_users').select(['id', 'status', 'active_grant_id', 'created_at']).where('id', '=', userId).executeTakeFirst()
+  if (!user) return null
+  let grant: MemberInputs['grant'] = null
+  let appRetired = false
+  if (user.active_grant_id !== null) {
+    const row = await db
+      .selectFrom('grants')
+      .innerJoin('oauth_apps', 'oauth_apps.id', 'grants.app_id')
+      .select(['grants.id', 'grants.app_id', 'grants.created_at', 'grants.status', 'oauth_apps.status as app_status'])
+      .where('grants.id', '=', user.active_grant_id)
+      .executeTakeFirst()
+    if (row && row.status === 'active') {
+      const scopes = await db.selectFrom('grant_scopes').select('scope').where('grant_id', '=', row.id).execute()
+      grant = { appId: row.app_id, scopes: scopes.map((s) => s.scope), createdAt: row.created_at }
+      appRetired = row.app_status === 'retired'
+    }
+  }
+  let lastAuthorizedAt = grant?.createdAt
+  if (lastAuthorizedAt === undefined) {
+    const latest = await db.selectFrom('grants').select((eb) => eb.fn.max('created_at').as('at')).where('user_id', '=', userId).executeTakeFirst()
+    lastAuthorizedAt = latest?.at !== null && latest?.at !== undefined ? Number(latest.at) : user.created_at
+  }
+  return { grant, appRetired, userStatus: user.status, lastAuthorizedAt }
+}
 
 /**
  * Recomputes this user's membership in every active rollout and adjusts the counters. Call it
  * inside the transaction that changed the user's active grant, its scopes, its status or the
  * user's status.
  */
-export async function syncUserRollouts(_db: Kysely<Database>, _userId: number, _now: number): Promise<void> {}
+export async function syncUserRollouts(db: Tx, userId: number, _now: number): Promise<void> {
+  const rollouts = await db.selectFrom('rollouts').select(['id', 'required_scopes']).where('status', '=', 'active').execute()
+  if (rollouts.length === 0) return
+  const inputs = await loadMemberInputs(db, userId)
+  if (!inputs) return
+  const existing = await db
+    .selectFrom('rollout_members')
+    .select(['rollout_id', 'state', 'missing_scopes', 'app_id', 'reason', 'authorized_at'])
+    .where('user_id', '=', userId)
+    .where(
+      'rollout_id',
+      'in',
+      rollouts.map((r) => r.id),
+    )
+    .execute()
+  const before = new Map(existing.map((row) => [row.rollout_id, row]))
+
+  for (const rollout of rollouts) {
+    const next = computeMembership({ ...inputs, required: parseScopes(rollout.required_scopes) })
+    const old = before.get(rollout.id)
+    const oldMissing = old ? parseScopes(old.missing_scopes) : []
+    const unchanged =
+      old &&
+      old.state === next.state &&
+      old.reason === next.reason &&
+      old.app_id === next.appId &&
+      old.authorized_at === next.authorizedAt &&
+      formatScopes(oldMissing) === formatScopes(next.missing)
+    if (unchanged) continue
+
+    const deltas = new Map<string, number>()
+    if (old) for (const b of memberBuckets({ state: old.state, missing: oldMissing, appId: old.app_id })) deltas.set(b, (deltas.get(b) ?? 0) - 1)
+    for (const b of memberBuckets(next)) deltas.set(b, (deltas.get(b) ?? 0) + 1)
+
+    const values = {
+      app_id: next.appId,
+      state: next.state,
+      needs_action: next.state === 'covered' ? 0 : 1,
+      missing_scopes: formatScopes(next.missing),
+      reason: next.reason,
+      authorized_at: next.authorizedAt,
+    }
+    if (old) {
+      await db.updateTable('rollout_members').set(values).where('rollout_id', '=', rollout.id).where('user_id', '=', userId).execute()
+    } else {
+      await db.insertInto('rollout_members').values({ rollout_id: rollout.id, user_id: userId, ...values }).execute()
+    }
+    const gone = oldMissing.filter((s) => !next.missing.includes(s))
+    const added = next.missing.filter((s) => !oldMissing.includes(s))
+    if (gone.length) {
+      await db.deleteFrom('rollout_member_missing').where('rollout_id', '=', rollout.id).where('user_id', '=', userId).where('scope', 'in', gone).execute()
+    }
+    if (added.length) {
+      await db
+        .insertInto('rollout_member_missing')
+        .values(added.map((scope) => ({ rollout_id: rollout.id, scope, user_id: userId })))
+        .execute()
+    }
+    await applyCountDeltas(db, rollout.id, deltas)
+  }
+}
+
+/**
+ * Builds the membership of a new rollout for ALL end users with set-based INSERT … SELECT
+ * statements (1M users: no per-user loop), then its counters. Run inside the creating transaction.
+ */
+export async function buildRolloutMembership(db: Tx, rolloutId: number, requiredScopes: string[]): Promise<void> {
+  const required = parseScopes(requiredScopes.join(' '))
+  const rid = sql.lit(rolloutId)
+
+  // 1. The missing (rollout, scope, user) triples, one statement per required scope.
+  for (const scope of required) {
+    await db
+      .insertInto('rollout_member_missing')
+      .columns(['rollout_id', 'scope', 'user_id'])
+      .expression(
+        db
+          .selectFrom('end_users as u')
+          .leftJoin('grants as g', (join) => join.onRef('g.id', '=', 'u.active_grant_id').on('g.status', '=', 'active'))
+          .select([rid.as('rollout_id'), sql<string>`cast(${scope} as text)`.as('scope'), 'u.id as user_id'])
+          .where((eb) =>
+            eb.or([
+              eb('g.id', 'is', null),
+              eb('u.status', '=', 'needs_reconnect'),
+              eb.not(
+                eb.exists(
+                  eb
+                    .selectFrom('grant_scopes as gs')
+                    .select(sql.lit(1).as('one'))
+                    .whereRef('gs.grant_id', '=', 'g.id')
+                    .where('gs.scope', '=', scope),
+                ),
+              ),
+            ]),
+          ),
+      )
+      .execute()
+  }
+
+  // 2. One member row per user; missing_scopes is rebuilt from the triples above (PK lookups).
+  const missingExpr = required.length
+    ? sql<string>`trim(${sql.join(
+        required.map(
+          (scope) =>
+            sql`case when exists (select 1 from rollout_member_missing mm where mm.rollout_id = ${rid} and mm.scope = ${scope} and mm.user_id = u.id) then cast(${`${scope} `} as text) else '' end`,
+        ),
+        sql` || `,
+      )})`
+    : sql<string>`''`
+  const base = db
+    .selectFrom('end_users as u')
+    .leftJoin('grants as g', (join) => join.onRef('g.id', '=', 'u.active_grant_id').on('g.status', '=', 'active'))
+    .leftJoin('oauth_apps as a', 'a.id', 'g.app_id')
+    .select((eb) => [
+      'u.id as user_id',
+      'g.app_id as app_id',
+      sql<number>`case when g.id is null then 0 when u.status = 'needs_reconnect' then 1 else 2 end`.as('kind'),
+      sql<number>`case when a.status = 'retired' then 1 else 0 end`.as('retired'),
+      missingExpr.as('missing'),
+      eb.fn
+        .coalesce(
+          'g.created_at',
+          eb.selectFrom('grants as lg').select((e) => e.fn.max('lg.created_at').as('m')).whereRef('lg.user_id', '=', 'u.id'),
+          'u.created_at',
+        )
+        .as('authorized_at'),
+    ])
+    .as('x')
+  await db
+    .insertInto('rollout_members')
+    .columns(['rollout_id', 'user_id', 'app_id', 'state', 'needs_action', 'missing_scopes', 'reason', 'authorized_at'])
+    .expression(
+      db
+        .selectFrom(base)
+        .select([
+          rid.as('rollout_id'),
+          'x.user_id',
+          'x.app_id',
+          sql<MemberState>`case when x.kind < 2 then 'reconnect' when x.retired = 1 or x.missing <> '' then 'lacking' else 'covered' end`.as('state'),
+          sql<number>`case when x.kind = 2 and x.retired = 0 and x.missing = '' then 0 else 1 end`.as('needs_action'),
+          'x.missing',
+          sql<MemberReason | null>`case when x.kind = 0 then 'no_active_grant' when x.kind = 1 then 'needs_reconnect' when x.retired = 1 then 'app_retired' when x.missing <> '' then 'missing_scopes' else null end`.as(
+            'reason',
+          ),
+          'x.authorized_at',
+        ]),
+    )
+    .execute()
+
+  await recountRollout(db, rolloutId)
+}
+
+/**
+ * Rebuilds a rollout's counters exactly from rollout_members / rollout_member_missing and returns
+ * them. Used at creation, and by reports to cross-check the delta-maintained counters.
+ */
+export async function recountRollout(db: Tx, rolloutId: number): Promise<Map<string, number>> {
+  const counts = await exactCounts(db, rolloutId)
+  await db.deleteFrom('rollout_counts').where('rollout_id', '=', rolloutId).execute()
+  const rows = [...counts].map(([bucket, count]) => ({ rollout_id: rolloutId, bucket, count }))
+  for (let i = 0; i < rows.length; i += 200) await db.insertInto('rollout_counts').values(rows.slice(i, i + 200)).execute()
+  return counts
+}
+
+/** The counters as they should be, computed from the member rows (no writes). */
+export async function exactCounts(db: Tx, rolloutId: number): Promise<Map<string, number>> {
+  const rollout = await db.selectFrom('rollouts').select('required_scopes').where('id', '=', rolloutId).executeTakeFirstOrThrow()
+  const counts = new Map<string, number>([
+    ['members', 0],
+    ['covered', 0],
+    ['lacking', 0],
+    ['reconnect', 0],
+  ])
+  for (const scope of parseScopes(rollout.required_scopes)) counts.set(`missing:${scope}`, 0)
+  const byState = await db
+    .selectFrom('rollout_members')
+    .select(['state', (eb) => eb.fn.countAll().as('n')])
+    .where('rollout_id', '=', rolloutId)
+    .groupBy('state')
+    .execute()
+  for (const row of byState) {
+    counts.set(row.state, Number(row.n))
+    counts.set('members', counts.get('members')! + Number(row.n))
+  }
+  const byApp = await db
+    .selectFrom('rollout_members')
+    .select(['app_id', (eb) => eb.fn.countAll().as('n')])
+    .where('rollout_id', '=', rolloutId)
+    .where('app_id', 'is not', null)
+    .groupBy('app_id')
+    .execute()
+  for (const row of byApp) counts.set(`app:${row.app_id}`, Number(row.n))
+  const byScope = await db
+    .selectFrom('rollout_member_missing')
+    .select(['scope', (eb) => eb.fn.countAll().as('n')])
+    .where('rollout_id', '=', rolloutId)
+    .groupBy('scope')
+    .execute()
+  for (const row of byScope) counts.set(`missing:${row.scope}`, Number(row.n))
+  return counts
+}
+
+/** The delta-maintained counters as stored. */
+export async function storedCounts(db: Tx, rolloutId: number): Promise<Map<string, number>> {
+  const rows = await db.selectFrom('rollout_counts').select(['bucket', 'count']).where('rollout_id', '=', rolloutId).execute()
+  return new Map(rows.map((r) => [r.bucket, Number(r.count)]))
+}
+
+/**
+ * After an app is retired (or, exceptionally, reactivated): moves its users between covered and
+ * lacking in every active rollout, set-based, adjusting the counters by the same deltas.
+ * A retired app's users must move to a live app even if they hold every scope.
+ */
+export async function syncUsersOnApp(db: Tx, appId: number, _now: number): Promise<void> {
+  const app = await db.selectFrom('oauth_apps').select('status').where('id', '=', appId).executeTakeFirst()
+  if (!app) return
+  const rollouts = await db.selectFrom('rollouts').select('id').where('status', '=', 'active').execute()
+  for (const { id } of rollouts) {
+    const count = async (build: (q: any) => any): Promise<number> => {
+      const row = await build(
+        db.selectFrom('rollout_members').select((eb) => eb.fn.countAll().as('n')).where('rollout_id', '=', id).where('app_id', '=', appId),
+      ).executeTakeFirst()
+      return Number(row?.n ?? 0)
+    }
+    const scoped = db.updateTable('rollout_members').where('rollout_id', '=', id).where('app_id', '=', appId)
+    if (app.status === 'retired') {
+      const n = await count((q) => q.where('state', '=', 'covered'))
+      await scoped.set({ state: 'lacking', needs_action: 1, reason: 'app_retired' }).where('state', '=', 'covered').execute()
+      await scoped.set({ reason: 'app_retired' }).where('state', '=', 'lacking').execute()
+      await applyCountDeltas(db, id, new Map([['covered', -n], ['lacking', n]]))
+    } else {
+      const n = await count((q) => q.where('reason', '=', 'app_retired').where('missing_scopes', '=', ''))
+      await scoped.set({ state: 'covered', needs_action: 0, reason: null }).where('reason', '=', 'app_retired').where('missing_scopes', '=', '').execute()
+      await scoped.set({ reason: 'missing_scopes' }).where('reason', '=', 'app_retired').execute()
+      await applyCountDeltas(db, id, new Map([['covered', n], ['lacking', -n]]))
+    }
+  }
+}

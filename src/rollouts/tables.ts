@@ -24,6 +24,7 @@ export interface RolloutTable {
 }
 
 export type MemberState = 'covered' | 'lacking' | 'reconnect'
+export type MemberReason = 'missing_scopes' | 'app_retired' | 'no_active_grant' | 'needs_reconnect'
 
 export interface RolloutMemberTable {
   rollout_id: number
@@ -34,7 +35,9 @@ export interface RolloutMemberTable {
   /** 1 when state is lacking or reconnect: the list the operator works through. */
   needs_action: number
   missing_scopes: Generated<string>
-  authorized_at: Millis | null
+  reason: MemberReason | null
+  /** The user's last authorization (active grant, else latest grant, else user creation). */
+  authorized_at: Millis
 }
 
 export interface RolloutMemberMissingTable {

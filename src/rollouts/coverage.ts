@@ -1,0 +1,44 @@
+// A rollout's coverage summary, read from the delta-maintained rollout_counts (one indexed
+// range read): the dashboard never rescans grants (DESIGN §6).
+import type { Db } from '../db/index.js'
+import { parseScopes } from '../scopes.js'
+
+export interface CoverageSummary {
+  members: number
+  /** Users whose active grant is usable (covered + lacking). */
+  withGrant: number
+  covered: number
+  lacking: number
+  reconnect: number
+  /** covered / members, 0–100 with one decimal; null when the rollout has no members. */
+  coveragePct: number | null
+  perScope: Array<{ scope: string; lacking: number }>
+  perApp: Array<{ appId: number; key: string; name: string; status: string; users: number }>
+}
+
+export function coveragePercent(covered: number, members: number): number | null {
+  return members > 0 ? Math.round((covered / members) * 1000) / 10 : null
+}
+
+export async function rolloutSummary(db: Db, rolloutId: number, requiredScopes: string): Promise<CoverageSummary> {
+  const rows = await db.selectFrom('rollout_counts').select(['bucket', 'count']).where('rollout_id', '=', rolloutId).execute()
+  const counts = new Map(rows.map((r) => [r.bucket, Number(r.count)]))
+  const get = (b: string) => counts.get(b) ?? 0
+  const appIds = [...counts.keys()].filter((b) => b.startsWith('app:')).map((b) => Number(b.slice(4)))
+  const apps = appIds.length
+    ? await db.selectFrom('oauth_apps').select(['id', 'key', 'name', 'status']).where('id', 'in', appIds).execute()
+    : []
+  return {
+    members: get('members'),
+    withGrant: get('covered') + get('lacking'),
+    covered: get('covered'),
+    lacking: get('lacking'),
+    reconnect: get('reconnect'),
+    coveragePct: coveragePercent(get('covered'), get('members')),
+    perScope: parseScopes(requiredScopes).map((scope) => ({ scope, lacking: get(`missing:${scope}`) })),
+    perApp: apps
+      .map((a) => ({ appId: a.id, key: a.key, name: a.name, status: a.status, users: get(`app:${a.id}`) }))
+      .filter((a) => a.users > 0)
+      .sort((x, y) => y.users - x.users),
+  }
+}

@@ -1,0 +1,249 @@
+// The lacking list: members of a rollout that need action (lacking or reconnect), filtered by
+// missing scope, current app and identity, in a stable order with KEYSET pagination (a cursor
+// holding the sort key + user id; never OFFSET, which would read every skipped row at 1M users).
+// Each (filter, sort) walks one index of migrations/0002_rollouts.ts.
+import { type Kysely, type SelectQueryBuilder, sql } from 'kysely'
+import type { Database } from '../db/schema.js'
+import { parseScopes } from '../scopes.js'
+import { PageError } from '../web/render.js'
+import type { MemberReason, MemberState } from './tables.js'
+
+export type LackingSort = 'user' | 'oldest' | 'newest'
+export const LACKING_SORTS: readonly LackingSort[] = ['user', 'oldest', 'newest']
+export const PAGE_SIZE = 50
+
+export interface LackingFilter {
+  scope?: string
+  appId?: number
+  /** Carta user id or email, exact or prefix. */
+  search?: string
+  sort: LackingSort
+}
+
+export interface LackingPage {
+  /** Opaque cursor from a previous page's nextCursor. */
+  after?: string
+  limit?: number
+}
+
+export interface LackingRow {
+  userId: number
+  cartaUserId: string | null
+  email: string | null
+  name: string | null
+  status: string
+  appId: number | null
+  appKey: string | null
+  appName: string | null
+  state: MemberState
+  reason: MemberReason | null
+  missing: string[]
+  /** Scopes of the active grant (empty when none). */
+  granted: string[]
+  authorizedAt: number
+}
+
+export interface LackingResult {
+  rows: LackingRow[]
+  nextCursor: string | null
+}
+
+type Query = Record<string, unknown>
+
+function one(query: Query, name: string): string | undefined {
+  const v = query[name]
+  const value = Array.isArray(v) ? v[0] : v
+  if (value === undefined || value === null) return undefined
+  if (typeof value !== 'string') throw new PageError(400, 'Bad filter', `The "${name}" value is not understood.`)
+  const trimmed = value.trim()
+  return trimmed === '' ? undefined : trimmed
+}
+
+/** Reads `scope`, `app`, `q` and `sort` from a query string; 400 page on malformed values. */
+export function parseLackingFilter(query: Query): LackingFilter {
+  const filter: LackingFilter = { sort: 'user' }
+  const sort = one(query, 'sort')
+  if (sort !== undefined) {
+    if (!(LACKING_SORTS as readonly string[]).includes(sort)) throw new PageError(400, 'Bad sort', `Sort by one of: ${LACKING_SORTS.join(', ')}.`)
+    filter.sort = sort as LackingSort
+  }
+  const scope = one(query, 'scope')
+  if (scope !== undefined) {
+    if (!/^[\x21\x23-\x5B\x5D-\x7E]{1,200}$/.test(scope)) throw new PageError(400, 'Unknown scope', 'That scope is not one of this rollout\'s required scopes.')
+    filter.scope = scope
+  }
+  const app = one(query, 'app')
+  if (app !== undefined) {
+    if (!/^\d{1,9}$/.test(app)) throw new PageError(400, 'Unknown app', 'The app filter must name one of the listed apps.')
+    filter.appId = Number(app)
+  }
+  const q = one(query, 'q')
+  if (q !== undefined) {
+    if (q.length > 200) throw new PageError(400, 'Search too long', 'Search by a Carta user id or an email (at most 200 characters).')
+    filter.search = q
+  }
+  return filter
+}
+
+/** Query-string form of a filter (for links, forms and the next-page URL). */
+export function filterQuery(filter: LackingFilter, extra: Record<string, string> = {}): string {
+  const params = new URLSearchParams()
+  if (filter.scope) params.set('scope', filter.scope)
+  if (filter.appId !== undefined) params.set('app', String(filter.appId))
+  if (filter.search) params.set('q', filter.search)
+  if (filter.sort !== 'user') params.set('sort', filter.sort)
+  for (const [k, v] of Object.entries(extra)) params.set(k, v)
+  return params.toString()
+}
+
+interface Cursor {
+  at?: number
+  userId: number
+}
+
+export function encodeCursor(sort: LackingSort, row: { authorizedAt: number; userId: number }): string {
+  return sort === 'user' ? String(row.userId) : `${row.authorizedAt}.${row.userId}`
+}
+
+/** `<userId>` for the user sort, `<authorizedAt>.<userId>` for the time sorts; 400 otherwise. */
+export function decodeCursor(sort: LackingSort, value: string): Cursor {
+  const bad = () => new PageError(400, 'Bad page cursor', 'This page link is malformed or belongs to another sort order. Start again from the first page.')
+  if (sort === 'user') {
+    if (!/^\d{1,15}$/.test(value)) throw bad()
+    return { userId: Number(value) }
+  }
+  const m = /^(\d{1,15})\.(\d{1,15})$/.exec(value)
+  if (!m) throw bad()
+  return { at: Number(m[1]), userId: Number(m[2]) }
+}
+
+/** Highest code point: `q <= x < q + MAX` is "x starts with q" on an index (exact included). */
+const PREFIX_END = '\u{10FFFF}'
+
+/**
+ * One page of members needing action. Validates the filter against the rollout (unknown scope or
+ * app → 400). Returns up to `limit` rows and the cursor of the next page, if any.
+ */
+export async function listLacking(db: Kysely<Database>, rolloutId: number, filter: LackingFilter, page: LackingPage = {}): Promise<LackingResult> {
+  const rollout = await db.selectFrom('rollouts').select('required_scopes').where('id', '=', rolloutId).executeTakeFirst()
+  if (!rollout) throw new PageError(404, 'Rollout not found', 'There is no rollout with this id.')
+  if (filter.scope !== undefined && !parseScopes(rollout.required_scopes).includes(filter.scope)) {
+    throw new PageError(400, 'Unknown scope', `"${filter.scope}" is not one of this rollout's required scopes.`)
+  }
+  if (filter.appId !== undefined) {
+    const app = await db.selectFrom('oauth_apps').select('id').where('id', '=', filter.appId).executeTakeFirst()
+    if (!app) throw new PageError(400, 'Unknown app', 'The app filter must name one of the listed apps.')
+  }
+  const limit = Math.min(Math.max(page.limit ?? PAGE_SIZE, 1), 1000)
+  const cursor = page.after !== undefined ? decodeCursor(filter.sort, page.after) : undefined
+
+  // For the user sort with a scope filter, walk rollout_member_missing's primary key
+  // (rollout_id, scope, user_id); otherwise walk rollout_members' list/app/time index.
+  let q: SelectQueryBuilder<any, any, {}>
+  const userCol = filter.scope && filter.sort === 'user' ? 'mm.user_id' : 'm.user_id'
+  if (filter.scope && filter.sort === 'user') {
+    q = (db as Kysely<any>)
+      .selectFrom('rollout_member_missing as mm')
+      .innerJoin('rollout_members as m', (j) => j.onRef('m.rollout_id', '=', 'mm.rollout_id').onRef('m.user_id', '=', 'mm.user_id'))
+      .where('mm.rollout_id', '=', rolloutId)
+      .where('mm.scope', '=', filter.scope)
+  } else {
+    q = (db as Kysely<any>).selectFrom('rollout_members as m').where('m.rollout_id', '=', rolloutId).where('m.needs_action', '=', 1)
+    if (filter.scope) {
+      const scope = filter.scope
+      q = q.where((eb) =>
+        eb.exists(
+          eb
+            .selectFrom('rollout_member_missing as mm')
+            .select(sql.lit(1).as('one'))
+            .whereRef('mm.rollout_id', '=', 'm.rollout_id')
+            .where('mm.scope', '=', scope)
+            .whereRef('mm.user_id', '=', 'm.user_id'),
+        ),
+      )
+    }
+  }
+  if (filter.appId !== undefined) q = q.where('m.app_id', '=', filter.appId)
+  if (filter.search) {
+    const term = filter.search
+    // Exact or prefix match on the indexed columns (end_users.email index, carta_user_id unique).
+    q = q.where('m.user_id', 'in', (eb: any) =>
+      eb
+        .selectFrom('end_users')
+        .select('id')
+        .where('email', '>=', term)
+        .where('email', '<', term + PREFIX_END)
+        .union(eb.selectFrom('end_users').select('id').where('carta_user_id', '>=', term).where('carta_user_id', '<', term + PREFIX_END)),
+    )
+  }
+  if (filter.sort === 'user') {
+    if (cursor) q = q.where(userCol, '>', cursor.userId)
+    q = q.orderBy(userCol, 'asc')
+  } else {
+    const dir = filter.sort === 'oldest' ? 'asc' : 'desc'
+    const cmp = filter.sort === 'oldest' ? '>' : '<'
+    const edge = filter.sort === 'oldest' ? '>=' : '<='
+    if (cursor) {
+      const at = cursor.at!
+      const uid = cursor.userId
+      // (authorized_at, user_id) past the cursor, written so the index range applies on both engines.
+      q = q.where('m.authorized_at', edge, at).where((eb: any) => eb.or([eb('m.authorized_at', cmp, at), eb('m.user_id', cmp, uid)]))
+    }
+    q = q.orderBy('m.authorized_at', dir).orderBy('m.user_id', dir)
+  }
+  const members = (await q
+    .select(['m.user_id', 'm.app_id', 'm.state', 'm.reason', 'm.missing_scopes', 'm.authorized_at'])
+    .limit(limit + 1)
+    .execute()) as Array<{ user_id: number; app_id: number | null; state: MemberState; reason: MemberReason | null; missing_scopes: string; authorized_at: number }>
+
+  const more = members.length > limit
+  const pageRows = members.slice(0, limit)
+  const rows = await decorate(db, pageRows)
+  const last = rows[rows.length - 1]
+  return { rows, nextCursor: more && last ? encodeCursor(filter.sort, last) : null }
+}
+
+/** Adds identity, app and granted scopes to a page of member rows (batched, ≤ 1 query each). */
+async function decorate(
+  db: Kysely<Database>,
+  members: Array<{ user_id: number; app_id: number | null; state: MemberState; reason: MemberReason | null; missing_scopes: string; authorized_at: number }>,
+): Promise<LackingRow[]> {
+  if (members.length === 0) return []
+  const ids = members.map((m) => m.user_id)
+  const users = await db.selectFrom('end_users').select(['id', 'carta_user_id', 'email', 'name', 'status', 'active_grant_id']).where('id', 'in', ids).execute()
+  const userById = new Map(users.map((u) => [u.id, u]))
+  const grantIds = users.map((u) => u.active_grant_id).filter((g): g is number => g !== null)
+  const scopes = grantIds.length
+    ? await db
+        .selectFrom('grant_scopes')
+        .innerJoin('grants', 'grants.id', 'grant_scopes.grant_id')
+        .select(['grant_scopes.grant_id', 'grant_scopes.scope'])
+        .where('grant_scopes.grant_id', 'in', grantIds)
+        .where('grants.status', '=', 'active')
+        .execute()
+    : []
+  const scopesByGrant = new Map<number, string[]>()
+  for (const s of scopes) scopesByGrant.set(s.grant_id, [...(scopesByGrant.get(s.grant_id) ?? []), s.scope])
+  const appIds = [...new Set(members.map((m) => m.app_id).filter((a): a is number => a !== null))]
+  const apps = appIds.length ? await db.selectFrom('oauth_apps').select(['id', 'key', 'name']).where('id', 'in', appIds).execute() : []
+  const appById = new Map(apps.map((a) => [a.id, a]))
+  return members.map((m) => {
+    const u = userById.get(m.user_id)
+    const app = m.app_id !== null ? appById.get(m.app_id) : undefined
+    return {
+      userId: m.user_id,
+      cartaUserId: u?.carta_user_id ?? null,
+      email: u?.email ?? null,
+      name: u?.name ?? null,
+      status: u?.status ?? 'connected',
+      appId: m.app_id,
+      appKey: app?.key ?? null,
+      appName: app?.name ?? null,
+      state: m.state,
+      reason: m.reason,
+      missing: parseScopes(m.missing_scopes),
+      granted: ((u?.active_grant_id !== null && u?.active_grant_id !== undefined && scopesByGrant.get(u.active_grant_id)) || []).sort(),
+      authorizedAt: Number(m.authorized_at),
+    }
+  })
+}

@@ -1,0 +1,123 @@
+// Rollouts: an operator's campaign to bring every end user onto a target app's scope set.
+// Creation builds the membership of all users in the same transaction (set-based, see
+// membership.ts); archived rollouts are kept for the record but no longer maintained.
+import type { Selectable } from 'kysely'
+import { recordAudit } from '../audit/events.js'
+import type { Db } from '../db/index.js'
+import { formatScopes, missingScopes, parseScopes } from '../scopes.js'
+import { buildRolloutMembership } from './membership.js'
+import type { RolloutTable } from './tables.js'
+
+export type RolloutRow = Selectable<RolloutTable>
+
+export interface RolloutListItem extends RolloutRow {
+  app_key: string
+  app_name: string
+  members: number
+  covered: number
+}
+
+export interface NewRollout {
+  name: string
+  appId: number
+  scopes: string[]
+}
+
+/** A rollout form that does not validate; `field` names the input at fault. */
+export class RolloutValidationError extends Error {
+  constructor(
+    readonly field: 'name' | 'app' | 'scopes',
+    message: string,
+  ) {
+    super(message)
+    this.name = 'RolloutValidationError'
+  }
+}
+
+export const MAX_NAME_LENGTH = 120
+
+/** Checks the form against the database: an active target app and a non-empty subset of its scopes. */
+export async function validateNewRollout(db: Db, input: NewRollout): Promise<{ name: string; appId: number; scopes: string[] }> {
+  const name = input.name.trim()
+  if (!name) throw new RolloutValidationError('name', 'Give the rollout a name.')
+  if (name.length > MAX_NAME_LENGTH) throw new RolloutValidationError('name', `The name may be at most ${MAX_NAME_LENGTH} characters.`)
+  if (!Number.isSafeInteger(input.appId) || input.appId <= 0) throw new RolloutValidationError('app', 'Choose the target app.')
+  const app = await db.selectFrom('oauth_apps').select(['id', 'scopes', 'status']).where('id', '=', input.appId).executeTakeFirst()
+  if (!app) throw new RolloutValidationError('app', 'The chosen target app does not exist.')
+  if (app.status !== 'active') throw new RolloutValidationError('app', 'The chosen target app is retired; choose an active app.')
+  const scopes = parseScopes(input.scopes.join(' '))
+  if (scopes.length === 0) throw new RolloutValidationError('scopes', 'Choose at least one required scope.')
+  const foreign = missingScopes(scopes, parseScopes(app.scopes))
+  if (foreign.length) throw new RolloutValidationError('scopes', `The target app does not request ${foreign.join(', ')}; required scopes must be a subset of its scopes.`)
+  return { name, appId: app.id, scopes }
+}
+
+/** Creates the rollout, its membership for every end user and its counters, in one transaction. */
+export async function createRollout(db: Db, input: NewRollout, actor: string, now: number): Promise<number> {
+  const valid = await validateNewRollout(db, input)
+  return db.transaction().execute(async (trx) => {
+    const row = await trx
+      .insertInto('rollouts')
+      .values({ name: valid.name, app_id: valid.appId, required_scopes: formatScopes(valid.scopes), created_by: actor, created_at: now, archived_at: null })
+      .returning('id')
+      .executeTakeFirstOrThrow()
+    await buildRolloutMembership(trx, row.id, valid.scopes)
+    await recordAudit(trx, now, {
+      type: 'rollout.created',
+      actor,
+      appId: valid.appId,
+      rolloutId: row.id,
+      details: { name: valid.name, required_scopes: valid.scopes },
+    })
+    return row.id
+  })
+}
+
+/** Archives an active rollout; false when it was not active. */
+export async function archiveRollout(db: Db, rolloutId: number, actor: string, now: number): Promise<boolean> {
+  return db.transaction().execute(async (trx) => {
+    const result = await trx
+      .updateTable('rollouts')
+      .set({ status: 'archived', archived_at: now })
+      .where('id', '=', rolloutId)
+      .where('status', '=', 'active')
+      .executeTakeFirst()
+    if (Number(result.numUpdatedRows) === 0) return false
+    await recordAudit(trx, now, { type: 'rollout.archived', actor, rolloutId })
+    return true
+  })
+}
+
+export async function findRollout(db: Db, rolloutId: number): Promise<(RolloutRow & { app_key: string; app_name: string }) | undefined> {
+  return db
+    .selectFrom('rollouts')
+    .innerJoin('oauth_apps', 'oauth_apps.id', 'rollouts.app_id')
+    .selectAll('rollouts')
+    .select(['oauth_apps.key as app_key', 'oauth_apps.name as app_name'])
+    .where('rollouts.id', '=', rolloutId)
+    .executeTakeFirst()
+}
+
+/** Every rollout, newest first, with its members/covered counters (no member scan). */
+export async function listRollouts(db: Db): Promise<RolloutListItem[]> {
+  const rows = await db
+    .selectFrom('rollouts')
+    .innerJoin('oauth_apps', 'oauth_apps.id', 'rollouts.app_id')
+    .selectAll('rollouts')
+    .select(['oauth_apps.key as app_key', 'oauth_apps.name as app_name'])
+    .orderBy('rollouts.id', 'desc')
+    .execute()
+  if (rows.length === 0) return []
+  const counts = await db
+    .selectFrom('rollout_counts')
+    .select(['rollout_id', 'bucket', 'count'])
+    .where(
+      'rollout_id',
+      'in',
+      rows.map((r) => r.id),
+    )
+    .where('bucket', 'in', ['members', 'covered'])
+    .execute()
+  const get = (id: number, bucket: string) => Number(counts.find((c) => c.rollout_id === id && c.bucket === bucket)?.count ?? 0)
+  return rows.map((r) => ({ ...r, members: get(r.id, 'members'), covered: get(r.id, 'covered') }))
+}

@@ -1,0 +1,127 @@
+// Data for the operator's user page: identity, active grant, full grant history, rollout
+// memberships, reauthorization links and recent audit events. Every query is by an indexed
+// user id (grants_user, reauth_links_user, audit_events_user, rollout_members primary key).
+import type { Kysely } from 'kysely'
+import type { Database } from '../db/schema.js'
+import { parseScopes } from '../scopes.js'
+
+export interface UserPageData {
+  user: {
+    id: number
+    cartaUserId: string | null
+    localKey: string | null
+    email: string | null
+    name: string | null
+    status: string
+    activeGrantId: number | null
+    createdAt: number
+    updatedAt: number
+  }
+  grants: Array<{
+    id: number
+    appId: number
+    appKey: string
+    appName: string
+    appStatus: string
+    requested: string[]
+    granted: string[]
+    source: 'reported' | 'assumed'
+    status: string
+    statusReason: string | null
+    createdAt: number
+    endedAt: number | null
+    active: boolean
+  }>
+  memberships: Array<{ rolloutId: number; rolloutName: string; state: string; reason: string | null; missing: string[] }>
+  links: Array<{ id: number; rolloutId: number; rolloutName: string; issuedBy: string; issuedAt: number; expiresAt: number; usedAt: number | null; state: 'sent' | 'used' | 'expired' }>
+  audit: Array<{ id: number; at: number; type: string; actor: string; details: string }>
+}
+
+export const USER_PAGE_AUDIT_LIMIT = 50
+export const USER_PAGE_GRANT_LIMIT = 200
+
+export async function userPageData(db: Kysely<Database>, userId: number, now: number): Promise<UserPageData | null> {
+  const u = await db.selectFrom('end_users').selectAll().where('id', '=', userId).executeTakeFirst()
+  if (!u) return null
+  const grants = await db
+    .selectFrom('grants')
+    .innerJoin('oauth_apps', 'oauth_apps.id', 'grants.app_id')
+    .selectAll('grants')
+    .select(['oauth_apps.key as app_key', 'oauth_apps.name as app_name', 'oauth_apps.status as app_status'])
+    .where('grants.user_id', '=', userId)
+    .orderBy('grants.id', 'desc')
+    .limit(USER_PAGE_GRANT_LIMIT)
+    .execute()
+  const rollouts = await db.selectFrom('rollouts').select(['id', 'name']).where('status', '=', 'active').orderBy('id', 'desc').execute()
+  const members = rollouts.length
+    ? await db
+        .selectFrom('rollout_members')
+        .select(['rollout_id', 'state', 'reason', 'missing_scopes'])
+        .where(
+          'rollout_id',
+          'in',
+          rollouts.map((r) => r.id),
+        )
+        .where('user_id', '=', userId)
+        .execute()
+    : []
+  const links = await db
+    .selectFrom('reauth_links')
+    .innerJoin('rollouts', 'rollouts.id', 'reauth_links.rollout_id')
+    .select(['reauth_links.id', 'reauth_links.rollout_id', 'rollouts.name as rollout_name', 'reauth_links.issued_by', 'reauth_links.issued_at', 'reauth_links.expires_at', 'reauth_links.used_at'])
+    .where('reauth_links.user_id', '=', userId)
+    .orderBy('reauth_links.id', 'desc')
+    .limit(100)
+    .execute()
+  const audit = await db
+    .selectFrom('audit_events')
+    .select(['id', 'at', 'type', 'actor', 'details'])
+    .where('user_id', '=', userId)
+    .orderBy('at', 'desc')
+    .orderBy('id', 'desc')
+    .limit(USER_PAGE_AUDIT_LIMIT)
+    .execute()
+  return {
+    user: {
+      id: u.id,
+      cartaUserId: u.carta_user_id,
+      localKey: u.local_key,
+      email: u.email,
+      name: u.name,
+      status: u.status,
+      activeGrantId: u.active_grant_id,
+      createdAt: u.created_at,
+      updatedAt: u.updated_at,
+    },
+    grants: grants.map((g) => ({
+      id: g.id,
+      appId: g.app_id,
+      appKey: g.app_key,
+      appName: g.app_name,
+      appStatus: g.app_status,
+      requested: parseScopes(g.requested_scopes),
+      granted: parseScopes(g.granted_scopes),
+      source: g.scopes_source,
+      status: g.status,
+      statusReason: g.status_reason,
+      createdAt: g.created_at,
+      endedAt: g.ended_at,
+      active: g.status === 'active' && g.id === u.active_grant_id,
+    })),
+    memberships: rollouts.flatMap((r) => {
+      const m = members.find((x) => x.rollout_id === r.id)
+      return m ? [{ rolloutId: r.id, rolloutName: r.name, state: m.state, reason: m.reason, missing: parseScopes(m.missing_scopes) }] : []
+    }),
+    links: links.map((l) => ({
+      id: l.id,
+      rolloutId: l.rollout_id,
+      rolloutName: l.rollout_name,
+      issuedBy: l.issued_by,
+      issuedAt: l.issued_at,
+      expiresAt: l.expires_at,
+      usedAt: l.used_at,
+      state: l.used_at !== null ? 'used' : l.expires_at <= now ? 'expired' : 'sent',
+    })),
+    audit,
+  }
+}
