@@ -1,4 +1,24 @@
-// Placeholder route module; replaced by its real implementation.
+// /carta/connect starts the Carta authorization-code flow; /carta/callback completes it.
+// Both are rate limited per client IP (DESIGN §5); the logic lives in flow.ts.
 import type { FastifyInstance } from 'fastify'
+import { PageError } from '../web/render.js'
+import { appScopes, currentApp, findAppByKey } from './apps.js'
+import { type CallbackQuery, CALLBACK_PATH, beginAuthorization, completeAuthorization } from './flow.js'
 
-export default async function cartaRoutes(_app: FastifyInstance): Promise<void> {}
+export default async function cartaRoutes(app: FastifyInstance): Promise<void> {
+  const { config, db } = app.deps
+  const rateLimit = { max: config.rateLimits.oauthPerMinute, timeWindow: '1 minute' }
+
+  app.get<{ Querystring: { app?: string } }>('/carta/connect', { config: { rateLimit } }, async (request, reply) => {
+    const key = typeof request.query.app === 'string' ? request.query.app.trim() : ''
+    const target = key ? await findAppByKey(db, key) : await currentApp(db, config.defaultEnvironment)
+    if (!target) {
+      throw key
+        ? new PageError(404, 'Unknown Carta app', `There is no Carta app called "${key.slice(0, 64)}".`, { retryHref: '/carta/connect', retryLabel: 'Connect with the current app' })
+        : new PageError(409, 'No Carta app is available', `No current app is configured for the ${config.defaultEnvironment} environment.`)
+    }
+    return beginAuthorization(request, reply, { app: target, scopes: appScopes(target) })
+  })
+
+  app.get<{ Querystring: CallbackQuery }>(CALLBACK_PATH, { config: { rateLimit } }, async (request, reply) => completeAuthorization(request, reply))
+}
