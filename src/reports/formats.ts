@@ -1,0 +1,160 @@
+// The report's file formats (JSON, CSV, HTML) and the terminal summary. All are pure functions
+// of a ReportDocument, so a file that went missing can be rebuilt byte for byte from the DB.
+import type { ReportTrigger } from './tables.js'
+import type { RolloutCoverage } from './snapshot.js'
+
+export interface ReportDocument {
+  runId: number
+  trigger: ReportTrigger
+  /** Scheduled slot (ISO) or manual:<uuid>. */
+  slotKey: string
+  takenAt: number
+  timeZone: string
+  rollouts: RolloutCoverage[]
+}
+
+export type ReportFormat = 'json' | 'csv' | 'html'
+export const REPORT_FORMATS: ReportFormat[] = ['json', 'csv', 'html']
+export const CONTENT_TYPES: Record<ReportFormat, string> = {
+  json: 'application/json; charset=utf-8',
+  csv: 'text/csv; charset=utf-8',
+  html: 'text/html; charset=utf-8',
+}
+
+/** Local date and time of `at` in the report time zone: ['2025-01-31', '0600']. */
+export function localStamp(at: number, timeZone: string): [string, string] {
+  const parts = Object.fromEntries(
+    new Intl.DateTimeFormat('en-CA', { timeZone, year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', hourCycle: 'h23' })
+      .formatToParts(new Date(at))
+      .map((p) => [p.type, p.value]),
+  )
+  return [`${parts.year}-${parts.month}-${parts.day}`, `${parts.hour}${parts.minute}`]
+}
+
+export function localTime(at: number, timeZone: string): string {
+  const [date, hhmm] = localStamp(at, timeZone)
+  return `${date} ${hhmm.slice(0, 2)}:${hhmm.slice(2)} ${timeZone}`
+}
+
+/** coverage-<YYYY-MM-DD>-<HHMM>-<runId>.<ext>, date and time in the report time zone. */
+export function reportFileName(doc: Pick<ReportDocument, 'runId' | 'takenAt' | 'timeZone'>, format: ReportFormat): string {
+  const [date, hhmm] = localStamp(doc.takenAt, doc.timeZone)
+  return `coverage-${date}-${hhmm}-${doc.runId}.${format}`
+}
+
+export function renderReport(doc: ReportDocument, format: ReportFormat): string {
+  if (format === 'json') return toJson(doc)
+  if (format === 'csv') return toCsv(doc)
+  return toHtml(doc)
+}
+
+export function toJson(doc: ReportDocument): string {
+  return `${JSON.stringify(
+    {
+      report: 'scope-ledger-coverage',
+      version: 1,
+      runId: doc.runId,
+      trigger: doc.trigger,
+      slot: doc.slotKey,
+      takenAt: new Date(doc.takenAt).toISOString(),
+      timeZone: doc.timeZone,
+      rollouts: doc.rollouts,
+    },
+    null,
+    2,
+  )}\n`
+}
+
+/**
+ * Long format: one row per rollout × measure, so rollouts with different scope sets and apps
+ * share one header. measure ∈ members, active_users, covered, lacking, reconnect, coverage_pct,
+ * lacking_scope (key = scope), app_users (key = app key), links_issued, links_used,
+ * links_issued_24h, links_used_24h.
+ */
+export function toCsv(doc: ReportDocument): string {
+  const taken = new Date(doc.takenAt).toISOString()
+  const lines = ['run_id,taken_at,rollout_id,rollout_name,measure,key,value']
+  for (const r of doc.rollouts) {
+    const row = (measure: string, key: string, value: number | null) =>
+      lines.push([doc.runId, taken, r.rolloutId, csvCell(r.name), measure, csvCell(key), value ?? ''].join(','))
+    row('members', '', r.members)
+    row('active_users', '', r.activeUsers)
+    row('covered', '', r.covered)
+    row('lacking', '', r.lacking)
+    row('reconnect', '', r.reconnect)
+    row('coverage_pct', '', r.coveragePct)
+    for (const [scope, n] of Object.entries(r.lackingByScope)) row('lacking_scope', scope, n)
+    for (const a of r.usersByApp) row('app_users', a.appKey, a.users)
+    row('links_issued', '', r.links.issued)
+    row('links_used', '', r.links.used)
+    row('links_issued_24h', '', r.links.issued24h)
+    row('links_used_24h', '', r.links.used24h)
+  }
+  return `${lines.join('\r\n')}\r\n`
+}
+
+/** RFC 4180 quoting; a leading = + - @ is neutralised so spreadsheets do not run it as a formula. */
+export function csvCell(value: string): string {
+  const safe = /^[=+\-@\t\r]/.test(value) ? `'${value}` : value
+  return /[",\r\n]/.test(safe) ? `"${safe.replace(/"/g, '""')}"` : safe
+}
+
+export function escapeHtml(value: string): string {
+  return value.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;').replace(/'/g, '&#39;')
+}
+
+const pct = (v: number | null) => (v === null ? '—' : `${v.toFixed(1)} %`)
+
+/** A self-contained page (inline styles, no scripts) that reads well when opened from disk. */
+export function toHtml(doc: ReportDocument): string {
+  const when = localTime(doc.takenAt, doc.timeZone)
+  const sections = doc.rollouts.map((r) => {
+    const scopes = Object.entries(r.lackingByScope)
+      .map(([s, n]) => `<tr><td><code>${escapeHtml(s)}</code></td><td class="n">${n}</td></tr>`)
+      .join('')
+    const apps = r.usersByApp.map((a) => `<tr><td>${escapeHtml(a.appName)} <code>${escapeHtml(a.appKey)}</code></td><td class="n">${a.users}</td></tr>`).join('')
+    return `<section>
+<h2>${escapeHtml(r.name)} <small>target ${escapeHtml(r.targetApp)}</small></h2>
+<table class="totals"><tr><th>Members</th><th>With an active grant</th><th>Covered</th><th>Lacking</th><th>Need reconnect</th><th>Coverage</th></tr>
+<tr><td class="n">${r.members}</td><td class="n">${r.activeUsers}</td><td class="n">${r.covered}</td><td class="n">${r.lacking}</td><td class="n">${r.reconnect}</td><td class="n">${pct(r.coveragePct)}</td></tr></table>
+<h3>Lacking per required scope</h3><table><tr><th>Scope</th><th>Users lacking it</th></tr>${scopes}</table>
+<h3>Users per app</h3><table><tr><th>App</th><th>Users</th></tr>${apps || '<tr><td colspan="2">No user has an active grant.</td></tr>'}</table>
+<h3>Reauthorization links</h3><table><tr><th></th><th>Total</th><th>Last 24 h</th></tr>
+<tr><td>Issued</td><td class="n">${r.links.issued}</td><td class="n">${r.links.issued24h}</td></tr>
+<tr><td>Used</td><td class="n">${r.links.used}</td><td class="n">${r.links.used24h}</td></tr></table>
+</section>`
+  })
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Scope coverage report ${escapeHtml(when)}</title>
+<style>body{font:15px/1.5 system-ui,sans-serif;color:#1d2330;max-width:960px;margin:24px auto;padding:0 16px}
+table{border-collapse:collapse;margin:0 0 12px}th,td{border-bottom:1px solid #d9dee7;padding:4px 10px;text-align:left}
+td.n{text-align:right;font-variant-numeric:tabular-nums}small{color:#5b6475;font-weight:normal}section{margin:0 0 28px}</style>
+</head><body>
+<h1>Scope coverage report</h1>
+<p>Taken ${escapeHtml(when)} (${new Date(doc.takenAt).toISOString()}) · run ${doc.runId} · ${doc.trigger === 'schedule' ? `scheduled slot ${escapeHtml(doc.slotKey)}` : 'run on demand'}</p>
+<p>Coverage = covered ÷ users with an active grant. Users who must reconnect are counted apart.</p>
+${sections.join('\n') || '<p>No active rollout.</p>'}
+</body></html>
+`
+}
+
+/** Plain-text table for the terminal (and the webhook message). */
+export function summaryTable(doc: Pick<ReportDocument, 'rollouts'>): string {
+  if (doc.rollouts.length === 0) return 'No active rollout.'
+  const header = ['Rollout', 'Members', 'Covered', 'Lacking', 'Reconnect', 'Coverage', 'Lacking per scope']
+  const rows = doc.rollouts.map((r) => [
+    r.name,
+    String(r.members),
+    String(r.covered),
+    String(r.lacking),
+    String(r.reconnect),
+    pct(r.coveragePct),
+    Object.entries(r.lackingByScope)
+      .map(([s, n]) => `${s}=${n}`)
+      .join(' '),
+  ])
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)))
+  const numeric = new Set([1, 2, 3, 4, 5])
+  const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : numeric.has(i) ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ')
+  return [line(header), widths.map((w, i) => '-'.repeat(i === widths.length - 1 ? header[i]!.length : w)).join('  '), ...rows.map(line)].join('\n')
+}
