@@ -1,4 +1,281 @@
-// Placeholder route module; replaced by its real implementation.
-import type { FastifyInstance } from 'fastify'
+// Reauthorization link routes. Public: the page a link opens and its one button (no operator
+// session). Operator: issue one, issue in bulk for the rollout page's filter, export CSV, and a
+// page per user's link.
+import { PassThrough } from 'node:stream'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { operatorActor, requireOperator } from '../admin/guard.js'
+import { recordAudit } from '../audit/events.js'
+import { type AppRow, appConfigFor, appScopes, findAppById } from '../carta/apps.js'
+import { missingScopes, parseScopes } from '../scopes.js'
+import { PageError, renderPage } from '../web/render.js'
+import { describeScopes } from './link-permissions.js'
+import {
+  CSV_HEADER,
+  LinkIssueError,
+  type LinkRow,
+  csvLine,
+  ensureLinksForFilter,
+  issueLink,
+  issueLinksBulk,
+  latestLinks,
+  linkContextFrom,
+  linkState,
+  linkUrl,
+  parseLinkFilter,
+  registerLinkContext,
+  resolveLink,
+} from './links.js'
 
-export default async function reauthLinkRoutes(_app: FastifyInstance): Promise<void> {}
+type TokenParams = { Params: { token: string } }
+type RolloutParams = { Params: { id: string } }
+
+/** Starts the OAuth flow (src/carta/flow.ts, connect-flow engineer's contract). */
+type BeginAuthorization = (
+  request: FastifyRequest,
+  reply: FastifyReply,
+  options: { app: AppRow; scopes: string[]; linkId: number; expectedUserId: number },
+) => Promise<unknown>
+
+export default async function reauthLinkRoutes(app: FastifyInstance): Promise<void> {
+  const { config, db, clock } = app.deps
+  const context = linkContextFrom(config, clock)
+  registerLinkContext(db, context)
+  const oauthLimit = { rateLimit: { max: config.rateLimits.oauthPerMinute, timeWindow: '1 minute' } }
+
+  // --- public ------------------------------------------------------------------------------------
+
+  app.get<TokenParams>('/reauthorize/:token', { config: oauthLimit }, async (request, reply) => {
+    const { link, rollout } = await followLink(request)
+    const target = await findAppById(db, rollout.app_id)
+    if (!target) throw new PageError(500, 'Something went wrong', 'The app for this link is missing.')
+    const requested = appScopes(target)
+    const held = await heldScopes(link.user_id)
+    const added = missingScopes(requested, held)
+    return renderPage(request, reply, 'reauthorize', {
+      title: 'Update your Carta permissions',
+      csrf: true,
+      action: `/reauthorize/${request.params.token}`,
+      rolloutName: rollout.name,
+      added: describeScopes(added),
+      kept: describeScopes(requested.filter((s) => !added.includes(s))),
+      expiresOn: isoDate(link.expires_at),
+    })
+  })
+
+  app.post<TokenParams>('/reauthorize/:token', { config: oauthLimit, preHandler: app.csrfProtection }, async (request, reply) => {
+    const { link, rollout } = await followLink(request)
+    const target = await findAppById(db, rollout.app_id)
+    if (!target || target.status !== 'active' || !appConfigFor(config.apps, target)) {
+      await refuse(request, 'app_unavailable', link)
+    }
+    const begin = await loadBeginAuthorization()
+    if (!begin) throw new PageError(503, 'Not available yet', 'Connecting to Carta is not set up on this server yet. Please try again later.')
+    request.log.info({ linkId: link.id, rolloutId: rollout.id }, 'reauthorization link followed')
+    return begin(request, reply, { app: target!, scopes: appScopes(target!), linkId: link.id, expectedUserId: link.user_id })
+  })
+
+  /** The link behind the URL, or a refusal page (audited, logged without the token). */
+  async function followLink(request: FastifyRequest<TokenParams>): Promise<{ link: LinkRow; rollout: { id: number; name: string; app_id: number } }> {
+    const resolved = await resolveLink(db, config.linkSigningSecret, request.params.token, clock.now())
+    if (resolved.ok) return resolved
+    if (resolved.reason === 'tampered') return refuse(request, 'tampered', null, resolved.linkId)
+    return refuse(request, resolved.reason, resolved.link)
+  }
+
+  async function refuse(request: FastifyRequest, reason: string, link: LinkRow | null, claimedId: number | null = null): Promise<never> {
+    const now = clock.now()
+    await recordAudit(db, now, {
+      type: 'link.rejected',
+      actor: 'anonymous',
+      userId: link?.user_id ?? null,
+      rolloutId: link?.rollout_id ?? null,
+      details: { reason, linkId: link?.id ?? claimedId, method: request.method },
+    })
+    request.log.warn({ reason, linkId: link?.id ?? claimedId }, 'reauthorization link refused')
+    switch (reason) {
+      case 'tampered':
+        throw new PageError(404, 'This link is not valid', 'The address may be cut short or mistyped. Open the link exactly as you received it, or ask for a new one.')
+      case 'expired':
+        throw new PageError(410, 'This link has expired — ask for a new one', `Links work for ${config.linkTtlDays} days. Ask whoever sent it for a new link.`)
+      case 'used':
+        throw new PageError(410, 'This link has already been used', 'Each link works once. If you are still asked to update your permissions, ask for a new link.')
+      case 'archived':
+        throw new PageError(410, 'This link is no longer needed', 'The permission update it was sent for has ended. There is nothing more to do.')
+      default:
+        throw new PageError(409, 'This link cannot be used right now', 'The Carta app it points to is no longer accepting connections. Ask for a new link.')
+    }
+  }
+
+  async function heldScopes(userId: number): Promise<string[]> {
+    const rows = await db
+      .selectFrom('end_users as u')
+      .innerJoin('grant_scopes as s', 's.grant_id', 'u.active_grant_id')
+      .select('s.scope')
+      .where('u.id', '=', userId)
+      .execute()
+    return parseScopes(rows.map((r) => r.scope).join(' '))
+  }
+
+  // --- operator ----------------------------------------------------------------------------------
+
+  const operatorPost = { preHandler: [requireOperator, app.csrfProtection] }
+
+  app.post<RolloutParams & { Body: { user_id?: string; return_to?: string } }>('/admin/rollouts/:id/links', operatorPost, async (request, reply) => {
+    const rolloutId = idParam(request.params.id)
+    const userId = Number(request.body?.user_id)
+    if (!Number.isSafeInteger(userId) || userId < 1) throw new PageError(400, 'No user chosen', 'The form did not say which user the link is for.')
+    const issued = await issueOrPage(() => issueLink(db, context, { rolloutId, userId, issuedBy: operatorActor(request) }))
+    request.log.info({ rolloutId, userId, linkId: issued.link.id, reused: issued.reused }, issued.reused ? 'reauthorization link reused' : 'reauthorization link issued')
+    if (request.body?.return_to === 'link') {
+      return reply.redirect(`/admin/rollouts/${rolloutId}/links/${userId}?${issued.reused ? 'reused' : 'issued'}=1`, 303)
+    }
+    return reply.redirect(`/admin/rollouts/${rolloutId}?link=${userId}#user-${userId}`, 303)
+  })
+
+  app.post<RolloutParams & { Body: Record<string, unknown> }>('/admin/rollouts/:id/links/bulk', operatorPost, async (request, reply) => {
+    const rolloutId = idParam(request.params.id)
+    const filter = await parseLinkFilter(db, request.body ?? {})
+    const result = await issueOrPage(() => issueLinksBulk(db, context, { rolloutId, filter, issuedBy: operatorActor(request) }))
+    request.log.info({ rolloutId, ...result }, 'reauthorization links issued in bulk')
+    const query = filterQuery(request.body ?? {})
+    return renderPage(request, reply, 'admin/links-bulk', {
+      title: 'Links issued',
+      rolloutId,
+      rolloutName: await rolloutName(rolloutId),
+      result,
+      filterText: describeFilter(request.body ?? {}),
+      backHref: `/admin/rollouts/${rolloutId}${query ? `?${query}` : ''}`,
+      csvHref: `/admin/rollouts/${rolloutId}/links.csv${query ? `?${query}` : ''}`,
+    })
+  })
+
+  // A GET that issues links: the export must hand out a working link on every row. Issuing is
+  // idempotent (outstanding links are reused) and the file only reaches the operator.
+  app.get<RolloutParams & { Querystring: Record<string, unknown> }>('/admin/rollouts/:id/links.csv', { preHandler: requireOperator }, async (request, reply) => {
+    const rolloutId = idParam(request.params.id)
+    const filter = await parseLinkFilter(db, request.query ?? {})
+    const issuedBy = operatorActor(request)
+    const rollout = await db.selectFrom('rollouts').select(['id', 'status']).where('id', '=', rolloutId).executeTakeFirst()
+    if (!rollout) throw new PageError(404, 'Rollout not found', `There is no rollout ${rolloutId}.`)
+    if (rollout.status !== 'active') throw new PageError(409, 'Rollout archived', 'An archived rollout issues no more links.')
+    const out = new PassThrough()
+    out.write(csvLine(CSV_HEADER))
+    const write = async (line: string) => {
+      if (!out.write(line)) await new Promise((resolve) => out.once('drain', resolve))
+    }
+    ensureLinksForFilter(db, context, { rolloutId, filter, issuedBy }, async (rows) => {
+      for (const row of rows) {
+        await write(
+          csvLine([row.userId, row.cartaUserId, row.email, parseScopes(row.missingScopes).join(' '), linkUrl(context, row.link), new Date(row.link.expires_at).toISOString()]),
+        )
+      }
+    })
+      .then(async (result) => {
+        await recordAudit(db, clock.now(), { type: 'links.exported', actor: issuedBy, rolloutId, details: { ...result, filter } })
+        request.log.info({ rolloutId, ...result }, 'reauthorization links exported')
+        out.end()
+      })
+      .catch((err: Error) => {
+        request.log.error({ err, rolloutId }, 'link export failed')
+        out.destroy(err)
+      })
+    return reply
+      .type('text/csv; charset=utf-8')
+      .header('content-disposition', `attachment; filename="rollout-${rolloutId}-links-${isoDate(clock.now())}.csv"`)
+      .header('cache-control', 'no-store')
+      .send(out)
+  })
+
+  app.get<{ Params: { id: string; userId: string }; Querystring: { issued?: string; reused?: string } }>(
+    '/admin/rollouts/:id/links/:userId',
+    { preHandler: requireOperator },
+    async (request, reply) => {
+      const rolloutId = idParam(request.params.id)
+      const userId = idParam(request.params.userId)
+      const rollout = await db.selectFrom('rollouts').select(['id', 'name', 'status']).where('id', '=', rolloutId).executeTakeFirst()
+      const user = await db.selectFrom('end_users').select(['id', 'carta_user_id', 'email', 'name']).where('id', '=', userId).executeTakeFirst()
+      if (!rollout || !user) throw new PageError(404, 'Not found', 'There is no such rollout or user.')
+      const member = await db
+        .selectFrom('rollout_members')
+        .select(['state', 'missing_scopes'])
+        .where('rollout_id', '=', rolloutId)
+        .where('user_id', '=', userId)
+        .executeTakeFirst()
+      const links = await db.selectFrom('reauth_links').selectAll().where('rollout_id', '=', rolloutId).where('user_id', '=', userId).orderBy('id', 'desc').limit(20).execute()
+      const now = clock.now()
+      const latest = (await latestLinks(db, rolloutId, [userId], context)).get(userId) ?? null
+      return renderPage(request, reply, 'admin/link', {
+        title: `Link for ${user.email ?? user.carta_user_id ?? `user ${user.id}`}`,
+        rollout,
+        user,
+        member: member ? { state: member.state, missing: parseScopes(member.missing_scopes) } : null,
+        latest,
+        links: links.map((l) => ({ id: l.id, state: linkState(l, now), issuedAt: isoTime(l.issued_at), expiresAt: isoTime(l.expires_at), usedAt: l.used_at ? isoTime(l.used_at) : null, issuedBy: l.issued_by })),
+        latestExpires: latest ? isoTime(latest.expiresAt) : null,
+        notice: request.query.reused ? 'reused' : request.query.issued ? 'issued' : null,
+        ttlDays: config.linkTtlDays,
+      })
+    },
+  )
+
+  async function rolloutName(id: number): Promise<string> {
+    const row = await db.selectFrom('rollouts').select('name').where('id', '=', id).executeTakeFirst()
+    return row?.name ?? `Rollout ${id}`
+  }
+}
+
+async function issueOrPage<T>(issue: () => Promise<T>): Promise<T> {
+  try {
+    return await issue()
+  } catch (err) {
+    if (!(err instanceof LinkIssueError)) throw err
+    if (err.reason === 'archived') throw new PageError(409, 'Rollout archived', err.message)
+    throw new PageError(404, 'Not found', err.message)
+  }
+}
+
+function idParam(value: string): number {
+  if (!/^\d{1,12}$/.test(value) || Number(value) < 1) throw new PageError(404, 'Page not found', 'There is nothing at this address.')
+  return Number(value)
+}
+
+function filterQuery(input: Record<string, unknown>): string {
+  const params = new URLSearchParams()
+  for (const name of ['scope', 'app', 'q']) {
+    const value = input[name]
+    if (typeof value === 'string' && value.trim()) params.set(name, value.trim())
+  }
+  return params.toString()
+}
+
+function describeFilter(input: Record<string, unknown>): string {
+  const parts: string[] = []
+  const text = (name: string) => (typeof input[name] === 'string' ? (input[name] as string).trim() : '')
+  if (text('scope')) parts.push(`missing ${text('scope')}`)
+  if (text('app')) parts.push(`on app ${text('app')}`)
+  if (text('q')) parts.push(`matching "${text('q')}"`)
+  return parts.length ? `users ${parts.join(', ')}` : 'every user lacking scopes'
+}
+
+function isoDate(ms: number): string {
+  return new Date(ms).toISOString().slice(0, 10)
+}
+
+function isoTime(ms: number): string {
+  return `${new Date(ms).toISOString().slice(0, 16).replace('T', ' ')} UTC`
+}
+
+let beginAuthorization: BeginAuthorization | null | undefined
+/** The connect flow's entry point, loaded lazily so this module works before that module lands. */
+async function loadBeginAuthorization(): Promise<BeginAuthorization | null> {
+  if (beginAuthorization) return beginAuthorization
+  const specifier = '../carta/flow.js'
+  try {
+    const mod = (await import(specifier)) as { beginAuthorization?: BeginAuthorization }
+    beginAuthorization = mod.beginAuthorization ?? null
+  } catch {
+    beginAuthorization = null
+  }
+  return beginAuthorization
+}
+

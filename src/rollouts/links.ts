@@ -1,11 +1,421 @@
-// Reauthorization links. (Contract; implemented by the links module.)
-import type { Kysely } from 'kysely'
+// Reauthorization links: signed, expiring, single-use URLs for one user and one rollout.
+//
+// Token = base64url(linkId as 8 bytes ‖ 16-byte random nonce) "." base64url(HMAC-SHA256).
+// The row keeps the nonce, never the URL or the key; the URL can be rebuilt from the row and the
+// server-side secret (for the operator's copy box). The MAC makes ids unguessable and untamperable;
+// the nonce, checked against the row, makes a link from a deleted-and-reused id worthless.
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto'
+import type { Kysely, Selectable } from 'kysely'
+import type { Clock } from '../clock.js'
+import type { Config } from '../config.js'
 import type { Database } from '../db/schema.js'
+import { recordAudit } from '../audit/events.js'
+import type { ReauthLinkTable } from './tables.js'
+
+export type LinkRow = Selectable<ReauthLinkTable>
+export type LinkState = 'sent' | 'used' | 'expired'
+
+const DAY_MS = 24 * 60 * 60 * 1000
+const NONCE_BYTES = 16
+const PAYLOAD_CHARS = 32 // base64url of 24 bytes, no padding
+const MAC_CHARS = 43 // base64url of 32 bytes, no padding
+const TOKEN_SHAPE = /^[A-Za-z0-9_-]{32}\.[A-Za-z0-9_-]{43}$/
+// Domain separation: this key signs nothing else, but a prefix keeps it that way if reused.
+const MAC_CONTEXT = 'scope-ledger/reauth-link/v1\n'
+
+/** What signing and URL building need: the secret and the public base URL. */
+export interface LinkContext {
+  publicUrl: string
+  secret: string
+  ttlDays: number
+  clock: Clock
+}
+
+export function linkContextFrom(config: Config, clock: Clock): LinkContext {
+  return { publicUrl: config.publicUrl, secret: config.linkSigningSecret, ttlDays: config.linkTtlDays, clock }
+}
+
+// latestLinks(db, rolloutId, userIds) is called by the rollout page with only the database; the
+// link routes register the app's context against its Kysely instance here.
+const contexts = new WeakMap<object, LinkContext>()
+export function registerLinkContext(db: Kysely<Database>, context: LinkContext): void {
+  contexts.set(db, context)
+}
+
+// --- token ---------------------------------------------------------------------------------------
+
+function mac(secret: string, payload: string): Buffer {
+  return createHmac('sha256', secret).update(MAC_CONTEXT).update(payload).digest()
+}
+
+export function newNonce(): string {
+  return randomBytes(NONCE_BYTES).toString('base64url')
+}
+
+export function signLinkToken(secret: string, linkId: number, nonce: string): string {
+  const nonceBytes = Buffer.from(nonce, 'base64url')
+  if (nonceBytes.length !== NONCE_BYTES) throw new Error('link nonce must be 16 bytes of base64url')
+  const id = Buffer.alloc(8)
+  id.writeBigUInt64BE(BigInt(linkId))
+  const payload = Buffer.concat([id, nonceBytes]).toString('base64url')
+  return `${payload}.${mac(secret, payload).toString('base64url')}`
+}
 
 /**
- * Marks the link used by `grantId` if it is still unused and unexpired; false otherwise.
- * Called inside the callback's grant transaction: a false answer rolls the whole grant back.
+ * The link id and nonce a token carries, or null when it is malformed or its MAC is wrong.
+ * Compares MACs in constant time; insists on canonical base64url so that no second spelling of
+ * a valid token exists (the last character of a 43-char MAC carries 2 ignored bits).
  */
-export async function consumeLink(_db: Kysely<Database>, _linkId: number, _grantId: number, _now: number): Promise<boolean> {
+export function verifyLinkToken(secret: string, token: string): { linkId: number; nonce: string } | null {
+  if (typeof token !== 'string' || !TOKEN_SHAPE.test(token)) return null
+  const [payload, given] = token.split('.') as [string, string]
+  const givenBytes = Buffer.from(given, 'base64url')
+  if (givenBytes.length !== 32 || givenBytes.toString('base64url') !== given) return null
+  if (!timingSafeEqual(givenBytes, mac(secret, payload))) return null
+  const bytes = Buffer.from(payload, 'base64url')
+  if (bytes.length !== 8 + NONCE_BYTES || payload.length !== PAYLOAD_CHARS) return null
+  const id = bytes.readBigUInt64BE(0)
+  if (id < 1n || id > BigInt(Number.MAX_SAFE_INTEGER)) return null
+  return { linkId: Number(id), nonce: bytes.subarray(8).toString('base64url') }
+}
+
+export function linkUrl(context: Pick<LinkContext, 'publicUrl' | 'secret'>, row: Pick<LinkRow, 'id' | 'nonce'>): string {
+  return `${context.publicUrl}/reauthorize/${signLinkToken(context.secret, row.id, row.nonce)}`
+}
+
+export function linkState(row: Pick<LinkRow, 'used_at' | 'expires_at'>, now: number): LinkState {
+  if (row.used_at !== null) return 'used'
+  return row.expires_at <= now ? 'expired' : 'sent'
+}
+
+// --- resolving a followed link -------------------------------------------------------------------
+
+export type ResolvedLink =
+  | { ok: true; link: LinkRow; rollout: { id: number; name: string; app_id: number } }
+  | { ok: false; reason: 'tampered'; linkId: number | null }
+  | { ok: false; reason: 'used' | 'expired' | 'archived'; link: LinkRow }
+
+/** Checks a token from a URL against the secret and the stored row (the public page and its POST). */
+export async function resolveLink(db: Kysely<Database>, secret: string, token: string, now: number): Promise<ResolvedLink> {
+  const claimed = verifyLinkToken(secret, token)
+  if (!claimed) return { ok: false, reason: 'tampered', linkId: null }
+  const link = await db.selectFrom('reauth_links').selectAll().where('id', '=', claimed.linkId).executeTakeFirst()
+  // A valid MAC over a nonce the row does not hold: the row was deleted (rollout removed).
+  if (!link || !equalStrings(link.nonce, claimed.nonce)) return { ok: false, reason: 'tampered', linkId: claimed.linkId }
+  if (link.used_at !== null) return { ok: false, reason: 'used', link }
+  if (link.expires_at <= now) return { ok: false, reason: 'expired', link }
+  const rollout = await db.selectFrom('rollouts').select(['id', 'name', 'app_id', 'status']).where('id', '=', link.rollout_id).executeTakeFirst()
+  if (!rollout || rollout.status !== 'active') return { ok: false, reason: 'archived', link }
+  return { ok: true, link, rollout: { id: rollout.id, name: rollout.name, app_id: rollout.app_id } }
+}
+
+function equalStrings(a: string, b: string): boolean {
+  const left = Buffer.from(a)
+  const right = Buffer.from(b)
+  return left.length === right.length && timingSafeEqual(left, right)
+}
+
+/**
+ * Marks the link used by `grantId` if it is still unused and unexpired and its rollout active;
+ * false otherwise. Called inside the callback's grant transaction: a false answer rolls the whole
+ * grant back. One conditional UPDATE, so of two concurrent callbacks exactly one wins (the row
+ * lock makes the loser re-check `used_at` on PostgreSQL; SQLite serialises writers).
+ * Writes the `link.used` audit event in the same transaction.
+ */
+export async function consumeLink(db: Kysely<Database>, linkId: number, grantId: number, now: number): Promise<boolean> {
+  const result = await db
+    .updateTable('reauth_links')
+    .set({ used_at: now, used_grant_id: grantId })
+    .where('id', '=', linkId)
+    .where('used_at', 'is', null)
+    .where('expires_at', '>', now)
+    .where('rollout_id', 'in', (eb) => eb.selectFrom('rollouts').select('id').where('status', '=', 'active'))
+    .executeTakeFirst()
+  if (Number(result.numUpdatedRows) !== 1) return false
+  const link = await db.selectFrom('reauth_links').select(['user_id', 'rollout_id']).where('id', '=', linkId).executeTakeFirstOrThrow()
+  await recordAudit(db, now, {
+    type: 'link.used',
+    actor: `user:${link.user_id}`,
+    userId: link.user_id,
+    grantId,
+    rolloutId: link.rollout_id,
+    details: { linkId },
+  })
   return true
+}
+
+// --- issuing -------------------------------------------------------------------------------------
+
+export class LinkIssueError extends Error {
+  constructor(
+    readonly reason: 'no-rollout' | 'archived' | 'no-user',
+    message: string,
+  ) {
+    super(message)
+    this.name = 'LinkIssueError'
+  }
+}
+
+export interface IssuedLink {
+  link: LinkRow
+  url: string
+  /** True when an unexpired, unused link already existed and is handed out again. */
+  reused: boolean
+}
+
+async function activeRollout(db: Kysely<Database>, rolloutId: number): Promise<{ id: number; name: string; app_id: number; required_scopes: string }> {
+  const rollout = await db.selectFrom('rollouts').select(['id', 'name', 'app_id', 'status', 'required_scopes']).where('id', '=', rolloutId).executeTakeFirst()
+  if (!rollout) throw new LinkIssueError('no-rollout', `There is no rollout ${rolloutId}.`)
+  if (rollout.status !== 'active') throw new LinkIssueError('archived', `Rollout "${rollout.name}" is archived; it issues no more links.`)
+  return rollout
+}
+
+/**
+ * Issues one link for a user of a rollout, or hands back the unexpired unused one that exists
+ * (links are not multiplied: each outstanding link is one more URL that works).
+ */
+export async function issueLink(db: Kysely<Database>, context: LinkContext, input: { rolloutId: number; userId: number; issuedBy: string }): Promise<IssuedLink> {
+  const now = context.clock.now()
+  return db.transaction().execute(async (trx) => {
+    await activeRollout(trx, input.rolloutId)
+    const user = await trx.selectFrom('end_users').select('id').where('id', '=', input.userId).executeTakeFirst()
+    if (!user) throw new LinkIssueError('no-user', `There is no user ${input.userId}.`)
+    const existing = await outstandingLink(trx, input.rolloutId, input.userId, now)
+    if (existing) return { link: existing, url: linkUrl(context, existing), reused: true }
+    const values = {
+      rollout_id: input.rolloutId,
+      user_id: input.userId,
+      nonce: newNonce(),
+      issued_by: input.issuedBy,
+      issued_at: now,
+      expires_at: now + context.ttlDays * DAY_MS,
+      used_at: null,
+      used_grant_id: null,
+    }
+    const { id } = await trx.insertInto('reauth_links').values(values).returning('id').executeTakeFirstOrThrow()
+    const link: LinkRow = { id: Number(id), ...values }
+    await recordAudit(trx, now, {
+      type: 'link.issued',
+      actor: input.issuedBy,
+      userId: input.userId,
+      rolloutId: input.rolloutId,
+      details: { linkId: link.id, expiresAt: link.expires_at },
+    })
+    return { link, url: linkUrl(context, link), reused: false }
+  })
+}
+
+async function outstandingLink(db: Kysely<Database>, rolloutId: number, userId: number, now: number): Promise<LinkRow | undefined> {
+  return db
+    .selectFrom('reauth_links')
+    .selectAll()
+    .where('rollout_id', '=', rolloutId)
+    .where('user_id', '=', userId)
+    .where('used_at', 'is', null)
+    .where('expires_at', '>', now)
+    .orderBy('id', 'desc')
+    .limit(1)
+    .executeTakeFirst()
+}
+
+/** The newest link of each given user in a rollout (for the rollout page's rows). */
+export async function latestLinks(
+  db: Kysely<Database>,
+  rolloutId: number,
+  userIds: number[],
+  context: LinkContext | undefined = contexts.get(db),
+): Promise<Map<number, { state: LinkState; url: string | null; expiresAt: number; issuedAt: number }>> {
+  const result = new Map<number, { state: LinkState; url: string | null; expiresAt: number; issuedAt: number }>()
+  if (userIds.length === 0) return result
+  const now = context ? context.clock.now() : Date.now()
+  const rows = await db
+    .selectFrom('reauth_links')
+    .selectAll()
+    .where('rollout_id', '=', rolloutId)
+    .where('user_id', 'in', [...new Set(userIds)])
+    .orderBy('id', 'asc')
+    .execute()
+  // Ascending ids: the last row seen per user is the newest.
+  for (const row of rows) {
+    const state = linkState(row, now)
+    result.set(row.user_id, {
+      state,
+      // Only a link that still works is worth copying.
+      url: context && state === 'sent' ? linkUrl(context, row) : null,
+      expiresAt: row.expires_at,
+      issuedAt: row.issued_at,
+    })
+  }
+  return result
+}
+
+// --- bulk and CSV over the lacking list's filter -------------------------------------------------
+
+/** The rollout page's filter (same query parameters: scope, app, q). */
+export interface LinkFilter {
+  /** Only users missing this scope. */
+  scope: string | null
+  /** Only users whose active grant is on this app id; 'none' = users without an active grant. */
+  app: number | 'none' | null
+  /** Carta user id or email (exact), or part of the email. */
+  q: string | null
+}
+
+/** Reads scope/app/q from a query string or form body; app may be an app id, an app key or "none". */
+export async function parseLinkFilter(db: Kysely<Database>, input: Record<string, unknown>): Promise<LinkFilter> {
+  const text = (name: string): string | null => {
+    const value = input[name]
+    return typeof value === 'string' && value.trim() !== '' ? value.trim().slice(0, 200) : null
+  }
+  const appText = text('app')
+  let app: LinkFilter['app'] = null
+  if (appText === 'none') app = 'none'
+  else if (appText && /^\d{1,12}$/.test(appText)) app = Number(appText)
+  else if (appText) {
+    const row = await db.selectFrom('oauth_apps').select('id').where('key', '=', appText).executeTakeFirst()
+    // An unknown app matches nobody, as the list would show.
+    app = row ? row.id : -1
+  }
+  return { scope: text('scope'), app, q: text('q') }
+}
+
+export interface FilteredMember {
+  userId: number
+  cartaUserId: string | null
+  email: string | null
+  missingScopes: string
+}
+
+/** One keyset batch of users needing action in the rollout who match the filter, by user id. */
+export async function filteredMembers(db: Kysely<Database>, rolloutId: number, filter: LinkFilter, afterUserId: number, limit: number): Promise<FilteredMember[]> {
+  let query = db
+    .selectFrom('rollout_members as m')
+    .innerJoin('end_users as u', 'u.id', 'm.user_id')
+    .select(['m.user_id', 'u.carta_user_id', 'u.email', 'm.missing_scopes'])
+    .where('m.rollout_id', '=', rolloutId)
+    .where('m.needs_action', '=', 1)
+    .where('m.user_id', '>', afterUserId)
+  if (filter.app === 'none') query = query.where('m.app_id', 'is', null)
+  else if (filter.app !== null) query = query.where('m.app_id', '=', filter.app)
+  if (filter.scope !== null) {
+    const scope = filter.scope
+    query = query.where((eb) =>
+      eb.exists(
+        eb
+          .selectFrom('rollout_member_missing as mm')
+          .select('mm.user_id')
+          .whereRef('mm.user_id', '=', 'm.user_id')
+          .where('mm.rollout_id', '=', rolloutId)
+          .where('mm.scope', '=', scope),
+      ),
+    )
+  }
+  if (filter.q !== null) {
+    const q = filter.q
+    // No LIKE escape: SQLite has no default escape character; a stray % or _ only widens the match.
+    const pattern = `%${q.toLowerCase()}%`
+    query = query.where((eb) => eb.or([eb('u.carta_user_id', '=', q), eb(eb.fn<string>('lower', ['u.email']), 'like', pattern)]))
+  }
+  const rows = await query.orderBy('m.user_id').limit(limit).execute()
+  return rows.map((r) => ({ userId: r.user_id, cartaUserId: r.carta_user_id, email: r.email, missingScopes: r.missing_scopes }))
+}
+
+export interface BulkResult {
+  matched: number
+  issued: number
+  reused: number
+}
+
+const BATCH = 500
+
+/**
+ * Ensures every user matching the filter has an outstanding link, batch by batch (one short
+ * transaction per batch, so a large rollout never holds the writer for long). `onBatch` sees each
+ * batch with its links (the CSV export writes rows from it). Audited once by the caller.
+ */
+export async function ensureLinksForFilter(
+  db: Kysely<Database>,
+  context: LinkContext,
+  input: { rolloutId: number; filter: LinkFilter; issuedBy: string },
+  onBatch?: (rows: Array<FilteredMember & { link: LinkRow }>) => void | Promise<void>,
+): Promise<BulkResult> {
+  const now = context.clock.now()
+  await activeRollout(db, input.rolloutId)
+  const totals: BulkResult = { matched: 0, issued: 0, reused: 0 }
+  let after = 0
+  for (;;) {
+    const batch = await db.transaction().execute(async (trx) => {
+      const members = await filteredMembers(trx, input.rolloutId, input.filter, after, BATCH)
+      if (members.length === 0) return []
+      const ids = members.map((m) => m.userId)
+      const existing = await trx
+        .selectFrom('reauth_links')
+        .selectAll()
+        .where('rollout_id', '=', input.rolloutId)
+        .where('user_id', 'in', ids)
+        .where('used_at', 'is', null)
+        .where('expires_at', '>', now)
+        .orderBy('id', 'asc')
+        .execute()
+      const byUser = new Map(existing.map((row) => [row.user_id, row]))
+      const fresh = members
+        .filter((m) => !byUser.has(m.userId))
+        .map((m) => ({
+          rollout_id: input.rolloutId,
+          user_id: m.userId,
+          nonce: newNonce(),
+          issued_by: input.issuedBy,
+          issued_at: now,
+          expires_at: now + context.ttlDays * DAY_MS,
+          used_at: null,
+          used_grant_id: null,
+        }))
+      if (fresh.length > 0) {
+        const inserted = await trx.insertInto('reauth_links').values(fresh).returning(['id', 'user_id']).execute()
+        const idByUser = new Map(inserted.map((r) => [r.user_id, Number(r.id)]))
+        for (const values of fresh) byUser.set(values.user_id, { id: idByUser.get(values.user_id)!, ...values })
+      }
+      totals.matched += members.length
+      totals.issued += fresh.length
+      totals.reused += members.length - fresh.length
+      return members.map((m) => ({ ...m, link: byUser.get(m.userId)! }))
+    })
+    if (batch.length === 0) break
+    // Outside the transaction: the callback may write to a slow client.
+    if (onBatch) await onBatch(batch)
+    after = batch[batch.length - 1]!.userId
+    if (batch.length < BATCH) break
+  }
+  return totals
+}
+
+export async function issueLinksBulk(db: Kysely<Database>, context: LinkContext, input: { rolloutId: number; filter: LinkFilter; issuedBy: string }): Promise<BulkResult> {
+  const result = await ensureLinksForFilter(db, context, input)
+  await recordAudit(db, context.clock.now(), {
+    type: 'links.issued_bulk',
+    actor: input.issuedBy,
+    rolloutId: input.rolloutId,
+    details: { ...result, filter: input.filter },
+  })
+  return result
+}
+
+// --- CSV -----------------------------------------------------------------------------------------
+
+export const CSV_HEADER = ['user_id', 'carta_user_id', 'email', 'missing_scopes', 'link_url', 'expires_at']
+
+/**
+ * One RFC 4180 field: quoted when it holds a comma, quote, CR or LF (quotes doubled). Text that a
+ * spreadsheet would run as a formula (= + - @ tab CR first) gets a leading apostrophe (OWASP
+ * "CSV injection"); emails and ids come from Carta, not from us.
+ */
+export function csvField(value: string | number | null): string {
+  if (value === null) return ''
+  let text = String(value)
+  if (typeof value === 'string' && /^[=+\-@\t\r]/.test(text)) text = `'${text}`
+  return /[",\r\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text
+}
+
+export function csvLine(fields: Array<string | number | null>): string {
+  return `${fields.map(csvField).join(',')}\r\n`
 }
