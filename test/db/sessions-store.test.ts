@@ -1,0 +1,36 @@
+// Sessions live in the database so every app instance sees the same ones.
+import t from 'tap'
+import { ManualClock } from '../../src/clock.js'
+import { DatabaseSessionStore } from '../../src/sessions/store.js'
+import { engines, openTestDb } from './engines.js'
+
+function call<T>(fn: (cb: (err?: unknown, result?: T) => void) => void): Promise<T | undefined> {
+  return new Promise((resolve, reject) => fn((err, result) => (err ? reject(err) : resolve(result))))
+}
+
+for (const engine of engines()) {
+  t.test(`${engine}: session store round trip, expiry and pruning`, async (t) => {
+    const { db, another } = await openTestDb(t, engine)
+    const clock = new ManualClock(1_795_000_000_000)
+    const store = new DatabaseSessionStore(db, clock)
+    // A second handle stands for a second app instance on the same database.
+    const otherInstance = new DatabaseSessionStore(await another(), clock)
+
+    const expires = new Date(clock.now() + 60_000).toISOString()
+    await call((cb) => store.set('sid-1', { cookie: { expires }, endUserId: 7 }, cb))
+    t.same(await call((cb) => otherInstance.get('sid-1', cb)), { cookie: { expires }, endUserId: 7 }, 'the other instance reads it')
+
+    await call((cb) => otherInstance.set('sid-1', { cookie: { expires }, endUserId: 7, operatorId: 3 }, cb))
+    t.same(await call((cb) => store.get('sid-1', cb)), { cookie: { expires }, endUserId: 7, operatorId: 3 }, 'set twice upserts')
+
+    await call((cb) => store.set('sid-2', { cookie: { expires: new Date(clock.now() + 1_000).toISOString() } }, cb))
+    clock.advance(2_000)
+    t.equal(await call((cb) => store.get('sid-2', cb)), null, 'expired session reads as none')
+    t.equal(await store.prune(), 1, 'prune deletes only the expired one')
+    t.ok(await call((cb) => store.get('sid-1', cb)), 'live session survives pruning')
+
+    await call((cb) => otherInstance.destroy('sid-1', cb))
+    t.equal(await call((cb) => store.get('sid-1', cb)), null, 'destroy on one instance signs out on all')
+    t.equal(await call((cb) => store.get('never', cb)), null)
+  })
+}
