@@ -1,5 +1,6 @@
 // Command line: `npm run cli -- <command> [options]`. Each command lives in its own module.
 import { openRuntime } from './runtime.js'
+import { reportCommand } from './reports/cli.js'
 
 type Command = { summary: string; run: (args: string[]) => Promise<number> }
 
@@ -12,6 +13,10 @@ const commands: Record<string, Command> = {
       console.log('Database is at the latest schema.')
       return 0
     },
+  },
+  report: {
+    summary: 'report [--json] [--quiet]: run a coverage report now, write its files, print the summary',
+    run: reportCommand,
   },
 }
 
