@@ -7,7 +7,9 @@ import type { Database } from './schema.js'
 export type Db = Kysely<Database>
 export type { Database } from './schema.js'
 
-export class DatabaseUnavailableError extends Error {}
+export class DatabaseUnavailableError extends Error {
+  override name = 'DatabaseUnavailableError'
+}
 
 /** Opens the configured database and checks it answers; a clear error if it does not. */
 export async function openDatabase(config: DatabaseConfig, options: DialectOptions = {}): Promise<Db> {

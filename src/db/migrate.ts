@@ -20,7 +20,9 @@ class DirectoryMigrationProvider implements MigrationProvider {
   }
 }
 
-export class MigrationError extends Error {}
+export class MigrationError extends Error {
+  override name = 'MigrationError'
+}
 
 /** Migrates to the latest schema; throws MigrationError naming the failed migration. */
 export async function migrateToLatest(db: Db): Promise<MigrationResultSet> {
