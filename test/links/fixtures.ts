@@ -103,7 +103,8 @@ export async function operatorAgent(test: TestApp, username = 'ops'): Promise<Ag
   const existing = await test.db.selectFrom('operators').select('id').where('username', '=', username).executeTakeFirst()
   const operatorId = existing?.id ?? Number((await test.db.insertInto('operators').values({ username, password_hash: 'test-only', created_at: now, last_sign_in_at: now }).returning('id').executeTakeFirstOrThrow()).id)
   const sid = randomBytes(24).toString('base64url')
-  const expires = new Date(now + 60 * 60 * 1000)
+  // @fastify/session checks the cookie expiry against the real clock, the store against ours.
+  const expires = new Date(Math.max(now, Date.now()) + 60 * 60 * 1000)
   const session = { cookie: { originalMaxAge: 3600000, expires: expires.toISOString(), secure: false, httpOnly: true, path: '/', sameSite: 'lax' }, operatorId, operatorName: username }
   await test.db.insertInto('sessions').values({ sid, data: JSON.stringify(session), expires_at: expires.getTime() }).execute()
   const agent = new Agent()
