@@ -1,5 +1,6 @@
 // Command line: `npm run cli -- <command> [options]`. Each command lives in its own module.
 import { openRuntime } from './runtime.js'
+import { operatorCommand } from './admin/operator-cli.js'
 import { reportCommand } from './reports/cli.js'
 
 type Command = { summary: string; run: (args: string[]) => Promise<number> }
@@ -13,6 +14,10 @@ const commands: Record<string, Command> = {
       console.log('Database is at the latest schema.')
       return 0
     },
+  },
+  operator: {
+    summary: 'operator create <username> | operator reset-password <username> (password from stdin, or generated and printed)',
+    run: operatorCommand,
   },
   report: {
     summary: 'report [--json] [--quiet]: run a coverage report now, write its files, print the summary',

@@ -3,6 +3,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import type { Clock } from './clock.js'
 import type { Config } from './config.js'
 import type { Db } from './db/index.js'
+import { ensureFirstOperator } from './admin/operators.js'
 
 export interface StartupContext {
   config: Config
@@ -11,4 +12,13 @@ export interface StartupContext {
   log: FastifyBaseLogger
 }
 
-export async function startupTasks(_ctx: StartupContext): Promise<void> {}
+export async function startupTasks(ctx: StartupContext): Promise<void> {
+  // First start: an `admin` operator with a random password, printed once to the console (not
+  // into the JSON log stream, which is shipped and kept).
+  const first = await ensureFirstOperator(ctx.db, ctx.clock.now())
+  if (first) {
+    const line = '='.repeat(72)
+    console.log(`\n${line}\n  Scope Ledger: first operator account created (shown only this once)\n    username: ${first.username}\n    password: ${first.password}\n  Sign in at ${ctx.config.publicUrl}/admin/sign-in and keep the password safe.\n${line}\n`)
+    ctx.log.info({ username: first.username }, 'created the first operator account (password printed to the console once)')
+  }
+}

@@ -1,4 +1,198 @@
-// Placeholder route module; replaced by its real implementation.
-import type { FastifyInstance } from 'fastify'
+// Operator dashboard: sign-in/out, rollouts (list, create, archive), the rollout page with its
+// coverage summary and lacking list, and the user page. Handlers stay thin: the queries live in
+// src/rollouts/* and src/admin/operators.ts.
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { listApps } from '../carta/apps.js'
+import { parseScopes } from '../scopes.js'
+import { rolloutSummary } from '../rollouts/coverage.js'
+import { filterQuery, listLacking, parseLackingFilter } from '../rollouts/lacking.js'
+import * as links from '../rollouts/links.js'
+import { RolloutValidationError, archiveRollout, createRollout, findRollout, listRollouts } from '../rollouts/rollouts.js'
+import { userPageData } from '../rollouts/users.js'
+import { PageError, renderPage } from '../web/render.js'
+import { operatorActor, requireOperator } from './guard.js'
+import { checkOperatorCredentials } from './operators.js'
 
-export default async function adminRoutes(_app: FastifyInstance): Promise<void> {}
+type Body = Record<string, string | string[] | undefined>
+
+export interface LinkState {
+  state: 'sent' | 'used' | 'expired'
+  url?: string
+  expiresAt: number
+}
+type LatestLinks = (db: FastifyInstance['deps']['db'], rolloutId: number, userIds: number[]) => Promise<Map<number, LinkState>>
+
+/** Only local dashboard paths: never an absolute URL, `//host` or a backslash trick (open redirect). */
+export function safeNext(value: unknown): string {
+  if (typeof value !== 'string') return '/admin'
+  if (!/^\/admin(?:[/?#]|$)/.test(value) || value.startsWith('//') || /[\\\r\n\t]/.test(value)) return '/admin'
+  return value
+}
+
+function field(body: Body | undefined, name: string): string {
+  const v = body?.[name]
+  return (Array.isArray(v) ? v[0] : v) ?? ''
+}
+
+function fields(body: Body | undefined, name: string): string[] {
+  const v = body?.[name]
+  return v === undefined ? [] : Array.isArray(v) ? v : [v]
+}
+
+function idParam(value: string, what: string): number {
+  if (!/^\d{1,15}$/.test(value)) throw new PageError(404, `${what} not found`, `There is no ${what.toLowerCase()} with this id.`, { backHref: '/admin', backLabel: 'Back to rollouts' })
+  return Number(value)
+}
+
+export function formatTime(ms: number | null | undefined): string {
+  if (ms === null || ms === undefined) return '—'
+  return `${new Date(ms).toISOString().slice(0, 16).replace('T', ' ')} UTC`
+}
+
+export default async function adminRoutes(app: FastifyInstance): Promise<void> {
+  const { db, clock, config } = app.deps
+  const signInLimit = { rateLimit: { max: config.rateLimits.signInPerMinute, timeWindow: '1 minute' } }
+  const guarded = { preHandler: requireOperator }
+  const guardedPost = { preHandler: [requireOperator, app.csrfProtection] }
+
+  // --- sign-in ---------------------------------------------------------------------------------
+
+  const signInPage = (request: FastifyRequest, reply: FastifyReply, data: { next: string; username?: string; error?: string }, status = 200) =>
+    renderPage(request, reply, 'admin/sign-in', { title: 'Operator sign-in', csrf: true, username: '', error: null, ...data }, status)
+
+  app.get<{ Querystring: { next?: string } }>('/admin/sign-in', { config: signInLimit }, async (request, reply) => {
+    const next = safeNext(request.query.next)
+    if (request.session.operatorId) return reply.redirect(next, 303)
+    return signInPage(request, reply, { next })
+  })
+
+  app.post<{ Body: Body }>('/admin/sign-in', { config: signInLimit, preHandler: app.csrfProtection }, async (request, reply) => {
+    const username = field(request.body, 'username').slice(0, 200)
+    const password = field(request.body, 'password')
+    const next = safeNext(field(request.body, 'next'))
+    const operator = username && password ? await checkOperatorCredentials(db, username, password, clock.now()) : null
+    if (!operator) {
+      // Never the password; the username helps spot guessing.
+      request.log.warn({ username }, 'operator sign-in failed')
+      return signInPage(request, reply, { next, username, error: 'Wrong username or password.' }, 401)
+    }
+    // A new session id at sign-in, so a planted or leaked pre-login id is worthless (session fixation).
+    await request.session.regenerate()
+    request.session.operatorId = operator.id
+    request.session.operatorName = operator.username
+    request.log.info({ operator: operator.username }, 'operator signed in')
+    return reply.redirect(next, 303)
+  })
+
+  app.post('/admin/sign-out', { preHandler: app.csrfProtection }, async (request, reply) => {
+    const name = request.session.operatorName
+    await request.session.destroy()
+    if (name) request.log.info({ operator: name }, 'operator signed out')
+    return reply.redirect('/admin/sign-in', 303)
+  })
+
+  // --- rollouts --------------------------------------------------------------------------------
+
+  const dashboard = async (
+    request: FastifyRequest,
+    reply: FastifyReply,
+    form: { appId?: number; name?: string; scopes?: string[]; error?: { field: string; message: string } },
+    status = 200,
+  ) => {
+    const [rollouts, apps] = await Promise.all([listRollouts(db), listApps(db)])
+    const activeApps = apps.filter((a) => a.status === 'active')
+    const defaultApp = activeApps.find((a) => a.environment === config.defaultEnvironment && a.is_current === 1) ?? activeApps[0]
+    const target = activeApps.find((a) => a.id === form.appId) ?? defaultApp
+    const targetScopes = target ? parseScopes(target.scopes) : []
+    return renderPage(
+      request,
+      reply,
+      'admin/index',
+      {
+        title: 'Rollouts',
+        csrf: true,
+        active: rollouts.filter((r) => r.status === 'active'),
+        archived: rollouts.filter((r) => r.status === 'archived'),
+        apps: activeApps,
+        target: target ?? null,
+        targetScopes,
+        checked: form.scopes ?? targetScopes,
+        name: form.name ?? '',
+        error: form.error ?? null,
+        parseScopes,
+        formatTime,
+      },
+      status,
+    )
+  }
+
+  app.get<{ Querystring: { app?: string } }>('/admin', guarded, async (request, reply) => {
+    const appId = request.query.app && /^\d{1,9}$/.test(request.query.app) ? Number(request.query.app) : undefined
+    return dashboard(request, reply, { appId })
+  })
+
+  app.post<{ Body: Body }>('/admin/rollouts', guardedPost, async (request, reply) => {
+    const appField = field(request.body, 'app_id')
+    const input = { name: field(request.body, 'name'), appId: /^\d{1,9}$/.test(appField) ? Number(appField) : NaN, scopes: fields(request.body, 'scopes') }
+    try {
+      const id = await createRollout(db, input, operatorActor(request), clock.now())
+      request.log.info({ rolloutId: id }, 'rollout created')
+      return reply.redirect(`/admin/rollouts/${id}`, 303)
+    } catch (err) {
+      if (!(err instanceof RolloutValidationError)) throw err
+      request.log.warn({ field: err.field, reason: err.message }, 'rollout form rejected')
+      return dashboard(request, reply, { appId: Number.isNaN(input.appId) ? undefined : input.appId, name: input.name, scopes: input.scopes, error: { field: err.field, message: err.message } }, 400)
+    }
+  })
+
+  app.post<{ Params: { id: string } }>('/admin/rollouts/:id/archive', guardedPost, async (request, reply) => {
+    const id = idParam(request.params.id, 'Rollout')
+    const rollout = await findRollout(db, id)
+    if (!rollout) throw new PageError(404, 'Rollout not found', 'There is no rollout with this id.', { backHref: '/admin', backLabel: 'Back to rollouts' })
+    const archived = await archiveRollout(db, id, operatorActor(request), clock.now())
+    if (archived) request.log.info({ rolloutId: id }, 'rollout archived')
+    return reply.redirect(`/admin/rollouts/${id}`, 303)
+  })
+
+  app.get<{ Params: { id: string }; Querystring: Record<string, string | string[]> }>('/admin/rollouts/:id', guarded, async (request, reply) => {
+    const id = idParam(request.params.id, 'Rollout')
+    const rollout = await findRollout(db, id)
+    if (!rollout) throw new PageError(404, 'Rollout not found', 'There is no rollout with this id.', { backHref: '/admin', backLabel: 'Back to rollouts' })
+    const filter = parseLackingFilter(request.query)
+    const afterRaw = request.query.after
+    const after = typeof afterRaw === 'string' && afterRaw !== '' ? afterRaw : undefined
+    if (afterRaw !== undefined && typeof afterRaw !== 'string') throw new PageError(400, 'Bad page cursor', 'This page link is malformed.')
+    const [summary, page, apps] = await Promise.all([rolloutSummary(db, id, rollout.required_scopes), listLacking(db, id, filter, after ? { after } : {}), listApps(db)])
+    const latest = (links as unknown as { latestLinks?: LatestLinks }).latestLinks
+    const linkStates = latest && page.rows.length ? await latest(db, id, page.rows.map((r) => r.userId)) : new Map<number, LinkState>()
+    const linkParam = typeof request.query.link === 'string' && /^\d{1,15}$/.test(request.query.link) ? Number(request.query.link) : null
+    const filtered = filter.scope !== undefined || filter.appId !== undefined || filter.search !== undefined
+    return renderPage(request, reply, 'admin/rollout', {
+      title: rollout.name,
+      csrf: true,
+      rollout,
+      required: parseScopes(rollout.required_scopes),
+      summary,
+      filter,
+      filtered,
+      first: !after,
+      rows: page.rows.map((r) => ({ ...r, link: linkStates.get(r.userId) ?? null })),
+      nextHref: page.nextCursor ? `/admin/rollouts/${id}?${filterQuery(filter, { after: page.nextCursor })}` : null,
+      firstHref: `/admin/rollouts/${id}?${filterQuery(filter)}`,
+      filterQuery: filterQuery(filter),
+      apps,
+      linkUserId: linkParam,
+      formatTime,
+    })
+  })
+
+  // --- users -----------------------------------------------------------------------------------
+
+  app.get<{ Params: { id: string } }>('/admin/users/:id', guarded, async (request, reply) => {
+    const id = idParam(request.params.id, 'User')
+    const data = await userPageData(db, id, clock.now())
+    if (!data) throw new PageError(404, 'User not found', 'There is no end user with this id.', { backHref: '/admin', backLabel: 'Back to rollouts' })
+    const title = data.user.email ?? data.user.name ?? data.user.cartaUserId ?? `User ${id}`
+    return renderPage(request, reply, 'admin/user', { title, ...data, formatTime })
+  })
+}
