@@ -8,6 +8,7 @@ import { consumeLink } from '../rollouts/links.js'
 import { syncUserRollouts } from '../rollouts/membership.js'
 import { formatScopes } from '../scopes.js'
 import { type CartaIdentity, adoptIdentity, findEndUser, findEndUserByCartaId, resolveEndUser } from '../users/end-users.js'
+import { enqueueGrantRevocation } from './lifecycle.js'
 import type { TokenCipher } from './token-cipher.js'
 import { storeTokens } from './tokens.js'
 
@@ -90,7 +91,9 @@ export async function recordGrant(db: Kysely<Database>, cipher: TokenCipher, inp
     // revocation at Carta (RFC 7009); the lifecycle worker sends them after this commits.
     for (const old of previous) {
       await trx.updateTable('grants').set({ status: 'superseded', ended_at: now, superseded_by: grantId }).where('id', '=', old.id).execute()
-      await enqueueRevocations(trx, old.id, old.app_id, now)
+      // Revocation rows carry the ciphertext as is; the live copy goes (no unused secrets at rest).
+      await enqueueGrantRevocation(trx, old.id, now)
+      await trx.deleteFrom('grant_tokens').where('grant_id', '=', old.id).execute()
       await recordAudit(trx, now, { type: 'grant.superseded', actor, userId, grantId: old.id, appId: old.app_id, details: { supersededBy: grantId } })
     }
     await trx.updateTable('end_users').set({ active_grant_id: grantId, status: 'connected', updated_at: now }).where('id', '=', userId).execute()
@@ -134,21 +137,4 @@ async function targetUser(trx: Kysely<Database>, input: GrantInput): Promise<{ u
   }
   const { user, createdLocalKey } = await resolveEndUser(trx, { identity: input.identity, localKey: input.localKey, now: input.now })
   return { userId: user.id, createdLocalKey }
-}
-
-/**
- * Queues a grant's tokens for revocation (refresh token first: revoking it usually ends the
- * access token too, RFC 7009 §2.1) and drops them from the token store: the ciphertext moves to
- * token_revocations, still sealed with the same key id.
- */
-export async function enqueueRevocations(trx: Kysely<Database>, grantId: number, appId: number, now: number): Promise<number> {
-  const tokens = await trx.selectFrom('grant_tokens').select(['key_id', 'access_token', 'refresh_token']).where('grant_id', '=', grantId).executeTakeFirst()
-  if (!tokens) return 0
-  const rows = [
-    ...(tokens.refresh_token ? [{ token: tokens.refresh_token, token_type_hint: 'refresh_token' as const }] : []),
-    { token: tokens.access_token, token_type_hint: 'access_token' as const },
-  ].map((r) => ({ ...r, grant_id: grantId, app_id: appId, key_id: tokens.key_id, next_attempt_at: now, last_error: null, lock_until: null, created_at: now, done_at: null }))
-  await trx.insertInto('token_revocations').values(rows).execute()
-  await trx.deleteFrom('grant_tokens').where('grant_id', '=', grantId).execute()
-  return rows.length
 }

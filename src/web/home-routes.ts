@@ -1,4 +1,26 @@
-// Placeholder route module; replaced by its real implementation.
+// The end user's home page: what Scope Ledger does and a Connect button, or, once connected,
+// who they are, which app, the scopes Carta granted and the issuers those scopes let us read.
 import type { FastifyInstance } from 'fastify'
+import { listApps } from '../carta/apps.js'
+import { homeGrant, issuersForGrant } from '../grants/queries.js'
+import { renderPage } from './render.js'
 
-export default async function homeRoutes(_app: FastifyInstance): Promise<void> {}
+export default async function homeRoutes(app: FastifyInstance): Promise<void> {
+  const { config, db } = app.deps
+
+  app.get('/', async (request, reply) => {
+    const apps = (await listApps(db)).filter((a) => a.status === 'active' && config.apps.some((c) => c.key === a.key))
+    const userId = request.session.endUserId
+    const home = userId ? await homeGrant(db, userId) : undefined
+    const connected = home?.grant?.status === 'active' && home.userStatus === 'connected'
+    const issuers = connected ? await issuersForGrant({ ...app.deps, log: request.log }, home.grant!) : null
+    return renderPage(request, reply, 'home', {
+      title: connected ? 'Your Carta connection' : 'Connect Carta',
+      home: home ?? null,
+      connected,
+      issuers,
+      apps: apps.map((a) => ({ key: a.key, name: a.name, environment: a.environment, current: a.is_current === 1 })),
+      defaultEnvironment: config.defaultEnvironment,
+    })
+  })
+}

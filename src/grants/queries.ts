@@ -1,0 +1,92 @@
+// Read side of the ledger for the end user's home page: who is connected, with which grant,
+// and the one Carta call the page makes (issuers), behind a single function.
+import { CartaApiError, type CartaIssuer, listIssuers } from '../carta/api.js'
+import type { Db } from '../db/index.js'
+import type { GrantStatus } from '../db/schema.js'
+import { parseScopes } from '../scopes.js'
+import { type AccessDeps, ReconnectRequiredError, withAccessToken } from './access.js'
+
+export interface HomeGrant {
+  userId: number
+  cartaUserId: string | null
+  email: string | null
+  name: string | null
+  userStatus: 'connected' | 'needs_reconnect'
+  grant: {
+    id: number
+    status: GrantStatus
+    requested: string[]
+    granted: string[]
+    source: 'reported' | 'assumed'
+    createdAt: number
+  } | null
+  app: { id: number; key: string; name: string; environment: string; scopes: string[]; status: string } | null
+}
+
+/** The user and their active grant (or, if none is active, their latest one). */
+export async function homeGrant(db: Db, userId: number): Promise<HomeGrant | undefined> {
+  const user = await db.selectFrom('end_users').selectAll().where('id', '=', userId).executeTakeFirst()
+  if (!user) return undefined
+  let query = db
+    .selectFrom('grants')
+    .innerJoin('oauth_apps', 'oauth_apps.id', 'grants.app_id')
+    .select([
+      'grants.id',
+      'grants.status',
+      'grants.requested_scopes',
+      'grants.granted_scopes',
+      'grants.scopes_source',
+      'grants.created_at',
+      'oauth_apps.id as app_id',
+      'oauth_apps.key as app_key',
+      'oauth_apps.name as app_name',
+      'oauth_apps.environment as app_environment',
+      'oauth_apps.scopes as app_scopes',
+      'oauth_apps.status as app_status',
+    ])
+  query = user.active_grant_id !== null ? query.where('grants.id', '=', user.active_grant_id) : query.where('grants.user_id', '=', userId).orderBy('grants.id', 'desc').limit(1)
+  const row = await query.executeTakeFirst()
+  return {
+    userId: user.id,
+    cartaUserId: user.carta_user_id,
+    email: user.email,
+    name: user.name,
+    userStatus: user.status,
+    grant: row
+      ? {
+          id: row.id,
+          status: row.status,
+          requested: parseScopes(row.requested_scopes),
+          granted: parseScopes(row.granted_scopes),
+          source: row.scopes_source,
+          createdAt: row.created_at,
+        }
+      : null,
+    app: row ? { id: row.app_id, key: row.app_key, name: row.app_name, environment: row.app_environment, scopes: parseScopes(row.app_scopes), status: row.app_status } : null,
+  }
+}
+
+export type IssuersResult =
+  | { status: 'ok'; issuers: CartaIssuer[] }
+  | { status: 'not_held' }
+  | { status: 'unavailable'; message: string }
+  | { status: 'reconnect' }
+
+/**
+ * The issuers the grant's token can see (GET /v1alpha1/issuers, scope read_issuer_info), refreshing
+ * the access token first when needed (withAccessToken). Never throws for a Carta failure: the
+ * page renders a notice instead.
+ */
+export async function issuersForGrant(deps: AccessDeps, grant: { id: number; granted: string[] }): Promise<IssuersResult> {
+  if (!grant.granted.includes('read_issuer_info')) return { status: 'not_held' }
+  try {
+    const issuers = await withAccessToken(deps, grant.id, (token, ctx) => listIssuers(ctx.app, token, { timeoutMs: deps.config.cartaTimeoutMs }))
+    return { status: 'ok', issuers }
+  } catch (err) {
+    const reason = err instanceof CartaApiError ? `${err.kind}: ${err.message}` : (err as Error).message
+    deps.log?.warn({ grantId: grant.id, reason }, 'issuer list unavailable')
+    if (err instanceof ReconnectRequiredError) return { status: 'reconnect' }
+    if (err instanceof CartaApiError && err.kind === 'forbidden') return { status: 'unavailable', message: 'Carta says this connection may not list issuers.' }
+    return { status: 'unavailable', message: 'Carta could not list your issuers just now. Please reload the page in a minute.' }
+  }
+}
