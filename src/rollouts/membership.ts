@@ -41,7 +41,7 @@ export function computeMembership(input: MemberInputs): Membership {
   if (!grant || input.userStatus === 'needs_reconnect') {
     return {
       state: 'reconnect',
-      reason: grant ? 'needs_reconnect' : 'no_active_grant',
+      reason: input.userStatus === 'needs_reconnect' ? 'needs_reconnect' : 'no_active_grant',
       missing: required,
       appId: grant?.appId ?? null,
       authorizedAt: input.lastAuthorizedAt,
@@ -221,7 +221,7 @@ export async function buildRolloutMembership(db: Tx, rolloutId: number, required
     .select((eb) => [
       'u.id as user_id',
       'g.app_id as app_id',
-      sql<number>`case when g.id is null then 0 when u.status = 'needs_reconnect' then 1 else 2 end`.as('kind'),
+      sql<number>`case when u.status = 'needs_reconnect' then 1 when g.id is null then 0 else 2 end`.as('kind'),
       sql<number>`case when a.status = 'retired' then 1 else 0 end`.as('retired'),
       missingExpr.as('missing'),
       eb.fn
