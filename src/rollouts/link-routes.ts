@@ -8,6 +8,7 @@ import { recordAudit } from '../audit/events.js'
 import { type AppRow, appConfigFor, appScopes, findAppById } from '../carta/apps.js'
 import { missingScopes, parseScopes } from '../scopes.js'
 import { PageError, renderPage } from '../web/render.js'
+import { type LackingFilter, filterQuery, listLacking, parseLackingFilter } from './lacking.js'
 import { describeScopes } from './link-permissions.js'
 import {
   CSV_HEADER,
@@ -21,7 +22,6 @@ import {
   linkContextFrom,
   linkState,
   linkUrl,
-  parseLinkFilter,
   registerLinkContext,
   resolveLink,
 } from './links.js'
@@ -134,16 +134,16 @@ export default async function reauthLinkRoutes(app: FastifyInstance): Promise<vo
 
   app.post<RolloutParams & { Body: Record<string, unknown> }>('/admin/rollouts/:id/links/bulk', operatorPost, async (request, reply) => {
     const rolloutId = idParam(request.params.id)
-    const filter = await parseLinkFilter(db, request.body ?? {})
+    const filter = parseLackingFilter(request.body ?? {})
     const result = await issueOrPage(() => issueLinksBulk(db, context, { rolloutId, filter, issuedBy: operatorActor(request) }))
     request.log.info({ rolloutId, ...result }, 'reauthorization links issued in bulk')
-    const query = filterQuery(request.body ?? {})
+    const query = filterQuery(filter)
     return renderPage(request, reply, 'admin/links-bulk', {
       title: 'Links issued',
       rolloutId,
       rolloutName: await rolloutName(rolloutId),
       result,
-      filterText: describeFilter(request.body ?? {}),
+      filterText: await describeFilter(db, filter),
       backHref: `/admin/rollouts/${rolloutId}${query ? `?${query}` : ''}`,
       csvHref: `/admin/rollouts/${rolloutId}/links.csv${query ? `?${query}` : ''}`,
     })
@@ -153,11 +153,13 @@ export default async function reauthLinkRoutes(app: FastifyInstance): Promise<vo
   // idempotent (outstanding links are reused) and the file only reaches the operator.
   app.get<RolloutParams & { Querystring: Record<string, unknown> }>('/admin/rollouts/:id/links.csv', { preHandler: requireOperator }, async (request, reply) => {
     const rolloutId = idParam(request.params.id)
-    const filter = await parseLinkFilter(db, request.query ?? {})
+    const filter = parseLackingFilter(request.query ?? {})
     const issuedBy = operatorActor(request)
     const rollout = await db.selectFrom('rollouts').select(['id', 'status']).where('id', '=', rolloutId).executeTakeFirst()
     if (!rollout) throw new PageError(404, 'Rollout not found', `There is no rollout ${rolloutId}.`)
     if (rollout.status !== 'active') throw new PageError(409, 'Rollout archived', 'An archived rollout issues no more links.')
+    // Refuse a bad filter (unknown scope or app) with a page, before the file starts streaming.
+    await listLacking(db, rolloutId, filter, { limit: 1 })
     const out = new PassThrough()
     out.write(csvLine(CSV_HEADER))
     const write = async (line: string) => {
@@ -166,7 +168,7 @@ export default async function reauthLinkRoutes(app: FastifyInstance): Promise<vo
     ensureLinksForFilter(db, context, { rolloutId, filter, issuedBy }, async (rows) => {
       for (const row of rows) {
         await write(
-          csvLine([row.userId, row.cartaUserId, row.email, parseScopes(row.missingScopes).join(' '), linkUrl(context, row.link), new Date(row.link.expires_at).toISOString()]),
+          csvLine([row.userId, row.cartaUserId, row.email, row.missing.join(' '), linkUrl(context, row.link), new Date(row.link.expires_at).toISOString()]),
         )
       }
     })
@@ -239,22 +241,15 @@ function idParam(value: string): number {
   return Number(value)
 }
 
-function filterQuery(input: Record<string, unknown>): string {
-  const params = new URLSearchParams()
-  for (const name of ['scope', 'app', 'q']) {
-    const value = input[name]
-    if (typeof value === 'string' && value.trim()) params.set(name, value.trim())
-  }
-  return params.toString()
-}
-
-function describeFilter(input: Record<string, unknown>): string {
+async function describeFilter(db: FastifyInstance['deps']['db'], filter: LackingFilter): Promise<string> {
   const parts: string[] = []
-  const text = (name: string) => (typeof input[name] === 'string' ? (input[name] as string).trim() : '')
-  if (text('scope')) parts.push(`missing ${text('scope')}`)
-  if (text('app')) parts.push(`on app ${text('app')}`)
-  if (text('q')) parts.push(`matching "${text('q')}"`)
-  return parts.length ? `users ${parts.join(', ')}` : 'every user lacking scopes'
+  if (filter.scope) parts.push(`missing ${filter.scope}`)
+  if (filter.appId !== undefined) {
+    const row = await db.selectFrom('oauth_apps').select('name').where('id', '=', filter.appId).executeTakeFirst()
+    parts.push(`on ${row?.name ?? `app ${filter.appId}`}`)
+  }
+  if (filter.search) parts.push(`matching "${filter.search}"`)
+  return parts.length ? `users ${parts.join(', ')}` : 'every user needing action'
 }
 
 function isoDate(ms: number): string {

@@ -10,6 +10,7 @@ import type { Clock } from '../clock.js'
 import type { Config } from '../config.js'
 import type { Database } from '../db/schema.js'
 import { recordAudit } from '../audit/events.js'
+import { type LackingFilter, type LackingRow, listLacking } from './lacking.js'
 import type { ReauthLinkTable } from './tables.js'
 
 export type LinkRow = Selectable<ReauthLinkTable>
@@ -250,75 +251,8 @@ export async function latestLinks(
 }
 
 // --- bulk and CSV over the lacking list's filter -------------------------------------------------
-
-/** The rollout page's filter (same query parameters: scope, app, q). */
-export interface LinkFilter {
-  /** Only users missing this scope. */
-  scope: string | null
-  /** Only users whose active grant is on this app id; 'none' = users without an active grant. */
-  app: number | 'none' | null
-  /** Carta user id or email (exact), or part of the email. */
-  q: string | null
-}
-
-/** Reads scope/app/q from a query string or form body; app may be an app id, an app key or "none". */
-export async function parseLinkFilter(db: Kysely<Database>, input: Record<string, unknown>): Promise<LinkFilter> {
-  const text = (name: string): string | null => {
-    const value = input[name]
-    return typeof value === 'string' && value.trim() !== '' ? value.trim().slice(0, 200) : null
-  }
-  const appText = text('app')
-  let app: LinkFilter['app'] = null
-  if (appText === 'none') app = 'none'
-  else if (appText && /^\d{1,12}$/.test(appText)) app = Number(appText)
-  else if (appText) {
-    const row = await db.selectFrom('oauth_apps').select('id').where('key', '=', appText).executeTakeFirst()
-    // An unknown app matches nobody, as the list would show.
-    app = row ? row.id : -1
-  }
-  return { scope: text('scope'), app, q: text('q') }
-}
-
-export interface FilteredMember {
-  userId: number
-  cartaUserId: string | null
-  email: string | null
-  missingScopes: string
-}
-
-/** One keyset batch of users needing action in the rollout who match the filter, by user id. */
-export async function filteredMembers(db: Kysely<Database>, rolloutId: number, filter: LinkFilter, afterUserId: number, limit: number): Promise<FilteredMember[]> {
-  let query = db
-    .selectFrom('rollout_members as m')
-    .innerJoin('end_users as u', 'u.id', 'm.user_id')
-    .select(['m.user_id', 'u.carta_user_id', 'u.email', 'm.missing_scopes'])
-    .where('m.rollout_id', '=', rolloutId)
-    .where('m.needs_action', '=', 1)
-    .where('m.user_id', '>', afterUserId)
-  if (filter.app === 'none') query = query.where('m.app_id', 'is', null)
-  else if (filter.app !== null) query = query.where('m.app_id', '=', filter.app)
-  if (filter.scope !== null) {
-    const scope = filter.scope
-    query = query.where((eb) =>
-      eb.exists(
-        eb
-          .selectFrom('rollout_member_missing as mm')
-          .select('mm.user_id')
-          .whereRef('mm.user_id', '=', 'm.user_id')
-          .where('mm.rollout_id', '=', rolloutId)
-          .where('mm.scope', '=', scope),
-      ),
-    )
-  }
-  if (filter.q !== null) {
-    const q = filter.q
-    // No LIKE escape: SQLite has no default escape character; a stray % or _ only widens the match.
-    const pattern = `%${q.toLowerCase()}%`
-    query = query.where((eb) => eb.or([eb('u.carta_user_id', '=', q), eb(eb.fn<string>('lower', ['u.email']), 'like', pattern)]))
-  }
-  const rows = await query.orderBy('m.user_id').limit(limit).execute()
-  return rows.map((r) => ({ userId: r.user_id, cartaUserId: r.carta_user_id, email: r.email, missingScopes: r.missing_scopes }))
-}
+// The rollout page's filter (scope, app, q) is parsed and walked by src/rollouts/lacking.ts, so
+// bulk issue and the CSV cover exactly the users the operator sees listed.
 
 export interface BulkResult {
   matched: number
@@ -328,26 +262,30 @@ export interface BulkResult {
 
 const BATCH = 500
 
+export type LinkedRow = LackingRow & { link: LinkRow }
+
 /**
- * Ensures every user matching the filter has an outstanding link, batch by batch (one short
- * transaction per batch, so a large rollout never holds the writer for long). `onBatch` sees each
- * batch with its links (the CSV export writes rows from it). Audited once by the caller.
+ * Ensures every user matching the filter has an outstanding link, page by page of the lacking
+ * list (keyset, by user id), with one short transaction per page so a large rollout never holds
+ * the writer for long. `onBatch` sees each page with its links (the CSV export writes rows from
+ * it) outside the transaction. Audited once by the caller.
  */
 export async function ensureLinksForFilter(
   db: Kysely<Database>,
   context: LinkContext,
-  input: { rolloutId: number; filter: LinkFilter; issuedBy: string },
-  onBatch?: (rows: Array<FilteredMember & { link: LinkRow }>) => void | Promise<void>,
+  input: { rolloutId: number; filter: LackingFilter; issuedBy: string },
+  onBatch?: (rows: LinkedRow[]) => void | Promise<void>,
 ): Promise<BulkResult> {
   const now = context.clock.now()
   await activeRollout(db, input.rolloutId)
+  const filter: LackingFilter = { ...input.filter, sort: 'user' }
   const totals: BulkResult = { matched: 0, issued: 0, reused: 0 }
-  let after = 0
+  let after: string | undefined
   for (;;) {
+    const page = await listLacking(db, input.rolloutId, filter, { limit: BATCH, ...(after ? { after } : {}) })
+    if (page.rows.length === 0) break
     const batch = await db.transaction().execute(async (trx) => {
-      const members = await filteredMembers(trx, input.rolloutId, input.filter, after, BATCH)
-      if (members.length === 0) return []
-      const ids = members.map((m) => m.userId)
+      const ids = page.rows.map((m) => m.userId)
       const existing = await trx
         .selectFrom('reauth_links')
         .selectAll()
@@ -358,7 +296,7 @@ export async function ensureLinksForFilter(
         .orderBy('id', 'asc')
         .execute()
       const byUser = new Map(existing.map((row) => [row.user_id, row]))
-      const fresh = members
+      const fresh = page.rows
         .filter((m) => !byUser.has(m.userId))
         .map((m) => ({
           rollout_id: input.rolloutId,
@@ -375,21 +313,19 @@ export async function ensureLinksForFilter(
         const idByUser = new Map(inserted.map((r) => [r.user_id, Number(r.id)]))
         for (const values of fresh) byUser.set(values.user_id, { id: idByUser.get(values.user_id)!, ...values })
       }
-      totals.matched += members.length
+      totals.matched += page.rows.length
       totals.issued += fresh.length
-      totals.reused += members.length - fresh.length
-      return members.map((m) => ({ ...m, link: byUser.get(m.userId)! }))
+      totals.reused += page.rows.length - fresh.length
+      return page.rows.map((m) => ({ ...m, link: byUser.get(m.userId)! }))
     })
-    if (batch.length === 0) break
-    // Outside the transaction: the callback may write to a slow client.
     if (onBatch) await onBatch(batch)
-    after = batch[batch.length - 1]!.userId
-    if (batch.length < BATCH) break
+    if (!page.nextCursor) break
+    after = page.nextCursor
   }
   return totals
 }
 
-export async function issueLinksBulk(db: Kysely<Database>, context: LinkContext, input: { rolloutId: number; filter: LinkFilter; issuedBy: string }): Promise<BulkResult> {
+export async function issueLinksBulk(db: Kysely<Database>, context: LinkContext, input: { rolloutId: number; filter: LackingFilter; issuedBy: string }): Promise<BulkResult> {
   const result = await ensureLinksForFilter(db, context, input)
   await recordAudit(db, context.clock.now(), {
     type: 'links.issued_bulk',

@@ -1,7 +1,7 @@
 // The link pages over HTTP: the public page for every bad case (status, audit row, nothing else
 // written, no token in the logs), CSRF on every POST, and the operator routes (issue one, bulk,
 // CSV checked against the database).
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { ManualClock } from '../../src/clock.js'
 import type { Db } from '../../src/db/index.js'
 import { issueLink, linkContextFrom, linkUrl } from '../../src/rollouts/links.js'
@@ -29,7 +29,7 @@ async function setup(t: Tap, env: Record<string, string> = {}) {
   const context = linkContextFrom(app.config, clock)
   return { app, clock, rollout, userId, context }
 }
-type Tap = Parameters<Parameters<typeof t.test>[1]>[0]
+type Tap = Test
 
 function noTokenInLogs(t: Tap, app: TestApp, token: string): void {
   const mac = token.split('.')[1] ?? token
@@ -214,9 +214,16 @@ t.test('operator routes: sign-in required, CSRF, issue one (reused, not multipli
 
   // The CSV issues links for rows lacking one.
   await app.db.deleteFrom('reauth_links').execute()
-  const fresh = await ops.get(`${app.url}/admin/rollouts/${rollout.id}/links.csv?app=playground`)
+  const playground = await app.db.selectFrom('oauth_apps').select('id').where('key', '=', 'playground').executeTakeFirstOrThrow()
+  const fresh = await ops.get(`${app.url}/admin/rollouts/${rollout.id}/links.csv?app=${playground.id}`)
   t.equal(fresh.text.split('\r\n').length, 3, 'header, bob, trailing empty')
   t.equal(await linkCount(), 1, 'bob got a link from the export')
+
+  const badFilter = await ops.get(`${app.url}/admin/rollouts/${rollout.id}/links.csv?scope=read_nothing`)
+  t.equal(badFilter.status, 400, 'unknown scope: a page, not a half-written file')
+  t.match(badFilter.headers.get('content-type'), /^text\/html/)
+  t.equal((await ops.post(`${app.url}/admin/rollouts/${rollout.id}/links/bulk`, { _csrf: csrf, scope: 'read_nothing' })).status, 400, 'bulk: unknown scope refused')
+  t.equal(await linkCount(), 1, 'nothing issued by refused requests')
 
   await app.db.updateTable('rollouts').set({ status: 'archived', archived_at: clock.now() }).where('id', '=', rollout.id).execute()
   t.equal((await ops.get(`${app.url}/admin/rollouts/${rollout.id}/links.csv`)).status, 409, 'archived rollout: no export')
