@@ -11,18 +11,21 @@ import { type ReportContext, findRun, listRuns, loadReportDocument, manualSlotKe
 import { ReportScheduler, slotKey } from './scheduler.js'
 import { trendSvg } from './svg.js'
 
-declare module 'fastify' {
-  interface FastifyInstance {
-    /** The report schedule of this instance (tests drive its tick() with a ManualClock). */
-    reportScheduler: ReportScheduler
-  }
+// The schedule of each app, keyed by its deps object (shared by every encapsulated context), so
+// tests can drive tick() with a ManualClock: reportSchedulerOf(app).
+const schedulers = new WeakMap<object, ReportScheduler>()
+
+export function reportSchedulerOf(app: FastifyInstance): ReportScheduler {
+  const scheduler = schedulers.get(app.deps)
+  if (!scheduler) throw new Error('reportRoutes is not registered on this app')
+  return scheduler
 }
 
 export default async function reportRoutes(app: FastifyInstance): Promise<void> {
   const { config, db, clock } = app.deps
   const context: ReportContext = { db, config, clock, log: app.log }
   const scheduler = new ReportScheduler(context)
-  app.decorate('reportScheduler', scheduler)
+  schedulers.set(app.deps, scheduler)
   app.addHook('onReady', async () => {
     if (app.deps.backgroundJobs) await scheduler.start()
   })
