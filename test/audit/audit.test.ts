@@ -1,0 +1,116 @@
+// Audit trail (issue 5 §5): the whole story of a user in /admin/audit, filters, keyset pages,
+// CSV with the same filters, and no token or secret in any event.
+import t from 'tap'
+import type { ManualClock } from '../../src/clock.js'
+import { recordAudit } from '../../src/audit/events.js'
+import { csvField } from '../../src/audit/queries.js'
+import { processDueRevocations } from '../../src/grants/revocation.js'
+import { readTokens } from '../../src/grants/tokens.js'
+import { startTestApp } from '../helpers/app.js'
+import { hiddenField } from '../helpers/browser-agent.js'
+import { connectUser, expireTokens, finishAuthorization, signInOperator } from '../lifecycle/helpers.js'
+
+t.test('full flow: every event on the audit page, filters, CSV, and no secret anywhere', async (t) => {
+  const app = await startTestApp(t)
+  const secrets = new Set<string>([app.config.sessionSecret, app.config.linkSigningSecret, ...app.config.apps.map((a) => a.clientSecret)])
+  const remember = async (grantId: number) => {
+    const tokens = await readTokens(app.db, app.app.deps.cipher, grantId)
+    if (tokens) for (const v of [tokens.accessToken, tokens.refreshToken]) if (v) secrets.add(v)
+  }
+  const { agent, userId, grantId } = await connectUser(app, { appKey: 'production-v1' })
+  await remember(grantId)
+  expireTokens(app)
+  t.equal((await agent.get(`${app.url}/features/issuers`)).status, 200, 'refresh')
+  await remember(grantId)
+  const gate = await agent.get(`${app.url}/features/issuers/iss_lumen/cap-table`)
+  const start = await agent.post(`${app.url}/features/cap-table/reauthorize`, { _csrf: hiddenField(gate.text, '_csrf'), returnTo: '/features/issuers/iss_lumen/cap-table' })
+  const second = await finishAuthorization(app, agent, start.location!)
+  await remember(second.grantId)
+  await processDueRevocations({ ...app.app.deps })
+  const operator = await signInOperator(app)
+  const confirm = await operator.get(`${app.url}/admin/users/${userId}/revoke`)
+  await operator.post(`${app.url}/admin/users/${userId}/revoke`, { _csrf: hiddenField(confirm.text, '_csrf') })
+
+  const events = await app.db.selectFrom('audit_events').selectAll().orderBy('id').execute()
+  const types = new Set(events.map((e) => e.type))
+  for (const type of ['grant.refreshed', 'token.revoked', 'grant.revoked_by_operator']) t.ok(types.has(type), `has ${type}`)
+  t.ok(secrets.size >= 7, 'collected tokens and secrets to look for')
+  for (const event of events) {
+    const text = JSON.stringify(event)
+    for (const secret of secrets) t.notOk(text.includes(secret), `event ${event.id} (${event.type}) holds no secret`)
+  }
+
+  const page = await operator.get(`${app.url}/admin/audit`)
+  t.equal(page.status, 200)
+  t.match(page.text, /grant\.revoked_by_operator/)
+  t.match(page.text, /<option value="token\.revoked">/)
+  for (const secret of secrets) t.notOk(page.text.includes(secret), 'no secret on the page')
+  // Newest first.
+  t.ok(page.text.indexOf('<span class="badge">grant.revoked_by_operator</span>') < page.text.indexOf('<span class="badge">grant.refreshed</span>'))
+
+  const byType = await operator.get(`${app.url}/admin/audit?type=grant.refreshed`)
+  t.match(byType.text, /grant\.refreshed/)
+  t.notMatch(byType.text, /<span class="badge">token\.revoked<\/span>/)
+  const byUser = await operator.get(`${app.url}/admin/audit?user=${userId + 1000}`)
+  t.match(byUser.text, /No audit events match these filters/)
+
+  const csv = await operator.get(`${app.url}/admin/audit.csv?user=${userId}`)
+  t.equal(csv.status, 200)
+  t.match(csv.headers.get('content-type'), /text\/csv/)
+  t.match(csv.headers.get('content-disposition'), /attachment; filename="audit-\d{4}-\d{2}-\d{2}\.csv"/)
+  const lines = csv.text.trim().split('\r\n')
+  t.equal(lines[0], 'id,at_iso,type,actor,user_id,grant_id,app_id,rollout_id,details')
+  const userEvents = events.filter((e) => e.user_id === userId)
+  t.equal(lines.length - 1, userEvents.length, 'CSV has every event of the user')
+  t.ok(lines.slice(1).every((l) => l.split(',')[4] === String(userId)))
+  for (const secret of secrets) t.notOk(csv.text.includes(secret), 'no secret in the CSV')
+  const typed = await operator.get(`${app.url}/admin/audit.csv?type=grant.revoked_by_operator`)
+  t.equal(typed.text.trim().split('\r\n').length, 2, 'the same filters apply to the CSV')
+
+  const anonymous = await agent.get(`${app.url}/admin/audit`)
+  t.equal(anonymous.status, 303, 'operators only')
+  t.equal((await agent.get(`${app.url}/admin/audit.csv`)).status, 303)
+})
+
+t.test('date range, keyset pages and bad filters', async (t) => {
+  const app = await startTestApp(t)
+  const clock = app.clock as ManualClock
+  clock.set(Date.UTC(2025, 0, 10, 12))
+  for (let i = 0; i < 120; i++) {
+    await recordAudit(app.db, Date.UTC(2025, 0, 10 + Math.floor(i / 40), 9, 0, i % 40), { type: 'grant.created', actor: 'system', userId: 1 + (i % 3), details: { i } })
+  }
+  clock.set(Date.UTC(2025, 0, 10, 12))
+  const operator = await signInOperator(app)
+  const day = await operator.get(`${app.url}/admin/audit?from=2025-01-11&to=2025-01-11&type=grant.created`)
+  t.equal(day.status, 200)
+  t.equal((day.text.match(/<span class="badge">grant\.created<\/span>/g) ?? []).length, 40, 'one day (inclusive) of events')
+
+  const seen: string[] = []
+  let url: string | null = `${app.url}/admin/audit?type=grant.created`
+  let pages = 0
+  while (url) {
+    const res = await operator.get(url)
+    pages++
+    seen.push(...[...res.text.matchAll(/\{&quot;i&quot;:(\d+)\}/g)].map((m) => m[1]!))
+    const next = /href="([^"]*before=[^"]*)">Older events/.exec(res.text)?.[1]
+    url = next ? `${app.url}${next.replace(/&amp;/g, '&')}` : null
+  }
+  t.equal(pages, 3, '50 per page')
+  t.equal(seen.length, 120, 'every event once')
+  t.equal(new Set(seen).size, 120, 'no duplicates across pages')
+  t.equal(seen[0], '119', 'newest first')
+
+  for (const query of ['user=abc', 'from=2025-02-30', 'to=yesterday', 'type=DROP%20TABLE', 'from=2025-01-12&to=2025-01-10', 'before=x']) {
+    const res = await operator.get(`${app.url}/admin/audit?${query}`)
+    t.equal(res.status, 400, query)
+  }
+  t.equal((await operator.get(`${app.url}/admin/audit.csv?from=nope`)).status, 400)
+})
+
+t.test('CSV fields are quoted and spreadsheet formulas neutralised', async (t) => {
+  t.equal(csvField('plain'), 'plain')
+  t.equal(csvField('a,b'), '"a,b"')
+  t.equal(csvField('say "hi"'), '"say ""hi"""')
+  t.equal(csvField('=HYPERLINK("x")'), '"\'=HYPERLINK(""x"")"')
+  t.equal(csvField(null), '')
+})
