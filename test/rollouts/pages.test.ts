@@ -1,0 +1,178 @@
+import t from 'tap'
+import { startTestApp } from '../helpers/app.js'
+import { hiddenField } from '../helpers/browser-agent.js'
+import { listLacking } from '../../src/rollouts/lacking.js'
+import { addGrant, addUser, appId, breakGrant, signedInOperator } from './fixtures.js'
+
+const V1 = ['read_issuer_info', 'read_user_info']
+const V2 = ['read_issuer_capitalizationtablesummary', 'read_issuer_info', 'read_user_info']
+const CAP = 'read_issuer_capitalizationtablesummary'
+
+t.test('creating a rollout: validation, then the page, archive', async (t) => {
+  const ctx = await startTestApp(t)
+  const { db, url } = ctx
+  const now = ctx.clock.now()
+  const agent = await signedInOperator(db, url, now)
+  const v2 = await appId(db, 'production-v2')
+  const u1 = await addUser(db, now, { carta: 'c-1', email: 'one@example.com' })
+  await addGrant(db, u1, 'production-v1', V1, now - 1000)
+  const u2 = await addUser(db, now, { carta: 'c-2', email: 'two@example.com' })
+  await addGrant(db, u2, 'production-v2', [...V2, 'readwrite_more'], now - 500)
+
+  const dash = await agent.get(`${url}/admin`)
+  t.equal(dash.status, 200)
+  t.match(dash.text, 'No active rollout yet')
+  t.match(dash.text, `value="${CAP}" checked`, 'every scope of the default app checked')
+  const csrf = hiddenField(dash.text, '_csrf')
+
+  const bad: Array<[Record<string, string | string[]>, string]> = [
+    [{ name: '', app_id: String(v2), scopes: V2 }, 'Give the rollout a name'],
+    [{ name: 'x', app_id: String(v2) }, 'Choose at least one required scope'],
+    [{ name: 'x', app_id: String(v2), scopes: ['read_user_info', 'readwrite_everything'] }, 'does not request readwrite_everything'],
+    [{ name: 'x', app_id: '9999', scopes: V2 }, 'does not exist'],
+    [{ name: 'x', app_id: 'abc', scopes: V2 }, 'Choose the target app'],
+    [{ name: 'x'.repeat(121), app_id: String(v2), scopes: V2 }, 'at most 120'],
+  ]
+  for (const [form, message] of bad) {
+    const res = await agent.post(`${url}/admin/rollouts`, { _csrf: csrf, ...form })
+    t.equal(res.status, 400, message)
+    t.match(res.text, message)
+  }
+  await db.updateTable('oauth_apps').set({ status: 'retired' }).where('key', '=', 'playground').execute()
+  const retired = await agent.post(`${url}/admin/rollouts`, { _csrf: csrf, name: 'x', app_id: String(await appId(db, 'playground')), scopes: ['read_user_info'] })
+  t.equal(retired.status, 400)
+  t.match(retired.text, 'retired')
+  t.equal((await db.selectFrom('rollouts').selectAll().execute()).length, 0, 'no rollout from a rejected form')
+  t.ok(ctx.logs.some((l) => l.msg === 'rollout form rejected' && l.level === 40))
+
+  const created = await agent.post(`${url}/admin/rollouts`, { _csrf: csrf, name: 'Cap table', app_id: String(v2), scopes: V2 })
+  t.equal(created.status, 303)
+  const page = await agent.get(new URL(created.location!, url).toString())
+  t.equal(page.status, 200)
+  t.match(page.text, 'Cap table')
+  t.match(page.text, /50%<\/div><div class="label">coverage/)
+  t.match(page.text, 'one@example.com', 'the v1 user is listed')
+  t.notMatch(page.text, 'two@example.com', 'a user holding more scopes than required is not listed')
+  t.match(page.text, `<li class="scope missing" title="missing">${CAP}</li>`)
+  t.match(page.text, 'action="/admin/rollouts/1/links"')
+  t.match(page.text, 'action="/admin/rollouts/1/links/bulk"')
+  t.match(page.text, '/admin/rollouts/1/links.csv')
+  t.match(page.text, '<span class="badge">none</span>')
+  const dash2 = await agent.get(`${url}/admin`)
+  t.match(dash2.text, /50%<\/strong> <span class="muted">\(1 of 2\)/)
+
+  // Everyone covered → plain empty state.
+  await addGrant(db, u1, 'production-v2', V2, now)
+  const done = await agent.get(`${url}/admin/rollouts/1`)
+  t.match(done.text, 'Everyone holds the required scopes')
+  const filtered = await agent.get(`${url}/admin/rollouts/1?q=nobody`)
+  t.match(filtered.text, 'No user matches this filter')
+
+  const archive = await agent.post(`${url}/admin/rollouts/1/archive`, { _csrf: hiddenField(done.text, '_csrf') })
+  t.equal(archive.status, 303)
+  const after = await agent.get(`${url}/admin`)
+  t.match(after.text, 'Archived')
+  t.match(after.text, '<span class="badge">archived</span>')
+  const events = await db.selectFrom('audit_events').select(['type', 'actor']).where('rollout_id', '=', 1).orderBy('id').execute()
+  t.same(events, [
+    { type: 'rollout.created', actor: 'operator:ops' },
+    { type: 'rollout.archived', actor: 'operator:ops' },
+  ])
+
+  t.equal((await agent.get(`${url}/admin/rollouts/999`)).status, 404)
+  t.equal((await agent.get(`${url}/admin/rollouts/abc`)).status, 404)
+})
+
+t.test('lacking list: keyset paging without duplicates or gaps, filters, sorts, 400s', async (t) => {
+  const ctx = await startTestApp(t)
+  const { db, url } = ctx
+  const now = ctx.clock.now()
+  const v1 = await appId(db, 'production-v1')
+  const v2 = await appId(db, 'production-v2')
+  const expected = { all: [] as number[], cap: [] as number[], user: [] as number[], onV1: [] as number[] }
+  for (let i = 0; i < 130; i++) {
+    const u = await addUser(db, now, { carta: `c-${String(i).padStart(3, '0')}`, email: `u${String(i).padStart(3, '0')}@example.com` })
+    // Several users share an authorization time so the (time, id) keyset must break ties.
+    const at = now - 1000 * (i % 17)
+    if (i % 5 === 0) await addGrant(db, u, 'production-v2', V2, at) // covered
+    else if (i % 5 === 1) await addGrant(db, u, 'production-v2', ['read_issuer_info'], at)
+    else if (i % 5 === 4) {
+      await addGrant(db, u, 'production-v2', V2, at)
+      await breakGrant(db, u, at)
+    } else await addGrant(db, u, 'production-v1', V1, at)
+    if (i % 5 !== 0) expected.all.push(u)
+    if (i % 5 !== 0) expected.cap.push(u)
+    if (i % 5 === 1 || i % 5 === 4) expected.user.push(u)
+    if (i % 5 === 2 || i % 5 === 3) expected.onV1.push(u)
+  }
+  const { createRollout } = await import('../../src/rollouts/rollouts.js')
+  const rid = await createRollout(db, { name: 'R', appId: v2, scopes: V2 }, 'operator:test', now)
+
+  const walk = async (filter: Parameters<typeof listLacking>[2]) => {
+    const seen: Array<{ userId: number; authorizedAt: number }> = []
+    let after: string | undefined
+    let pages = 0
+    do {
+      const r = await listLacking(db, rid, filter, after ? { after, limit: 20 } : { limit: 20 })
+      seen.push(...r.rows)
+      after = r.nextCursor ?? undefined
+      pages++
+    } while (after && pages < 100)
+    return seen
+  }
+  const ids = (rows: Array<{ userId: number }>) => rows.map((r) => r.userId)
+  t.same(ids(await walk({ sort: 'user' })), expected.all, 'every lacking user once, in id order')
+  t.same(ids(await walk({ sort: 'user', scope: CAP })), expected.cap)
+  t.same(ids(await walk({ sort: 'user', scope: 'read_user_info' })), expected.user)
+  t.same(ids(await walk({ sort: 'user', appId: v1 })), expected.onV1)
+  t.same(ids(await walk({ sort: 'user', scope: 'read_user_info', appId: v2 })), expected.user.filter((u) => !expected.onV1.includes(u)).filter((u) => (u - 1) % 5 === 1))
+  for (const sort of ['oldest', 'newest'] as const) {
+    const rows = await walk({ sort })
+    t.same([...ids(rows)].sort((a, b) => a - b), expected.all, `${sort}: no duplicates or gaps`)
+    const key = (r: { userId: number; authorizedAt: number }) => r.authorizedAt * 1e6 + r.userId
+    const sorted = [...rows].sort((a, b) => (sort === 'oldest' ? key(a) - key(b) : key(b) - key(a)))
+    t.same(ids(rows), ids(sorted), `${sort}: ordered by (last authorized, id)`)
+    const capRows = await walk({ sort, scope: CAP, appId: v1 })
+    t.same([...ids(capRows)].sort((a, b) => a - b), expected.onV1, `${sort} with scope and app filters`)
+  }
+  t.same(ids(await walk({ sort: 'user', search: 'u01' })), expected.all.filter((u) => u >= 11 && u <= 20), 'email prefix')
+  t.same(ids(await walk({ sort: 'user', search: 'c-002' })), [3], 'exact Carta id')
+
+  // Through HTTP: the next-page link, and 400 for bad values.
+  const agent = await signedInOperator(db, url, now)
+  const first = await agent.get(`${url}/admin/rollouts/${rid}?sort=newest`)
+  t.equal(first.status, 200)
+  const next = /href="([^"]*after=[^"]*)#lacking">Next page/.exec(first.text)
+  t.ok(next, 'a next-page link')
+  const second = await agent.get(new URL(next![1]!.replace(/&amp;/g, '&'), url).toString())
+  t.equal(second.status, 200)
+  t.match(second.text, 'First page')
+  for (const q of ['scope=readwrite_unknown', 'scope=read%20user', 'after=abc', 'sort=newest&after=12', 'sort=sideways', 'app=999', 'app=x', 'after=1.2']) {
+    const res = await agent.get(`${url}/admin/rollouts/${rid}?${q}`)
+    t.equal(res.status, 400, q)
+  }
+  t.ok(ctx.logs.some((l) => l.level === 40 && l.msg === 'Bad page cursor'), 'a warn line for a bad cursor')
+})
+
+t.test('user page', async (t) => {
+  const ctx = await startTestApp(t)
+  const { db, url } = ctx
+  const now = ctx.clock.now()
+  const u = await addUser(db, now, { carta: 'c-9', email: 'nine@example.com', name: 'Nina' })
+  await addGrant(db, u, 'production-v1', ['read_user_info'], now - 5000)
+  await addGrant(db, u, 'production-v2', V1, now)
+  const { recordAudit } = await import('../../src/audit/events.js')
+  await recordAudit(db, now, { type: 'grant.created', actor: `user:${u}`, userId: u, details: { app: 'production-v2' } })
+  const agent = await signedInOperator(db, url, now)
+  const page = await agent.get(`${url}/admin/users/${u}`)
+  t.equal(page.status, 200)
+  t.match(page.text, 'Nina')
+  t.match(page.text, 'c-9')
+  t.match(page.text, 'superseded')
+  t.match(page.text, 'Production v2')
+  t.match(page.text, 'grant.created')
+  t.match(page.text, `href="/admin/users/${u}/revoke"`)
+  t.match(page.text, 'reported')
+  t.equal((await agent.get(`${url}/admin/users/4242`)).status, 404)
+  t.equal((await agent.get(`${url}/admin/users/nope`)).status, 404)
+})
