@@ -2,10 +2,11 @@
 // session). Operator: issue one, issue in bulk for the rollout page's filter, export CSV, and a
 // page per user's link.
 import { PassThrough } from 'node:stream'
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { operatorActor, requireOperator } from '../admin/guard.js'
 import { recordAudit } from '../audit/events.js'
-import { type AppRow, appConfigFor, appScopes, findAppById } from '../carta/apps.js'
+import { appConfigFor, appScopes, findAppById } from '../carta/apps.js'
+import { beginAuthorization } from '../carta/flow.js'
 import { missingScopes, parseScopes } from '../scopes.js'
 import { PageError, renderPage } from '../web/render.js'
 import { type LackingFilter, filterQuery, listLacking, parseLackingFilter } from './lacking.js'
@@ -28,13 +29,6 @@ import {
 
 type TokenParams = { Params: { token: string } }
 type RolloutParams = { Params: { id: string } }
-
-/** Starts the OAuth flow (src/carta/flow.ts, connect-flow engineer's contract). */
-type BeginAuthorization = (
-  request: FastifyRequest,
-  reply: FastifyReply,
-  options: { app: AppRow; scopes: string[]; linkId: number; expectedUserId: number },
-) => Promise<unknown>
 
 export default async function reauthLinkRoutes(app: FastifyInstance): Promise<void> {
   const { config, db, clock } = app.deps
@@ -68,10 +62,10 @@ export default async function reauthLinkRoutes(app: FastifyInstance): Promise<vo
     if (!target || target.status !== 'active' || !appConfigFor(config.apps, target)) {
       await refuse(request, 'app_unavailable', link)
     }
-    const begin = await loadBeginAuthorization()
-    if (!begin) throw new PageError(503, 'Not available yet', 'Connecting to Carta is not set up on this server yet. Please try again later.')
     request.log.info({ linkId: link.id, rolloutId: rollout.id }, 'reauthorization link followed')
-    return begin(request, reply, { app: target!, scopes: appScopes(target!), linkId: link.id, expectedUserId: link.user_id })
+    // The state is bound to this browser's session server-side (src/carta/states.ts), so the
+    // callback only completes here; the callback consumes the link and checks the identity.
+    return beginAuthorization(request, reply, { app: target!, scopes: appScopes(target!), linkId: link.id, expectedUserId: link.user_id })
   })
 
   /** The link behind the URL, or a refusal page (audited, logged without the token). */
@@ -259,18 +253,3 @@ function isoDate(ms: number): string {
 function isoTime(ms: number): string {
   return `${new Date(ms).toISOString().slice(0, 16).replace('T', ' ')} UTC`
 }
-
-let beginAuthorization: BeginAuthorization | null | undefined
-/** The connect flow's entry point, loaded lazily so this module works before that module lands. */
-async function loadBeginAuthorization(): Promise<BeginAuthorization | null> {
-  if (beginAuthorization) return beginAuthorization
-  const specifier = '../carta/flow.js'
-  try {
-    const mod = (await import(specifier)) as { beginAuthorization?: BeginAuthorization }
-    beginAuthorization = mod.beginAuthorization ?? null
-  } catch {
-    beginAuthorization = null
-  }
-  return beginAuthorization
-}
-

@@ -1,10 +1,9 @@
 // Rows for link tests written straight into the database: users with an active grant on an app,
 // a rollout, and the membership rows the rollouts module maintains (rollout_members + missing).
-import { randomBytes } from 'node:crypto'
-import { sign } from '@fastify/cookie'
 import type { Db } from '../../src/db/index.js'
 import { formatScopes, missingScopes } from '../../src/scopes.js'
-import { Agent } from '../helpers/browser-agent.js'
+import type { Agent } from '../helpers/browser-agent.js'
+import { signedInOperator } from '../rollouts/fixtures.js'
 import type { TestApp } from '../helpers/app.js'
 
 export async function appId(db: Db, key: string): Promise<number> {
@@ -94,22 +93,7 @@ export async function auditRows(db: Db, type?: string) {
   return (await q.execute()).map((r) => ({ ...r, details: JSON.parse(r.details) as Record<string, unknown> }))
 }
 
-/**
- * An Agent holding an operator session. Until the operator sign-in lands this writes the session
- * row and signs its cookie the way @fastify/session does, so only the link routes are exercised.
- */
+/** An Agent signed in as an operator through the real sign-in page (rollouts engineer's helper). */
 export async function operatorAgent(test: TestApp, username = 'ops'): Promise<Agent> {
-  const now = test.clock.now()
-  const existing = await test.db.selectFrom('operators').select('id').where('username', '=', username).executeTakeFirst()
-  const operatorId = existing?.id ?? Number((await test.db.insertInto('operators').values({ username, password_hash: 'test-only', created_at: now, last_sign_in_at: now }).returning('id').executeTakeFirstOrThrow()).id)
-  const sid = randomBytes(24).toString('base64url')
-  // @fastify/session checks the cookie expiry against the real clock, the store against ours.
-  const expires = new Date(Math.max(now, Date.now()) + 60 * 60 * 1000)
-  const session = { cookie: { originalMaxAge: 3600000, expires: expires.toISOString(), secure: false, httpOnly: true, path: '/', sameSite: 'lax' }, operatorId, operatorName: username }
-  await test.db.insertInto('sessions').values({ sid, data: JSON.stringify(session), expires_at: expires.getTime() }).execute()
-  const agent = new Agent()
-  // The jar is private to Agent; this stand-in only lasts until the real sign-in is used.
-  const jar = (agent as unknown as { cookies: Map<string, Map<string, string>> }).cookies
-  jar.set(new URL(test.url).origin, new Map([['sl_session', encodeURIComponent(sign(sid, test.config.sessionSecret))]]))
-  return agent
+  return signedInOperator(test.db, test.url, test.clock.now(), username)
 }
