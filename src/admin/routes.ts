@@ -6,7 +6,7 @@ import { listApps } from '../carta/apps.js'
 import { parseScopes } from '../scopes.js'
 import { rolloutSummary } from '../rollouts/coverage.js'
 import { filterQuery, listLacking, parseLackingFilter } from '../rollouts/lacking.js'
-import * as links from '../rollouts/links.js'
+import { latestLinks } from '../rollouts/links.js'
 import { RolloutValidationError, archiveRollout, createRollout, findRollout, listRollouts } from '../rollouts/rollouts.js'
 import { userPageData } from '../rollouts/users.js'
 import { PageError, renderPage } from '../web/render.js'
@@ -14,13 +14,6 @@ import { operatorActor, requireOperator } from './guard.js'
 import { checkOperatorCredentials } from './operators.js'
 
 type Body = Record<string, string | string[] | undefined>
-
-export interface LinkState {
-  state: 'sent' | 'used' | 'expired'
-  url?: string
-  expiresAt: number
-}
-type LatestLinks = (db: FastifyInstance['deps']['db'], rolloutId: number, userIds: number[]) => Promise<Map<number, LinkState>>
 
 /** Only local dashboard paths: never an absolute URL, `//host` or a backslash trick (open redirect). */
 export function safeNext(value: unknown): string {
@@ -163,8 +156,8 @@ export default async function adminRoutes(app: FastifyInstance): Promise<void> {
     const after = typeof afterRaw === 'string' && afterRaw !== '' ? afterRaw : undefined
     if (afterRaw !== undefined && typeof afterRaw !== 'string') throw new PageError(400, 'Bad page cursor', 'This page link is malformed.')
     const [summary, page, apps] = await Promise.all([rolloutSummary(db, id, rollout.required_scopes), listLacking(db, id, filter, after ? { after } : {}), listApps(db)])
-    const latest = (links as unknown as { latestLinks?: LatestLinks }).latestLinks
-    const linkStates = latest && page.rows.length ? await latest(db, id, page.rows.map((r) => r.userId)) : new Map<number, LinkState>()
+    // Link state per row (none/sent/used/expired) and, for links still valid, the URL to copy.
+    const linkStates = await latestLinks(db, id, page.rows.map((r) => r.userId))
     const linkParam = typeof request.query.link === 'string' && /^\d{1,15}$/.test(request.query.link) ? Number(request.query.link) : null
     const filtered = filter.scope !== undefined || filter.appId !== undefined || filter.search !== undefined
     return renderPage(request, reply, 'admin/rollout', {

@@ -58,6 +58,15 @@ t.test('creating a rollout: validation, then the page, archive', async (t) => {
   t.match(page.text, 'action="/admin/rollouts/1/links/bulk"')
   t.match(page.text, '/admin/rollouts/1/links.csv')
   t.match(page.text, '<span class="badge">none</span>')
+  // Issuing a link from the row: back on the page the row shows "sent" and a copy box.
+  const issued = await agent.post(`${url}/admin/rollouts/1/links`, { _csrf: hiddenField(page.text, '_csrf'), user_id: String(u1) })
+  t.equal(issued.status, 303)
+  const withLink = await agent.get(new URL(issued.location!, url).toString())
+  t.equal(withLink.status, 200)
+  t.match(withLink.text, 'A reauthorization link was issued')
+  t.match(withLink.text, '<span class="badge warn">sent</span>')
+  t.match(withLink.text, new RegExp(`id="link-${u1}"[^>]*value="${url}/reauthorize/`))
+  t.match(withLink.text, `data-copy="link-${u1}"`)
   const dash2 = await agent.get(`${url}/admin`)
   t.match(dash2.text, /50%<\/strong> <span class="muted">\(1 of 2\)/)
 
@@ -73,7 +82,7 @@ t.test('creating a rollout: validation, then the page, archive', async (t) => {
   const after = await agent.get(`${url}/admin`)
   t.match(after.text, 'Archived')
   t.match(after.text, '<span class="badge">archived</span>')
-  const events = await db.selectFrom('audit_events').select(['type', 'actor']).where('rollout_id', '=', 1).orderBy('id').execute()
+  const events = await db.selectFrom('audit_events').select(['type', 'actor']).where('rollout_id', '=', 1).where('type', 'like', 'rollout.%').orderBy('id').execute()
   t.same(events, [
     { type: 'rollout.created', actor: 'operator:ops' },
     { type: 'rollout.archived', actor: 'operator:ops' },
