@@ -197,7 +197,9 @@ export async function sandboxPlugin(app: FastifyInstance, options: SandboxPlugin
         : 'Client authentication is required (HTTP Basic).'
     request.log.warn({ reason: description }, 'sandbox: client authentication failed')
     // §5.2: 401 with a WWW-Authenticate matching the scheme the client should use.
-    reply.header('www-authenticate', `Basic realm="${REALM}", charset="UTF-8"`)
+    // The error is repeated in the challenge (as oauthlib-based servers do) so clients that read
+    // only the header still see it.
+    reply.header('www-authenticate', `Basic realm="${REALM}", charset="UTF-8", error="invalid_client"`)
     void oauthJson(reply, 401, { error: 'invalid_client', error_description: description })
     return null
   }
