@@ -9,12 +9,20 @@
 // next tick runs only the latest due slot, and a restart simply waits for the next one. An
 // operator can run a report on demand at any time.
 import { Cron } from 'croner'
+import { ConfigError } from '../config.js'
 import type { RunOutcome } from './runs.js'
 import { type ReportContext, failInterruptedRuns, runReport } from './runs.js'
 
 /** The first slot strictly after `after`, or null if the expression never fires again. */
 export function nextSlot(cron: string, timeZone: string, after: number): number | null {
-  const next = new Cron(cron, { timezone: timeZone, paused: true }).nextRun(new Date(after))
+  let job: Cron
+  try {
+    job = new Cron(cron, { timezone: timeZone, paused: true })
+  } catch (err) {
+    // config.ts checks the field count; croner knows the rest (ranges, names).
+    throw new ConfigError('REPORT_CRON', `is not a valid cron expression (${(err as Error).message})`)
+  }
+  const next = job.nextRun(new Date(after))
   return next ? next.getTime() : null
 }
 

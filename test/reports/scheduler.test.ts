@@ -129,3 +129,7 @@ t.test('the croner job really fires on a short cron in real time, and stops on c
   t.equal(await count(), after, 'no run after close')
 })
 
+
+t.test('a cron expression croner rejects is a configuration error naming REPORT_CRON', async (t) => {
+  t.throws(() => nextSlot('61 * * * *', 'UTC', Date.now()), { name: 'ConfigError', message: /REPORT_CRON is not a valid cron expression/ })
+})
