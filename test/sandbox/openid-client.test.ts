@@ -55,10 +55,11 @@ t.test('openid-client against the sandbox', async (t) => {
   const refreshed = await oc.refreshTokenGrant(configuration, full.refresh_token!)
   t.not(refreshed.refresh_token, full.refresh_token)
   t.ok(refreshed.scope)
-  await t.rejects(oc.refreshTokenGrant(configuration, full.refresh_token!), { error: 'invalid_grant' }, 'rotated refresh token refused')
+  const errorOf = (p: Promise<unknown>) => p.then(() => null, (err: { error?: string }) => err.error)
+  t.equal(await errorOf(oc.refreshTokenGrant(configuration, full.refresh_token!)), 'invalid_grant', 'rotated refresh token refused')
 
   await oc.tokenRevocation(configuration, refreshed.refresh_token!, { token_type_hint: 'refresh_token' })
-  await t.rejects(oc.refreshTokenGrant(configuration, refreshed.refresh_token!), { error: 'invalid_grant' })
+  t.equal(await errorOf(oc.refreshTokenGrant(configuration, refreshed.refresh_token!)), 'invalid_grant', 'revoked refresh token refused')
 
   await control(base, 'fail', { endpoint: 'token', status: 503, times: 1 })
   await t.rejects(oc.refreshTokenGrant(configuration, partial.refresh_token!), 'an injected 503 surfaces as an error')
