@@ -10,14 +10,21 @@ export type AppRow = Selectable<OAuthAppTable>
 
 /**
  * Upserts the declared apps. A retirement recorded in the database (by an operator) is kept
- * even if the file still says active: retiring is one-way. Apps in the database but no longer
- * in the file are left as they are (their grants still reference them).
+ * even if the file still says active: retiring is one-way. The file names each environment's
+ * current app, except when that app was retired here: then the successor the operator chose
+ * stays current until the file is updated. Apps in the database but no longer in the file are
+ * left as they are (their grants still reference them).
  */
 export async function syncApps(db: Db, apps: CartaAppConfig[], now: number): Promise<void> {
   await db.transaction().execute(async (trx) => {
+    const stored = await trx.selectFrom('oauth_apps').select(['id', 'key', 'status', 'environment', 'is_current']).execute()
+    const retiredKeys = new Set(stored.filter((a) => a.status === 'retired').map((a) => a.key))
+    // Environments whose declared current app an operator has retired keep the database's choice.
+    const keepStoredCurrent = new Set(apps.filter((a) => a.current && retiredKeys.has(a.key)).map((a) => a.environment))
     for (const app of apps) {
-      const existing = await trx.selectFrom('oauth_apps').select(['id', 'status']).where('key', '=', app.key).executeTakeFirst()
+      const existing = stored.find((a) => a.key === app.key)
       const status = existing?.status === 'retired' ? 'retired' : app.status
+      const declaredCurrent = keepStoredCurrent.has(app.environment) ? existing?.is_current === 1 : app.current
       const values = {
         name: app.name,
         environment: app.environment,
@@ -26,14 +33,14 @@ export async function syncApps(db: Db, apps: CartaAppConfig[], now: number): Pro
         api_base_url: app.apiBaseUrl,
         scopes: formatScopes(app.scopes),
         status,
-        is_current: app.current && status === 'active' ? 1 : 0,
-        retired_at: status === 'retired' ? now : null,
+        is_current: declaredCurrent && status === 'active' ? 1 : 0,
         updated_at: now,
       }
       if (existing) {
-        await trx.updateTable('oauth_apps').set(values).where('id', '=', existing.id).execute()
+        const newlyRetired = status === 'retired' && existing.status !== 'retired'
+        await trx.updateTable('oauth_apps').set({ ...values, ...(newlyRetired ? { retired_at: now } : {}) }).where('id', '=', existing.id).execute()
       } else {
-        await trx.insertInto('oauth_apps').values({ key: app.key, created_at: now, ...values }).execute()
+        await trx.insertInto('oauth_apps').values({ key: app.key, created_at: now, retired_at: status === 'retired' ? now : null, ...values }).execute()
       }
     }
   })
