@@ -43,7 +43,7 @@ export function createDialect(config: DatabaseConfig, options: DialectOptions = 
     // unhandled it would crash the process. The pool drops that client and opens a new one on
     // the next query, so nothing else is needed here.
     pool.on('error', () => {})
-    return { kind: 'postgres', dialect: new PostgresDialect({ pool }) }
+    return { kind: 'postgres', dialect: new SchemaScopedPostgresDialect({ pool }) }
   }
   const database = new Database(config.path)
   database.pragma('journal_mode = WAL') // readers never block the writer
@@ -51,6 +51,26 @@ export function createDialect(config: DatabaseConfig, options: DialectOptions = 
   database.pragma('busy_timeout = 5000') // a second process waits for the write lock instead of failing
   database.pragma('synchronous = NORMAL') // safe with WAL; a crash loses at most the last commit
   return { kind: 'sqlite', dialect: new SqliteDialect({ database }) }
+}
+
+// Kysely's PostgreSQL migration lock is one advisory lock for the whole database, so every
+// schema's migrations queue behind each other (dozens of test schemas, or staging next to
+// production). Key it by schema instead: instances sharing a schema still migrate one at a time.
+const MIGRATION_LOCK = 'scope-ledger:migrate:'
+
+class SchemaScopedPostgresAdapter extends PostgresAdapter {
+  override async acquireMigrationLock(db: Kysely<any>): Promise<void> {
+    await sql`select pg_advisory_lock(hashtext(${MIGRATION_LOCK} || current_schema()))`.execute(db)
+  }
+  override async releaseMigrationLock(db: Kysely<any>): Promise<void> {
+    await sql`select pg_advisory_unlock(hashtext(${MIGRATION_LOCK} || current_schema()))`.execute(db)
+  }
+}
+
+class SchemaScopedPostgresDialect extends PostgresDialect {
+  override createAdapter(): PostgresAdapter {
+    return new SchemaScopedPostgresAdapter()
+  }
 }
 
 export function isPostgres(db: Kysely<any>): boolean {

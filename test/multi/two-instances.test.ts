@@ -16,10 +16,7 @@ import { APPS, HostAgent, type Proc, sharedSetup, startProcess } from './cluster
 const pgUrl = process.env.TEST_DATABASE_URL?.trim() || process.env.TEST_DATABASE_URL_PG?.trim()
 
 if (!pgUrl) {
-  t.test('two instances on PostgreSQL', (t) => {
-    t.skip('set TEST_DATABASE_URL or TEST_DATABASE_URL_PG (e.g. postgres://postgres@127.0.0.1:5432/test) to run two app processes on PostgreSQL')
-    t.end()
-  })
+  t.test('two instances on PostgreSQL', { skip: 'set TEST_DATABASE_URL or TEST_DATABASE_URL_PG (e.g. postgres://postgres@127.0.0.1:5432/test) to run two app processes on PostgreSQL' }, () => {})
 } else {
   t.test('two instances on one PostgreSQL database', async (t) => {
     const [sandboxPort, portA, portB] = [await freePort(), await freePort(), await freePort()]
