@@ -7,7 +7,9 @@ import { MIN_PASSWORD_LENGTH, generatePassword, hashPassword, timingDummyHash, v
 
 export type OperatorRow = Selectable<OperatorTable>
 
-export class OperatorError extends Error {}
+export class OperatorError extends Error {
+  override name = 'OperatorError'
+}
 
 const USERNAME = /^[a-z0-9][a-z0-9._-]{0,63}$/
 
