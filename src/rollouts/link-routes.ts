@@ -243,7 +243,7 @@ async function describeFilter(db: FastifyInstance['deps']['db'], filter: Lacking
     parts.push(`on ${row?.name ?? `app ${filter.appId}`}`)
   }
   if (filter.search) parts.push(`matching "${filter.search}"`)
-  return parts.length ? `users ${parts.join(', ')}` : 'every user needing action'
+  return parts.length ? `Users ${parts.join(', ')}` : 'Every user needing action'
 }
 
 function isoDate(ms: number): string {

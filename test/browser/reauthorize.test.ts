@@ -63,6 +63,7 @@ t.test('reauthorization link, end to end in chromium', { skip: missing ? `browse
 
   await Promise.all([ops.waitForURL(/\?link=\d+/), benRow.locator('button:has-text("Issue link")').click()])
   await screenshot(ops, '03-operator-rollout-with-link')
+  const userId = Number(new URL(ops.url()).searchParams.get('link'))
   const copy = benRow.locator('input.copy')
   const link = await copy.inputValue()
   t.match(link, new RegExp(`^${app.url}/reauthorize/[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]+$`), 'the copy box holds the link')
@@ -70,8 +71,12 @@ t.test('reauthorization link, end to end in chromium', { skip: missing ? `browse
   await ops.waitForFunction(() => document.querySelector('button[data-copy]')?.textContent === 'Copied')
   t.equal(await ops.evaluate(() => navigator.clipboard.readText()), link, 'the copy button put the link on the clipboard')
 
+  // Bulk issue over the (empty) filter: Ben's open link is reused, not multiplied.
+  await Promise.all([ops.waitForURL(/\/links\/bulk$/), ops.click('button:has-text("Issue links for everyone in this filter")')])
+  t.equal(await ops.locator('.stat:has(.label:text-is("new links issued")) .value').textContent(), '0')
+  await screenshot(ops, '03b-operator-bulk-result')
+
   // The operator's own link page for Ben (copy box there too).
-  const userId = Number(new URL(ops.url()).searchParams.get('link'))
   await ops.goto(`${rolloutUrl}/links/${userId}`)
   t.equal(await ops.locator('#link-url').inputValue(), link, 'the link page shows the same link')
   await screenshot(ops, '04-operator-link-page')
