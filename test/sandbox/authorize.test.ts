@@ -123,6 +123,8 @@ t.test('authorization endpoint', async (t) => {
     t.notOk(back.searchParams.get('error'))
     const stats = await control(base, 'stats')
     t.equal(stats.json.consents, 1)
+    t.ok(app.logs.some((l) => l.msg === 'sandbox: access granted' && l.scopes === 'read_user_info'), 'grant logged')
+    t.notOk(JSON.stringify(app.logs).includes(back.searchParams.get('code')!), 'the code never reaches the log')
   })
 
   t.test('deny, and an empty selection, send access_denied with the state', async (t) => {
