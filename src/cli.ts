@@ -2,6 +2,7 @@
 import { openRuntime } from './runtime.js'
 import { operatorCommand } from './admin/operator-cli.js'
 import { reportCommand } from './reports/cli.js'
+import { exportLinksCommand, exportLinksUsage } from './rollouts/link-cli.js'
 
 type Command = { summary: string; run: (args: string[]) => Promise<number> }
 
@@ -22,6 +23,10 @@ const commands: Record<string, Command> = {
   report: {
     summary: 'report [--json] [--quiet]: run a coverage report now, write its files, print the summary',
     run: reportCommand,
+  },
+  'export-links': {
+    summary: exportLinksUsage.replace('Usage: npm run cli -- ', ''),
+    run: (args) => exportLinksCommand(args),
   },
 }
 

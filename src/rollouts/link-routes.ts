@@ -12,11 +12,9 @@ import { PageError, renderPage } from '../web/render.js'
 import { type LackingFilter, filterQuery, listLacking, parseLackingFilter } from './lacking.js'
 import { describeScopes } from './link-permissions.js'
 import {
-  CSV_HEADER,
   LinkIssueError,
   type LinkRow,
-  csvLine,
-  ensureLinksForFilter,
+  exportLinksCsv,
   issueLink,
   issueLinksBulk,
   latestLinks,
@@ -155,26 +153,19 @@ export default async function reauthLinkRoutes(app: FastifyInstance): Promise<vo
     // Refuse a bad filter (unknown scope or app) with a page, before the file starts streaming.
     await listLacking(db, rolloutId, filter, { limit: 1 })
     const out = new PassThrough()
-    out.write(csvLine(CSV_HEADER))
-    const write = async (line: string) => {
-      if (!out.write(line)) await new Promise((resolve) => out.once('drain', resolve))
+    const write = async (chunk: string) => {
+      if (!out.write(chunk)) await new Promise((resolve) => out.once('drain', resolve))
     }
-    ensureLinksForFilter(db, context, { rolloutId, filter, issuedBy }, async (rows) => {
-      for (const row of rows) {
-        await write(
-          csvLine([row.userId, row.cartaUserId, row.email, row.missing.join(' '), linkUrl(context, row.link), new Date(row.link.expires_at).toISOString()]),
-        )
-      }
-    })
-      .then(async (result) => {
-        await recordAudit(db, clock.now(), { type: 'links.exported', actor: issuedBy, rolloutId, details: { ...result, filter } })
+    exportLinksCsv(db, context, { rolloutId, filter, issuedBy }, write).then(
+      (result) => {
         request.log.info({ rolloutId, ...result }, 'reauthorization links exported')
         out.end()
-      })
-      .catch((err: Error) => {
+      },
+      (err: Error) => {
         request.log.error({ err, rolloutId }, 'link export failed')
         out.destroy(err)
-      })
+      },
+    )
     return reply
       .type('text/csv; charset=utf-8')
       .header('content-disposition', `attachment; filename="rollout-${rolloutId}-links-${isoDate(clock.now())}.csv"`)

@@ -355,3 +355,25 @@ export function csvField(value: string | number | null): string {
 export function csvLine(fields: Array<string | number | null>): string {
   return `${fields.map(csvField).join(',')}\r\n`
 }
+
+/**
+ * The CSV export: header, then one row per user matching the filter, each with a working link
+ * (issued for rows lacking one). `write` applies back-pressure. Audited once (`links.exported`).
+ */
+export async function exportLinksCsv(
+  db: Kysely<Database>,
+  context: LinkContext,
+  input: { rolloutId: number; filter: LackingFilter; issuedBy: string },
+  write: (chunk: string) => Promise<void>,
+): Promise<BulkResult> {
+  await write(csvLine(CSV_HEADER))
+  const result = await ensureLinksForFilter(db, context, input, async (rows) => {
+    let chunk = ''
+    for (const row of rows) {
+      chunk += csvLine([row.userId, row.cartaUserId, row.email, row.missing.join(' '), linkUrl(context, row.link), new Date(row.link.expires_at).toISOString()])
+    }
+    await write(chunk)
+  })
+  await recordAudit(db, context.clock.now(), { type: 'links.exported', actor: input.issuedBy, rolloutId: input.rolloutId, details: { ...result, filter: input.filter } })
+  return result
+}
