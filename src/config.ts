@@ -4,6 +4,7 @@ import { randomBytes } from 'node:crypto'
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { dirname, isAbsolute, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { Cron } from 'croner'
 import { parseScopes } from './scopes.js'
 
 export type CartaEnvironment = 'playground' | 'production'
@@ -377,8 +378,13 @@ function url(env: Env, name: string, fallback: string): string {
 function cronExpression(env: Env, name: string, fallback: string): string {
   const value = env[name]?.trim() || fallback
   const fields = value.split(/\s+/)
-  if (fields.length < 5 || fields.length > 6) {
-    throw new ConfigError(name, `must be a cron expression of 5 or 6 fields, e.g. "0 6 * * *" (got "${value}")`)
+  const expected = `must be a cron expression of 5 or 6 fields (seconds first when 6), e.g. "0 6 * * *" (got "${value}")`
+  if (fields.length < 5 || fields.length > 6) throw new ConfigError(name, expected)
+  try {
+    // Parse it now (without scheduling) so a bad expression stops start-up with this message.
+    new Cron(value, { paused: true }).stop()
+  } catch (err) {
+    throw new ConfigError(name, `${expected}: ${(err as Error).message}`)
   }
   return value
 }

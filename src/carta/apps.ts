@@ -40,7 +40,13 @@ export async function syncApps(db: Db, apps: CartaAppConfig[], now: number): Pro
         const newlyRetired = status === 'retired' && existing.status !== 'retired'
         await trx.updateTable('oauth_apps').set({ ...values, ...(newlyRetired ? { retired_at: now } : {}) }).where('id', '=', existing.id).execute()
       } else {
-        await trx.insertInto('oauth_apps').values({ key: app.key, created_at: now, retired_at: status === 'retired' ? now : null, ...values }).execute()
+        // Two instances starting at once on an empty database both insert: the first one wins,
+        // and the other's row would be identical (same apps file).
+        await trx
+          .insertInto('oauth_apps')
+          .values({ key: app.key, created_at: now, retired_at: status === 'retired' ? now : null, ...values })
+          .onConflict((oc) => oc.doNothing()) // any unique key: key and client_id race alike
+          .execute()
       }
     }
   })

@@ -12,6 +12,7 @@ import { CartaApiError, type CartaUser, fetchUser } from './api.js'
 import { CartaOAuthError, type TokenSet, buildAuthorizationUrl, exchangeCode, safeCode } from './oauth-client.js'
 import { consumeState, createState } from './states.js'
 import { formatScopes, missingScopes, parseScopes } from '../scopes.js'
+import { kickRevocations } from '../grants/jobs.js'
 import { PageError } from '../web/render.js'
 
 declare module 'fastify' {
@@ -189,9 +190,12 @@ export async function completeAuthorization(request: FastifyRequest<{ Querystrin
     }
     throw err
   }
+  // A new session id now that this browser is bound to a user (session fixation, RFC 9700 §4.1 spirit).
+  await request.session.regenerate(['localKey', 'operatorId', 'operatorName'])
   if (recorded.createdLocalKey) request.session.localKey = recorded.createdLocalKey
   request.session.endUserId = recorded.userId
-  delete request.session.connectStartedAt
+  // The superseded grant's tokens were queued for revocation: send them now, not at the next tick.
+  if (recorded.supersededGrantId) kickRevocations(request.server)
   request.log.info(
     { app: app.key, userId: recorded.userId, grantId: recorded.grantId, granted: formatScopes(granted), source: reported ? 'reported' : 'assumed', superseded: recorded.supersededGrantId },
     'grant recorded',

@@ -69,8 +69,10 @@ export async function consumeState(db: Kysely<Database>, state: string, sessionI
   const row = await db.selectFrom('oauth_states').selectAll().where('state', '=', state).executeTakeFirst()
   if (Number(result.numUpdatedRows) === 1 && row) return { ok: true, row }
   if (!row) return { ok: false, reason: 'unknown' }
-  if (row.session_id !== sessionId) return { ok: false, reason: 'other_session' }
+  // A used state is a replay whichever browser sends it (the winner's session id has since been
+  // regenerated); an unused one from another session is a callback carried to another browser.
   if (row.used_at !== null) return { ok: false, reason: 'replayed' }
+  if (row.session_id !== sessionId) return { ok: false, reason: 'other_session' }
   return { ok: false, reason: 'expired' }
 }
 

@@ -170,3 +170,21 @@ t.test('token values never appear in clear in the database files', async (t) => 
   }
   t.notOk(app.logs.some((l) => values.some((v) => JSON.stringify(l).includes(v))), 'nor in the log')
 })
+
+t.test('the session id changes when the callback binds the browser to a user (no session fixation)', async (t) => {
+  const app = await startTestApp(t)
+  const agent = new Agent()
+  await beginConnect(agent, app.url, 'production-v2')
+  const before = agent.cookieValue(app.url, 'sl_session')
+  t.ok(before, 'a session exists before Carta is visited (it holds the state binding)')
+  // Start again from the same browser and finish the flow this time.
+  const done = await connectViaSandbox(t, app, agent, { appKey: 'production-v2', user: 'cu_1002' })
+  t.equal(done.status, 303)
+  const after = agent.cookieValue(app.url, 'sl_session')
+  t.ok(after)
+  t.not(after!.split('.')[0], before!.split('.')[0], 'a new session id after the callback')
+  const stale = await app.db.selectFrom('sessions').select('sid').where('sid', '=', before!.split('.')[0]!).executeTakeFirst()
+  t.notOk(stale, 'the pre-callback session is gone from the store')
+  const home = await agent.get(`${app.url}/`)
+  t.match(home.text, /Ben Hartley/, 'the new session is the connected user')
+})

@@ -51,6 +51,7 @@ t.test('each bad value names its variable', async (t) => {
     [{ TOKEN_ENCRYPTION_KEYS: 'k1:c2hvcnQ=' }, 'TOKEN_ENCRYPTION_KEYS', /base64-of-32-bytes/],
     [{ SESSION_SECRET: 'short' }, 'SESSION_SECRET', /at least 32/],
     [{ REPORT_CRON: 'every day' }, 'REPORT_CRON', /cron expression/],
+    [{ REPORT_CRON: '99 6 * * *' }, 'REPORT_CRON', /cron expression of 5 or 6 fields.*: /],
     [{ REPORT_TIMEZONE: 'Mars/Olympus' }, 'REPORT_TIMEZONE', /IANA time zone/],
     [{ CARTA_APPS_FILE: '/nonexistent/apps.json' }, 'CARTA_APPS_FILE', /readable JSON/],
     [{ LOG_LEVEL: 'loud' }, 'LOG_LEVEL', /one of/],

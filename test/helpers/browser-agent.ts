@@ -46,6 +46,11 @@ export class Agent {
     return { status: res.status, location: res.headers.get('location'), headers: res.headers, text: await res.text(), url }
   }
 
+  /** Current value of one cookie for an origin (or any URL on it). */
+  cookieValue(url: string, name: string): string | undefined {
+    return this.cookies.get(new URL(url).origin)?.get(name)
+  }
+
   cookieNames(origin: string): string[] {
     return [...(this.cookies.get(origin)?.keys() ?? [])]
   }
