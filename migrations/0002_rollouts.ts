@@ -26,6 +26,17 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn('created_by', 'text', (c) => c.notNull())
     .addColumn('created_at', 'bigint', (c) => c.notNull())
     .addColumn('archived_at', 'bigint')
+    // Membership is built in the background, in short chunks by end-user id (src/rollouts/build.ts):
+    // build_status 'building' until every user is measured and the counters recounted, then 'ready'.
+    // build_cursor is the last end_users.id measured; build_done/build_total drive the progress
+    // notice. The lease (owner + until) keeps two app instances from building the same chunk.
+    .addColumn('build_status', 'text', (c) => c.notNull().defaultTo('ready'))
+    .addColumn('build_cursor', 'bigint', (c) => c.notNull().defaultTo(0))
+    .addColumn('build_done', 'bigint', (c) => c.notNull().defaultTo(0))
+    .addColumn('build_total', 'bigint', (c) => c.notNull().defaultTo(0))
+    .addColumn('build_lock_owner', 'text')
+    .addColumn('build_lock_until', 'bigint')
+    .addColumn('built_at', 'bigint')
     .execute()
 
   // One row per (rollout, end user). state: covered | lacking | reconnect; reason says why a

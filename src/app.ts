@@ -21,6 +21,7 @@ import cartaRoutes from './carta/routes.js'
 import featureRoutes from './features/routes.js'
 import grantJobs from './grants/jobs.js'
 import reauthLinkRoutes from './rollouts/link-routes.js'
+import rolloutBuildJobs from './rollouts/build-jobs.js'
 import reportRoutes from './reports/routes.js'
 import sandboxRoutes from './sandbox/routes.js'
 import homeRoutes from './web/home-routes.js'
@@ -169,6 +170,7 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
   await app.register(auditRoutes)
   await app.register(reportRoutes)
   await app.register(grantJobs)
+  await app.register(rolloutBuildJobs)
   if (config.sandboxEnabled) await app.register(sandboxRoutes, { prefix: '/sandbox' })
 
   return app

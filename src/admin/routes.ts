@@ -7,7 +7,8 @@ import { parseScopes } from '../scopes.js'
 import { rolloutSummary } from '../rollouts/coverage.js'
 import { filterQuery, listLacking, parseLackingFilter } from '../rollouts/lacking.js'
 import { latestLinks } from '../rollouts/links.js'
-import { RolloutValidationError, archiveRollout, createRollout, findRollout, listRollouts } from '../rollouts/rollouts.js'
+import { kickRolloutBuild } from '../rollouts/build-jobs.js'
+import { RolloutValidationError, archiveRollout, findRollout, listRollouts, startRollout } from '../rollouts/rollouts.js'
 import { userPageData } from '../rollouts/users.js'
 import { PageError, renderPage } from '../web/render.js'
 import { operatorActor, requireOperator } from './guard.js'
@@ -128,8 +129,10 @@ export default async function adminRoutes(app: FastifyInstance): Promise<void> {
     const appField = field(request.body, 'app_id')
     const input = { name: field(request.body, 'name'), appId: /^\d{1,9}$/.test(appField) ? Number(appField) : NaN, scopes: fields(request.body, 'scopes') }
     try {
-      const id = await createRollout(db, input, operatorActor(request), clock.now())
+      // Returns at once: the membership of every user is measured in the background (build.ts).
+      const id = await startRollout(db, input, operatorActor(request), clock.now())
       request.log.info({ rolloutId: id }, 'rollout created')
+      kickRolloutBuild(app, id)
       return reply.redirect(`/admin/rollouts/${id}`, 303)
     } catch (err) {
       if (!(err instanceof RolloutValidationError)) throw err
@@ -160,6 +163,10 @@ export default async function adminRoutes(app: FastifyInstance): Promise<void> {
     const linkStates = await latestLinks(db, id, page.rows.map((r) => r.userId))
     const linkParam = typeof request.query.link === 'string' && /^\d{1,15}$/.test(request.query.link) ? Number(request.query.link) : null
     const filtered = filter.scope !== undefined || filter.appId !== undefined || filter.search !== undefined
+    const building = rollout.build_status === 'building' && rollout.status === 'active'
+    // While building, the browser reloads every few seconds to show progress (no JavaScript needed).
+    if (building) reply.header('refresh', '5')
+    const buildTotal = Math.max(Number(rollout.build_total), Number(rollout.build_done))
     return renderPage(request, reply, 'admin/rollout', {
       title: rollout.name,
       csrf: true,
@@ -175,6 +182,10 @@ export default async function adminRoutes(app: FastifyInstance): Promise<void> {
       filterQuery: filterQuery(filter),
       apps,
       linkUserId: linkParam,
+      building,
+      buildDone: Number(rollout.build_done),
+      buildTotal,
+      buildPct: buildTotal > 0 ? Math.floor((Number(rollout.build_done) / buildTotal) * 100) : 0,
       formatTime,
     })
   })

@@ -167,40 +167,53 @@ export async function syncUserRollouts(db: Tx, userId: number, _now: number): Pr
   }
 }
 
+/** A slice of end users by id: `after < id <= upto` (upto null: to the end). */
+export interface UserRange {
+  after: number
+  upto: number | null
+}
+
 /**
- * Builds the membership of a new rollout for ALL end users with set-based INSERT … SELECT
- * statements (1M users: no per-user loop), then its counters. Run inside the creating transaction.
+ * Measures the users of `range` into a rollout with set-based INSERT … SELECT statements (1M
+ * users: no per-user loop). Rows that already exist win (ON CONFLICT DO NOTHING, and no missing
+ * triples for a user who already has a member row): syncUserRollouts wrote them from newer state
+ * while a background build was under way. Counters are not touched; see build.ts.
  */
-export async function buildRolloutMembership(db: Tx, rolloutId: number, requiredScopes: string[]): Promise<void> {
+export async function measureUsers(db: Tx, rolloutId: number, requiredScopes: string[], range: UserRange): Promise<void> {
   const required = parseScopes(requiredScopes.join(' '))
   const rid = sql.lit(rolloutId)
+  const inRange = <Q extends { where: (...args: any[]) => Q }>(q: Q, col: string): Q => {
+    const lower = q.where(col, '>', range.after)
+    return range.upto === null ? lower : lower.where(col, '<=', range.upto)
+  }
 
   // 1. The missing (rollout, scope, user) triples, one statement per required scope.
   for (const scope of required) {
+    const select = db
+      .selectFrom('end_users as u')
+      .leftJoin('grants as g', (join) => join.onRef('g.id', '=', 'u.active_grant_id').on('g.status', '=', 'active'))
+      .select([rid.as('rollout_id'), sql<string>`cast(${scope} as text)`.as('scope'), 'u.id as user_id'])
+      .where((eb) =>
+        eb.or([
+          eb('g.id', 'is', null),
+          eb('u.status', '=', 'needs_reconnect'),
+          eb.not(
+            eb.exists(
+              eb
+                .selectFrom('grant_scopes as gs')
+                .select(sql.lit(1).as('one'))
+                .whereRef('gs.grant_id', '=', 'g.id')
+                .where('gs.scope', '=', scope),
+            ),
+          ),
+        ]),
+      )
+      .where((eb) => eb.not(eb.exists(eb.selectFrom('rollout_members as em').select(sql.lit(1).as('one')).where('em.rollout_id', '=', rolloutId).whereRef('em.user_id', '=', 'u.id'))))
     await db
       .insertInto('rollout_member_missing')
       .columns(['rollout_id', 'scope', 'user_id'])
-      .expression(
-        db
-          .selectFrom('end_users as u')
-          .leftJoin('grants as g', (join) => join.onRef('g.id', '=', 'u.active_grant_id').on('g.status', '=', 'active'))
-          .select([rid.as('rollout_id'), sql<string>`cast(${scope} as text)`.as('scope'), 'u.id as user_id'])
-          .where((eb) =>
-            eb.or([
-              eb('g.id', 'is', null),
-              eb('u.status', '=', 'needs_reconnect'),
-              eb.not(
-                eb.exists(
-                  eb
-                    .selectFrom('grant_scopes as gs')
-                    .select(sql.lit(1).as('one'))
-                    .whereRef('gs.grant_id', '=', 'g.id')
-                    .where('gs.scope', '=', scope),
-                ),
-              ),
-            ]),
-          ),
-      )
+      .expression(inRange(select as any, 'u.id'))
+      .onConflict((oc) => oc.doNothing())
       .execute()
   }
 
@@ -214,7 +227,7 @@ export async function buildRolloutMembership(db: Tx, rolloutId: number, required
         sql` || `,
       )})`
     : sql<string>`''`
-  const base = db
+  const users = db
     .selectFrom('end_users as u')
     .leftJoin('grants as g', (join) => join.onRef('g.id', '=', 'u.active_grant_id').on('g.status', '=', 'active'))
     .leftJoin('oauth_apps as a', 'a.id', 'g.app_id')
@@ -232,7 +245,7 @@ export async function buildRolloutMembership(db: Tx, rolloutId: number, required
         )
         .as('authorized_at'),
     ])
-    .as('x')
+  const base = (inRange(users as any, 'u.id') as typeof users).as('x')
   await db
     .insertInto('rollout_members')
     .columns(['rollout_id', 'user_id', 'app_id', 'state', 'needs_action', 'missing_scopes', 'reason', 'authorized_at'])
@@ -250,10 +263,20 @@ export async function buildRolloutMembership(db: Tx, rolloutId: number, required
             'reason',
           ),
           'x.authorized_at',
-        ]),
+        ])
+        // A WHERE before ON CONFLICT keeps SQLite's parser from reading it as a join constraint.
+        .where('x.user_id', '>', range.after),
     )
+    .onConflict((oc) => oc.doNothing())
     .execute()
+}
 
+/**
+ * The one-shot build: every end user at once, then the counters. Kept as the reference the chunked
+ * background build (build.ts) is tested against; at 1M users it holds one transaction for a minute.
+ */
+export async function buildRolloutMembership(db: Tx, rolloutId: number, requiredScopes: string[]): Promise<void> {
+  await measureUsers(db, rolloutId, requiredScopes, { after: 0, upto: null })
   await recountRollout(db, rolloutId)
 }
 

@@ -1,11 +1,12 @@
 // Rollouts: an operator's campaign to bring every end user onto a target app's scope set.
-// Creation builds the membership of all users in the same transaction (set-based, see
-// membership.ts); archived rollouts are kept for the record but no longer maintained.
+// Creation inserts the rollout 'building' and returns; build.ts measures every user in short
+// chunks in the background (set-based, see membership.ts). Archived rollouts are kept for the
+// record but no longer maintained.
 import type { Selectable } from 'kysely'
 import { recordAudit } from '../audit/events.js'
 import type { Db } from '../db/index.js'
 import { formatScopes, missingScopes, parseScopes } from '../scopes.js'
-import { buildRolloutMembership } from './membership.js'
+import { type BuildOptions, type BuildStats, runRolloutBuild } from './build.js'
 import type { RolloutTable } from './tables.js'
 
 export type RolloutRow = Selectable<RolloutTable>
@@ -52,16 +53,31 @@ export async function validateNewRollout(db: Db, input: NewRollout): Promise<{ n
   return { name, appId: app.id, scopes }
 }
 
-/** Creates the rollout, its membership for every end user and its counters, in one transaction. */
-export async function createRollout(db: Db, input: NewRollout, actor: string, now: number): Promise<number> {
+/**
+ * Creates the rollout row in state 'building' and returns at once; its membership is measured in
+ * the background by build.ts (kicked by the caller, resumed on app start). One short transaction.
+ */
+export async function startRollout(db: Db, input: NewRollout, actor: string, now: number): Promise<number> {
   const valid = await validateNewRollout(db, input)
+  // The progress notice's "of M"; users created later are measured too (done may pass it).
+  const total = await db.selectFrom('end_users').select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow()
   return db.transaction().execute(async (trx) => {
     const row = await trx
       .insertInto('rollouts')
-      .values({ name: valid.name, app_id: valid.appId, required_scopes: formatScopes(valid.scopes), created_by: actor, created_at: now, archived_at: null })
+      .values({
+        name: valid.name,
+        app_id: valid.appId,
+        required_scopes: formatScopes(valid.scopes),
+        created_by: actor,
+        created_at: now,
+        archived_at: null,
+        build_status: 'building',
+        build_cursor: 0,
+        build_done: 0,
+        build_total: Number(total.n),
+      })
       .returning('id')
       .executeTakeFirstOrThrow()
-    await buildRolloutMembership(trx, row.id, valid.scopes)
     await recordAudit(trx, now, {
       type: 'rollout.created',
       actor,
@@ -71,6 +87,26 @@ export async function createRollout(db: Db, input: NewRollout, actor: string, no
     })
     return row.id
   })
+}
+
+/**
+ * Creates a rollout and builds it to completion in this call (chunked, like the background
+ * builder). For CLIs, the benchmark and tests; the dashboard uses startRollout and returns at once.
+ * Waits while another builder holds the lease (e.g. another instance's background runner).
+ */
+export async function createRollout(db: Db, input: NewRollout, actor: string, now: number, build: BuildOptions = {}): Promise<number> {
+  const id = await startRollout(db, input, actor, now)
+  await buildUntilReady(db, id, build)
+  return id
+}
+
+/** Runs the build until the rollout is ready; polls while another builder holds the lease. */
+export async function buildUntilReady(db: Db, rolloutId: number, build: BuildOptions = {}): Promise<BuildStats> {
+  for (;;) {
+    const stats = await runRolloutBuild(db, rolloutId, build)
+    if (stats.outcome === 'ready' || stats.outcome === 'inactive' || stats.outcome === 'stopped') return stats
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
 }
 
 /** Archives an active rollout; false when it was not active. */

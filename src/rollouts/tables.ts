@@ -21,6 +21,18 @@ export interface RolloutTable {
   created_by: string
   created_at: Millis
   archived_at: Millis | null
+  /** 'building' while the background builder measures users (src/rollouts/build.ts). */
+  build_status: Generated<'building' | 'ready'>
+  /** Last end_users.id measured by the builder (keyset). */
+  build_cursor: Generated<number>
+  /** Users measured so far, and the user count when the build started (progress notice). */
+  build_done: Generated<number>
+  build_total: Generated<number>
+  /** Lease: the builder holding it, and until when (renewed with every chunk). */
+  build_lock_owner: string | null
+  build_lock_until: Millis | null
+  /** When the build finished (counters recounted exactly). */
+  built_at: Millis | null
 }
 
 export type MemberState = 'covered' | 'lacking' | 'reconnect'

@@ -2,6 +2,7 @@ import t from 'tap'
 import { startTestApp } from '../helpers/app.js'
 import { hiddenField } from '../helpers/browser-agent.js'
 import { listLacking } from '../../src/rollouts/lacking.js'
+import { waitForRolloutBuilds } from '../../src/rollouts/build-jobs.js'
 import { addGrant, addUser, appId, breakGrant, signedInOperator } from './fixtures.js'
 
 const V1 = ['read_issuer_info', 'read_user_info']
@@ -47,6 +48,10 @@ t.test('creating a rollout: validation, then the page, archive', async (t) => {
 
   const created = await agent.post(`${url}/admin/rollouts`, { _csrf: csrf, name: 'Cap table', app_id: String(v2), scopes: V2 })
   t.equal(created.status, 303)
+  // The route returns before the membership is measured; the build runs in the background.
+  await waitForRolloutBuilds(ctx.app)
+  t.equal((await db.selectFrom('rollouts').select('build_status').where('id', '=', 1).executeTakeFirstOrThrow()).build_status, 'ready')
+  t.ok(ctx.logs.some((l) => l.msg === 'rollout built' && l.rolloutId === 1), 'the build is logged')
   const page = await agent.get(new URL(created.location!, url).toString())
   t.equal(page.status, 200)
   t.match(page.text, 'Cap table')
