@@ -5,6 +5,8 @@
 // rows) 5 times and prints the median seconds and the peak RSS. The runs it adds are removed.
 //   BENCH_REPORT_DB=path   use another database file
 //   BENCH_USERS=200000     size of the compact self-seeded database
+//   DATABASE_URL=postgres://… DATABASE_SEARCH_PATH=bench   on PostgreSQL: reuses the ledger and
+//                          rollout `npm run bench` made there (run that first)
 import { existsSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
@@ -33,18 +35,36 @@ async function hasRolloutMembers(path: string): Promise<boolean> {
   }
 }
 
-const path = process.env.BENCH_REPORT_DB ?? ((await hasRolloutMembers(shared)) ? shared : own)
-const config = loadConfig({ ...process.env, NODE_ENV: 'development', DATA_DIR: dataDir, LOG_LEVEL: 'silent', DATABASE_PATH: path })
+// With DATABASE_URL set the report runs on PostgreSQL: the SQLite files above are not used (the
+// compact seeder writes SQLite directly), so the ledger `npm run bench` seeded in the same
+// DATABASE_URL/DATABASE_SEARCH_PATH is required.
+const postgres = Boolean(process.env.DATABASE_URL?.trim())
+const path = postgres ? '' : (process.env.BENCH_REPORT_DB ?? ((await hasRolloutMembers(shared)) ? shared : own))
+const config = loadConfig({ ...process.env, NODE_ENV: 'development', DATA_DIR: dataDir, LOG_LEVEL: 'silent', ...(postgres ? {} : { DATABASE_PATH: path }) })
 const db = await openDatabase(config.database)
 await migrateToLatest(db)
 await syncApps(db, config.apps, Date.now())
+const where = config.database.kind === 'postgres' ? `postgresql (schema ${config.database.searchPath ?? 'public'})` : path
 
-if (path === own && !(await hasRolloutMembers(own))) await seedCompact(own, USERS)
+if (postgres) {
+  const active = await db
+    .selectFrom('rollout_members as m')
+    .innerJoin('rollouts as r', 'r.id', 'm.rollout_id')
+    .select('m.user_id')
+    .where('r.status', '=', 'active')
+    .limit(1)
+    .executeTakeFirst()
+  if (!active) {
+    console.error(`No active rollout with members in ${where}: run \`npm run bench\` with the same DATABASE_URL and DATABASE_SEARCH_PATH first (it seeds 1M users and creates the rollout).`)
+    await db.destroy()
+    process.exit(2)
+  }
+} else if (path === own && !(await hasRolloutMembers(own))) await seedCompact(own, USERS)
 
 const members = Number((await db.selectFrom('rollout_members').select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow()).n)
 const missing = Number((await db.selectFrom('rollout_member_missing').select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow()).n)
 const links = Number((await db.selectFrom('reauth_links').select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow()).n)
-console.log(`Database ${path}: ${members.toLocaleString('en')} rollout members, ${missing.toLocaleString('en')} missing-scope rows, ${links.toLocaleString('en')} links`)
+console.log(`Database ${where}: ${members.toLocaleString('en')} rollout members, ${missing.toLocaleString('en')} missing-scope rows, ${links.toLocaleString('en')} links`)
 
 const out = mkdtempSync(join(tmpdir(), 'scope-ledger-report-bench-'))
 const log = { info: () => {}, warn: (obj: object, msg: string) => console.error(`warning: ${msg} ${JSON.stringify(obj).slice(0, 300)}`), error: (obj: object, msg: string) => console.error(`error: ${msg} ${JSON.stringify(obj)}`) }
@@ -65,7 +85,8 @@ await db.deleteFrom('report_runs').where('id', 'in', runIds).execute()
 await db.destroy()
 rmSync(out, { recursive: true, force: true })
 const sorted = [...seconds].sort((a, b) => a - b)
-console.log(`median ${sorted[2]!.toFixed(2)} s (min ${sorted[0]!.toFixed(2)}, max ${sorted[4]!.toFixed(2)}) · peak RSS ${(process.resourceUsage().maxRSS / 1024).toFixed(0)} MB`)
+// Peak RSS is this Node process (the app's side); on PostgreSQL the server's own memory is not in it.
+console.log(`median ${sorted[2]!.toFixed(2)} s (min ${sorted[0]!.toFixed(2)}, max ${sorted[4]!.toFixed(2)}) · peak RSS ${(process.resourceUsage().maxRSS / 1024).toFixed(0)} MB${postgres ? ' (Node process; PostgreSQL server memory not included)' : ''}`)
 
 /** 1M users with one active rollout: 60% covered, 28% lacking 1–2 scopes, 12% to reconnect. */
 async function seedCompact(file: string, users: number): Promise<void> {

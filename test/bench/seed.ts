@@ -5,6 +5,7 @@
 import { type Kysely, sql } from 'kysely'
 import type { Db } from '../../src/db/index.js'
 import { isPostgres } from '../../src/db/dialect.js'
+import { type PgColumns, insertUnnest } from './pg-bulk.js'
 
 export interface SeedPlan {
   users: number
@@ -42,6 +43,32 @@ export async function seededSize(db: Db): Promise<{ users: number; grants: numbe
   return row ? { users: Number(row.users), grants: Number(row.grants), seconds: Number(row.seconds) } : null
 }
 
+// Column types for the PostgreSQL bulk path (see pg-bulk.ts); same columns the rows below carry.
+const USER_COLUMNS: PgColumns = {
+  id: 'integer',
+  carta_user_id: 'text',
+  local_key: 'text',
+  email: 'text',
+  name: 'text',
+  active_grant_id: 'integer',
+  status: 'text',
+  created_at: 'bigint',
+  updated_at: 'bigint',
+}
+const GRANT_COLUMNS: PgColumns = {
+  id: 'integer',
+  user_id: 'integer',
+  app_id: 'integer',
+  requested_scopes: 'text',
+  granted_scopes: 'text',
+  scopes_source: 'text',
+  status: 'text',
+  status_reason: 'text',
+  created_at: 'bigint',
+  ended_at: 'bigint',
+  superseded_by: 'integer',
+}
+
 async function insertChunks<T extends Record<string, unknown>>(db: Kysely<any>, table: string, rows: T[], columns: number): Promise<void> {
   const per = Math.floor(30000 / columns) // stay under SQLite's 32766 bound parameters
   for (let i = 0; i < rows.length; i += per) await db.insertInto(table).values(rows.slice(i, i + per)).execute()
@@ -57,8 +84,13 @@ export async function seed(db: Db, plan: SeedPlan, log: (line: string) => void):
   const [v1, v2, playground] = [appId('production-v1'), appId('production-v2'), appId('playground')]
 
   // Start from an empty ledger (a half-finished earlier seed, or a different size).
-  for (const table of ['rollout_counts', 'rollout_member_missing', 'rollout_members', 'reauth_links', 'rollouts', 'audit_events', 'grant_scopes', 'grants', 'end_users', 'bench_seed']) {
-    await (db as Kysely<any>).deleteFrom(table).execute()
+  const tables = ['rollout_counts', 'rollout_member_missing', 'rollout_members', 'reauth_links', 'rollouts', 'audit_events', 'grant_scopes', 'grants', 'end_users', 'bench_seed']
+  if (postgres) {
+    // DELETE would fire a cascade trigger per row (millions); TRUNCATE empties all of them at once.
+    // CASCADE also empties tables that reference these (grant_tokens, token_revocations, rollout builds).
+    await sql`truncate table ${sql.join(tables.map((t) => sql.table(t)))} cascade`.execute(db)
+  } else {
+    for (const table of tables) await (db as Kysely<any>).deleteFrom(table).execute()
   }
 
   const random = rng(42)
@@ -117,9 +149,21 @@ export async function seed(db: Db, plan: SeedPlan, log: (line: string) => void):
       }
     }
     await db.transaction().execute(async (trx) => {
-      await insertChunks(trx, 'end_users', users, 9)
-      await insertChunks(trx, 'grants', grants, 11)
-      await insertChunks(trx, 'grant_scopes', scopes, 2)
+      if (postgres) {
+        // Bench data is disposable: no WAL flush wait at each commit (like SQLite's synchronous = OFF).
+        await sql`set local synchronous_commit = off`.execute(trx)
+        // Skip the foreign-key triggers for this load only: each would run SELECT … FOR KEY SHARE on
+        // the parent row, ~10M of them. The generated rows reference only rows inserted before them.
+        // (Needs a superuser, as on these machines; ordinary sessions keep every FK check.)
+        await sql`set local session_replication_role = replica`.execute(trx)
+        await insertUnnest(trx, 'end_users', USER_COLUMNS, users)
+        await insertUnnest(trx, 'grants', GRANT_COLUMNS, grants)
+        await insertUnnest(trx, 'grant_scopes', { grant_id: 'integer', scope: 'text' }, scopes)
+      } else {
+        await insertChunks(trx, 'end_users', users, 9)
+        await insertChunks(trx, 'grants', grants, 11)
+        await insertChunks(trx, 'grant_scopes', scopes, 2)
+      }
     })
     grantsTotal += grants.length
     if (to % 100_000 === 0 || to === plan.users) {
@@ -129,7 +173,8 @@ export async function seed(db: Db, plan: SeedPlan, log: (line: string) => void):
   }
   if (postgres) {
     for (const table of ['end_users', 'grants']) await sql`select setval(pg_get_serial_sequence(${table}, 'id'), (select max(id) from ${sql.table(table)}))`.execute(db)
-    await sql`analyze`.execute(db)
+    // Only the seeded tables: a bare ANALYZE walks every schema in the database (other test runs).
+    await sql`analyze end_users, grants, grant_scopes`.execute(db)
   } else {
     await sql`PRAGMA synchronous = NORMAL`.execute(db)
     await sql`ANALYZE`.execute(db)
