@@ -69,6 +69,8 @@ export async function computeSnapshot(
     .innerJoin('oauth_apps', 'oauth_apps.id', 'rollouts.app_id')
     .select(['rollouts.id', 'rollouts.name', 'rollouts.required_scopes', 'oauth_apps.key as app_key'])
     .where('rollouts.status', '=', 'active')
+    // A rollout still measuring its users has partial figures: it joins reports once built.
+    .where('rollouts.build_status', '=', 'ready')
     .orderBy('rollouts.id')
     .execute()
   const apps = new Map((await db.selectFrom('oauth_apps').select(['id', 'key', 'name']).execute()).map((a) => [a.id, a]))

@@ -13,6 +13,8 @@ class RolloutBuildRunner {
   private readonly running = new Map<number, Promise<BuildStats | null>>()
   private stopped = false
   private readonly owner = newBuildOwner()
+  /** A rescan in flight: idle() waits for it, or a build it is about to kick would be missed. */
+  private scanning: Promise<void> | null = null
 
   constructor(
     private readonly deps: AppDeps,
@@ -42,14 +44,23 @@ class RolloutBuildRunner {
   }
 
   /** Kicks every active rollout still 'building' (left by a crash, a restart or an expired lease). */
-  async resumeAll(): Promise<void> {
-    const rows = await this.deps.db.selectFrom('rollouts').select('id').where('status', '=', 'active').where('build_status', '=', 'building').orderBy('id').execute()
-    for (const { id } of rows) void this.kick(id)
+  resumeAll(): Promise<void> {
+    const scan = (async () => {
+      const rows = await this.deps.db.selectFrom('rollouts').select('id').where('status', '=', 'active').where('build_status', '=', 'building').orderBy('id').execute()
+      for (const { id } of rows) void this.kick(id)
+    })().finally(() => {
+      if (this.scanning === scan) this.scanning = null
+    })
+    this.scanning = scan
+    return scan
   }
 
-  /** Resolves once no build runs in this process (builds kicked meanwhile included). */
+  /** Resolves once no rescan or build runs in this process (builds kicked meanwhile included). */
   async idle(): Promise<void> {
-    while (this.running.size > 0) await Promise.all([...this.running.values()])
+    while (this.scanning || this.running.size > 0) {
+      if (this.scanning) await this.scanning.catch(() => {})
+      await Promise.all([...this.running.values()])
+    }
   }
 
   /** Stops after the chunk in flight (the lease is released; another start resumes from the cursor). */

@@ -1,5 +1,7 @@
-// A minimal browser over fetch: keeps cookies per origin, never follows redirects by itself,
-// and reads hidden form fields (CSRF tokens) out of pages.
+// A minimal browser over fetch: keeps cookies per host name — like a browser, not per port
+// (RFC 6265 §8.5), so two app instances on 127.0.0.1:A and :B share a session cookie as they
+// would behind one load-balanced name — never follows redirects by itself, and reads hidden
+// form fields (CSRF tokens) out of pages.
 export interface AgentResponse {
   status: number
   location: string | null
@@ -29,8 +31,8 @@ export class Agent {
   }
 
   async request(url: string, init: RequestInit): Promise<AgentResponse> {
-    const origin = new URL(url).origin
-    const jar = this.cookies.get(origin) ?? new Map<string, string>()
+    const host = new URL(url).hostname
+    const jar = this.cookies.get(host) ?? new Map<string, string>()
     const headers = new Headers(init.headers)
     if (jar.size) headers.set('cookie', [...jar].map(([k, v]) => `${k}=${v}`).join('; '))
     const res = await fetch(url, { ...init, headers, redirect: 'manual' })
@@ -42,17 +44,17 @@ export class Agent {
       if (/max-age=0|expires=thu, 01 jan 1970/i.test(line) || value === '') jar.delete(name)
       else jar.set(name, value)
     }
-    this.cookies.set(origin, jar)
+    this.cookies.set(host, jar)
     return { status: res.status, location: res.headers.get('location'), headers: res.headers, text: await res.text(), url }
   }
 
-  /** Current value of one cookie for an origin (or any URL on it). */
+  /** Current value of one cookie for the host of `url`. */
   cookieValue(url: string, name: string): string | undefined {
-    return this.cookies.get(new URL(url).origin)?.get(name)
+    return this.cookies.get(new URL(url).hostname)?.get(name)
   }
 
-  cookieNames(origin: string): string[] {
-    return [...(this.cookies.get(origin)?.keys() ?? [])]
+  cookieNames(url: string): string[] {
+    return [...(this.cookies.get(new URL(url).hostname)?.keys() ?? [])]
   }
 }
 

@@ -6,7 +6,6 @@ import { randomBytes } from 'node:crypto'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import type { AgentResponse } from '../helpers/browser-agent.js'
 
 export interface Proc {
   name: string
@@ -93,49 +92,3 @@ export function sharedSetup(sandboxPort: number): { dir: string; appsFile: strin
   return { dir, appsFile, env, cleanup: () => rmSync(dir, { recursive: true, force: true }) }
 }
 
-/**
- * A cookie-keeping client that, like a browser, does not isolate cookies by port (RFC 6265
- * §8.5): instances on 127.0.0.1:A and 127.0.0.1:B see the same session cookie, as two instances
- * behind one load-balanced host name would.
- */
-export class HostAgent {
-  private readonly jar = new Map<string, Map<string, string>>()
-
-  get(url: string): Promise<AgentResponse> {
-    return this.request(url, { method: 'GET' })
-  }
-
-  post(url: string, form: Record<string, string | string[]>): Promise<AgentResponse> {
-    const body = new URLSearchParams()
-    for (const [k, v] of Object.entries(form)) for (const item of Array.isArray(v) ? v : [v]) body.append(k, item)
-    return this.request(url, { method: 'POST', body, headers: { 'content-type': 'application/x-www-form-urlencoded' } })
-  }
-
-  async follow(response: AgentResponse, max = 10): Promise<AgentResponse> {
-    let current = response
-    for (let i = 0; i < max && current.location; i++) current = await this.get(new URL(current.location, current.url).toString())
-    return current
-  }
-
-  cookie(host: string, name: string): string | undefined {
-    return this.jar.get(host)?.get(name)
-  }
-
-  async request(url: string, init: RequestInit): Promise<AgentResponse> {
-    const host = new URL(url).hostname
-    const jar = this.jar.get(host) ?? new Map<string, string>()
-    const headers = new Headers(init.headers)
-    if (jar.size) headers.set('cookie', [...jar].map(([k, v]) => `${k}=${v}`).join('; '))
-    const res = await fetch(url, { ...init, headers, redirect: 'manual' })
-    for (const line of res.headers.getSetCookie()) {
-      const [pair] = line.split(';')
-      const eq = pair!.indexOf('=')
-      const name = pair!.slice(0, eq).trim()
-      const value = pair!.slice(eq + 1).trim()
-      if (/max-age=0|expires=thu, 01 jan 1970/i.test(line) || value === '') jar.delete(name)
-      else jar.set(name, value)
-    }
-    this.jar.set(host, jar)
-    return { status: res.status, location: res.headers.get('location'), headers: res.headers, text: await res.text(), url }
-  }
-}

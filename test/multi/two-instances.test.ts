@@ -11,7 +11,8 @@ import { issueLink } from '../../src/rollouts/links.js'
 import { freePort } from '../helpers/app.js'
 import { hiddenField } from '../helpers/browser-agent.js'
 import { createTestSchema } from '../helpers/database.js'
-import { APPS, HostAgent, type Proc, sharedSetup, startProcess } from './cluster.js'
+import { Agent } from '../helpers/browser-agent.js'
+import { APPS, type Proc, sharedSetup, startProcess } from './cluster.js'
 
 const pgUrl = process.env.TEST_DATABASE_URL?.trim() || process.env.TEST_DATABASE_URL_PG?.trim()
 
@@ -69,7 +70,7 @@ if (!pgUrl) {
     db = await openDatabase({ kind: 'postgres', url: pgUrl, searchPath: schema, poolSize: 2 })
     const stats = async () => (await (await fetch(`${SB}/_control/stats`)).json()) as { refreshes: number; codeExchanges: number }
 
-    const user = new HostAgent()
+    const user = new Agent()
 
     await t.test('a user connects on instance A', async (t) => {
       let res = await user.get(`${A}/carta/connect`)

@@ -97,7 +97,7 @@ t.test('reports page: access, empty state, run now, trend, downloads', async (t)
   const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'] })
   t.teardown(() => browser.close())
   const context = await browser.newContext({ viewport: { width: 1200, height: 900 } })
-  const cookie = (agent as unknown as { cookies: Map<string, Map<string, string>> }).cookies.get(new URL(app.url).origin)!.get('sl_session')!
+  const cookie = agent.cookieValue(app.url, 'sl_session')!
   await context.addCookies([{ name: 'sl_session', value: cookie, url: app.url }])
   const browserPage = await context.newPage()
   const errors: string[] = []
