@@ -12,6 +12,14 @@ import { ALL, memoryLog, seedCoverage } from './fixtures.js'
 
 const NOW = Date.UTC(2025, 0, 15, 6, 0, 0)
 
+t.test('snapshot: a rollout still measuring its users is left out until it is built', async (t) => {
+  const app = await startTestApp(t, { clock: new ManualClock(NOW) })
+  const seed = await seedCoverage(app.db, NOW)
+  await app.db.updateTable('rollouts').set({ build_status: 'building' }).where('id', '=', seed.issuer).execute()
+  const snap = await computeSnapshot(app.db, NOW)
+  t.same(snap.rollouts.map((r) => r.rolloutId), [seed.capTable], 'partial figures are not reported')
+})
+
 t.test('snapshot: exact counts per rollout, scope, app and links; archived rollouts left out', async (t) => {
   const clock = new ManualClock(NOW)
   const app = await startTestApp(t, { clock })
