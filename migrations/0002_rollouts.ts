@@ -26,22 +26,9 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn('created_by', 'text', (c) => c.notNull())
     .addColumn('created_at', 'bigint', (c) => c.notNull())
     .addColumn('archived_at', 'bigint')
-    // Membership is built in the background, in short chunks by end-user id (src/rollouts/build.ts):
-    // build_status 'building' until every user is measured and the counters recounted, then 'ready'.
-    // build_cursor is the last end_users.id measured; build_done/build_total drive the progress
-    // notice. The lease (owner + until) keeps two app instances from building the same chunk.
-    .addColumn('build_status', 'text', (c) => c.notNull().defaultTo('ready'))
-    .addColumn('build_cursor', 'bigint', (c) => c.notNull().defaultTo(0))
-    .addColumn('build_done', 'bigint', (c) => c.notNull().defaultTo(0))
-    .addColumn('build_total', 'bigint', (c) => c.notNull().defaultTo(0))
-    .addColumn('build_lock_owner', 'text')
-    .addColumn('build_lock_until', 'bigint')
-    .addColumn('built_at', 'bigint')
     .execute()
 
-  // One row per (rollout, end user). state: covered | lacking | reconnect; reason says why a
-  // member needs action (missing_scopes | app_retired | no_active_grant | needs_reconnect).
-  // authorized_at is the user's last authorization (never null, so keyset paging by time is exact).
+  // One row per (rollout, end user). state: covered | lacking | reconnect.
   await db.schema
     .createTable('rollout_members')
     .addColumn('rollout_id', 'integer', (c) => c.notNull().references('rollouts.id').onDelete('cascade'))
@@ -50,8 +37,7 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn('state', 'text', (c) => c.notNull())
     .addColumn('needs_action', 'integer', (c) => c.notNull())
     .addColumn('missing_scopes', 'text', (c) => c.notNull().defaultTo(''))
-    .addColumn('reason', 'text')
-    .addColumn('authorized_at', 'bigint', (c) => c.notNull())
+    .addColumn('authorized_at', 'bigint')
     .addPrimaryKeyConstraint('rollout_members_pk', ['rollout_id', 'user_id'])
     .execute()
   await db.schema.createIndex('rollout_members_list').on('rollout_members').columns(['rollout_id', 'needs_action', 'user_id']).execute()
@@ -90,8 +76,6 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn('used_grant_id', 'integer')
     .execute()
   await db.schema.createIndex('reauth_links_member').on('reauth_links').columns(['rollout_id', 'user_id', 'id']).execute()
-  // The user page lists a user's links across rollouts.
-  await db.schema.createIndex('reauth_links_user').on('reauth_links').columns(['user_id', 'id']).execute()
 }
 
 export async function down(db: Kysely<any>): Promise<void> {
