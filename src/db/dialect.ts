@@ -1,7 +1,21 @@
 // The one place that knows which SQL engine is underneath. Everything else in src/ writes
 // portable Kysely queries; migrations ask here for the few column shapes that differ.
 import Database from 'better-sqlite3'
-import { type ColumnDefinitionBuilder, type Dialect, type Kysely, PostgresAdapter, PostgresDialect, SqliteDialect, sql } from 'kysely'
+import {
+  type ColumnDefinitionBuilder,
+  type ColumnMetadata,
+  type DatabaseIntrospector,
+  type DatabaseMetadata,
+  type DatabaseMetadataOptions,
+  type Dialect,
+  type Kysely,
+  PostgresAdapter,
+  PostgresDialect,
+  type SchemaMetadata,
+  SqliteDialect,
+  type TableMetadata,
+  sql,
+} from 'kysely'
 import pg from 'pg'
 import type { DatabaseConfig } from '../config.js'
 
@@ -36,8 +50,9 @@ export function createDialect(config: DatabaseConfig, options: DialectOptions = 
       connectionTimeoutMillis: 5_000,
       idleTimeoutMillis: 30_000,
       application_name: 'scope-ledger',
-      // A schema per deployment or per test app isolates them on one database.
-      ...(searchPath ? { options: `-c search_path=${searchPath}` } : {}),
+      // A schema per deployment or per test app isolates them on one database. JIT compilation
+      // costs ~100 ms per statement and pays off only for long analytic queries; ours are short.
+      options: ['-c jit=off', ...(searchPath ? [`-c search_path=${searchPath}`] : [])].join(' '),
     })
     // An idle pooled connection that dies (server restart, network cut) emits 'error' on the pool;
     // unhandled it would crash the process. The pool drops that client and opens a new one on
@@ -67,9 +82,81 @@ class SchemaScopedPostgresAdapter extends PostgresAdapter {
   }
 }
 
+// Kysely's introspector (the migrator uses it to see whether its bookkeeping table exists) reads
+// the columns of every table in EVERY schema, resolving names as it goes; when another schema on
+// the same database is dropped meanwhile (a test app tearing down, a staging copy removed), that
+// query fails ("relation … does not exist"). Look only at our own schema.
+class SchemaScopedPostgresIntrospector implements DatabaseIntrospector {
+  constructor(private readonly db: Kysely<any>) {}
+
+  async getSchemas(): Promise<SchemaMetadata[]> {
+    const { rows } = await sql<{ name: string }>`select nspname as name from pg_catalog.pg_namespace`.execute(this.db)
+    return rows
+  }
+
+  async getTables(options: DatabaseMetadataOptions = { withInternalKyselyTables: false }): Promise<TableMetadata[]> {
+    const { rows } = await sql<{
+      column: string
+      not_null: boolean
+      has_default: boolean
+      table: string
+      table_type: string
+      schema: string
+      type: string
+      type_schema: string
+      auto_incrementing: string | null
+    }>`
+      select a.attname as column, a.attnotnull as not_null, a.atthasdef as has_default, c.relname as table,
+             c.relkind as table_type, ns.nspname as schema, typ.typname as type, dtns.nspname as type_schema,
+             pg_get_serial_sequence(quote_ident(ns.nspname) || '.' || quote_ident(c.relname), a.attname) as auto_incrementing
+      from pg_catalog.pg_attribute a
+      join pg_catalog.pg_class c on a.attrelid = c.oid
+      join pg_catalog.pg_namespace ns on c.relnamespace = ns.oid
+      join pg_catalog.pg_type typ on a.atttypid = typ.oid
+      join pg_catalog.pg_namespace dtns on typ.typnamespace = dtns.oid
+      where ns.nspname = current_schema() and c.relkind in ('r', 'v', 'p') and a.attnum >= 0 and not a.attisdropped
+      order by c.relname, a.attnum`.execute(this.db)
+    const tables = new Map<string, TableMetadata & { columns: ColumnMetadata[] }>()
+    for (const r of rows) {
+      if (!options.withInternalKyselyTables && (r.table === 'kysely_migration' || r.table === 'kysely_migration_lock')) continue
+      let table = tables.get(r.table)
+      if (!table) tables.set(r.table, (table = { name: r.table, schema: r.schema, isView: r.table_type === 'v', columns: [] }))
+      table.columns.push({
+        name: r.column,
+        dataType: r.type,
+        dataTypeSchema: r.type_schema,
+        isNullable: !r.not_null,
+        hasDefaultValue: r.has_default,
+        isAutoIncrementing: r.auto_incrementing !== null,
+      })
+    }
+    return [...tables.values()]
+  }
+
+  async getMetadata(options?: DatabaseMetadataOptions): Promise<DatabaseMetadata> {
+    return { tables: await this.getTables(options) }
+  }
+}
+
 class SchemaScopedPostgresDialect extends PostgresDialect {
   override createAdapter(): PostgresAdapter {
     return new SchemaScopedPostgresAdapter()
+  }
+  override createIntrospector(db: Kysely<any>): DatabaseIntrospector {
+    return new SchemaScopedPostgresIntrospector(db)
+  }
+}
+
+/**
+ * After a bulk change (a rollout build writes a row per end user), refresh the planner's
+ * statistics on PostgreSQL so the next queries do not plan from stale or empty-table estimates
+ * (autovacuum may be slow or off). SQLite's planner needs no statistics for these indexed paths.
+ */
+export async function refreshPlannerStatistics(db: Kysely<any>, tables: string[]): Promise<void> {
+  if (!isPostgres(db)) return
+  for (const table of tables) {
+    if (!/^[a-z_][a-z0-9_]*$/.test(table)) throw new Error(`not a plain table name: ${table}`)
+    await sql.raw(`analyze ${table}`).execute(db)
   }
 }
 

@@ -16,6 +16,7 @@
 //  - a lease on the rollout row (build_lock_owner/until, one conditional UPDATE, renewed in every
 //    chunk's transaction, as src/grants/access.ts does for refresh) keeps two app instances from
 //    building the same chunk; a builder whose lease was taken over writes nothing more.
+import { refreshPlannerStatistics } from '../db/dialect.js'
 import { hostname } from 'node:os'
 import { randomUUID } from 'node:crypto'
 import type { Kysely } from 'kysely'
@@ -238,6 +239,8 @@ export async function runRolloutBuild(db: Tx, rolloutId: number, options: BuildO
       if (step === 'lost') return done(await lostOrInactive(db, rolloutId))
       if (step === 'end') {
         const finished = await finishBuild(db, rolloutId, owner, now(), leaseMs)
+        // A row per end user was just written: let PostgreSQL's planner see them.
+        if (finished) await refreshPlannerStatistics(db, ['rollout_members', 'rollout_member_missing', 'rollout_counts'])
         stats.finishMs = performance.now() - t0
         return done(finished ? 'ready' : await lostOrInactive(db, rolloutId))
       }

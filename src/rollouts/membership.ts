@@ -218,11 +218,15 @@ export async function measureUsers(db: Tx, rolloutId: number, requiredScopes: st
   }
 
   // 2. One member row per user; missing_scopes is rebuilt from the triples above (PK lookups).
+  // The range bound repeated inside EXISTS is redundant with mm.user_id = u.id, but without it
+  // PostgreSQL turns each EXISTS into a hashed subplan over ALL the rollout's missing rows, so
+  // every chunk gets slower as the build proceeds (5,000-user chunk: 362 ms → 60 ms with it).
+  const mmRange = range.upto === null ? sql`mm.user_id > ${range.after}` : sql`mm.user_id > ${range.after} and mm.user_id <= ${range.upto}`
   const missingExpr = required.length
     ? sql<string>`trim(${sql.join(
         required.map(
           (scope) =>
-            sql`case when exists (select 1 from rollout_member_missing mm where mm.rollout_id = ${rid} and mm.scope = ${scope} and mm.user_id = u.id) then cast(${`${scope} `} as text) else '' end`,
+            sql`case when exists (select 1 from rollout_member_missing mm where mm.rollout_id = ${rid} and mm.scope = ${scope} and mm.user_id = u.id and ${mmRange}) then cast(${`${scope} `} as text) else '' end`,
         ),
         sql` || `,
       )})`
