@@ -208,7 +208,15 @@ export async function measureUsers(db: Tx, rolloutId: number, requiredScopes: st
           ),
         ]),
       )
-      .where((eb) => eb.not(eb.exists(eb.selectFrom('rollout_members as em').select(sql.lit(1).as('one')).where('em.rollout_id', '=', rolloutId).whereRef('em.user_id', '=', 'u.id'))))
+      // Bounded to the chunk like the EXISTS below: with stale statistics PostgreSQL otherwise
+      // materializes every member measured so far and compares each user with all of them.
+      .where((eb) =>
+        eb.not(
+          eb.exists(
+            inRange(eb.selectFrom('rollout_members as em').select(sql.lit(1).as('one')).where('em.rollout_id', '=', rolloutId).whereRef('em.user_id', '=', 'u.id') as any, 'em.user_id'),
+          ),
+        ),
+      )
     await db
       .insertInto('rollout_member_missing')
       .columns(['rollout_id', 'scope', 'user_id'])
