@@ -63,7 +63,7 @@ export default async function reauthLinkRoutes(app: FastifyInstance): Promise<vo
     request.log.info({ linkId: link.id, rolloutId: rollout.id }, 'reauthorization link followed')
     // The state is bound to this browser's session server-side (src/carta/states.ts), so the
     // callback only completes here; the callback consumes the link and checks the identity.
-    return beginAuthorization(request, reply, { app: target!, scopes: appScopes(target!), linkId: link.id, expectedUserId: link.user_id })
+    return beginAuthorization(request, reply, { app: target!, scopes: appScopes(target!), linkId: link.id, expectedUserId: link.user_id, returnTo: '/?reauthorized=1' })
   })
 
   /** The link behind the URL, or a refusal page (audited, logged without the token). */

@@ -8,7 +8,7 @@ import { renderPage } from './render.js'
 export default async function homeRoutes(app: FastifyInstance): Promise<void> {
   const { config, db } = app.deps
 
-  app.get('/', async (request, reply) => {
+  app.get<{ Querystring: { reauthorized?: string } }>('/', async (request, reply) => {
     const apps = (await listApps(db)).filter((a) => a.status === 'active' && config.apps.some((c) => c.key === a.key))
     const userId = request.session.endUserId
     const home = userId ? await homeGrant(db, userId) : undefined
@@ -21,6 +21,8 @@ export default async function homeRoutes(app: FastifyInstance): Promise<void> {
       issuers,
       apps: apps.map((a) => ({ key: a.key, name: a.name, environment: a.environment, current: a.is_current === 1 })),
       defaultEnvironment: config.defaultEnvironment,
+      // Back from a reauthorization link: say it worked (the new grant is shown below it).
+      justReauthorized: connected && request.query.reauthorized === '1',
     })
   })
 }

@@ -96,8 +96,9 @@ t.test('reauthorization link, end to end in chromium', { skip: missing ? `browse
   await screenshot(user, '06-sandbox-sign-in')
   await Promise.all([user.waitForURL(/\/sandbox\/o\/authorize/), user.click('button[name=user_id][value=cu_1002]')])
   await screenshot(user, '07-sandbox-consent')
-  await Promise.all([user.waitForURL(`${app.url}/`), user.click('button[value=allow]')])
+  await Promise.all([user.waitForURL(`${app.url}/?reauthorized=1`), user.click('button[value=allow]')])
   await screenshot(user, '08-user-home-after-reauthorize')
+  t.ok(await user.locator('#reauthorized').isVisible(), 'the user is told the update worked')
   t.ok(await user.getByText('Production v2').first().isVisible(), 'the user is now on production v2')
 
   // A used link says so.

@@ -115,6 +115,11 @@ t.test('operator issues a link; the user reauthorizes in another browser; replay
 
   const done = await benBrowser.get(callbackUrl)
   t.equal(done.status, 303, 'the callback completes in the browser that followed the link')
+  t.equal(done.location, '/?reauthorized=1', 'back to the home page, which confirms the update')
+  const home = await benBrowser.get(new URL(done.location!, app.url).href)
+  t.match(home.text, /id="reauthorized"/, 'the user is told it worked')
+  t.match(home.text, /read_issuer_capitalizationtablesummary/, 'and sees the new permission')
+  t.notMatch((await benBrowser.get(`${app.url}/`)).text, /id="reauthorized"/, 'only right after the link')
 
   // The link is used by the new grant, the old grant superseded, Ben no longer lacking.
   const row = await app.db.selectFrom('reauth_links').selectAll().where('user_id', '=', ben).executeTakeFirstOrThrow()
