@@ -164,6 +164,20 @@ export interface IssuedLink {
   reused: boolean
 }
 
+/** The row of a fresh link: its own nonce, expiring LINK_TTL_DAYS from now, unused. */
+function newLinkRow(context: LinkContext, rolloutId: number, userId: number, issuedBy: string, now: number) {
+  return {
+    rollout_id: rolloutId,
+    user_id: userId,
+    nonce: newNonce(),
+    issued_by: issuedBy,
+    issued_at: now,
+    expires_at: now + context.ttlDays * DAY_MS,
+    used_at: null,
+    used_grant_id: null,
+  }
+}
+
 async function activeRollout(db: Kysely<Database>, rolloutId: number): Promise<{ id: number; name: string; app_id: number; required_scopes: string }> {
   const rollout = await db.selectFrom('rollouts').select(['id', 'name', 'app_id', 'status', 'required_scopes']).where('id', '=', rolloutId).executeTakeFirst()
   if (!rollout) throw new LinkIssueError('no-rollout', `There is no rollout ${rolloutId}.`)
@@ -183,16 +197,7 @@ export async function issueLink(db: Kysely<Database>, context: LinkContext, inpu
     if (!user) throw new LinkIssueError('no-user', `There is no user ${input.userId}.`)
     const existing = await outstandingLink(trx, input.rolloutId, input.userId, now)
     if (existing) return { link: existing, url: linkUrl(context, existing), reused: true }
-    const values = {
-      rollout_id: input.rolloutId,
-      user_id: input.userId,
-      nonce: newNonce(),
-      issued_by: input.issuedBy,
-      issued_at: now,
-      expires_at: now + context.ttlDays * DAY_MS,
-      used_at: null,
-      used_grant_id: null,
-    }
+    const values = newLinkRow(context, input.rolloutId, input.userId, input.issuedBy, now)
     const { id } = await trx.insertInto('reauth_links').values(values).returning('id').executeTakeFirstOrThrow()
     const link: LinkRow = { id: Number(id), ...values }
     await recordAudit(trx, now, {
@@ -298,16 +303,7 @@ export async function ensureLinksForFilter(
       const byUser = new Map(existing.map((row) => [row.user_id, row]))
       const fresh = page.rows
         .filter((m) => !byUser.has(m.userId))
-        .map((m) => ({
-          rollout_id: input.rolloutId,
-          user_id: m.userId,
-          nonce: newNonce(),
-          issued_by: input.issuedBy,
-          issued_at: now,
-          expires_at: now + context.ttlDays * DAY_MS,
-          used_at: null,
-          used_grant_id: null,
-        }))
+        .map((m) => newLinkRow(context, input.rolloutId, m.userId, input.issuedBy, now))
       if (fresh.length > 0) {
         const inserted = await trx.insertInto('reauth_links').values(fresh).returning(['id', 'user_id']).execute()
         const idByUser = new Map(inserted.map((r) => [r.user_id, Number(r.id)]))
