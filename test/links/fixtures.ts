@@ -3,13 +3,10 @@
 import type { Db } from '../../src/db/index.js'
 import { formatScopes, missingScopes } from '../../src/scopes.js'
 import type { Agent } from '../helpers/browser-agent.js'
-import { signedInOperator } from '../rollouts/fixtures.js'
-import type { TestApp } from '../helpers/app.js'
+import { appId, signedInOperator } from '../rollouts/fixtures.js'
 
-export async function appId(db: Db, key: string): Promise<number> {
-  const row = await db.selectFrom('oauth_apps').select('id').where('key', '=', key).executeTakeFirstOrThrow()
-  return row.id
-}
+export { appId }
+import type { TestApp } from '../helpers/app.js'
 
 export async function createRollout(db: Db, input: { name?: string; appKey?: string; scopes?: string[]; now: number }): Promise<{ id: number; scopes: string[] }> {
   const app = await db.selectFrom('oauth_apps').selectAll().where('key', '=', input.appKey ?? 'production-v2').executeTakeFirstOrThrow()
@@ -63,28 +60,20 @@ export async function setMembership(db: Db, rollout: { id: number; scopes: strin
   const missing = missingScopes(rollout.scopes, granted)
   await db.deleteFrom('rollout_members').where('rollout_id', '=', rollout.id).where('user_id', '=', userId).execute()
   await db.deleteFrom('rollout_member_missing').where('rollout_id', '=', rollout.id).where('user_id', '=', userId).execute()
-  const row: Record<string, unknown> = {
-    rollout_id: rollout.id,
-    user_id: userId,
-    app_id: app,
-    state: missing.length ? 'lacking' : 'covered',
-    needs_action: missing.length ? 1 : 0,
-    missing_scopes: formatScopes(missing),
-    authorized_at: now,
-  }
-  if (await hasColumn(db, 'rollout_members', 'reason')) row.reason = missing.length ? 'missing_scopes' : null
-  await db.insertInto('rollout_members').values(row as never).execute()
+  await db
+    .insertInto('rollout_members')
+    .values({
+      rollout_id: rollout.id,
+      user_id: userId,
+      app_id: app,
+      state: missing.length ? 'lacking' : 'covered',
+      needs_action: missing.length ? 1 : 0,
+      missing_scopes: formatScopes(missing),
+      reason: missing.length ? 'missing_scopes' : null,
+      authorized_at: now,
+    })
+    .execute()
   if (missing.length) await db.insertInto('rollout_member_missing').values(missing.map((scope) => ({ rollout_id: rollout.id, scope, user_id: userId }))).execute()
-}
-
-const columnCache = new Map<string, boolean>()
-async function hasColumn(db: Db, table: string, column: string): Promise<boolean> {
-  const key = `${table}.${column}`
-  if (!columnCache.has(key)) {
-    const tables = await db.introspection.getTables()
-    columnCache.set(key, tables.some((t) => t.name === table && t.columns.some((c) => c.name === column)))
-  }
-  return columnCache.get(key)!
 }
 
 export async function auditRows(db: Db, type?: string) {
