@@ -1,6 +1,7 @@
 // Coverage of every active rollout, computed EXACTLY with set-based GROUP BY queries over
 // rollout_members / rollout_member_missing / reauth_links (not from the live rollout_counts,
 // which are only cross-checked: a disagreement is logged as a warning).
+import { storedCounts } from '../rollouts/membership.js'
 import type { Kysely } from 'kysely'
 import type { Database } from '../db/schema.js'
 import { parseScopes } from '../scopes.js'
@@ -156,9 +157,8 @@ async function rolloutCoverage(
 /** The dashboard's live counters should equal the exact counts; say so in the log when not. */
 async function crossCheckCounters(db: Kysely<Database>, c: RolloutCoverage, log?: SnapshotLog): Promise<void> {
   if (!log) return
-  const rows = await db.selectFrom('rollout_counts').select(['bucket', 'count']).where('rollout_id', '=', c.rolloutId).execute()
-  if (rows.length === 0) return
-  const counters = new Map(rows.map((r) => [r.bucket, Number(r.count)]))
+  const counters = await storedCounts(db, c.rolloutId)
+  if (counters.size === 0) return
   const exact: Record<string, number> = { members: c.members, covered: c.covered, lacking: c.lacking, reconnect: c.reconnect }
   for (const [scope, n] of Object.entries(c.lackingByScope)) exact[`missing:${scope}`] = n
   const differences = Object.entries(exact)
