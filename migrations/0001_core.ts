@@ -93,7 +93,11 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn('created_at', 'bigint', (c) => c.notNull())
     .addColumn('done_at', 'bigint')
     .execute()
-  await db.schema.createIndex('token_revocations_due').on('token_revocations').columns(['status', 'next_attempt_at']).execute()
+  await db.schema
+    .createIndex('token_revocations_due')
+    .on('token_revocations')
+    .columns(['status', 'next_attempt_at'])
+    .execute()
   await db.schema.createIndex('token_revocations_grant').on('token_revocations').column('grant_id').execute()
 
   await db.schema
@@ -139,7 +143,17 @@ export async function up(db: Kysely<any>): Promise<void> {
 }
 
 export async function down(db: Kysely<any>): Promise<void> {
-  for (const table of ['audit_events', 'sessions', 'oauth_states', 'token_revocations', 'grant_tokens', 'grant_scopes', 'grants', 'end_users', 'oauth_apps']) {
+  for (const table of [
+    'audit_events',
+    'sessions',
+    'oauth_states',
+    'token_revocations',
+    'grant_tokens',
+    'grant_scopes',
+    'grants',
+    'end_users',
+    'oauth_apps',
+  ]) {
     await db.schema.dropTable(table).execute()
   }
 }

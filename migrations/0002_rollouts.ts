@@ -40,9 +40,21 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn('authorized_at', 'bigint')
     .addPrimaryKeyConstraint('rollout_members_pk', ['rollout_id', 'user_id'])
     .execute()
-  await db.schema.createIndex('rollout_members_list').on('rollout_members').columns(['rollout_id', 'needs_action', 'user_id']).execute()
-  await db.schema.createIndex('rollout_members_by_app').on('rollout_members').columns(['rollout_id', 'needs_action', 'app_id', 'user_id']).execute()
-  await db.schema.createIndex('rollout_members_by_time').on('rollout_members').columns(['rollout_id', 'needs_action', 'authorized_at', 'user_id']).execute()
+  await db.schema
+    .createIndex('rollout_members_list')
+    .on('rollout_members')
+    .columns(['rollout_id', 'needs_action', 'user_id'])
+    .execute()
+  await db.schema
+    .createIndex('rollout_members_by_app')
+    .on('rollout_members')
+    .columns(['rollout_id', 'needs_action', 'app_id', 'user_id'])
+    .execute()
+  await db.schema
+    .createIndex('rollout_members_by_time')
+    .on('rollout_members')
+    .columns(['rollout_id', 'needs_action', 'authorized_at', 'user_id'])
+    .execute()
 
   // Only the missing (rollout, scope, user) triples: the "filter by missing scope" list.
   await db.schema
@@ -75,11 +87,22 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn('used_at', 'bigint')
     .addColumn('used_grant_id', 'integer')
     .execute()
-  await db.schema.createIndex('reauth_links_member').on('reauth_links').columns(['rollout_id', 'user_id', 'id']).execute()
+  await db.schema
+    .createIndex('reauth_links_member')
+    .on('reauth_links')
+    .columns(['rollout_id', 'user_id', 'id'])
+    .execute()
 }
 
 export async function down(db: Kysely<any>): Promise<void> {
-  for (const table of ['reauth_links', 'rollout_counts', 'rollout_member_missing', 'rollout_members', 'rollouts', 'operators']) {
+  for (const table of [
+    'reauth_links',
+    'rollout_counts',
+    'rollout_member_missing',
+    'rollout_members',
+    'rollouts',
+    'operators',
+  ]) {
     await db.schema.dropTable(table).execute()
   }
 }

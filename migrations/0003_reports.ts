@@ -44,7 +44,11 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn('detail', 'text', (c) => c.notNull())
     .addUniqueConstraint('coverage_snapshots_run_rollout', ['run_id', 'rollout_id'])
     .execute()
-  await db.schema.createIndex('coverage_snapshots_trend').on('coverage_snapshots').columns(['rollout_id', 'taken_at']).execute()
+  await db.schema
+    .createIndex('coverage_snapshots_trend')
+    .on('coverage_snapshots')
+    .columns(['rollout_id', 'taken_at'])
+    .execute()
 }
 
 export async function down(db: Kysely<any>): Promise<void> {

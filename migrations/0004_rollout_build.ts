@@ -31,7 +31,15 @@ export async function up(db: Kysely<any>): Promise<void> {
 export async function down(db: Kysely<any>): Promise<void> {
   await db.schema.dropIndex('reauth_links_user').execute()
   await db.schema.alterTable('rollout_members').dropColumn('reason').execute()
-  for (const name of ['built_at', 'build_lock_until', 'build_lock_owner', 'build_total', 'build_done', 'build_cursor', 'build_status']) {
+  for (const name of [
+    'built_at',
+    'build_lock_until',
+    'build_lock_owner',
+    'build_total',
+    'build_done',
+    'build_cursor',
+    'build_status',
+  ]) {
     await db.schema.alterTable('rollouts').dropColumn(name).execute()
   }
 }

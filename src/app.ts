@@ -74,7 +74,9 @@ const REDACT = [
 
 /** Removes OAuth `code` and `state` values and link tokens from URLs written to the log. */
 export function redactUrlForLog(url: string): string {
-  return url.replace(/([?&](?:code|state|token)=)[^&]*/g, '$1[redacted]').replace(/(\/reauthorize\/)[^/?]+/, '$1[redacted]')
+  return url
+    .replace(/([?&](?:code|state|token)=)[^&]*/g, '$1[redacted]')
+    .replace(/(\/reauthorize\/)[^/?]+/, '$1[redacted]')
 }
 
 export async function buildApp(options: BuildOptions): Promise<FastifyInstance> {
@@ -93,7 +95,13 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
     bodyLimit: 1024 * 1024,
   }) as unknown as FastifyInstance
 
-  const deps: AppDeps = { config, db, clock, cipher: new TokenCipher(config.tokenKeys), backgroundJobs: options.backgroundJobs ?? true }
+  const deps: AppDeps = {
+    config,
+    db,
+    clock,
+    cipher: new TokenCipher(config.tokenKeys),
+    backgroundJobs: options.backgroundJobs ?? true,
+  }
   app.decorate('deps', deps)
 
   const cartaOrigins = [...new Set(config.apps.filter((a) => !a.sandbox).map((a) => new URL(a.authBaseUrl).origin))]
@@ -135,14 +143,26 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
     }
     if (error.code?.startsWith('FST_CSRF')) {
       request.log.warn({ code: error.code }, 'CSRF check failed')
-      return renderError(request, reply, 403, 'This form has expired', 'The page was open too long or came from elsewhere. Go back, reload the page and submit again.')
+      return renderError(
+        request,
+        reply,
+        403,
+        'This form has expired',
+        'The page was open too long or came from elsewhere. Go back, reload the page and submit again.',
+      )
     }
     if (error.validation || (error.statusCode && error.statusCode >= 400 && error.statusCode < 500)) {
       request.log.warn({ status: error.statusCode ?? 400, reason: error.message }, 'bad request')
       return renderError(request, reply, error.statusCode ?? 400, 'Bad request', error.message)
     }
     request.log.error({ err: error }, 'unhandled error')
-    return renderError(request, reply, 500, 'Something went wrong', 'The error has been logged. Please try again in a moment.')
+    return renderError(
+      request,
+      reply,
+      500,
+      'Something went wrong',
+      'The error has been logged. Please try again in a moment.',
+    )
   })
   app.setNotFoundHandler(async (request, reply) => {
     request.log.info('not found')

@@ -17,7 +17,8 @@ const commands: Record<string, Command> = {
     },
   },
   operator: {
-    summary: 'operator create <username> | operator reset-password <username> (password from stdin, or generated and printed)',
+    summary:
+      'operator create <username> | operator reset-password <username> (password from stdin, or generated and printed)',
     run: operatorCommand,
   },
   report: {
@@ -32,7 +33,12 @@ const commands: Record<string, Command> = {
 
 function usage(): string {
   const width = Math.max(...Object.keys(commands).map((c) => c.length))
-  return ['Usage: npm run cli -- <command> [options]', '', 'Commands:', ...Object.entries(commands).map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`)].join('\n')
+  return [
+    'Usage: npm run cli -- <command> [options]',
+    '',
+    'Commands:',
+    ...Object.entries(commands).map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`),
+  ].join('\n')
 }
 
 async function main(argv: string[]): Promise<number> {

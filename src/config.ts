@@ -28,7 +28,9 @@ export interface CartaAppConfig {
   sandbox: boolean
 }
 
-export type DatabaseConfig = { kind: 'sqlite'; path: string } | { kind: 'postgres'; url: string; searchPath?: string; poolSize: number }
+export type DatabaseConfig =
+  | { kind: 'sqlite'; path: string }
+  | { kind: 'postgres'; url: string; searchPath?: string; poolSize: number }
 
 export interface Config {
   nodeEnv: 'development' | 'production' | 'test'
@@ -100,21 +102,21 @@ export function loadConfig(env: Env = process.env): Config {
 
   const sessionSecret = secret('SESSION_SECRET', 32)
   const linkSigningSecret = secret('LINK_SIGNING_SECRET', 32)
-  const tokenKeys = parseTokenKeys(
-    env.TOKEN_ENCRYPTION_KEYS || undefined,
-    () => {
-      const generated = devSecrets.get('TOKEN_ENCRYPTION_KEYS', () => `dev1:${randomBytes(32).toString('base64')}`)
-      if (generated === null) throw new ConfigError('TOKEN_ENCRYPTION_KEYS', 'is required when NODE_ENV=production')
-      generatedSecrets.push('TOKEN_ENCRYPTION_KEYS')
-      return generated
-    },
-  )
+  const tokenKeys = parseTokenKeys(env.TOKEN_ENCRYPTION_KEYS || undefined, () => {
+    const generated = devSecrets.get('TOKEN_ENCRYPTION_KEYS', () => `dev1:${randomBytes(32).toString('base64')}`)
+    if (generated === null) throw new ConfigError('TOKEN_ENCRYPTION_KEYS', 'is required when NODE_ENV=production')
+    generatedSecrets.push('TOKEN_ENCRYPTION_KEYS')
+    return generated
+  })
 
   const appsFile = resolve(projectRoot, env.CARTA_APPS_FILE?.trim() || defaultAppsFile)
   const apps = loadApps(appsFile, env, publicUrl, devSecrets, generatedSecrets)
   const defaultEnvironment = oneOf(env, 'CARTA_DEFAULT_ENVIRONMENT', ['production', 'playground'], 'production')
   if (!apps.some((a) => a.environment === defaultEnvironment && a.current)) {
-    throw new ConfigError('CARTA_DEFAULT_ENVIRONMENT', `names "${defaultEnvironment}" but ${appsFile} has no current app in it`)
+    throw new ConfigError(
+      'CARTA_DEFAULT_ENVIRONMENT',
+      `names "${defaultEnvironment}" but ${appsFile} has no current app in it`,
+    )
   }
   const anySandboxApp = apps.some((a) => a.sandbox)
   const sandboxMode = oneOf(env, 'SANDBOX', ['auto', 'on', 'off'], 'auto')
@@ -174,7 +176,13 @@ export function isLoopbackUrl(value: string): boolean {
 
 // --- apps file ---------------------------------------------------------------------------------
 
-function loadApps(file: string, env: Env, publicUrl: string, devSecrets: DevSecrets, generated: string[]): CartaAppConfig[] {
+function loadApps(
+  file: string,
+  env: Env,
+  publicUrl: string,
+  devSecrets: DevSecrets,
+  generated: string[],
+): CartaAppConfig[] {
   let raw: unknown
   try {
     raw = JSON.parse(readFileSync(file, 'utf8'))
@@ -190,14 +198,18 @@ function loadApps(file: string, env: Env, publicUrl: string, devSecrets: DevSecr
   for (const field of ['key', 'clientId'] as const) {
     const seen = new Set<string>()
     for (const app of apps) {
-      if (seen.has(app[field])) throw new ConfigError('CARTA_APPS_FILE', `declares ${field} "${app[field]}" twice (${file})`)
+      if (seen.has(app[field]))
+        throw new ConfigError('CARTA_APPS_FILE', `declares ${field} "${app[field]}" twice (${file})`)
       seen.add(app[field])
     }
   }
   for (const environment of ['playground', 'production'] as const) {
     const current = apps.filter((a) => a.environment === environment && a.current)
     if (current.length > 1) {
-      throw new ConfigError('CARTA_APPS_FILE', `marks ${current.length} ${environment} apps as current; at most one may be (${file})`)
+      throw new ConfigError(
+        'CARTA_APPS_FILE',
+        `marks ${current.length} ${environment} apps as current; at most one may be (${file})`,
+      )
     }
     if (current[0]?.status === 'retired') {
       throw new ConfigError('CARTA_APPS_FILE', `marks retired app "${current[0].key}" as current (${file})`)
@@ -227,10 +239,12 @@ function parseApp(
   }
   const key = str('key', /^[a-z0-9][a-z0-9-]{0,62}$/)
   const environment = str('environment') as CartaEnvironment
-  if (environment !== 'playground' && environment !== 'production') bad('"environment" must be "playground" or "production"')
+  if (environment !== 'playground' && environment !== 'production')
+    bad('"environment" must be "playground" or "production"')
   const status = (e.status === undefined ? 'active' : e.status) as AppStatus
   if (status !== 'active' && status !== 'retired') bad('"status" must be "active" or "retired"')
-  if (!Array.isArray(e.scopes) || e.scopes.some((s) => typeof s !== 'string')) bad('"scopes" must be an array of strings')
+  if (!Array.isArray(e.scopes) || e.scopes.some((s) => typeof s !== 'string'))
+    bad('"scopes" must be an array of strings')
   const scopes = parseScopes((e.scopes as string[]).join(' '))
   if (scopes.length === 0) bad('"scopes" must name at least one scope')
   const baseUrl = (name: string): [string, boolean] => {
@@ -255,7 +269,8 @@ function parseApp(
   if (!clientSecret) {
     if (!authSandbox) throw new ConfigError(clientSecretEnv, `must hold the client secret of Carta app "${key}"`)
     // Sandbox apps get a generated secret shared by the client and the sandbox.
-    clientSecret = devSecrets.get(clientSecretEnv, () => randomBytes(24).toString('base64url')) ?? bad('sandbox app in production')
+    clientSecret =
+      devSecrets.get(clientSecretEnv, () => randomBytes(24).toString('base64url')) ?? bad('sandbox app in production')
     generated.push(clientSecretEnv)
   }
   return {
@@ -281,11 +296,17 @@ export function parseTokenKeys(value: string | undefined, fallback: () => string
   const text = value ?? fallback()
   const keys = new Map<string, Buffer>()
   let currentKeyId = ''
-  for (const part of text.split(',').map((p) => p.trim()).filter(Boolean)) {
+  for (const part of text
+    .split(',')
+    .map((p) => p.trim())
+    .filter(Boolean)) {
     const match = /^([A-Za-z0-9_-]{1,32}):(.+)$/.exec(part)
     const key = match ? Buffer.from(match[2]!, 'base64') : undefined
     if (!match || !key || key.length !== 32) {
-      throw new ConfigError('TOKEN_ENCRYPTION_KEYS', 'must be "keyid:base64-of-32-bytes[,keyid:…]" (generate one with `openssl rand -base64 32`)')
+      throw new ConfigError(
+        'TOKEN_ENCRYPTION_KEYS',
+        'must be "keyid:base64-of-32-bytes[,keyid:…]" (generate one with `openssl rand -base64 32`)',
+      )
     }
     if (keys.has(match[1]!)) throw new ConfigError('TOKEN_ENCRYPTION_KEYS', `repeats key id "${match[1]}"`)
     keys.set(match[1]!, key)
@@ -336,10 +357,14 @@ function databaseConfig(env: Env, dataDir: string): DatabaseConfig {
       throw new ConfigError('DATABASE_URL', 'must be a postgres://user@host:port/database URL')
     }
     if (u.protocol !== 'postgres:' && u.protocol !== 'postgresql:') {
-      throw new ConfigError('DATABASE_URL', `must start with postgres:// (got "${u.protocol}"); leave it unset for SQLite`)
+      throw new ConfigError(
+        'DATABASE_URL',
+        `must start with postgres:// (got "${u.protocol}"); leave it unset for SQLite`,
+      )
     }
     const searchPath = env.DATABASE_SEARCH_PATH?.trim()
-    if (searchPath && !/^[a-z_][a-z0-9_]*$/.test(searchPath)) throw new ConfigError('DATABASE_SEARCH_PATH', 'must be a plain schema name')
+    if (searchPath && !/^[a-z_][a-z0-9_]*$/.test(searchPath))
+      throw new ConfigError('DATABASE_SEARCH_PATH', 'must be a plain schema name')
     // Connections per instance; instances × pool size must stay under the server's max_connections.
     const poolSize = integer(env, 'DATABASE_POOL_SIZE', 10, 1, 1000)
     return { kind: 'postgres', url: urlValue, poolSize, ...(searchPath ? { searchPath } : {}) }
@@ -351,7 +376,8 @@ function databaseConfig(env: Env, dataDir: string): DatabaseConfig {
 function oneOf<T extends string>(env: Env, name: string, allowed: readonly T[], fallback: T): T {
   const value = env[name]?.trim()
   if (!value) return fallback
-  if (!(allowed as readonly string[]).includes(value)) throw new ConfigError(name, `must be one of ${allowed.join(', ')} (got "${value}")`)
+  if (!(allowed as readonly string[]).includes(value))
+    throw new ConfigError(name, `must be one of ${allowed.join(', ')} (got "${value}")`)
   return value as T
 }
 

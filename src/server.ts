@@ -22,7 +22,8 @@ async function main(): Promise<void> {
       'Using generated secrets for local use only (encryption key, session and link secrets, sandbox client secrets). Set them in the environment for any real deployment.',
     )
   }
-  if (config.sandboxEnabled) app.log.info(`Sandbox Carta is on at ${config.publicUrl}/sandbox (demo only: it signs anyone in)`)
+  if (config.sandboxEnabled)
+    app.log.info(`Sandbox Carta is on at ${config.publicUrl}/sandbox (demo only: it signs anyone in)`)
   await startupTasks({ config, db, clock: systemClock, log: app.log })
 
   let closing = false

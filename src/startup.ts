@@ -18,7 +18,12 @@ export async function startupTasks(ctx: StartupContext): Promise<void> {
   const first = await ensureFirstOperator(ctx.db, ctx.clock.now())
   if (first) {
     const line = '='.repeat(72)
-    console.log(`\n${line}\n  Scope Ledger: first operator account created (shown only this once)\n    username: ${first.username}\n    password: ${first.password}\n  Sign in at ${ctx.config.publicUrl}/admin/sign-in and keep the password safe.\n${line}\n`)
-    ctx.log.info({ username: first.username }, 'created the first operator account (password printed to the console once)')
+    console.log(
+      `\n${line}\n  Scope Ledger: first operator account created (shown only this once)\n    username: ${first.username}\n    password: ${first.password}\n  Sign in at ${ctx.config.publicUrl}/admin/sign-in and keep the password safe.\n${line}\n`,
+    )
+    ctx.log.info(
+      { username: first.username },
+      'created the first operator account (password printed to the console once)',
+    )
   }
 }

@@ -14,5 +14,7 @@ document.addEventListener('click', async (event) => {
   }
   const label = button.textContent
   button.textContent = 'Copied'
-  setTimeout(() => { button.textContent = label }, 1500)
+  setTimeout(() => {
+    button.textContent = label
+  }, 1500)
 })

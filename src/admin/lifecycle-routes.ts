@@ -10,13 +10,22 @@ import { PageError, renderPage } from '../web/render.js'
 import { operatorActor, requireOperator } from './guard.js'
 
 function idParam(value: string, what: string): number {
-  if (!/^\d{1,15}$/.test(value)) throw new PageError(404, `${what} not found`, `There is no ${what.toLowerCase()} with that id.`, { backHref: '/admin', backLabel: 'Back to the dashboard' })
+  if (!/^\d{1,15}$/.test(value))
+    throw new PageError(404, `${what} not found`, `There is no ${what.toLowerCase()} with that id.`, {
+      backHref: '/admin',
+      backLabel: 'Back to the dashboard',
+    })
   return Number(value)
 }
 
 /** Active grants per app (index grants_app_status). */
 async function activeUsersByApp(db: Db): Promise<Map<number, number>> {
-  const rows = await db.selectFrom('grants').select((eb) => ['app_id', eb.fn.countAll().as('n')]).where('status', '=', 'active').groupBy('app_id').execute()
+  const rows = await db
+    .selectFrom('grants')
+    .select((eb) => ['app_id', eb.fn.countAll().as('n')])
+    .where('status', '=', 'active')
+    .groupBy('app_id')
+    .execute()
   return new Map(rows.map((r) => [r.app_id, Number(r.n)]))
 }
 
@@ -39,11 +48,23 @@ async function userSummary(db: Db, userId: number) {
     ])
     .where('end_users.id', '=', userId)
     .executeTakeFirst()
-  if (!user) throw new PageError(404, 'User not found', `There is no end user with id ${userId}.`, { backHref: '/admin', backLabel: 'Back to the dashboard' })
+  if (!user)
+    throw new PageError(404, 'User not found', `There is no end user with id ${userId}.`, {
+      backHref: '/admin',
+      backLabel: 'Back to the dashboard',
+    })
   const revocations = await db
     .selectFrom('token_revocations')
     .innerJoin('grants', 'grants.id', 'token_revocations.grant_id')
-    .select(['token_revocations.id', 'token_revocations.grant_id', 'token_revocations.token_type_hint', 'token_revocations.status', 'token_revocations.attempts', 'token_revocations.last_error', 'token_revocations.next_attempt_at'])
+    .select([
+      'token_revocations.id',
+      'token_revocations.grant_id',
+      'token_revocations.token_type_hint',
+      'token_revocations.status',
+      'token_revocations.attempts',
+      'token_revocations.last_error',
+      'token_revocations.next_attempt_at',
+    ])
     .where('grants.user_id', '=', userId)
     .where('token_revocations.status', 'in', ['pending', 'failed'])
     .orderBy('token_revocations.id', 'desc')
@@ -56,7 +77,11 @@ export default async function lifecycleRoutes(app: FastifyInstance): Promise<voi
   const { db, clock } = app.deps
 
   app.get('/admin/apps', { preHandler: requireOperator }, async (request, reply) => {
-    const [apps, users, revocations] = await Promise.all([listApps(db), activeUsersByApp(db), revocationCountsByApp(db)])
+    const [apps, users, revocations] = await Promise.all([
+      listApps(db),
+      activeUsersByApp(db),
+      revocationCountsByApp(db),
+    ])
     return renderPage(request, reply, 'admin/apps', {
       title: 'Carta apps',
       apps: apps.map((a) => ({
@@ -69,36 +94,73 @@ export default async function lifecycleRoutes(app: FastifyInstance): Promise<voi
     })
   })
 
-  app.get<{ Params: { id: string } }>('/admin/apps/:id/retire', { preHandler: requireOperator }, async (request, reply) => {
-    const target = await findAppById(db, idParam(request.params.id, 'App'))
-    if (!target) throw new PageError(404, 'App not found', 'There is no app with that id.', { backHref: '/admin/apps', backLabel: 'Back to apps' })
-    if (target.status === 'retired') throw new PageError(409, 'Already retired', `${target.name} was already retired.`, { backHref: '/admin/apps', backLabel: 'Back to apps' })
-    const others = (await listApps(db)).filter((a) => a.environment === target.environment && a.status === 'active' && a.id !== target.id)
-    const users = (await activeUsersByApp(db)).get(target.id) ?? 0
-    return renderPage(request, reply, 'admin/apps-retire', { title: `Retire ${target.name}`, csrf: true, target, others, users, blocked: target.is_current === 1 && others.length === 0 })
-  })
+  app.get<{ Params: { id: string } }>(
+    '/admin/apps/:id/retire',
+    { preHandler: requireOperator },
+    async (request, reply) => {
+      const target = await findAppById(db, idParam(request.params.id, 'App'))
+      if (!target)
+        throw new PageError(404, 'App not found', 'There is no app with that id.', {
+          backHref: '/admin/apps',
+          backLabel: 'Back to apps',
+        })
+      if (target.status === 'retired')
+        throw new PageError(409, 'Already retired', `${target.name} was already retired.`, {
+          backHref: '/admin/apps',
+          backLabel: 'Back to apps',
+        })
+      const others = (await listApps(db)).filter(
+        (a) => a.environment === target.environment && a.status === 'active' && a.id !== target.id,
+      )
+      const users = (await activeUsersByApp(db)).get(target.id) ?? 0
+      return renderPage(request, reply, 'admin/apps-retire', {
+        title: `Retire ${target.name}`,
+        csrf: true,
+        target,
+        others,
+        users,
+        blocked: target.is_current === 1 && others.length === 0,
+      })
+    },
+  )
 
-  app.post<{ Params: { id: string }; Body: { newCurrentAppId?: string } }>('/admin/apps/:id/retire', { preHandler: [requireOperator, app.csrfProtection] }, async (request, reply) => {
-    const appId = idParam(request.params.id, 'App')
-    const raw = request.body?.newCurrentAppId
-    const newCurrentAppId = typeof raw === 'string' && /^\d{1,15}$/.test(raw) ? Number(raw) : null
-    const result = await retireApp(db, appId, { newCurrentAppId, actor: operatorActor(request), now: clock.now() })
-    request.log.info({ appId, newCurrentAppId: result.newCurrentAppId }, 'app retired by operator')
-    return reply.redirect(`/admin/apps?retired=${appId}`, 303)
-  })
+  app.post<{ Params: { id: string }; Body: { newCurrentAppId?: string } }>(
+    '/admin/apps/:id/retire',
+    { preHandler: [requireOperator, app.csrfProtection] },
+    async (request, reply) => {
+      const appId = idParam(request.params.id, 'App')
+      const raw = request.body?.newCurrentAppId
+      const newCurrentAppId = typeof raw === 'string' && /^\d{1,15}$/.test(raw) ? Number(raw) : null
+      const result = await retireApp(db, appId, { newCurrentAppId, actor: operatorActor(request), now: clock.now() })
+      request.log.info({ appId, newCurrentAppId: result.newCurrentAppId }, 'app retired by operator')
+      return reply.redirect(`/admin/apps?retired=${appId}`, 303)
+    },
+  )
 
-  app.get<{ Params: { id: string } }>('/admin/users/:id/revoke', { preHandler: requireOperator }, async (request, reply) => {
-    const user = await userSummary(db, idParam(request.params.id, 'User'))
-    const revocable = user.grant_id !== null && (user.grant_status === 'active' || user.grant_status === 'broken')
-    return renderPage(request, reply, 'admin/revoke', { title: 'Revoke access', csrf: true, user, revocable })
-  })
+  app.get<{ Params: { id: string } }>(
+    '/admin/users/:id/revoke',
+    { preHandler: requireOperator },
+    async (request, reply) => {
+      const user = await userSummary(db, idParam(request.params.id, 'User'))
+      const revocable = user.grant_id !== null && (user.grant_status === 'active' || user.grant_status === 'broken')
+      return renderPage(request, reply, 'admin/revoke', { title: 'Revoke access', csrf: true, user, revocable })
+    },
+  )
 
-  app.post<{ Params: { id: string } }>('/admin/users/:id/revoke', { preHandler: [requireOperator, app.csrfProtection] }, async (request, reply) => {
-    const userId = idParam(request.params.id, 'User')
-    const result = await revokeGrantByOperator(db, userId, operatorActor(request), clock.now())
-    // Immediate attempt after the commit; what fails stays queued for the worker's retries.
-    const sent = await processDueRevocations({ ...app.deps, log: request.log }, { grantId: result.grantId })
-    request.log.info({ userId, grantId: result.grantId, ...sent }, 'grant revoked by operator')
-    return renderPage(request, reply, 'admin/revoke-done', { title: 'Access revoked', user: await userSummary(db, userId), sent })
-  })
+  app.post<{ Params: { id: string } }>(
+    '/admin/users/:id/revoke',
+    { preHandler: [requireOperator, app.csrfProtection] },
+    async (request, reply) => {
+      const userId = idParam(request.params.id, 'User')
+      const result = await revokeGrantByOperator(db, userId, operatorActor(request), clock.now())
+      // Immediate attempt after the commit; what fails stays queued for the worker's retries.
+      const sent = await processDueRevocations({ ...app.deps, log: request.log }, { grantId: result.grantId })
+      request.log.info({ userId, grantId: result.grantId, ...sent }, 'grant revoked by operator')
+      return renderPage(request, reply, 'admin/revoke-done', {
+        title: 'Access revoked',
+        user: await userSummary(db, userId),
+        sent,
+      })
+    },
+  )
 }

@@ -5,7 +5,8 @@ import { openRuntime } from '../runtime.js'
 import { OperatorError, createOperator, resetOperatorPassword } from './operators.js'
 import { generatePassword } from './passwords.js'
 
-export const operatorUsage = 'Usage: npm run cli -- operator <create|reset-password> <username>   (pipe a password on stdin, or one is generated)'
+export const operatorUsage =
+  'Usage: npm run cli -- operator <create|reset-password> <username>   (pipe a password on stdin, or one is generated)'
 
 async function readStdin(): Promise<string> {
   if (process.stdin.isTTY) return ''

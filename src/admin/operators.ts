@@ -15,12 +15,14 @@ const USERNAME = /^[a-z0-9][a-z0-9._-]{0,63}$/
 
 export function validateUsername(username: string): string {
   const value = username.trim().toLowerCase()
-  if (!USERNAME.test(value)) throw new OperatorError('Usernames are 1–64 characters: lowercase letters, digits, ".", "_" or "-".')
+  if (!USERNAME.test(value))
+    throw new OperatorError('Usernames are 1–64 characters: lowercase letters, digits, ".", "_" or "-".')
   return value
 }
 
 export function validatePassword(password: string): void {
-  if (password.length < MIN_PASSWORD_LENGTH) throw new OperatorError(`Passwords must be at least ${MIN_PASSWORD_LENGTH} characters.`)
+  if (password.length < MIN_PASSWORD_LENGTH)
+    throw new OperatorError(`Passwords must be at least ${MIN_PASSWORD_LENGTH} characters.`)
   if (password.length > 1024) throw new OperatorError('Passwords may be at most 1024 characters.')
 }
 
@@ -29,7 +31,11 @@ export async function createOperator(db: Db, username: string, password: string,
   validatePassword(password)
   const password_hash = await hashPassword(password)
   try {
-    return await db.insertInto('operators').values({ username: name, password_hash, created_at: now, last_sign_in_at: null }).returningAll().executeTakeFirstOrThrow()
+    return await db
+      .insertInto('operators')
+      .values({ username: name, password_hash, created_at: now, last_sign_in_at: null })
+      .returningAll()
+      .executeTakeFirstOrThrow()
   } catch (err) {
     if (isUniqueViolation(err)) throw new OperatorError(`An operator named "${name}" already exists.`)
     throw err
@@ -40,14 +46,25 @@ export async function resetOperatorPassword(db: Db, username: string, password: 
   const name = validateUsername(username)
   validatePassword(password)
   const password_hash = await hashPassword(password)
-  const result = await db.updateTable('operators').set({ password_hash }).where('username', '=', name).executeTakeFirst()
+  const result = await db
+    .updateTable('operators')
+    .set({ password_hash })
+    .where('username', '=', name)
+    .executeTakeFirst()
   if (Number(result.numUpdatedRows) === 0) throw new OperatorError(`No operator named "${name}".`)
 }
 
 /** The operator for these credentials, or null. Unknown names still pay one scrypt (timing). */
-export async function checkOperatorCredentials(db: Db, username: string, password: string, now: number): Promise<OperatorRow | null> {
+export async function checkOperatorCredentials(
+  db: Db,
+  username: string,
+  password: string,
+  now: number,
+): Promise<OperatorRow | null> {
   const name = username.trim().toLowerCase()
-  const row = USERNAME.test(name) ? await db.selectFrom('operators').selectAll().where('username', '=', name).executeTakeFirst() : undefined
+  const row = USERNAME.test(name)
+    ? await db.selectFrom('operators').selectAll().where('username', '=', name).executeTakeFirst()
+    : undefined
   if (!row) {
     await verifyPassword(password, await timingDummyHash())
     return null
@@ -58,7 +75,10 @@ export async function checkOperatorCredentials(db: Db, username: string, passwor
 }
 
 export async function countOperators(db: Db): Promise<number> {
-  const row = await db.selectFrom('operators').select((eb) => eb.fn.countAll().as('n')).executeTakeFirst()
+  const row = await db
+    .selectFrom('operators')
+    .select((eb) => eb.fn.countAll().as('n'))
+    .executeTakeFirst()
   return Number(row?.n ?? 0)
 }
 

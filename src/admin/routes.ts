@@ -8,7 +8,13 @@ import { rolloutSummary } from '../rollouts/coverage.js'
 import { filterQuery, listLacking, parseLackingFilter } from '../rollouts/lacking.js'
 import { latestLinks } from '../rollouts/links.js'
 import { kickRolloutBuild } from '../rollouts/build-jobs.js'
-import { RolloutValidationError, archiveRollout, findRollout, listRollouts, startRollout } from '../rollouts/rollouts.js'
+import {
+  RolloutValidationError,
+  archiveRollout,
+  findRollout,
+  listRollouts,
+  startRollout,
+} from '../rollouts/rollouts.js'
 import { userPageData } from '../rollouts/users.js'
 import { PageError, renderPage } from '../web/render.js'
 import { operatorActor, requireOperator } from './guard.js'
@@ -34,7 +40,11 @@ function fields(body: Body | undefined, name: string): string[] {
 }
 
 function idParam(value: string, what: string): number {
-  if (!/^\d{1,15}$/.test(value)) throw new PageError(404, `${what} not found`, `There is no ${what.toLowerCase()} with this id.`, { backHref: '/admin', backLabel: 'Back to rollouts' })
+  if (!/^\d{1,15}$/.test(value))
+    throw new PageError(404, `${what} not found`, `There is no ${what.toLowerCase()} with this id.`, {
+      backHref: '/admin',
+      backLabel: 'Back to rollouts',
+    })
   return Number(value)
 }
 
@@ -51,8 +61,19 @@ export default async function adminRoutes(app: FastifyInstance): Promise<void> {
 
   // --- sign-in ---------------------------------------------------------------------------------
 
-  const signInPage = (request: FastifyRequest, reply: FastifyReply, data: { next: string; username?: string; error?: string }, status = 200) =>
-    renderPage(request, reply, 'admin/sign-in', { title: 'Operator sign-in', csrf: true, username: '', error: null, ...data }, status)
+  const signInPage = (
+    request: FastifyRequest,
+    reply: FastifyReply,
+    data: { next: string; username?: string; error?: string },
+    status = 200,
+  ) =>
+    renderPage(
+      request,
+      reply,
+      'admin/sign-in',
+      { title: 'Operator sign-in', csrf: true, username: '', error: null, ...data },
+      status,
+    )
 
   app.get<{ Querystring: { next?: string } }>('/admin/sign-in', { config: signInLimit }, async (request, reply) => {
     const next = safeNext(request.query.next)
@@ -60,23 +81,27 @@ export default async function adminRoutes(app: FastifyInstance): Promise<void> {
     return signInPage(request, reply, { next })
   })
 
-  app.post<{ Body: Body }>('/admin/sign-in', { config: signInLimit, preHandler: app.csrfProtection }, async (request, reply) => {
-    const username = field(request.body, 'username').slice(0, 200)
-    const password = field(request.body, 'password')
-    const next = safeNext(field(request.body, 'next'))
-    const operator = username && password ? await checkOperatorCredentials(db, username, password, clock.now()) : null
-    if (!operator) {
-      // Never the password; the username helps spot guessing.
-      request.log.warn({ username }, 'operator sign-in failed')
-      return signInPage(request, reply, { next, username, error: 'Wrong username or password.' }, 401)
-    }
-    // A new session id at sign-in, so a planted or leaked pre-login id is worthless (session fixation).
-    await request.session.regenerate()
-    request.session.operatorId = operator.id
-    request.session.operatorName = operator.username
-    request.log.info({ operator: operator.username }, 'operator signed in')
-    return reply.redirect(next, 303)
-  })
+  app.post<{ Body: Body }>(
+    '/admin/sign-in',
+    { config: signInLimit, preHandler: app.csrfProtection },
+    async (request, reply) => {
+      const username = field(request.body, 'username').slice(0, 200)
+      const password = field(request.body, 'password')
+      const next = safeNext(field(request.body, 'next'))
+      const operator = username && password ? await checkOperatorCredentials(db, username, password, clock.now()) : null
+      if (!operator) {
+        // Never the password; the username helps spot guessing.
+        request.log.warn({ username }, 'operator sign-in failed')
+        return signInPage(request, reply, { next, username, error: 'Wrong username or password.' }, 401)
+      }
+      // A new session id at sign-in, so a planted or leaked pre-login id is worthless (session fixation).
+      await request.session.regenerate()
+      request.session.operatorId = operator.id
+      request.session.operatorName = operator.username
+      request.log.info({ operator: operator.username }, 'operator signed in')
+      return reply.redirect(next, 303)
+    },
+  )
 
   app.post('/admin/sign-out', { preHandler: app.csrfProtection }, async (request, reply) => {
     const name = request.session.operatorName
@@ -95,7 +120,8 @@ export default async function adminRoutes(app: FastifyInstance): Promise<void> {
   ) => {
     const [rollouts, apps] = await Promise.all([listRollouts(db), listApps(db)])
     const activeApps = apps.filter((a) => a.status === 'active')
-    const defaultApp = activeApps.find((a) => a.environment === config.defaultEnvironment && a.is_current === 1) ?? activeApps[0]
+    const defaultApp =
+      activeApps.find((a) => a.environment === config.defaultEnvironment && a.is_current === 1) ?? activeApps[0]
     const target = activeApps.find((a) => a.id === form.appId) ?? defaultApp
     const targetScopes = target ? parseScopes(target.scopes) : []
     return renderPage(
@@ -127,7 +153,11 @@ export default async function adminRoutes(app: FastifyInstance): Promise<void> {
 
   app.post<{ Body: Body }>('/admin/rollouts', guardedPost, async (request, reply) => {
     const appField = field(request.body, 'app_id')
-    const input = { name: field(request.body, 'name'), appId: /^\d{1,9}$/.test(appField) ? Number(appField) : NaN, scopes: fields(request.body, 'scopes') }
+    const input = {
+      name: field(request.body, 'name'),
+      appId: /^\d{1,9}$/.test(appField) ? Number(appField) : NaN,
+      scopes: fields(request.body, 'scopes'),
+    }
     try {
       // Returns at once: the membership of every user is measured in the background (build.ts).
       const id = await startRollout(db, input, operatorActor(request), clock.now())
@@ -137,65 +167,103 @@ export default async function adminRoutes(app: FastifyInstance): Promise<void> {
     } catch (err) {
       if (!(err instanceof RolloutValidationError)) throw err
       request.log.warn({ field: err.field, reason: err.message }, 'rollout form rejected')
-      return dashboard(request, reply, { appId: Number.isNaN(input.appId) ? undefined : input.appId, name: input.name, scopes: input.scopes, error: { field: err.field, message: err.message } }, 400)
+      return dashboard(
+        request,
+        reply,
+        {
+          appId: Number.isNaN(input.appId) ? undefined : input.appId,
+          name: input.name,
+          scopes: input.scopes,
+          error: { field: err.field, message: err.message },
+        },
+        400,
+      )
     }
   })
 
   app.post<{ Params: { id: string } }>('/admin/rollouts/:id/archive', guardedPost, async (request, reply) => {
     const id = idParam(request.params.id, 'Rollout')
     const rollout = await findRollout(db, id)
-    if (!rollout) throw new PageError(404, 'Rollout not found', 'There is no rollout with this id.', { backHref: '/admin', backLabel: 'Back to rollouts' })
+    if (!rollout)
+      throw new PageError(404, 'Rollout not found', 'There is no rollout with this id.', {
+        backHref: '/admin',
+        backLabel: 'Back to rollouts',
+      })
     const archived = await archiveRollout(db, id, operatorActor(request), clock.now())
     if (archived) request.log.info({ rolloutId: id }, 'rollout archived')
     return reply.redirect(`/admin/rollouts/${id}`, 303)
   })
 
-  app.get<{ Params: { id: string }; Querystring: Record<string, string | string[]> }>('/admin/rollouts/:id', guarded, async (request, reply) => {
-    const id = idParam(request.params.id, 'Rollout')
-    const rollout = await findRollout(db, id)
-    if (!rollout) throw new PageError(404, 'Rollout not found', 'There is no rollout with this id.', { backHref: '/admin', backLabel: 'Back to rollouts' })
-    const filter = parseLackingFilter(request.query)
-    const afterRaw = request.query.after
-    const after = typeof afterRaw === 'string' && afterRaw !== '' ? afterRaw : undefined
-    if (afterRaw !== undefined && typeof afterRaw !== 'string') throw new PageError(400, 'Bad page cursor', 'This page link is malformed.')
-    const [summary, page, apps] = await Promise.all([rolloutSummary(db, id, rollout.required_scopes), listLacking(db, id, filter, after ? { after } : {}), listApps(db)])
-    // Link state per row (none/sent/used/expired) and, for links still valid, the URL to copy.
-    const linkStates = await latestLinks(db, id, page.rows.map((r) => r.userId))
-    const linkParam = typeof request.query.link === 'string' && /^\d{1,15}$/.test(request.query.link) ? Number(request.query.link) : null
-    const filtered = filter.scope !== undefined || filter.appId !== undefined || filter.search !== undefined
-    const building = rollout.build_status === 'building' && rollout.status === 'active'
-    // While building, the browser reloads every few seconds to show progress (no JavaScript needed).
-    if (building) reply.header('refresh', '5')
-    const buildTotal = Math.max(Number(rollout.build_total), Number(rollout.build_done))
-    return renderPage(request, reply, 'admin/rollout', {
-      title: rollout.name,
-      csrf: true,
-      rollout,
-      required: parseScopes(rollout.required_scopes),
-      summary,
-      filter,
-      filtered,
-      first: !after,
-      rows: page.rows.map((r) => ({ ...r, link: linkStates.get(r.userId) ?? null })),
-      nextHref: page.nextCursor ? `/admin/rollouts/${id}?${filterQuery(filter, { after: page.nextCursor })}` : null,
-      firstHref: `/admin/rollouts/${id}?${filterQuery(filter)}`,
-      filterQuery: filterQuery(filter),
-      apps,
-      linkUserId: linkParam,
-      building,
-      buildDone: Number(rollout.build_done),
-      buildTotal,
-      buildPct: buildTotal > 0 ? Math.floor((Number(rollout.build_done) / buildTotal) * 100) : 0,
-      formatTime,
-    })
-  })
+  app.get<{ Params: { id: string }; Querystring: Record<string, string | string[]> }>(
+    '/admin/rollouts/:id',
+    guarded,
+    async (request, reply) => {
+      const id = idParam(request.params.id, 'Rollout')
+      const rollout = await findRollout(db, id)
+      if (!rollout)
+        throw new PageError(404, 'Rollout not found', 'There is no rollout with this id.', {
+          backHref: '/admin',
+          backLabel: 'Back to rollouts',
+        })
+      const filter = parseLackingFilter(request.query)
+      const afterRaw = request.query.after
+      const after = typeof afterRaw === 'string' && afterRaw !== '' ? afterRaw : undefined
+      if (afterRaw !== undefined && typeof afterRaw !== 'string')
+        throw new PageError(400, 'Bad page cursor', 'This page link is malformed.')
+      const [summary, page, apps] = await Promise.all([
+        rolloutSummary(db, id, rollout.required_scopes),
+        listLacking(db, id, filter, after ? { after } : {}),
+        listApps(db),
+      ])
+      // Link state per row (none/sent/used/expired) and, for links still valid, the URL to copy.
+      const linkStates = await latestLinks(
+        db,
+        id,
+        page.rows.map((r) => r.userId),
+      )
+      const linkParam =
+        typeof request.query.link === 'string' && /^\d{1,15}$/.test(request.query.link)
+          ? Number(request.query.link)
+          : null
+      const filtered = filter.scope !== undefined || filter.appId !== undefined || filter.search !== undefined
+      const building = rollout.build_status === 'building' && rollout.status === 'active'
+      // While building, the browser reloads every few seconds to show progress (no JavaScript needed).
+      if (building) reply.header('refresh', '5')
+      const buildTotal = Math.max(Number(rollout.build_total), Number(rollout.build_done))
+      return renderPage(request, reply, 'admin/rollout', {
+        title: rollout.name,
+        csrf: true,
+        rollout,
+        required: parseScopes(rollout.required_scopes),
+        summary,
+        filter,
+        filtered,
+        first: !after,
+        rows: page.rows.map((r) => ({ ...r, link: linkStates.get(r.userId) ?? null })),
+        nextHref: page.nextCursor ? `/admin/rollouts/${id}?${filterQuery(filter, { after: page.nextCursor })}` : null,
+        firstHref: `/admin/rollouts/${id}?${filterQuery(filter)}`,
+        filterQuery: filterQuery(filter),
+        apps,
+        linkUserId: linkParam,
+        building,
+        buildDone: Number(rollout.build_done),
+        buildTotal,
+        buildPct: buildTotal > 0 ? Math.floor((Number(rollout.build_done) / buildTotal) * 100) : 0,
+        formatTime,
+      })
+    },
+  )
 
   // --- users -----------------------------------------------------------------------------------
 
   app.get<{ Params: { id: string } }>('/admin/users/:id', guarded, async (request, reply) => {
     const id = idParam(request.params.id, 'User')
     const data = await userPageData(db, id, clock.now())
-    if (!data) throw new PageError(404, 'User not found', 'There is no end user with this id.', { backHref: '/admin', backLabel: 'Back to rollouts' })
+    if (!data)
+      throw new PageError(404, 'User not found', 'There is no end user with this id.', {
+        backHref: '/admin',
+        backLabel: 'Back to rollouts',
+      })
     const title = data.user.email ?? data.user.name ?? data.user.cartaUserId ?? `User ${id}`
     return renderPage(request, reply, 'admin/user', { title, ...data, formatTime })
   })

@@ -49,7 +49,11 @@ export interface AuditPage {
 }
 
 /** Newest first; `before` continues after the last row of the previous page. */
-export async function listAuditEvents(db: Db, filters: AuditFilters, options: { before?: AuditCursor | null; limit: number }): Promise<AuditPage> {
+export async function listAuditEvents(
+  db: Db,
+  filters: AuditFilters,
+  options: { before?: AuditCursor | null; limit: number },
+): Promise<AuditPage> {
   let q = db.selectFrom('audit_events').selectAll()
   if (filters.userId !== undefined) q = q.where('user_id', '=', filters.userId)
   if (filters.type) q = q.where('type', '=', filters.type)
@@ -60,7 +64,11 @@ export async function listAuditEvents(db: Db, filters: AuditFilters, options: { 
     // Row-value comparison spelled out so it stays portable: (at, id) < (before.at, before.id).
     q = q.where((eb) => eb.or([eb('at', '<', before.at), eb.and([eb('at', '=', before.at), eb('id', '<', before.id)])]))
   }
-  const rows = await q.orderBy('at', 'desc').orderBy('id', 'desc').limit(options.limit + 1).execute()
+  const rows = await q
+    .orderBy('at', 'desc')
+    .orderBy('id', 'desc')
+    .limit(options.limit + 1)
+    .execute()
   const page = rows.slice(0, options.limit)
   const last = page[page.length - 1]
   return { rows: page, next: rows.length > options.limit && last ? { at: Number(last.at), id: Number(last.id) } : null }
@@ -109,7 +117,17 @@ export const CSV_HEADER = ['id', 'at_iso', 'type', 'actor', 'user_id', 'grant_id
 
 export function csvLine(row: AuditRow): string {
   return (
-    [row.id, new Date(Number(row.at)).toISOString(), row.type, row.actor, row.user_id, row.grant_id, row.app_id, row.rollout_id, row.details]
+    [
+      row.id,
+      new Date(Number(row.at)).toISOString(),
+      row.type,
+      row.actor,
+      row.user_id,
+      row.grant_id,
+      row.app_id,
+      row.rollout_id,
+      row.details,
+    ]
       .map(csvField)
       .join(',') + '\r\n'
   )

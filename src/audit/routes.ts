@@ -29,26 +29,46 @@ interface AuditQuery {
 
 /** Query string → filters; a malformed value is a 400 page naming the field, never a silent ignore. */
 function parseFilters(query: AuditQuery): { filters: AuditFilters; form: Required<Omit<AuditQuery, 'before'>> } {
-  const form = { user: (query.user ?? '').trim(), type: (query.type ?? '').trim(), from: (query.from ?? '').trim(), to: (query.to ?? '').trim() }
+  const form = {
+    user: (query.user ?? '').trim(),
+    type: (query.type ?? '').trim(),
+    from: (query.from ?? '').trim(),
+    to: (query.to ?? '').trim(),
+  }
   const filters: AuditFilters = {}
   if (form.user) {
-    if (!/^\d{1,15}$/.test(form.user)) throw new PageError(400, 'Invalid filter', 'The user filter must be a user id (a whole number).', { backHref: '/admin/audit', backLabel: 'Back to the audit trail' })
+    if (!/^\d{1,15}$/.test(form.user))
+      throw new PageError(400, 'Invalid filter', 'The user filter must be a user id (a whole number).', {
+        backHref: '/admin/audit',
+        backLabel: 'Back to the audit trail',
+      })
     filters.userId = Number(form.user)
   }
   if (form.type) {
-    if (!/^[a-z_]{1,40}\.[a-z_]{1,40}$/.test(form.type)) throw new PageError(400, 'Invalid filter', 'Unknown event type.', { backHref: '/admin/audit', backLabel: 'Back to the audit trail' })
+    if (!/^[a-z_]{1,40}\.[a-z_]{1,40}$/.test(form.type))
+      throw new PageError(400, 'Invalid filter', 'Unknown event type.', {
+        backHref: '/admin/audit',
+        backLabel: 'Back to the audit trail',
+      })
     filters.type = form.type
   }
   for (const field of ['from', 'to'] as const) {
     if (!form[field]) continue
     const day = parseDay(form[field])
-    if (day === null) throw new PageError(400, 'Invalid filter', `The "${field}" date must be a date like 2025-01-31.`, { backHref: '/admin/audit', backLabel: 'Back to the audit trail' })
+    if (day === null)
+      throw new PageError(400, 'Invalid filter', `The "${field}" date must be a date like 2025-01-31.`, {
+        backHref: '/admin/audit',
+        backLabel: 'Back to the audit trail',
+      })
     // Dates are whole UTC days; "to" includes its own day.
     if (field === 'from') filters.fromMs = day
     else filters.toMs = day + DAY_MS
   }
   if (filters.fromMs !== undefined && filters.toMs !== undefined && filters.fromMs >= filters.toMs) {
-    throw new PageError(400, 'Invalid filter', 'The "from" date must not be after the "to" date.', { backHref: '/admin/audit', backLabel: 'Back to the audit trail' })
+    throw new PageError(400, 'Invalid filter', 'The "from" date must not be after the "to" date.', {
+      backHref: '/admin/audit',
+      backLabel: 'Back to the audit trail',
+    })
   }
   return { filters, form }
 }
@@ -66,7 +86,11 @@ export default async function auditRoutes(app: FastifyInstance): Promise<void> {
   app.get<{ Querystring: AuditQuery }>('/admin/audit', { preHandler: requireOperator }, async (request, reply) => {
     const { filters, form } = parseFilters(request.query)
     const before = decodeCursor(request.query.before)
-    if (before === 'invalid') throw new PageError(400, 'Invalid page', 'That page link is malformed.', { backHref: '/admin/audit', backLabel: 'Back to the audit trail' })
+    if (before === 'invalid')
+      throw new PageError(400, 'Invalid page', 'That page link is malformed.', {
+        backHref: '/admin/audit',
+        backLabel: 'Back to the audit trail',
+      })
     const page = await listAuditEvents(db, filters, { before, limit: PAGE_SIZE })
     const types = [...KNOWN_AUDIT_TYPES] as string[]
     if (form.type && !types.includes(form.type)) types.push(form.type)
@@ -74,7 +98,10 @@ export default async function auditRoutes(app: FastifyInstance): Promise<void> {
       title: 'Audit trail',
       form,
       types,
-      rows: page.rows.map((r) => ({ ...r, atIso: new Date(Number(r.at)).toISOString().replace('T', ' ').slice(0, 19) + ' UTC' })),
+      rows: page.rows.map((r) => ({
+        ...r,
+        atIso: new Date(Number(r.at)).toISOString().replace('T', ' ').slice(0, 19) + ' UTC',
+      })),
       nextHref: page.next ? `/admin/audit${queryString(form, { before: encodeCursor(page.next) })}` : null,
       firstHref: before ? `/admin/audit${queryString(form)}` : null,
       csvHref: `/admin/audit.csv${queryString(form)}`,

@@ -17,7 +17,10 @@ export type AppRow = Selectable<OAuthAppTable>
  */
 export async function syncApps(db: Db, apps: CartaAppConfig[], now: number): Promise<void> {
   await db.transaction().execute(async (trx) => {
-    const stored = await trx.selectFrom('oauth_apps').select(['id', 'key', 'status', 'environment', 'is_current']).execute()
+    const stored = await trx
+      .selectFrom('oauth_apps')
+      .select(['id', 'key', 'status', 'environment', 'is_current'])
+      .execute()
     const retiredKeys = new Set(stored.filter((a) => a.status === 'retired').map((a) => a.key))
     // Environments whose declared current app an operator has retired keep the database's choice.
     const keepStoredCurrent = new Set(apps.filter((a) => a.current && retiredKeys.has(a.key)).map((a) => a.environment))
@@ -38,7 +41,11 @@ export async function syncApps(db: Db, apps: CartaAppConfig[], now: number): Pro
       }
       if (existing) {
         const newlyRetired = status === 'retired' && existing.status !== 'retired'
-        await trx.updateTable('oauth_apps').set({ ...values, ...(newlyRetired ? { retired_at: now } : {}) }).where('id', '=', existing.id).execute()
+        await trx
+          .updateTable('oauth_apps')
+          .set({ ...values, ...(newlyRetired ? { retired_at: now } : {}) })
+          .where('id', '=', existing.id)
+          .execute()
       } else {
         // Two instances starting at once on an empty database both insert: the first one wins,
         // and the other's row would be identical (same apps file).

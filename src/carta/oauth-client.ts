@@ -110,7 +110,11 @@ export async function exchangeCode(
 }
 
 /** refresh_token grant (RFC 6749 §6). Carta rotates refresh tokens: store the new one at once. */
-export async function refreshTokens(app: CartaAppConfig, refreshToken: string, options: OAuthCallOptions = {}): Promise<TokenSet> {
+export async function refreshTokens(
+  app: CartaAppConfig,
+  refreshToken: string,
+  options: OAuthCallOptions = {},
+): Promise<TokenSet> {
   const configuration = configurationFor(app, options.timeoutMs ?? DEFAULT_TIMEOUT_MS)
   try {
     return normalize(await client.refreshTokenGrant(configuration, refreshToken), options.now)
@@ -145,7 +149,10 @@ function normalize(response: client.TokenEndpointResponse, now = Date.now()): To
   return {
     accessToken: response.access_token,
     refreshToken: typeof response.refresh_token === 'string' && response.refresh_token ? response.refresh_token : null,
-    expiresAt: typeof expiresIn === 'number' && Number.isFinite(expiresIn) && expiresIn > 0 ? now + Math.round(expiresIn * 1000) : null,
+    expiresAt:
+      typeof expiresIn === 'number' && Number.isFinite(expiresIn) && expiresIn > 0
+        ? now + Math.round(expiresIn * 1000)
+        : null,
     tokenType: 'Bearer',
     scope: typeof response.scope === 'string' ? response.scope : undefined,
   }
@@ -157,12 +164,23 @@ export function classify(err: unknown): CartaOAuthError {
   if (err instanceof client.ResponseBodyError) {
     // An OAuth error response (RFC 6749 §5.2).
     const error = safeCode(err.error)
-    if (err.status >= 500) return new CartaOAuthError('unavailable', `Carta answered ${err.status} (${error})`, { error, status: err.status })
-    if (error === 'invalid_grant') return new CartaOAuthError('invalid_grant', 'Carta rejected the grant (invalid_grant)', { error, status: err.status })
+    if (err.status >= 500)
+      return new CartaOAuthError('unavailable', `Carta answered ${err.status} (${error})`, {
+        error,
+        status: err.status,
+      })
+    if (error === 'invalid_grant')
+      return new CartaOAuthError('invalid_grant', 'Carta rejected the grant (invalid_grant)', {
+        error,
+        status: err.status,
+      })
     return new CartaOAuthError('rejected', `Carta rejected the request (${error})`, { error, status: err.status })
   }
   if (err instanceof client.WWWAuthenticateChallengeError) {
-    return new CartaOAuthError('rejected', `Carta refused client authentication (HTTP ${err.status})`, { error: 'invalid_client', status: err.status })
+    return new CartaOAuthError('rejected', `Carta refused client authentication (HTTP ${err.status})`, {
+      error: 'invalid_client',
+      status: err.status,
+    })
   }
   if (err instanceof client.ClientError) {
     const code = err.code
@@ -174,12 +192,18 @@ export function classify(err: unknown): CartaOAuthError {
       if (status !== undefined && (status >= 500 || status === 429)) {
         return new CartaOAuthError('unavailable', `Carta answered HTTP ${status}`, { status })
       }
-      return new CartaOAuthError('malformed', `Carta answered HTTP ${status ?? '?'} without an OAuth error`, status === undefined ? {} : { status })
+      return new CartaOAuthError(
+        'malformed',
+        `Carta answered HTTP ${status ?? '?'} without an OAuth error`,
+        status === undefined ? {} : { status },
+      )
     }
     return new CartaOAuthError('malformed', `Carta's answer was not a valid OAuth response (${code ?? err.message})`)
   }
   if (err instanceof client.AuthorizationResponseError) {
-    return new CartaOAuthError('rejected', `Carta returned an error (${safeCode(err.error)})`, { error: safeCode(err.error) })
+    return new CartaOAuthError('rejected', `Carta returned an error (${safeCode(err.error)})`, {
+      error: safeCode(err.error),
+    })
   }
   const e = err as { name?: string; cause?: { name?: string; code?: string } }
   if (e?.name === 'TimeoutError' || e?.cause?.name === 'TimeoutError' || e?.name === 'AbortError') {

@@ -14,11 +14,20 @@ export default async function cartaRoutes(app: FastifyInstance): Promise<void> {
     const target = key ? await findAppByKey(db, key) : await currentApp(db, config.defaultEnvironment)
     if (!target) {
       throw key
-        ? new PageError(404, 'Unknown Carta app', `There is no Carta app called "${key.slice(0, 64)}".`, { retryHref: '/carta/connect', retryLabel: 'Connect with the current app' })
-        : new PageError(409, 'No Carta app is available', `No current app is configured for the ${config.defaultEnvironment} environment.`)
+        ? new PageError(404, 'Unknown Carta app', `There is no Carta app called "${key.slice(0, 64)}".`, {
+            retryHref: '/carta/connect',
+            retryLabel: 'Connect with the current app',
+          })
+        : new PageError(
+            409,
+            'No Carta app is available',
+            `No current app is configured for the ${config.defaultEnvironment} environment.`,
+          )
     }
     return beginAuthorization(request, reply, { app: target, scopes: appScopes(target) })
   })
 
-  app.get<{ Querystring: CallbackQuery }>(CALLBACK_PATH, { config: { rateLimit } }, async (request, reply) => completeAuthorization(request, reply))
+  app.get<{ Querystring: CallbackQuery }>(CALLBACK_PATH, { config: { rateLimit } }, async (request, reply) =>
+    completeAuthorization(request, reply),
+  )
 }

@@ -51,13 +51,20 @@ export async function createState(db: Kysely<Database>, input: NewState, now: nu
   return state
 }
 
-export type ConsumeResult = { ok: true; row: StateRow } | { ok: false; reason: 'unknown' | 'replayed' | 'expired' | 'other_session' }
+export type ConsumeResult =
+  | { ok: true; row: StateRow }
+  | { ok: false; reason: 'unknown' | 'replayed' | 'expired' | 'other_session' }
 
 /**
  * Marks the state used, atomically: only one request can win the UPDATE, and only from the
  * session that started the flow, before it expires. A losing request learns why (for the log).
  */
-export async function consumeState(db: Kysely<Database>, state: string, sessionId: string, now: number): Promise<ConsumeResult> {
+export async function consumeState(
+  db: Kysely<Database>,
+  state: string,
+  sessionId: string,
+  now: number,
+): Promise<ConsumeResult> {
   const result = await db
     .updateTable('oauth_states')
     .set({ used_at: now })
@@ -77,6 +84,9 @@ export async function consumeState(db: Kysely<Database>, state: string, sessionI
 }
 
 export async function pruneStates(db: Kysely<Database>, now: number): Promise<number> {
-  const result = await db.deleteFrom('oauth_states').where('expires_at', '<', now - KEEP_MS).executeTakeFirst()
+  const result = await db
+    .deleteFrom('oauth_states')
+    .where('expires_at', '<', now - KEEP_MS)
+    .executeTakeFirst()
   return Number(result.numDeletedRows)
 }

@@ -43,7 +43,8 @@ const PLAIN_SCHEMA = /^[a-z_][a-z0-9_]*$/
 export function createDialect(config: DatabaseConfig, options: DialectOptions = {}): OpenedDialect {
   if (config.kind === 'postgres') {
     const searchPath = options.searchPath ?? config.searchPath
-    if (searchPath !== undefined && !PLAIN_SCHEMA.test(searchPath)) throw new Error(`search path "${searchPath}" is not a plain schema name`)
+    if (searchPath !== undefined && !PLAIN_SCHEMA.test(searchPath))
+      throw new Error(`search path "${searchPath}" is not a plain schema name`)
     const pool = new pg.Pool({
       connectionString: config.url,
       max: options.poolSize ?? config.poolSize ?? 10,
@@ -118,9 +119,11 @@ class SchemaScopedPostgresIntrospector implements DatabaseIntrospector {
       order by c.relname, a.attnum`.execute(this.db)
     const tables = new Map<string, TableMetadata & { columns: ColumnMetadata[] }>()
     for (const r of rows) {
-      if (!options.withInternalKyselyTables && (r.table === 'kysely_migration' || r.table === 'kysely_migration_lock')) continue
+      if (!options.withInternalKyselyTables && (r.table === 'kysely_migration' || r.table === 'kysely_migration_lock'))
+        continue
       let table = tables.get(r.table)
-      if (!table) tables.set(r.table, (table = { name: r.table, schema: r.schema, isView: r.table_type === 'v', columns: [] }))
+      if (!table)
+        tables.set(r.table, (table = { name: r.table, schema: r.schema, isView: r.table_type === 'v', columns: [] }))
       table.columns.push({
         name: r.column,
         dataType: r.type,
@@ -168,10 +171,10 @@ export function isPostgres(db: Kysely<any>): boolean {
  * An auto-incrementing integer primary key: `serial` (int4, 2^31 ids: 700× the 3M-grant design
  * scale) on PostgreSQL, the rowid alias on SQLite. Foreign keys to it are `integer` on both.
  */
-export function idColumn(db: Kysely<any>): ['serial' | 'integer', (c: ColumnDefinitionBuilder) => ColumnDefinitionBuilder] {
-  return isPostgres(db)
-    ? ['serial', (c) => c.primaryKey()]
-    : ['integer', (c) => c.primaryKey().autoIncrement()]
+export function idColumn(
+  db: Kysely<any>,
+): ['serial' | 'integer', (c: ColumnDefinitionBuilder) => ColumnDefinitionBuilder] {
+  return isPostgres(db) ? ['serial', (c) => c.primaryKey()] : ['integer', (c) => c.primaryKey().autoIncrement()]
 }
 
 /** True when an error is a unique-constraint violation on either engine. */
@@ -195,6 +198,7 @@ export async function currentSchema(db: Kysely<any>): Promise<string | undefined
   if (!isPostgres(db)) return undefined
   const { rows } = await sql<{ schema: string | null }>`select current_schema() as schema`.execute(db)
   const schema = rows[0]?.schema
-  if (!schema) throw new Error('the PostgreSQL search_path names no existing schema (create it, or fix DATABASE_SEARCH_PATH)')
+  if (!schema)
+    throw new Error('the PostgreSQL search_path names no existing schema (create it, or fix DATABASE_SEARCH_PATH)')
   return schema
 }

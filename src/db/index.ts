@@ -29,7 +29,14 @@ export async function openDatabase(config: DatabaseConfig, options: DialectOptio
 /** pg reports ECONNREFUSED as an AggregateError with an empty message; name the cause. */
 function describe(err: unknown): string {
   const e = err as { message?: string; code?: string; errors?: Array<{ message?: string }> }
-  const message = e?.message || e?.errors?.map((x) => x.message).filter(Boolean).join('; ') || e?.code || String(err)
+  const message =
+    e?.message ||
+    e?.errors
+      ?.map((x) => x.message)
+      .filter(Boolean)
+      .join('; ') ||
+    e?.code ||
+    String(err)
   return e?.code && !message.includes(e.code) ? `${message} (${e.code})` : message
 }
 

@@ -32,7 +32,11 @@ export async function migrateToLatest(db: Db): Promise<MigrationResultSet> {
   const migrationTableSchema = await currentSchema(db).catch((err: Error) => {
     throw new MigrationError(`Migrations cannot start: ${err.message}`)
   })
-  const migrator = new Migrator({ db, provider: new DirectoryMigrationProvider(), ...(migrationTableSchema ? { migrationTableSchema } : {}) })
+  const migrator = new Migrator({
+    db,
+    provider: new DirectoryMigrationProvider(),
+    ...(migrationTableSchema ? { migrationTableSchema } : {}),
+  })
   const result = await migrator.migrateToLatest()
   if (result.error) {
     const failed = result.results?.find((r) => r.status === 'Error')?.migrationName ?? '(before any migration ran)'

@@ -29,8 +29,18 @@ const text = (...values: unknown[]): string | null => {
 
 /** Returns null when the answer holds no list of classes at all (treated as malformed). */
 export function parseCapTable(body: Record<string, unknown>): CapTable | null {
-  const inner = (typeof body.summary === 'object' && body.summary !== null ? body.summary : body) as Record<string, unknown>
-  const list = [inner.shareClasses, inner.share_classes, inner.classes, inner.securities, inner.results, inner.data].find(Array.isArray) as unknown[] | undefined
+  const inner = (typeof body.summary === 'object' && body.summary !== null ? body.summary : body) as Record<
+    string,
+    unknown
+  >
+  const list = [
+    inner.shareClasses,
+    inner.share_classes,
+    inner.classes,
+    inner.securities,
+    inner.results,
+    inner.data,
+  ].find(Array.isArray) as unknown[] | undefined
   if (!list) return null
   const rows: CapTableRow[] = []
   for (const item of list) {
@@ -42,10 +52,22 @@ export function parseCapTable(body: Record<string, unknown>): CapTable | null {
       fullyDiluted: num(r.fullyDiluted, r.fully_diluted, r.fullyDilutedShares, r.fully_diluted_shares),
     })
   }
-  const sum = (key: 'outstanding' | 'fullyDiluted'): number | null => (rows.some((r) => r[key] !== null) ? rows.reduce((t, r) => t + (r[key] ?? 0), 0) : null)
-  const issuer = (typeof inner.issuer === 'object' && inner.issuer !== null ? inner.issuer : {}) as Record<string, unknown>
+  const sum = (key: 'outstanding' | 'fullyDiluted'): number | null =>
+    rows.some((r) => r[key] !== null) ? rows.reduce((t, r) => t + (r[key] ?? 0), 0) : null
+  const issuer = (typeof inner.issuer === 'object' && inner.issuer !== null ? inner.issuer : {}) as Record<
+    string,
+    unknown
+  >
   return {
-    issuerName: text(inner.legalName, inner.legal_name, inner.issuerName, inner.issuer_name, issuer.legalName, issuer.legal_name, issuer.name),
+    issuerName: text(
+      inner.legalName,
+      inner.legal_name,
+      inner.issuerName,
+      inner.issuer_name,
+      issuer.legalName,
+      issuer.legal_name,
+      issuer.name,
+    ),
     rows,
     totalOutstanding: num(inner.totalOutstanding, inner.total_outstanding) ?? sum('outstanding'),
     totalFullyDiluted: num(inner.totalFullyDiluted, inner.total_fully_diluted) ?? sum('fullyDiluted'),

@@ -39,28 +39,64 @@ export async function loadUserGrant(db: Db, userId: number): Promise<UserGrant |
     .selectFrom('end_users')
     .leftJoin('grants', 'grants.id', 'end_users.active_grant_id')
     .leftJoin('oauth_apps', 'oauth_apps.id', 'grants.app_id')
-    .select(['end_users.id as userId', 'end_users.status as userStatus', 'grants.id as grantId', 'grants.status as grantStatus', 'grants.granted_scopes as grantedScopes', 'grants.app_id as appId', 'oauth_apps.environment as environment'])
+    .select([
+      'end_users.id as userId',
+      'end_users.status as userStatus',
+      'grants.id as grantId',
+      'grants.status as grantStatus',
+      'grants.granted_scopes as grantedScopes',
+      'grants.app_id as appId',
+      'oauth_apps.environment as environment',
+    ])
     .where('end_users.id', '=', userId)
     .executeTakeFirst()
   return row ? { ...row, grantedScopes: row.grantedScopes ?? '' } : undefined
 }
 
 /** The reconnect prompt: plain words and a button that starts a fresh connection. */
-export async function renderReconnect(request: FastifyRequest, reply: FastifyReply, environment: 'playground' | 'production' | null): Promise<FastifyReply> {
+export async function renderReconnect(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  environment: 'playground' | 'production' | null,
+): Promise<FastifyReply> {
   const { db, config } = request.server.deps
   const app = await currentApp(db, environment ?? config.defaultEnvironment)
   request.log.info({ userId: request.session.endUserId }, 'feature needs a reconnect')
-  return renderPage(request, reply, 'reconnect', { title: 'Reconnect to Carta', connectHref: app ? `/carta/connect?app=${encodeURIComponent(app.key)}` : '/carta/connect' }, 409)
+  return renderPage(
+    request,
+    reply,
+    'reconnect',
+    {
+      title: 'Reconnect to Carta',
+      connectHref: app ? `/carta/connect?app=${encodeURIComponent(app.key)}` : '/carta/connect',
+    },
+    409,
+  )
 }
 
 /** The gate page: which permissions are missing, in plain words, and the Reauthorize button. */
-export async function renderGate(request: FastifyRequest, reply: FastifyReply, feature: Feature, missing: string[], returnTo: string): Promise<FastifyReply> {
-  request.log.info({ userId: request.session.endUserId, feature: feature.key, missing }, 'feature gate: missing permission')
+export async function renderGate(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  feature: Feature,
+  missing: string[],
+  returnTo: string,
+): Promise<FastifyReply> {
+  request.log.info(
+    { userId: request.session.endUserId, feature: feature.key, missing },
+    'feature gate: missing permission',
+  )
   return renderPage(
     request,
     reply,
     'features/gate',
-    { title: `${feature.title} needs your permission`, csrf: true, feature, missing: missing.map((scope) => ({ scope, words: describeScope(scope) })), returnTo },
+    {
+      title: `${feature.title} needs your permission`,
+      csrf: true,
+      feature,
+      missing: missing.map((scope) => ({ scope, words: describeScope(scope) })),
+      returnTo,
+    },
     403,
   )
 }
@@ -77,6 +113,12 @@ export function requireFeature(featureKey: string) {
     }
     const missing = missingScopes(feature.scopes, parseScopes(state.grantedScopes))
     if (missing.length > 0) return renderGate(request, reply, feature, missing, request.url)
-    request.featureAccess = { feature, userId: state.userId, grantId: state.grantId, appId: state.appId!, environment: state.environment! }
+    request.featureAccess = {
+      feature,
+      userId: state.userId,
+      grantId: state.grantId,
+      appId: state.appId!,
+      environment: state.environment!,
+    }
   }
 }

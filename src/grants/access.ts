@@ -47,11 +47,16 @@ export class ReconnectRequiredError extends PageError {
     readonly grantId: number,
     readonly reason: string,
   ) {
-    super(409, 'Reconnect to Carta', 'Your connection to Carta has ended (it was revoked or expired). Connect again to keep using Scope Ledger.', {
-      retryHref: '/carta/connect',
-      retryLabel: 'Reconnect to Carta',
-      reconnect: true,
-    })
+    super(
+      409,
+      'Reconnect to Carta',
+      'Your connection to Carta has ended (it was revoked or expired). Connect again to keep using Scope Ledger.',
+      {
+        retryHref: '/carta/connect',
+        retryLabel: 'Reconnect to Carta',
+        reconnect: true,
+      },
+    )
     this.name = 'ReconnectRequiredError'
   }
 }
@@ -86,14 +91,19 @@ const inflight = new WeakMap<Db, Map<number, Promise<StoredTokens>>>()
  * within a minute; on a 401 from Carta's API refreshes once and retries (Carta's clock may be
  * ahead of ours). Other API errors reach the caller unchanged.
  */
-export async function withAccessToken<T>(deps: AccessDeps, grantId: number, fn: (accessToken: string, ctx: AccessContext) => Promise<T>): Promise<T> {
+export async function withAccessToken<T>(
+  deps: AccessDeps,
+  grantId: number,
+  fn: (accessToken: string, ctx: AccessContext) => Promise<T>,
+): Promise<T> {
   const grant = await deps.db
     .selectFrom('grants')
     .innerJoin('oauth_apps', 'oauth_apps.id', 'grants.app_id')
     .select(['grants.id', 'grants.user_id', 'grants.status', 'oauth_apps.key as app_key'])
     .where('grants.id', '=', grantId)
     .executeTakeFirst()
-  if (!grant || grant.status !== 'active') throw new ReconnectRequiredError(grantId, grant ? `grant ${grant.status}` : 'no grant')
+  if (!grant || grant.status !== 'active')
+    throw new ReconnectRequiredError(grantId, grant ? `grant ${grant.status}` : 'no grant')
   const app = appConfigFor(deps.config.apps, { key: grant.app_key })
   if (!app) throw new CartaUnavailableError(502, `app ${grant.app_key} no longer declared`)
   const ctx: AccessContext = { grantId, userId: grant.user_id, app }
@@ -145,7 +155,11 @@ async function leaseOrWait(deps: AccessDeps, ctx: AccessContext, seenVersion: nu
       .executeTakeFirst()
     if (Number(lease.numUpdatedRows) === 1) return performRefresh(deps, ctx, owner, seenVersion)
 
-    const row = await db.selectFrom('grant_tokens').select(['version']).where('grant_id', '=', ctx.grantId).executeTakeFirst()
+    const row = await db
+      .selectFrom('grant_tokens')
+      .select(['version'])
+      .where('grant_id', '=', ctx.grantId)
+      .executeTakeFirst()
     if (!row) throw new ReconnectRequiredError(ctx.grantId, 'tokens removed')
     if (row.version !== seenVersion) {
       // Someone else refreshed (or the grant was replaced): use what they stored.
@@ -165,10 +179,20 @@ async function assertStillActive(db: Db, grantId: number): Promise<void> {
 }
 
 async function releaseLease(db: Db, grantId: number, owner: string): Promise<void> {
-  await db.updateTable('grant_tokens').set({ refresh_lock_owner: null, refresh_lock_until: null }).where('grant_id', '=', grantId).where('refresh_lock_owner', '=', owner).execute()
+  await db
+    .updateTable('grant_tokens')
+    .set({ refresh_lock_owner: null, refresh_lock_until: null })
+    .where('grant_id', '=', grantId)
+    .where('refresh_lock_owner', '=', owner)
+    .execute()
 }
 
-async function performRefresh(deps: AccessDeps, ctx: AccessContext, owner: string, seenVersion: number): Promise<StoredTokens> {
+async function performRefresh(
+  deps: AccessDeps,
+  ctx: AccessContext,
+  owner: string,
+  seenVersion: number,
+): Promise<StoredTokens> {
   const { db, clock, cipher, config } = deps
   const stored = await readTokens(db, cipher, ctx.grantId)
   if (!stored || stored.version !== seenVersion) {
@@ -180,7 +204,11 @@ async function performRefresh(deps: AccessDeps, ctx: AccessContext, owner: strin
     // Expired and nothing to refresh with: only a new authorization helps.
     await db.transaction().execute(async (trx) => {
       await markGrantBroken(trx, ctx.grantId, 'access token expired and Carta issued no refresh token', clock.now())
-      await trx.updateTable('grant_tokens').set({ refresh_lock_owner: null, refresh_lock_until: null }).where('grant_id', '=', ctx.grantId).execute()
+      await trx
+        .updateTable('grant_tokens')
+        .set({ refresh_lock_owner: null, refresh_lock_until: null })
+        .where('grant_id', '=', ctx.grantId)
+        .execute()
     })
     throw new ReconnectRequiredError(ctx.grantId, 'no refresh token')
   }
@@ -192,7 +220,10 @@ async function performRefresh(deps: AccessDeps, ctx: AccessContext, owner: strin
     const e = err instanceof CartaOAuthError ? err : new CartaOAuthError('unavailable', 'refresh failed')
     if (e.kind !== 'invalid_grant') {
       await releaseLease(db, ctx.grantId, owner)
-      deps.log?.warn({ grantId: ctx.grantId, kind: e.kind, reason: e.message }, 'token refresh failed; grant left as is')
+      deps.log?.warn(
+        { grantId: ctx.grantId, kind: e.kind, reason: e.message },
+        'token refresh failed; grant left as is',
+      )
       throw new CartaUnavailableError(e.kind === 'unavailable' ? 503 : 502, e.message)
     }
     // invalid_grant: another process may have rotated the token meanwhile (its lease expired
@@ -200,14 +231,24 @@ async function performRefresh(deps: AccessDeps, ctx: AccessContext, owner: strin
     const again = await readTokens(db, cipher, ctx.grantId)
     if (again && again.version !== stored.version) {
       await releaseLease(db, ctx.grantId, owner)
-      deps.log?.info({ grantId: ctx.grantId }, 'invalid_grant on refresh, but the token was already rotated elsewhere; using the new one')
+      deps.log?.info(
+        { grantId: ctx.grantId },
+        'invalid_grant on refresh, but the token was already rotated elsewhere; using the new one',
+      )
       return again
     }
     await db.transaction().execute(async (trx) => {
       await markGrantBroken(trx, ctx.grantId, 'Carta rejected the refresh token (invalid_grant)', clock.now())
-      await trx.updateTable('grant_tokens').set({ refresh_lock_owner: null, refresh_lock_until: null }).where('grant_id', '=', ctx.grantId).execute()
+      await trx
+        .updateTable('grant_tokens')
+        .set({ refresh_lock_owner: null, refresh_lock_until: null })
+        .where('grant_id', '=', ctx.grantId)
+        .execute()
     })
-    deps.log?.warn({ grantId: ctx.grantId, userId: ctx.userId }, 'refresh token rejected (invalid_grant): grant marked broken')
+    deps.log?.warn(
+      { grantId: ctx.grantId, userId: ctx.userId },
+      'refresh token rejected (invalid_grant): grant marked broken',
+    )
     throw new ReconnectRequiredError(ctx.grantId, 'invalid_grant')
   }
 
@@ -236,15 +277,27 @@ async function performRefresh(deps: AccessDeps, ctx: AccessContext, owner: strin
       .executeTakeFirst()
     if (Number(written.numUpdatedRows) !== 1) return 'lost' as const
 
-    const grant = await trx.selectFrom('grants').select(['granted_scopes', 'app_id']).where('id', '=', ctx.grantId).executeTakeFirstOrThrow()
+    const grant = await trx
+      .selectFrom('grants')
+      .select(['granted_scopes', 'app_id'])
+      .where('id', '=', ctx.grantId)
+      .executeTakeFirstOrThrow()
     const before = parseScopes(grant.granted_scopes)
     // RFC 6749 §5.1: an absent `scope` means unchanged; a present one is what the token holds now.
     const after = fresh.scope === undefined ? before : parseScopes(fresh.scope)
     const changed = !sameScopes(before, after)
     if (changed) {
-      await trx.updateTable('grants').set({ granted_scopes: formatScopes(after), scopes_source: 'reported' }).where('id', '=', ctx.grantId).execute()
+      await trx
+        .updateTable('grants')
+        .set({ granted_scopes: formatScopes(after), scopes_source: 'reported' })
+        .where('id', '=', ctx.grantId)
+        .execute()
       await trx.deleteFrom('grant_scopes').where('grant_id', '=', ctx.grantId).execute()
-      if (after.length > 0) await trx.insertInto('grant_scopes').values(after.map((scope) => ({ grant_id: ctx.grantId, scope }))).execute()
+      if (after.length > 0)
+        await trx
+          .insertInto('grant_scopes')
+          .values(after.map((scope) => ({ grant_id: ctx.grantId, scope })))
+          .execute()
       await syncUserRollouts(trx, ctx.userId, now)
       await recordAudit(trx, now, {
         type: 'grant.scopes_changed',
@@ -252,7 +305,13 @@ async function performRefresh(deps: AccessDeps, ctx: AccessContext, owner: strin
         userId: ctx.userId,
         grantId: ctx.grantId,
         appId: grant.app_id,
-        details: { before, after, removed: before.filter((s) => !after.includes(s)), added: after.filter((s) => !before.includes(s)), via: 'refresh' },
+        details: {
+          before,
+          after,
+          removed: before.filter((s) => !after.includes(s)),
+          added: after.filter((s) => !before.includes(s)),
+          via: 'refresh',
+        },
       })
     }
     await recordAudit(trx, now, {
@@ -261,7 +320,12 @@ async function performRefresh(deps: AccessDeps, ctx: AccessContext, owner: strin
       userId: ctx.userId,
       grantId: ctx.grantId,
       appId: grant.app_id,
-      details: { version: stored.version + 1, expiresAt: fresh.expiresAt, scopeReported: fresh.scope !== undefined, refreshTokenRotated: fresh.refreshToken !== null },
+      details: {
+        version: stored.version + 1,
+        expiresAt: fresh.expiresAt,
+        scopeReported: fresh.scope !== undefined,
+        refreshTokenRotated: fresh.refreshToken !== null,
+      },
     })
     return changed ? ('changed' as const) : ('same' as const)
   })

@@ -16,15 +16,39 @@ type Trx = Kysely<Database>
  * (someone else already ended it): nothing is written then.
  */
 export async function markGrantBroken(trx: Trx, grantId: number, reason: string, now: number): Promise<boolean> {
-  const grant = await trx.selectFrom('grants').select(['id', 'user_id', 'app_id', 'status']).where('id', '=', grantId).executeTakeFirst()
+  const grant = await trx
+    .selectFrom('grants')
+    .select(['id', 'user_id', 'app_id', 'status'])
+    .where('id', '=', grantId)
+    .executeTakeFirst()
   if (!grant || grant.status !== 'active') return false
-  await trx.updateTable('grants').set({ status: 'broken', status_reason: reason, ended_at: now }).where('id', '=', grantId).where('status', '=', 'active').execute()
-  const user = await trx.selectFrom('end_users').select(['id', 'active_grant_id']).where('id', '=', grant.user_id).executeTakeFirst()
+  await trx
+    .updateTable('grants')
+    .set({ status: 'broken', status_reason: reason, ended_at: now })
+    .where('id', '=', grantId)
+    .where('status', '=', 'active')
+    .execute()
+  const user = await trx
+    .selectFrom('end_users')
+    .select(['id', 'active_grant_id'])
+    .where('id', '=', grant.user_id)
+    .executeTakeFirst()
   if (user?.active_grant_id === grantId) {
-    await trx.updateTable('end_users').set({ status: 'needs_reconnect', updated_at: now }).where('id', '=', user.id).execute()
+    await trx
+      .updateTable('end_users')
+      .set({ status: 'needs_reconnect', updated_at: now })
+      .where('id', '=', user.id)
+      .execute()
   }
   await syncUserRollouts(trx, grant.user_id, now)
-  await recordAudit(trx, now, { type: 'grant.broken', actor: 'system', userId: grant.user_id, grantId, appId: grant.app_id, details: { reason } })
+  await recordAudit(trx, now, {
+    type: 'grant.broken',
+    actor: 'system',
+    userId: grant.user_id,
+    grantId,
+    appId: grant.app_id,
+    details: { reason },
+  })
   return true
 }
 
@@ -34,7 +58,12 @@ export async function markGrantBroken(trx: Trx, grantId: number, reason: string,
  * servers that do not. The ciphertext is copied as is; the worker decrypts it when it sends.
  */
 export async function enqueueGrantRevocation(trx: Trx, grantId: number, now: number): Promise<number> {
-  const tokens = await trx.selectFrom('grant_tokens').innerJoin('grants', 'grants.id', 'grant_tokens.grant_id').select(['grant_tokens.key_id', 'grant_tokens.access_token', 'grant_tokens.refresh_token', 'grants.app_id']).where('grant_tokens.grant_id', '=', grantId).executeTakeFirst()
+  const tokens = await trx
+    .selectFrom('grant_tokens')
+    .innerJoin('grants', 'grants.id', 'grant_tokens.grant_id')
+    .select(['grant_tokens.key_id', 'grant_tokens.access_token', 'grant_tokens.refresh_token', 'grants.app_id'])
+    .where('grant_tokens.grant_id', '=', grantId)
+    .executeTakeFirst()
   if (!tokens) return 0
   const rows = [
     ...(tokens.refresh_token ? [{ token: tokens.refresh_token, token_type_hint: 'refresh_token' as const }] : []),
@@ -43,7 +72,17 @@ export async function enqueueGrantRevocation(trx: Trx, grantId: number, now: num
   for (const row of rows) {
     await trx
       .insertInto('token_revocations')
-      .values({ grant_id: grantId, app_id: tokens.app_id, key_id: tokens.key_id, ...row, next_attempt_at: now, last_error: null, lock_until: null, created_at: now, done_at: null })
+      .values({
+        grant_id: grantId,
+        app_id: tokens.app_id,
+        key_id: tokens.key_id,
+        ...row,
+        next_attempt_at: now,
+        last_error: null,
+        lock_until: null,
+        created_at: now,
+        done_at: null,
+      })
       .execute()
   }
   return rows.length
@@ -61,22 +100,59 @@ export interface OperatorRevokeResult {
  * needing reconnect. The caller sends the queued revocations right after the commit (never a
  * network call inside the transaction).
  */
-export async function revokeGrantByOperator(db: Db, userId: number, actor: string, now: number): Promise<OperatorRevokeResult> {
+export async function revokeGrantByOperator(
+  db: Db,
+  userId: number,
+  actor: string,
+  now: number,
+): Promise<OperatorRevokeResult> {
   return db.transaction().execute(async (trx) => {
-    const user = await trx.selectFrom('end_users').select(['id', 'active_grant_id']).where('id', '=', userId).executeTakeFirst()
-    if (!user) throw new PageError(404, 'User not found', `There is no end user with id ${userId}.`, { backHref: '/admin', backLabel: 'Back to the dashboard' })
+    const user = await trx
+      .selectFrom('end_users')
+      .select(['id', 'active_grant_id'])
+      .where('id', '=', userId)
+      .executeTakeFirst()
+    if (!user)
+      throw new PageError(404, 'User not found', `There is no end user with id ${userId}.`, {
+        backHref: '/admin',
+        backLabel: 'Back to the dashboard',
+      })
     const grant = user.active_grant_id
-      ? await trx.selectFrom('grants').select(['id', 'app_id', 'status']).where('id', '=', user.active_grant_id).executeTakeFirst()
+      ? await trx
+          .selectFrom('grants')
+          .select(['id', 'app_id', 'status'])
+          .where('id', '=', user.active_grant_id)
+          .executeTakeFirst()
       : undefined
     if (!grant || (grant.status !== 'active' && grant.status !== 'broken')) {
-      throw new PageError(409, 'Nothing to revoke', 'This user has no active grant: it was already revoked or replaced.', { backHref: '/admin', backLabel: 'Back to the dashboard' })
+      throw new PageError(
+        409,
+        'Nothing to revoke',
+        'This user has no active grant: it was already revoked or replaced.',
+        { backHref: '/admin', backLabel: 'Back to the dashboard' },
+      )
     }
     const queued = await enqueueGrantRevocation(trx, grant.id, now)
     await trx.deleteFrom('grant_tokens').where('grant_id', '=', grant.id).execute()
-    await trx.updateTable('grants').set({ status: 'revoked', status_reason: `revoked by ${actor}`, ended_at: now }).where('id', '=', grant.id).execute()
-    await trx.updateTable('end_users').set({ status: 'needs_reconnect', updated_at: now }).where('id', '=', userId).execute()
+    await trx
+      .updateTable('grants')
+      .set({ status: 'revoked', status_reason: `revoked by ${actor}`, ended_at: now })
+      .where('id', '=', grant.id)
+      .execute()
+    await trx
+      .updateTable('end_users')
+      .set({ status: 'needs_reconnect', updated_at: now })
+      .where('id', '=', userId)
+      .execute()
     await syncUserRollouts(trx, userId, now)
-    await recordAudit(trx, now, { type: 'grant.revoked_by_operator', actor, userId, grantId: grant.id, appId: grant.app_id, details: { previousStatus: grant.status, queuedRevocations: queued } })
+    await recordAudit(trx, now, {
+      type: 'grant.revoked_by_operator',
+      actor,
+      userId,
+      grantId: grant.id,
+      appId: grant.app_id,
+      details: { previousStatus: grant.status, queuedRevocations: queued },
+    })
     return { userId, grantId: grant.id, queued }
   })
 }
@@ -91,27 +167,68 @@ export interface RetireResult {
  * The current app of an environment may be retired only if another active app of that
  * environment takes over as current (`newCurrentAppId`), so connect always has an app to use.
  */
-export async function retireApp(db: Db, appId: number, options: { newCurrentAppId?: number | null; actor: string; now: number }): Promise<RetireResult> {
+export async function retireApp(
+  db: Db,
+  appId: number,
+  options: { newCurrentAppId?: number | null; actor: string; now: number },
+): Promise<RetireResult> {
   const { actor, now } = options
   const result = await db.transaction().execute(async (trx) => {
     const app = await trx.selectFrom('oauth_apps').selectAll().where('id', '=', appId).executeTakeFirst()
-    if (!app) throw new PageError(404, 'App not found', `There is no app with id ${appId}.`, { backHref: '/admin/apps', backLabel: 'Back to apps' })
-    if (app.status === 'retired') throw new PageError(409, 'Already retired', `${app.name} was already retired.`, { backHref: '/admin/apps', backLabel: 'Back to apps' })
+    if (!app)
+      throw new PageError(404, 'App not found', `There is no app with id ${appId}.`, {
+        backHref: '/admin/apps',
+        backLabel: 'Back to apps',
+      })
+    if (app.status === 'retired')
+      throw new PageError(409, 'Already retired', `${app.name} was already retired.`, {
+        backHref: '/admin/apps',
+        backLabel: 'Back to apps',
+      })
     let newCurrentAppId: number | null = null
     if (app.is_current === 1) {
-      const candidates = await trx.selectFrom('oauth_apps').select(['id', 'name']).where('environment', '=', app.environment).where('status', '=', 'active').where('id', '!=', app.id).execute()
+      const candidates = await trx
+        .selectFrom('oauth_apps')
+        .select(['id', 'name'])
+        .where('environment', '=', app.environment)
+        .where('status', '=', 'active')
+        .where('id', '!=', app.id)
+        .execute()
       if (candidates.length === 0) {
-        throw new PageError(409, 'Cannot retire the only app', `${app.name} is the current ${app.environment} app and no other active ${app.environment} app could take over. Declare a new app in the apps file first.`, { backHref: '/admin/apps', backLabel: 'Back to apps' })
+        throw new PageError(
+          409,
+          'Cannot retire the only app',
+          `${app.name} is the current ${app.environment} app and no other active ${app.environment} app could take over. Declare a new app in the apps file first.`,
+          { backHref: '/admin/apps', backLabel: 'Back to apps' },
+        )
       }
-      const chosen = options.newCurrentAppId ? candidates.find((c) => c.id === options.newCurrentAppId) : candidates.length === 1 ? candidates[0] : undefined
+      const chosen = options.newCurrentAppId
+        ? candidates.find((c) => c.id === options.newCurrentAppId)
+        : candidates.length === 1
+          ? candidates[0]
+          : undefined
       if (!chosen) {
-        throw new PageError(400, 'Choose the new current app', `${app.name} is the current ${app.environment} app: pick which active ${app.environment} app new connections should use instead.`, { backHref: `/admin/apps/${app.id}/retire`, backLabel: 'Back to the retire page' })
+        throw new PageError(
+          400,
+          'Choose the new current app',
+          `${app.name} is the current ${app.environment} app: pick which active ${app.environment} app new connections should use instead.`,
+          { backHref: `/admin/apps/${app.id}/retire`, backLabel: 'Back to the retire page' },
+        )
       }
       await trx.updateTable('oauth_apps').set({ is_current: 1, updated_at: now }).where('id', '=', chosen.id).execute()
       newCurrentAppId = chosen.id
     }
-    await trx.updateTable('oauth_apps').set({ status: 'retired', is_current: 0, retired_at: now, updated_at: now }).where('id', '=', app.id).execute()
-    await recordAudit(trx, now, { type: 'app.retired', actor, appId: app.id, details: { key: app.key, environment: app.environment, wasCurrent: app.is_current === 1, newCurrentAppId } })
+    await trx
+      .updateTable('oauth_apps')
+      .set({ status: 'retired', is_current: 0, retired_at: now, updated_at: now })
+      .where('id', '=', app.id)
+      .execute()
+    await recordAudit(trx, now, {
+      type: 'app.retired',
+      actor,
+      appId: app.id,
+      details: { key: app.key, environment: app.environment, wasCurrent: app.is_current === 1, newCurrentAppId },
+    })
     return { appId: app.id, newCurrentAppId }
   })
   // Membership of every user on the app, in batches of its own (may touch many users).

@@ -44,7 +44,10 @@ export async function homeGrant(db: Db, userId: number): Promise<HomeGrant | und
       'oauth_apps.scopes as app_scopes',
       'oauth_apps.status as app_status',
     ])
-  query = user.active_grant_id !== null ? query.where('grants.id', '=', user.active_grant_id) : query.where('grants.user_id', '=', userId).orderBy('grants.id', 'desc').limit(1)
+  query =
+    user.active_grant_id !== null
+      ? query.where('grants.id', '=', user.active_grant_id)
+      : query.where('grants.user_id', '=', userId).orderBy('grants.id', 'desc').limit(1)
   const row = await query.executeTakeFirst()
   return {
     userId: user.id,
@@ -62,7 +65,16 @@ export async function homeGrant(db: Db, userId: number): Promise<HomeGrant | und
           createdAt: row.created_at,
         }
       : null,
-    app: row ? { id: row.app_id, key: row.app_key, name: row.app_name, environment: row.app_environment, scopes: parseScopes(row.app_scopes), status: row.app_status } : null,
+    app: row
+      ? {
+          id: row.app_id,
+          key: row.app_key,
+          name: row.app_name,
+          environment: row.app_environment,
+          scopes: parseScopes(row.app_scopes),
+          status: row.app_status,
+        }
+      : null,
   }
 }
 
@@ -77,16 +89,25 @@ export type IssuersResult =
  * the access token first when needed (withAccessToken). Never throws for a Carta failure: the
  * page renders a notice instead.
  */
-export async function issuersForGrant(deps: AccessDeps, grant: { id: number; granted: string[] }): Promise<IssuersResult> {
+export async function issuersForGrant(
+  deps: AccessDeps,
+  grant: { id: number; granted: string[] },
+): Promise<IssuersResult> {
   if (!grant.granted.includes('read_issuer_info')) return { status: 'not_held' }
   try {
-    const issuers = await withAccessToken(deps, grant.id, (token, ctx) => listIssuers(ctx.app, token, { timeoutMs: deps.config.cartaTimeoutMs }))
+    const issuers = await withAccessToken(deps, grant.id, (token, ctx) =>
+      listIssuers(ctx.app, token, { timeoutMs: deps.config.cartaTimeoutMs }),
+    )
     return { status: 'ok', issuers }
   } catch (err) {
     const reason = err instanceof CartaApiError ? `${err.kind}: ${err.message}` : (err as Error).message
     deps.log?.warn({ grantId: grant.id, reason }, 'issuer list unavailable')
     if (err instanceof ReconnectRequiredError) return { status: 'reconnect' }
-    if (err instanceof CartaApiError && err.kind === 'forbidden') return { status: 'unavailable', message: 'Carta says this connection may not list issuers.' }
-    return { status: 'unavailable', message: 'Carta could not list your issuers just now. Please reload the page in a minute.' }
+    if (err instanceof CartaApiError && err.kind === 'forbidden')
+      return { status: 'unavailable', message: 'Carta says this connection may not list issuers.' }
+    return {
+      status: 'unavailable',
+      message: 'Carta could not list your issuers just now. Please reload the page in a minute.',
+    }
   }
 }

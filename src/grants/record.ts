@@ -7,7 +7,13 @@ import type { Database } from '../db/schema.js'
 import { consumeLink } from '../rollouts/links.js'
 import { syncUserRollouts } from '../rollouts/membership.js'
 import { formatScopes } from '../scopes.js'
-import { type CartaIdentity, adoptIdentity, findEndUser, findEndUserByCartaId, resolveEndUser } from '../users/end-users.js'
+import {
+  type CartaIdentity,
+  adoptIdentity,
+  findEndUser,
+  findEndUserByCartaId,
+  resolveEndUser,
+} from '../users/end-users.js'
 import { enqueueGrantRevocation } from './lifecycle.js'
 import type { TokenCipher } from './token-cipher.js'
 import { storeTokens } from './tokens.js'
@@ -53,7 +59,11 @@ export class IdentityMismatchError extends Error {
   }
 }
 
-export async function recordGrant(db: Kysely<Database>, cipher: TokenCipher, input: GrantInput): Promise<RecordedGrant> {
+export async function recordGrant(
+  db: Kysely<Database>,
+  cipher: TokenCipher,
+  input: GrantInput,
+): Promise<RecordedGrant> {
   const { now } = input
   return db.transaction().execute(async (trx) => {
     const { userId, createdLocalKey } = await targetUser(trx, input)
@@ -84,19 +94,38 @@ export async function recordGrant(db: Kysely<Database>, cipher: TokenCipher, inp
       .executeTakeFirstOrThrow()
     const grantId = Number(inserted.id)
     const scopes = [...new Set(input.grantedScopes)]
-    if (scopes.length) await trx.insertInto('grant_scopes').values(scopes.map((scope) => ({ grant_id: grantId, scope }))).execute()
+    if (scopes.length)
+      await trx
+        .insertInto('grant_scopes')
+        .values(scopes.map((scope) => ({ grant_id: grantId, scope })))
+        .execute()
     await storeTokens(trx, cipher, grantId, input.tokens, now)
 
     // One active grant per user: the previous one is superseded and its tokens queued for
     // revocation at Carta (RFC 7009); the lifecycle worker sends them after this commits.
     for (const old of previous) {
-      await trx.updateTable('grants').set({ status: 'superseded', ended_at: now, superseded_by: grantId }).where('id', '=', old.id).execute()
+      await trx
+        .updateTable('grants')
+        .set({ status: 'superseded', ended_at: now, superseded_by: grantId })
+        .where('id', '=', old.id)
+        .execute()
       // Revocation rows carry the ciphertext as is; the live copy goes (no unused secrets at rest).
       await enqueueGrantRevocation(trx, old.id, now)
       await trx.deleteFrom('grant_tokens').where('grant_id', '=', old.id).execute()
-      await recordAudit(trx, now, { type: 'grant.superseded', actor, userId, grantId: old.id, appId: old.app_id, details: { supersededBy: grantId } })
+      await recordAudit(trx, now, {
+        type: 'grant.superseded',
+        actor,
+        userId,
+        grantId: old.id,
+        appId: old.app_id,
+        details: { supersededBy: grantId },
+      })
     }
-    await trx.updateTable('end_users').set({ active_grant_id: grantId, status: 'connected', updated_at: now }).where('id', '=', userId).execute()
+    await trx
+      .updateTable('end_users')
+      .set({ active_grant_id: grantId, status: 'connected', updated_at: now })
+      .where('id', '=', userId)
+      .execute()
     await recordAudit(trx, now, {
       type: 'grant.created',
       actor,
@@ -119,7 +148,10 @@ export async function recordGrant(db: Kysely<Database>, cipher: TokenCipher, inp
   })
 }
 
-async function targetUser(trx: Kysely<Database>, input: GrantInput): Promise<{ userId: number; createdLocalKey: string | null }> {
+async function targetUser(
+  trx: Kysely<Database>,
+  input: GrantInput,
+): Promise<{ userId: number; createdLocalKey: string | null }> {
   if (input.expectedUserId) {
     // Link flow: the grant belongs to the link's user, provided Carta says it is the same person.
     const user = await findEndUser(trx, input.expectedUserId)
@@ -127,14 +159,27 @@ async function targetUser(trx: Kysely<Database>, input: GrantInput): Promise<{ u
     if (user.carta_user_id !== null) {
       if (!input.identity) throw new IdentityMismatchError('Carta identity not shared (read_user_info not granted)')
       if (input.identity.cartaUserId !== user.carta_user_id) throw new IdentityMismatchError('different Carta user')
-      await trx.updateTable('end_users').set({ email: input.identity.email ?? user.email, name: input.identity.name ?? user.name, updated_at: input.now }).where('id', '=', user.id).execute()
+      await trx
+        .updateTable('end_users')
+        .set({
+          email: input.identity.email ?? user.email,
+          name: input.identity.name ?? user.name,
+          updated_at: input.now,
+        })
+        .where('id', '=', user.id)
+        .execute()
     } else if (input.identity) {
       const other = await findEndUserByCartaId(trx, input.identity.cartaUserId)
-      if (other && other.id !== user.id) throw new IdentityMismatchError('Carta user already belongs to another end user')
+      if (other && other.id !== user.id)
+        throw new IdentityMismatchError('Carta user already belongs to another end user')
       await adoptIdentity(trx, user.id, input.identity, input.now)
     }
     return { userId: user.id, createdLocalKey: null }
   }
-  const { user, createdLocalKey } = await resolveEndUser(trx, { identity: input.identity, localKey: input.localKey, now: input.now })
+  const { user, createdLocalKey } = await resolveEndUser(trx, {
+    identity: input.identity,
+    localKey: input.localKey,
+    now: input.now,
+  })
   return { userId: user.id, createdLocalKey }
 }

@@ -42,7 +42,10 @@ export interface RevocationRun {
 }
 
 /** Sends up to `limit` due revocations (optionally only those of one grant). Never throws for a Carta failure. */
-export async function processDueRevocations(deps: RevocationDeps, options: { limit?: number; grantId?: number } = {}): Promise<RevocationRun> {
+export async function processDueRevocations(
+  deps: RevocationDeps,
+  options: { limit?: number; grantId?: number } = {},
+): Promise<RevocationRun> {
   const { db, clock } = deps
   const now = clock.now()
   let q = db
@@ -52,7 +55,11 @@ export async function processDueRevocations(deps: RevocationDeps, options: { lim
     .where('next_attempt_at', '<=', now)
     .where((eb) => eb.or([eb('lock_until', 'is', null), eb('lock_until', '<', now)]))
   if (options.grantId !== undefined) q = q.where('grant_id', '=', options.grantId)
-  const due = await q.orderBy('next_attempt_at').orderBy('id').limit(options.limit ?? 50).execute()
+  const due = await q
+    .orderBy('next_attempt_at')
+    .orderBy('id')
+    .limit(options.limit ?? 50)
+    .execute()
   const run: RevocationRun = { sent: 0, failed: 0, skipped: 0 }
   for (const { id } of due) {
     const outcome = await sendOne(deps, id)
@@ -77,7 +84,16 @@ async function sendOne(deps: RevocationDeps, id: number): Promise<keyof Revocati
   const row = await db
     .selectFrom('token_revocations')
     .innerJoin('oauth_apps', 'oauth_apps.id', 'token_revocations.app_id')
-    .select(['token_revocations.id', 'token_revocations.grant_id', 'token_revocations.app_id', 'token_revocations.key_id', 'token_revocations.token', 'token_revocations.token_type_hint', 'token_revocations.attempts', 'oauth_apps.key as app_key'])
+    .select([
+      'token_revocations.id',
+      'token_revocations.grant_id',
+      'token_revocations.app_id',
+      'token_revocations.key_id',
+      'token_revocations.token',
+      'token_revocations.token_type_hint',
+      'token_revocations.attempts',
+      'oauth_apps.key as app_key',
+    ])
     .where('token_revocations.id', '=', id)
     .executeTakeFirstOrThrow()
   const grant = await db.selectFrom('grants').select(['user_id']).where('id', '=', row.grant_id).executeTakeFirst()
@@ -92,7 +108,10 @@ async function sendOne(deps: RevocationDeps, id: number): Promise<keyof Revocati
       await revokeToken(appConfig, token, row.token_type_hint, { timeoutMs: config.cartaTimeoutMs, now: clock.now() })
     } catch (err) {
       // Only our own classified message: never the token, never a raw response body.
-      error = err instanceof CartaOAuthError ? `${err.kind}: ${err.message}` : `could not send: ${(err as Error)?.name ?? 'error'}`
+      error =
+        err instanceof CartaOAuthError
+          ? `${err.kind}: ${err.message}`
+          : `could not send: ${(err as Error)?.name ?? 'error'}`
     }
   }
 
@@ -100,8 +119,26 @@ async function sendOne(deps: RevocationDeps, id: number): Promise<keyof Revocati
   if (error === null) {
     await db.transaction().execute(async (trx) => {
       // The ciphertext is no longer needed once Carta confirmed: do not keep it around.
-      await trx.updateTable('token_revocations').set({ status: 'done', done_at: now, lock_until: null, last_error: null, token: '', attempts: row.attempts + 1 }).where('id', '=', id).execute()
-      await recordAudit(trx, now, { type: 'token.revoked', actor: 'system', userId: grant?.user_id ?? null, grantId: row.grant_id, appId: row.app_id, details: { revocationId: id, tokenType: row.token_type_hint, attempts: row.attempts + 1 } })
+      await trx
+        .updateTable('token_revocations')
+        .set({
+          status: 'done',
+          done_at: now,
+          lock_until: null,
+          last_error: null,
+          token: '',
+          attempts: row.attempts + 1,
+        })
+        .where('id', '=', id)
+        .execute()
+      await recordAudit(trx, now, {
+        type: 'token.revoked',
+        actor: 'system',
+        userId: grant?.user_id ?? null,
+        grantId: row.grant_id,
+        appId: row.app_id,
+        details: { revocationId: id, tokenType: row.token_type_hint, attempts: row.attempts + 1 },
+      })
     })
     deps.log?.info({ revocationId: id, grantId: row.grant_id }, 'token revoked at Carta')
     return 'sent'
@@ -112,14 +149,30 @@ async function sendOne(deps: RevocationDeps, id: number): Promise<keyof Revocati
   await db.transaction().execute(async (trx) => {
     await trx
       .updateTable('token_revocations')
-      .set({ attempts, last_error: error.slice(0, 300), lock_until: null, next_attempt_at: now + backoffMs(attempts), ...(giveUp ? { status: 'failed' as const } : {}) })
+      .set({
+        attempts,
+        last_error: error.slice(0, 300),
+        lock_until: null,
+        next_attempt_at: now + backoffMs(attempts),
+        ...(giveUp ? { status: 'failed' as const } : {}),
+      })
       .where('id', '=', id)
       .execute()
     if (giveUp) {
-      await recordAudit(trx, now, { type: 'token.revocation_failed', actor: 'system', userId: grant?.user_id ?? null, grantId: row.grant_id, appId: row.app_id, details: { revocationId: id, tokenType: row.token_type_hint, attempts, lastError: error.slice(0, 300) } })
+      await recordAudit(trx, now, {
+        type: 'token.revocation_failed',
+        actor: 'system',
+        userId: grant?.user_id ?? null,
+        grantId: row.grant_id,
+        appId: row.app_id,
+        details: { revocationId: id, tokenType: row.token_type_hint, attempts, lastError: error.slice(0, 300) },
+      })
     }
   })
-  deps.log?.warn({ revocationId: id, grantId: row.grant_id, attempts, giveUp, reason: error }, 'token revocation failed')
+  deps.log?.warn(
+    { revocationId: id, grantId: row.grant_id, attempts, giveUp, reason: error },
+    'token revocation failed',
+  )
   return 'failed'
 }
 

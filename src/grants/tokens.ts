@@ -19,7 +19,13 @@ export interface StoredTokens {
  * Stores (or replaces, after a refresh) the tokens of a grant. Both values are sealed with the
  * current key; the key id is kept beside them so rotated keys keep decrypting.
  */
-export async function storeTokens(db: Kysely<Database>, cipher: TokenCipher, grantId: number, tokens: TokenSet, now: number): Promise<void> {
+export async function storeTokens(
+  db: Kysely<Database>,
+  cipher: TokenCipher,
+  grantId: number,
+  tokens: TokenSet,
+  now: number,
+): Promise<void> {
   const access = cipher.seal(tokens.accessToken)
   const refresh = tokens.refreshToken ? cipher.seal(tokens.refreshToken, access.keyId) : null
   const values = {
@@ -33,12 +39,20 @@ export async function storeTokens(db: Kysely<Database>, cipher: TokenCipher, gra
   await db
     .insertInto('grant_tokens')
     .values({ grant_id: grantId, ...values })
-    .onConflict((oc) => oc.column('grant_id').doUpdateSet((eb) => ({ ...values, version: eb('grant_tokens.version', '+', 1), refreshed_at: now })))
+    .onConflict((oc) =>
+      oc
+        .column('grant_id')
+        .doUpdateSet((eb) => ({ ...values, version: eb('grant_tokens.version', '+', 1), refreshed_at: now })),
+    )
     .execute()
 }
 
 /** Decrypts a grant's tokens; undefined when the grant has none (revoked or superseded). */
-export async function readTokens(db: Kysely<Database>, cipher: TokenCipher, grantId: number): Promise<StoredTokens | undefined> {
+export async function readTokens(
+  db: Kysely<Database>,
+  cipher: TokenCipher,
+  grantId: number,
+): Promise<StoredTokens | undefined> {
   const row = await db
     .selectFrom('grant_tokens')
     .select(['key_id', 'access_token', 'refresh_token', 'token_type', 'access_expires_at', 'version'])

@@ -7,7 +7,8 @@ import { summaryTable, toJson } from './formats.js'
 import { type ReportLogger, manualSlotKey, runReport } from './runs.js'
 import { webhookOrigin } from './webhook.js'
 
-export const reportUsage = 'Usage: npm run cli -- report [--json] [--quiet]\n  --json   print the report JSON to stdout instead of the table\n  --quiet  no progress lines on stderr'
+export const reportUsage =
+  'Usage: npm run cli -- report [--json] [--quiet]\n  --json   print the report JSON to stdout instead of the table\n  --quiet  no progress lines on stderr'
 
 export async function reportCommand(args: string[]): Promise<number> {
   const unknown = args.filter((a) => a !== '--json' && a !== '--quiet')
@@ -31,7 +32,12 @@ export async function reportCommand(args: string[]): Promise<number> {
       {
         slotKey: manualSlotKey(),
         trigger: 'manual',
-        onProgress: quiet ? undefined : (done, total, name) => process.stderr.write(`[${done}/${total}] ${name} measured (${((Date.now() - started) / 1000).toFixed(1)} s)\n`),
+        onProgress: quiet
+          ? undefined
+          : (done, total, name) =>
+              process.stderr.write(
+                `[${done}/${total}] ${name} measured (${((Date.now() - started) / 1000).toFixed(1)} s)\n`,
+              ),
       },
     )
     if (outcome.status !== 'succeeded') {
@@ -49,7 +55,10 @@ export async function reportCommand(args: string[]): Promise<number> {
       const delivered = await outcome.delivery
       const where = webhookOrigin(config.reports.webhookUrl)
       if (delivered?.ok) console.error(`Summary posted to ${where}.`)
-      else console.error(`warning: posting the summary to ${where} failed: ${delivered?.error} (the report itself succeeded)`)
+      else
+        console.error(
+          `warning: posting the summary to ${where} failed: ${delivered?.error} (the report itself succeeded)`,
+        )
     }
     return 0
   } finally {

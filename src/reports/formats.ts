@@ -24,7 +24,15 @@ export const CONTENT_TYPES: Record<ReportFormat, string> = {
 /** Local date and time of `at` in the report time zone: ['2025-01-31', '0600']. */
 export function localStamp(at: number, timeZone: string): [string, string] {
   const parts = Object.fromEntries(
-    new Intl.DateTimeFormat('en-CA', { timeZone, year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', hourCycle: 'h23' })
+    new Intl.DateTimeFormat('en-CA', {
+      timeZone,
+      year: 'numeric',
+      month: '2-digit',
+      day: '2-digit',
+      hour: '2-digit',
+      minute: '2-digit',
+      hourCycle: 'h23',
+    })
       .formatToParts(new Date(at))
       .map((p) => [p.type, p.value]),
   )
@@ -37,7 +45,10 @@ export function localTime(at: number, timeZone: string): string {
 }
 
 /** coverage-<YYYY-MM-DD>-<HHMM>-<runId>.<ext>, date and time in the report time zone. */
-export function reportFileName(doc: Pick<ReportDocument, 'runId' | 'takenAt' | 'timeZone'>, format: ReportFormat): string {
+export function reportFileName(
+  doc: Pick<ReportDocument, 'runId' | 'takenAt' | 'timeZone'>,
+  format: ReportFormat,
+): string {
   const [date, hhmm] = localStamp(doc.takenAt, doc.timeZone)
   return `coverage-${date}-${hhmm}-${doc.runId}.${format}`
 }
@@ -100,7 +111,12 @@ export function csvCell(value: string): string {
 }
 
 export function escapeHtml(value: string): string {
-  return value.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;').replace(/'/g, '&#39;')
+  return value
+    .replace(/&/g, '&amp;')
+    .replace(/</g, '&lt;')
+    .replace(/>/g, '&gt;')
+    .replace(/"/g, '&quot;')
+    .replace(/'/g, '&#39;')
 }
 
 const pct = (v: number | null) => (v === null ? '—' : `${v.toFixed(1)} %`)
@@ -112,7 +128,12 @@ export function toHtml(doc: ReportDocument): string {
     const scopes = Object.entries(r.lackingByScope)
       .map(([s, n]) => `<tr><td><code>${escapeHtml(s)}</code></td><td class="n">${n}</td></tr>`)
       .join('')
-    const apps = r.usersByApp.map((a) => `<tr><td>${escapeHtml(a.appName)} <code>${escapeHtml(a.appKey)}</code></td><td class="n">${a.users}</td></tr>`).join('')
+    const apps = r.usersByApp
+      .map(
+        (a) =>
+          `<tr><td>${escapeHtml(a.appName)} <code>${escapeHtml(a.appKey)}</code></td><td class="n">${a.users}</td></tr>`,
+      )
+      .join('')
     return `<section>
 <h2>${escapeHtml(r.name)} <small>target ${escapeHtml(r.targetApp)}</small></h2>
 <table class="totals"><tr><th>Members</th><th>With an active grant</th><th>Covered</th><th>Lacking</th><th>Need reconnect</th><th>Coverage</th></tr>
@@ -155,6 +176,13 @@ export function summaryTable(doc: Pick<ReportDocument, 'rollouts'>): string {
   ])
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)))
   const numeric = new Set([1, 2, 3, 4, 5])
-  const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : numeric.has(i) ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ')
-  return [line(header), widths.map((w, i) => '-'.repeat(i === widths.length - 1 ? header[i]!.length : w)).join('  '), ...rows.map(line)].join('\n')
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => (i === cells.length - 1 ? c : numeric.has(i) ? c.padStart(widths[i]!) : c.padEnd(widths[i]!)))
+      .join('  ')
+  return [
+    line(header),
+    widths.map((w, i) => '-'.repeat(i === widths.length - 1 ? header[i]!.length : w)).join('  '),
+    ...rows.map(line),
+  ].join('\n')
 }

@@ -7,7 +7,16 @@ import { operatorActor, requireOperator } from '../admin/guard.js'
 import { PageError, renderPage } from '../web/render.js'
 import { readReportFile } from './files.js'
 import { CONTENT_TYPES, type ReportFormat, localTime, renderReport } from './formats.js'
-import { type ReportContext, findRun, listRuns, loadReportDocument, manualSlotKey, rolloutTrend, runFiles, runReport } from './runs.js'
+import {
+  type ReportContext,
+  findRun,
+  listRuns,
+  loadReportDocument,
+  manualSlotKey,
+  rolloutTrend,
+  runFiles,
+  runReport,
+} from './runs.js'
 import { ReportScheduler, slotKey } from './scheduler.js'
 import { trendSvg } from './svg.js'
 
@@ -33,46 +42,55 @@ export default async function reportRoutes(app: FastifyInstance): Promise<void> 
     await scheduler.stop()
   })
 
-  app.get<{ Querystring: { run?: string } }>('/admin/reports', { preHandler: requireOperator }, async (request, reply) => {
-    const tz = config.reports.timeZone
-    const runs = await listRuns(db, 20)
-    const rollouts = await db.selectFrom('rollouts').select(['id', 'name']).where('status', '=', 'active').orderBy('id').execute()
-    const trends = await Promise.all(
-      rollouts.map(async (r) => {
-        const points = await rolloutTrend(db, r.id, 60)
-        return {
-          id: r.id,
-          name: r.name,
-          svg: trendSvg(points, { title: `Coverage of ${r.name} over time`, timeZone: tz }),
-          rows: points.map((p) => ({ ...p, when: localTime(p.takenAt, tz) })).reverse(),
-        }
-      }),
-    )
-    const ranId = Number(request.query.run)
-    const justRan = Number.isInteger(ranId) ? runs.find((r) => r.id === ranId) : undefined
-    return renderPage(request, reply, 'admin/reports', {
-      title: 'Reports',
-      csrf: true,
-      justRan,
-      runs: runs.map((r) => ({
-        ...r,
-        when: localTime(Number(r.started_at), tz),
-        seconds: r.finished_at ? ((Number(r.finished_at) - Number(r.started_at)) / 1000).toFixed(1) : null,
-        files: runFiles(r),
-        slotLabel: r.trigger === 'schedule' ? localTime(Date.parse(r.slot_key), tz) : 'on demand',
-      })),
-      trends,
-      schedule: {
-        cron: config.reports.cron,
-        timeZone: tz,
-        dir: config.reports.dir,
-        next: scheduler.pendingSlot === null ? null : localTime(scheduler.pendingSlot, tz),
-        nextIso: scheduler.pendingSlot === null ? null : slotKey(scheduler.pendingSlot),
-        active: app.deps.backgroundJobs,
-        webhook: config.reports.webhookUrl ? new URL(config.reports.webhookUrl).origin : null,
-      },
-    })
-  })
+  app.get<{ Querystring: { run?: string } }>(
+    '/admin/reports',
+    { preHandler: requireOperator },
+    async (request, reply) => {
+      const tz = config.reports.timeZone
+      const runs = await listRuns(db, 20)
+      const rollouts = await db
+        .selectFrom('rollouts')
+        .select(['id', 'name'])
+        .where('status', '=', 'active')
+        .orderBy('id')
+        .execute()
+      const trends = await Promise.all(
+        rollouts.map(async (r) => {
+          const points = await rolloutTrend(db, r.id, 60)
+          return {
+            id: r.id,
+            name: r.name,
+            svg: trendSvg(points, { title: `Coverage of ${r.name} over time`, timeZone: tz }),
+            rows: points.map((p) => ({ ...p, when: localTime(p.takenAt, tz) })).reverse(),
+          }
+        }),
+      )
+      const ranId = Number(request.query.run)
+      const justRan = Number.isInteger(ranId) ? runs.find((r) => r.id === ranId) : undefined
+      return renderPage(request, reply, 'admin/reports', {
+        title: 'Reports',
+        csrf: true,
+        justRan,
+        runs: runs.map((r) => ({
+          ...r,
+          when: localTime(Number(r.started_at), tz),
+          seconds: r.finished_at ? ((Number(r.finished_at) - Number(r.started_at)) / 1000).toFixed(1) : null,
+          files: runFiles(r),
+          slotLabel: r.trigger === 'schedule' ? localTime(Date.parse(r.slot_key), tz) : 'on demand',
+        })),
+        trends,
+        schedule: {
+          cron: config.reports.cron,
+          timeZone: tz,
+          dir: config.reports.dir,
+          next: scheduler.pendingSlot === null ? null : localTime(scheduler.pendingSlot, tz),
+          nextIso: scheduler.pendingSlot === null ? null : slotKey(scheduler.pendingSlot),
+          active: app.deps.backgroundJobs,
+          webhook: config.reports.webhookUrl ? new URL(config.reports.webhookUrl).origin : null,
+        },
+      })
+    },
+  )
 
   app.post('/admin/reports/run', { preHandler: [requireOperator, app.csrfProtection] }, async (request, reply) => {
     const outcome = await runReport({ ...context, log: request.log }, { slotKey: manualSlotKey(), trigger: 'manual' })
@@ -89,30 +107,49 @@ export default async function reportRoutes(app: FastifyInstance): Promise<void> 
     return reply.redirect(`/admin/reports?run=${outcome.runId}`, 303)
   })
 
-  app.get<{ Params: { id: string; file: string } }>('/admin/reports/runs/:id/:file', { preHandler: requireOperator }, async (request, reply) => {
-    const match = /^report\.(json|csv|html)$/.exec(request.params.file)
-    const id = Number(request.params.id)
-    const notFound = () => new PageError(404, 'Report not found', 'There is no report file at this address.', { backHref: '/admin/reports', backLabel: 'Back to reports' })
-    if (!match || !/^\d{1,12}$/.test(request.params.id)) throw notFound()
-    const format = match[1] as ReportFormat
-    const run = await findRun(db, id)
-    if (!run) throw notFound()
-    if (run.status !== 'succeeded') {
-      throw new PageError(404, 'No report for this run', `Run ${run.id} ${run.status === 'failed' ? `failed: ${run.error ?? 'unknown error'}` : 'is still running'}.`, {
-        backHref: '/admin/reports',
-        backLabel: 'Back to reports',
-      })
-    }
-    const files = runFiles(run)
-    const name = files[format] ?? `coverage-run-${run.id}.${format}`
-    let body = await readReportFile(config.reports.dir, name)
-    if (body === null) {
-      request.log.info({ runId: run.id, format }, 'report file missing; re-rendered from the database')
-      body = renderReport(await loadReportDocument(db, run, config.reports.timeZone), format)
-    }
-    reply.type(CONTENT_TYPES[format]).header('content-disposition', `${format === 'html' ? 'inline' : 'attachment'}; filename="${name}"`)
-    // The HTML report is self-contained (inline <style>, no script): allow exactly that.
-    if (format === 'html') reply.header('content-security-policy', "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
-    return reply.send(body)
-  })
+  app.get<{ Params: { id: string; file: string } }>(
+    '/admin/reports/runs/:id/:file',
+    { preHandler: requireOperator },
+    async (request, reply) => {
+      const match = /^report\.(json|csv|html)$/.exec(request.params.file)
+      const id = Number(request.params.id)
+      const notFound = () =>
+        new PageError(404, 'Report not found', 'There is no report file at this address.', {
+          backHref: '/admin/reports',
+          backLabel: 'Back to reports',
+        })
+      if (!match || !/^\d{1,12}$/.test(request.params.id)) throw notFound()
+      const format = match[1] as ReportFormat
+      const run = await findRun(db, id)
+      if (!run) throw notFound()
+      if (run.status !== 'succeeded') {
+        throw new PageError(
+          404,
+          'No report for this run',
+          `Run ${run.id} ${run.status === 'failed' ? `failed: ${run.error ?? 'unknown error'}` : 'is still running'}.`,
+          {
+            backHref: '/admin/reports',
+            backLabel: 'Back to reports',
+          },
+        )
+      }
+      const files = runFiles(run)
+      const name = files[format] ?? `coverage-run-${run.id}.${format}`
+      let body = await readReportFile(config.reports.dir, name)
+      if (body === null) {
+        request.log.info({ runId: run.id, format }, 'report file missing; re-rendered from the database')
+        body = renderReport(await loadReportDocument(db, run, config.reports.timeZone), format)
+      }
+      reply
+        .type(CONTENT_TYPES[format])
+        .header('content-disposition', `${format === 'html' ? 'inline' : 'attachment'}; filename="${name}"`)
+      // The HTML report is self-contained (inline <style>, no script): allow exactly that.
+      if (format === 'html')
+        reply.header(
+          'content-security-policy',
+          "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+        )
+      return reply.send(body)
+    },
+  )
 }

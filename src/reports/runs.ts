@@ -13,7 +13,14 @@ import { writeFilesAtomically, removeFiles } from './files.js'
 import { REPORT_FORMATS, type ReportDocument, type ReportFormat, renderReport, reportFileName } from './formats.js'
 import { type RolloutCoverage, type SnapshotDetail, computeSnapshot, coveragePct } from './snapshot.js'
 import type { CoverageSnapshotTable, ReportRunTable, ReportTrigger } from './tables.js'
-import { type DeliveryOptions, type DeliveryResult, defaultDelivery, deliver, webhookBody, webhookOrigin } from './webhook.js'
+import {
+  type DeliveryOptions,
+  type DeliveryResult,
+  defaultDelivery,
+  deliver,
+  webhookBody,
+  webhookOrigin,
+} from './webhook.js'
 
 export type RunRow = Selectable<ReportRunTable>
 export type SnapshotRow = Selectable<CoverageSnapshotTable>
@@ -36,7 +43,14 @@ export interface ReportContext {
 
 export type RunOutcome =
   | { status: 'skipped'; slotKey: string }
-  | { status: 'succeeded'; runId: number; slotKey: string; document: ReportDocument; files: ReportFiles; delivery: Promise<DeliveryResult | null> }
+  | {
+      status: 'succeeded'
+      runId: number
+      slotKey: string
+      document: ReportDocument
+      files: ReportFiles
+      delivery: Promise<DeliveryResult | null>
+    }
   | { status: 'failed'; runId: number; slotKey: string; error: string }
 
 export function manualSlotKey(): string {
@@ -60,7 +74,11 @@ export async function claimSlot(db: Db, slotKey: string, trigger: ReportTrigger,
 
 export async function runReport(
   ctx: ReportContext,
-  options: { slotKey: string; trigger: ReportTrigger; onProgress?: (done: number, total: number, name: string) => void },
+  options: {
+    slotKey: string
+    trigger: ReportTrigger
+    onProgress?: (done: number, total: number, name: string) => void
+  },
 ): Promise<RunOutcome> {
   const { db, config, clock, log } = ctx
   const { slotKey, trigger } = options
@@ -85,7 +103,14 @@ export async function runReport(
     const snapshot = await computeSnapshot(db, startedAt, { log, onProgress: options.onProgress })
     const rows = snapshot.rollouts.map((r) => snapshotRow(runId!, snapshot.takenAt, r))
     // The files are rendered from exactly what is stored, so a re-render from the DB matches.
-    const document: ReportDocument = { runId, trigger, slotKey, takenAt: snapshot.takenAt, timeZone: config.reports.timeZone, rollouts: rows.map(coverageFromRow) }
+    const document: ReportDocument = {
+      runId,
+      trigger,
+      slotKey,
+      takenAt: snapshot.takenAt,
+      timeZone: config.reports.timeZone,
+      rollouts: rows.map(coverageFromRow),
+    }
     const files: ReportFiles = {}
     const contents: Record<string, string> = {}
     for (const format of REPORT_FORMATS) {
@@ -100,11 +125,19 @@ export async function runReport(
       if (rows.length > 0) await trx.insertInto('coverage_snapshots').values(rows).execute()
       await trx
         .updateTable('report_runs')
-        .set({ status: 'succeeded', finished_at: clock.now(), files: JSON.stringify(files), delivery_status: delivering ? 'pending' : null })
+        .set({
+          status: 'succeeded',
+          finished_at: clock.now(),
+          files: JSON.stringify(files),
+          delivery_status: delivering ? 'pending' : null,
+        })
         .where('id', '=', runId!)
         .execute()
     })
-    log.info({ runId, slotKey, rollouts: rows.length, dir, files: written, ms: clock.now() - startedAt }, 'report run succeeded')
+    log.info(
+      { runId, slotKey, rollouts: rows.length, dir, files: written, ms: clock.now() - startedAt },
+      'report run succeeded',
+    )
     const delivery = delivering ? deliverRun(ctx, runId, document) : Promise.resolve(null)
     return { status: 'succeeded', runId, slotKey, document, files, delivery }
   } catch (err) {
@@ -128,10 +161,18 @@ async function deliverRun(ctx: ReportContext, runId: number, document: ReportDoc
   const body = webhookBody(document, `${ctx.config.publicUrl}/admin/reports`)
   const result = await deliver(url, body, ctx.delivery ?? defaultDelivery)
   if (result.ok) ctx.log.info({ runId, webhook: origin, attempts: result.attempts }, 'report delivered to webhook')
-  else ctx.log.warn({ runId, webhook: origin, attempts: result.attempts, error: result.error }, 'report delivery to webhook failed')
+  else
+    ctx.log.warn(
+      { runId, webhook: origin, attempts: result.attempts, error: result.error },
+      'report delivery to webhook failed',
+    )
   await ctx.db
     .updateTable('report_runs')
-    .set({ delivery_status: result.ok ? 'sent' : 'failed', delivery_error: result.error, delivery_attempts: result.attempts })
+    .set({
+      delivery_status: result.ok ? 'sent' : 'failed',
+      delivery_error: result.error,
+      delivery_attempts: result.attempts,
+    })
     .where('id', '=', runId)
     .execute()
     .catch((e: Error) => ctx.log.error({ runId, error: e.message }, 'could not record the report delivery'))
@@ -175,14 +216,25 @@ export function coverageFromRow(row: Omit<SnapshotRow, 'id'>): RolloutCoverage {
     coveragePct: coveragePct(n(row.covered), n(row.active_users)),
     lackingByScope: detail.lackingByScope,
     usersByApp: detail.usersByApp,
-    links: { issued: n(row.links_issued), used: n(row.links_used), issued24h: n(row.links_issued_24h), used24h: n(row.links_used_24h) },
+    links: {
+      issued: n(row.links_issued),
+      used: n(row.links_used),
+      issued24h: n(row.links_issued_24h),
+      used24h: n(row.links_used_24h),
+    },
   }
 }
 
 // --- reading runs back ---------------------------------------------------------------------------
 
 export async function listRuns(db: Db, limit = 20): Promise<RunRow[]> {
-  return db.selectFrom('report_runs').selectAll().orderBy('started_at', 'desc').orderBy('id', 'desc').limit(limit).execute()
+  return db
+    .selectFrom('report_runs')
+    .selectAll()
+    .orderBy('started_at', 'desc')
+    .orderBy('id', 'desc')
+    .limit(limit)
+    .execute()
 }
 
 export async function findRun(db: Db, id: number): Promise<RunRow | undefined> {
@@ -199,7 +251,12 @@ export function runFiles(run: Pick<RunRow, 'files'>): ReportFiles {
 
 /** The document of a succeeded run, rebuilt from its stored snapshot rows. */
 export async function loadReportDocument(db: Db, run: RunRow, timeZone: string): Promise<ReportDocument> {
-  const rows = await db.selectFrom('coverage_snapshots').selectAll().where('run_id', '=', run.id).orderBy('rollout_id').execute()
+  const rows = await db
+    .selectFrom('coverage_snapshots')
+    .selectAll()
+    .where('run_id', '=', run.id)
+    .orderBy('rollout_id')
+    .execute()
   return {
     runId: run.id,
     trigger: run.trigger,

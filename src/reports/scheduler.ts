@@ -58,7 +58,8 @@ export class ReportScheduler {
     const now = this.ctx.clock.now()
     if (this.pending === null || this.pending > now) return null
     let slot = this.pending
-    for (let following = this.next(slot); following !== null && following <= now; following = this.next(slot)) slot = following
+    for (let following = this.next(slot); following !== null && following <= now; following = this.next(slot))
+      slot = following
     this.pending = this.next(slot)
     this.running = this.runSlot(slot).finally(() => {
       this.running = null
@@ -87,7 +88,10 @@ export class ReportScheduler {
     this.job = new Cron(cron, { timezone: timeZone, protect: true, catch: true, unref: true }, async () => {
       await this.tick()
     })
-    this.ctx.log.info({ cron, timeZone, next: this.pending === null ? null : slotKey(this.pending) }, 'report schedule started')
+    this.ctx.log.info(
+      { cron, timeZone, next: this.pending === null ? null : slotKey(this.pending) },
+      'report schedule started',
+    )
   }
 
   async stop(): Promise<void> {

@@ -74,7 +74,9 @@ export async function computeSnapshot(
     .where('rollouts.build_status', '=', 'ready')
     .orderBy('rollouts.id')
     .execute()
-  const apps = new Map((await db.selectFrom('oauth_apps').select(['id', 'key', 'name']).execute()).map((a) => [a.id, a]))
+  const apps = new Map(
+    (await db.selectFrom('oauth_apps').select(['id', 'key', 'name']).execute()).map((a) => [a.id, a]),
+  )
 
   const result: RolloutCoverage[] = []
   for (const [index, rollout] of rollouts.entries()) {
@@ -143,7 +145,12 @@ async function rolloutCoverage(
     coveragePct: coveragePct(states.covered, activeUsers),
     lackingByScope,
     usersByApp: [...perApp.entries()]
-      .map(([appId, users]) => ({ appId, appKey: apps.get(appId)?.key ?? `app-${appId}`, appName: apps.get(appId)?.name ?? `app ${appId}`, users }))
+      .map(([appId, users]) => ({
+        appId,
+        appKey: apps.get(appId)?.key ?? `app-${appId}`,
+        appName: apps.get(appId)?.name ?? `app ${appId}`,
+        users,
+      }))
       .sort((a, b) => b.users - a.users || a.appId - b.appId),
     links: {
       issued: Number(links.issued ?? 0),
@@ -159,10 +166,16 @@ async function crossCheckCounters(db: Kysely<Database>, c: RolloutCoverage, log?
   if (!log) return
   const counters = await storedCounts(db, c.rolloutId)
   if (counters.size === 0) return
-  const exact: Record<string, number> = { members: c.members, covered: c.covered, lacking: c.lacking, reconnect: c.reconnect }
+  const exact: Record<string, number> = {
+    members: c.members,
+    covered: c.covered,
+    lacking: c.lacking,
+    reconnect: c.reconnect,
+  }
   for (const [scope, n] of Object.entries(c.lackingByScope)) exact[`missing:${scope}`] = n
   const differences = Object.entries(exact)
     .filter(([bucket, n]) => (counters.get(bucket) ?? 0) !== n)
     .map(([bucket, n]) => ({ bucket, counter: counters.get(bucket) ?? 0, exact: n }))
-  if (differences.length > 0) log.warn({ rolloutId: c.rolloutId, differences }, 'rollout counters disagree with the exact report counts')
+  if (differences.length > 0)
+    log.warn({ rolloutId: c.rolloutId, differences }, 'rollout counters disagree with the exact report counts')
 }

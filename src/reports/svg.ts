@@ -40,10 +40,15 @@ export function trendSvg(points: TrendPoint[], options: { title: string; timeZon
   )
 
   if (plotted.length === 0) {
-    parts.push(`<text x="${M.left + iw / 2}" y="${M.top + ih / 2}" text-anchor="middle" font-size="13" fill="#5b6475" font-family="system-ui, sans-serif">No coverage measured yet</text>`)
+    parts.push(
+      `<text x="${M.left + iw / 2}" y="${M.top + ih / 2}" text-anchor="middle" font-size="13" fill="#5b6475" font-family="system-ui, sans-serif">No coverage measured yet</text>`,
+    )
   } else {
     // Time labels: first, last and (when there is room) the middle snapshot.
-    const labelled = plotted.length > 2 ? [plotted[0]!, plotted[Math.floor((plotted.length - 1) / 2)]!, plotted[plotted.length - 1]!] : plotted
+    const labelled =
+      plotted.length > 2
+        ? [plotted[0]!, plotted[Math.floor((plotted.length - 1) / 2)]!, plotted[plotted.length - 1]!]
+        : plotted
     for (const [i, p] of labelled.entries()) {
       const anchor = labelled.length === 1 ? 'middle' : i === 0 ? 'start' : i === labelled.length - 1 ? 'end' : 'middle'
       const [date, time] = label(p.takenAt)
@@ -54,7 +59,9 @@ export function trendSvg(points: TrendPoint[], options: { title: string; timeZon
       )
     }
     if (plotted.length > 1) {
-      parts.push(`<polyline fill="none" stroke="#1f5eff" stroke-width="2" points="${plotted.map((p) => `${f(x(p.takenAt))},${f(y(p.coveragePct))}`).join(' ')}"/>`)
+      parts.push(
+        `<polyline fill="none" stroke="#1f5eff" stroke-width="2" points="${plotted.map((p) => `${f(x(p.takenAt))},${f(y(p.coveragePct))}`).join(' ')}"/>`,
+      )
     }
     for (const p of plotted) {
       const [date, time] = label(p.takenAt)

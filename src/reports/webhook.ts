@@ -43,14 +43,19 @@ export function webhookBody(doc: ReportDocument, reportUrl: string | null): { te
     { type: 'header', text: { type: 'plain_text', text: `Scope coverage report ${when}` } },
     { type: 'section', text: { type: 'mrkdwn', text: lines.join('\n') || 'No active rollout.' } },
   ]
-  if (reportUrl) blocks.push({ type: 'context', elements: [{ type: 'mrkdwn', text: `<${reportUrl}|Open the reports page>` }] })
+  if (reportUrl)
+    blocks.push({ type: 'context', elements: [{ type: 'mrkdwn', text: `<${reportUrl}|Open the reports page>` }] })
   return { text, blocks }
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
 /** POSTs the body with a timeout per attempt and exponential backoff; never throws. */
-export async function deliver(url: string, body: unknown, options: DeliveryOptions = defaultDelivery): Promise<DeliveryResult> {
+export async function deliver(
+  url: string,
+  body: unknown,
+  options: DeliveryOptions = defaultDelivery,
+): Promise<DeliveryResult> {
   let error = 'not attempted'
   for (let attempt = 1; attempt <= options.attempts; attempt++) {
     try {
@@ -69,7 +74,9 @@ export async function deliver(url: string, body: unknown, options: DeliveryOptio
     } catch (err) {
       const e = err as Error & { cause?: { code?: string } }
       error =
-        e.name === 'TimeoutError' ? `no answer from ${webhookOrigin(url)} within ${options.timeoutMs} ms` : `${webhookOrigin(url)}: ${e.cause?.code ?? e.message}`
+        e.name === 'TimeoutError'
+          ? `no answer from ${webhookOrigin(url)} within ${options.timeoutMs} ms`
+          : `${webhookOrigin(url)}: ${e.cause?.code ?? e.message}`
     }
     if (attempt < options.attempts) await sleep(options.backoffMs * 2 ** (attempt - 1))
   }

@@ -27,10 +27,25 @@ class RolloutBuildRunner {
     if (current) return current
     if (this.stopped) return Promise.resolve(null)
     const { db, clock } = this.deps
-    const run = runRolloutBuild(db, rolloutId, { owner: this.owner, now: () => clock.now(), shouldStop: () => this.stopped })
+    const run = runRolloutBuild(db, rolloutId, {
+      owner: this.owner,
+      now: () => clock.now(),
+      shouldStop: () => this.stopped,
+    })
       .then((stats) => {
         const seconds = Math.round(stats.totalMs) / 1000
-        if (stats.outcome === 'ready') this.log.info({ rolloutId, chunks: stats.chunks, users: stats.users, seconds, maxChunkMs: Math.round(stats.maxChunkMs), finishMs: Math.round(stats.finishMs) }, 'rollout built')
+        if (stats.outcome === 'ready')
+          this.log.info(
+            {
+              rolloutId,
+              chunks: stats.chunks,
+              users: stats.users,
+              seconds,
+              maxChunkMs: Math.round(stats.maxChunkMs),
+              finishMs: Math.round(stats.finishMs),
+            },
+            'rollout built',
+          )
         else this.log.info({ rolloutId, outcome: stats.outcome, users: stats.users }, 'rollout build paused')
         return stats
       })
@@ -46,7 +61,13 @@ class RolloutBuildRunner {
   /** Kicks every active rollout still 'building' (left by a crash, a restart or an expired lease). */
   resumeAll(): Promise<void> {
     const scan = (async () => {
-      const rows = await this.deps.db.selectFrom('rollouts').select('id').where('status', '=', 'active').where('build_status', '=', 'building').orderBy('id').execute()
+      const rows = await this.deps.db
+        .selectFrom('rollouts')
+        .select('id')
+        .where('status', '=', 'active')
+        .where('build_status', '=', 'building')
+        .orderBy('id')
+        .execute()
       for (const { id } of rows) void this.kick(id)
     })().finally(() => {
       if (this.scanning === scan) this.scanning = null
@@ -87,7 +108,8 @@ export default async function rolloutBuildJobs(app: FastifyInstance): Promise<vo
   const runner = new RolloutBuildRunner(app.deps, log)
   runners.set(app.deps, runner)
   let timer: NodeJS.Timeout | null = null
-  const rescan = () => void runner.resumeAll().catch((err: unknown) => log.error({ err }, 'rollout build rescan failed'))
+  const rescan = () =>
+    void runner.resumeAll().catch((err: unknown) => log.error({ err }, 'rollout build rescan failed'))
 
   if (app.deps.backgroundJobs) {
     app.addHook('onReady', async () => {

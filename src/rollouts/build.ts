@@ -68,20 +68,33 @@ export function newBuildOwner(): string {
 }
 
 /** Takes the build lease when free, expired or already ours (one conditional UPDATE). */
-export async function takeBuildLease(db: Tx, rolloutId: number, owner: string, now: number, leaseMs = BUILD_LEASE_MS): Promise<boolean> {
+export async function takeBuildLease(
+  db: Tx,
+  rolloutId: number,
+  owner: string,
+  now: number,
+  leaseMs = BUILD_LEASE_MS,
+): Promise<boolean> {
   const result = await db
     .updateTable('rollouts')
     .set({ build_lock_owner: owner, build_lock_until: now + leaseMs })
     .where('id', '=', rolloutId)
     .where('status', '=', 'active')
     .where('build_status', '=', 'building')
-    .where((eb) => eb.or([eb('build_lock_until', 'is', null), eb('build_lock_until', '<', now), eb('build_lock_owner', '=', owner)]))
+    .where((eb) =>
+      eb.or([eb('build_lock_until', 'is', null), eb('build_lock_until', '<', now), eb('build_lock_owner', '=', owner)]),
+    )
     .executeTakeFirst()
   return Number(result.numUpdatedRows) === 1
 }
 
 export async function releaseBuildLease(db: Tx, rolloutId: number, owner: string): Promise<void> {
-  await db.updateTable('rollouts').set({ build_lock_owner: null, build_lock_until: null }).where('id', '=', rolloutId).where('build_lock_owner', '=', owner).execute()
+  await db
+    .updateTable('rollouts')
+    .set({ build_lock_owner: null, build_lock_until: null })
+    .where('id', '=', rolloutId)
+    .where('build_lock_owner', '=', owner)
+    .execute()
 }
 
 /** Renews our lease inside a chunk's transaction; false when another builder took it (then write nothing). */
@@ -98,7 +111,12 @@ async function renewLease(trx: Tx, rolloutId: number, owner: string, now: number
 }
 
 /** Counter buckets of the member rows in a user-id range (PK range reads, per scope for the missing triples). */
-async function rangeCounts(db: Tx, rolloutId: number, required: string[], range: UserRange): Promise<Map<string, number>> {
+async function rangeCounts(
+  db: Tx,
+  rolloutId: number,
+  required: string[],
+  range: UserRange,
+): Promise<Map<string, number>> {
   const counts = new Map<string, number>()
   const add = (bucket: string, n: number) => counts.set(bucket, (counts.get(bucket) ?? 0) + n)
   const within = <Q extends { where: (...args: any[]) => Q }>(q: Q): Q => {
@@ -138,7 +156,8 @@ async function measureAndCount(trx: Tx, rolloutId: number, required: string[], r
   await measureUsers(trx, rolloutId, required, range)
   const after = await rangeCounts(trx, rolloutId, required, range)
   const deltas = new Map<string, number>()
-  for (const bucket of new Set([...before.keys(), ...after.keys()])) deltas.set(bucket, (after.get(bucket) ?? 0) - (before.get(bucket) ?? 0))
+  for (const bucket of new Set([...before.keys(), ...after.keys()]))
+    deltas.set(bucket, (after.get(bucket) ?? 0) - (before.get(bucket) ?? 0))
   await applyCountDeltas(trx, rolloutId, deltas)
 }
 
@@ -157,10 +176,21 @@ async function nextSlice(trx: Tx, after: number, limit: number | null): Promise<
  * One chunk in one transaction: renew the lease, measure the next `chunkSize` users past the
  * cursor, adjust the counters, advance the cursor. 'end' when no user is left past the cursor.
  */
-export async function buildChunk(db: Tx, rolloutId: number, owner: string, now: number, chunkSize = DEFAULT_CHUNK_SIZE, leaseMs = BUILD_LEASE_MS): Promise<'measured' | 'end' | 'lost'> {
+export async function buildChunk(
+  db: Tx,
+  rolloutId: number,
+  owner: string,
+  now: number,
+  chunkSize = DEFAULT_CHUNK_SIZE,
+  leaseMs = BUILD_LEASE_MS,
+): Promise<'measured' | 'end' | 'lost'> {
   return db.transaction().execute(async (trx) => {
     if (!(await renewLease(trx, rolloutId, owner, now, leaseMs))) return 'lost'
-    const rollout = await trx.selectFrom('rollouts').select(['build_cursor', 'required_scopes']).where('id', '=', rolloutId).executeTakeFirstOrThrow()
+    const rollout = await trx
+      .selectFrom('rollouts')
+      .select(['build_cursor', 'required_scopes'])
+      .where('id', '=', rolloutId)
+      .executeTakeFirstOrThrow()
     const cursor = Number(rollout.build_cursor)
     const slice = await nextSlice(trx, cursor, chunkSize)
     if (slice.n === 0 || slice.last === null) return 'end'
@@ -178,13 +208,24 @@ export async function buildChunk(db: Tx, rolloutId: number, owner: string, now: 
  * The finishing transaction: measure any user who appeared after the last chunk, recount the
  * counters exactly from the member rows, and mark the rollout ready. False when the lease was lost.
  */
-export async function finishBuild(db: Tx, rolloutId: number, owner: string, now: number, leaseMs = BUILD_LEASE_MS): Promise<boolean> {
+export async function finishBuild(
+  db: Tx,
+  rolloutId: number,
+  owner: string,
+  now: number,
+  leaseMs = BUILD_LEASE_MS,
+): Promise<boolean> {
   return db.transaction().execute(async (trx) => {
     if (!(await renewLease(trx, rolloutId, owner, now, leaseMs))) return false
-    const rollout = await trx.selectFrom('rollouts').select(['build_cursor', 'required_scopes']).where('id', '=', rolloutId).executeTakeFirstOrThrow()
+    const rollout = await trx
+      .selectFrom('rollouts')
+      .select(['build_cursor', 'required_scopes'])
+      .where('id', '=', rolloutId)
+      .executeTakeFirstOrThrow()
     const cursor = Number(rollout.build_cursor)
     const rest = await nextSlice(trx, cursor, null)
-    if (rest.n > 0) await measureUsers(trx, rolloutId, parseScopes(rollout.required_scopes), { after: cursor, upto: null })
+    if (rest.n > 0)
+      await measureUsers(trx, rolloutId, parseScopes(rollout.required_scopes), { after: cursor, upto: null })
     await recountRollout(trx, rolloutId)
     await trx
       .updateTable('rollouts')
@@ -224,7 +265,11 @@ export async function runRolloutBuild(db: Tx, rolloutId: number, options: BuildO
   const done = (outcome: BuildOutcome) => ({ ...stats, outcome, totalMs: performance.now() - started })
 
   if (!(await takeBuildLease(db, rolloutId, owner, now(), leaseMs))) {
-    const row = await db.selectFrom('rollouts').select(['status', 'build_status']).where('id', '=', rolloutId).executeTakeFirst()
+    const row = await db
+      .selectFrom('rollouts')
+      .select(['status', 'build_status'])
+      .where('id', '=', rolloutId)
+      .executeTakeFirst()
     if (!row || row.status !== 'active') return done('inactive')
     return done(row.build_status === 'ready' ? 'ready' : 'busy')
   }
@@ -240,15 +285,24 @@ export async function runRolloutBuild(db: Tx, rolloutId: number, options: BuildO
       if (step === 'end') {
         const finished = await finishBuild(db, rolloutId, owner, now(), leaseMs)
         // A row per end user was just written: let PostgreSQL's planner see them.
-        if (finished) await refreshPlannerStatistics(db, ['rollout_members', 'rollout_member_missing', 'rollout_counts'])
+        if (finished)
+          await refreshPlannerStatistics(db, ['rollout_members', 'rollout_member_missing', 'rollout_counts'])
         stats.finishMs = performance.now() - t0
         return done(finished ? 'ready' : await lostOrInactive(db, rolloutId))
       }
       stats.maxChunkMs = Math.max(stats.maxChunkMs, performance.now() - t0)
       stats.chunks++
-      const progress = await db.selectFrom('rollouts').select(['build_cursor', 'build_done']).where('id', '=', rolloutId).executeTakeFirstOrThrow()
+      const progress = await db
+        .selectFrom('rollouts')
+        .select(['build_cursor', 'build_done'])
+        .where('id', '=', rolloutId)
+        .executeTakeFirstOrThrow()
       stats.users = Number(progress.build_done)
-      await options.afterChunk?.({ rolloutId, cursor: Number(progress.build_cursor), done: Number(progress.build_done) })
+      await options.afterChunk?.({
+        rolloutId,
+        cursor: Number(progress.build_cursor),
+        done: Number(progress.build_done),
+      })
       // Let queued requests (OAuth callbacks, dashboard pages) have the connection between chunks.
       await yieldToEventLoop()
     }

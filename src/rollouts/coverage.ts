@@ -21,7 +21,11 @@ export function coveragePercent(covered: number, members: number): number | null
 }
 
 export async function rolloutSummary(db: Db, rolloutId: number, requiredScopes: string): Promise<CoverageSummary> {
-  const rows = await db.selectFrom('rollout_counts').select(['bucket', 'count']).where('rollout_id', '=', rolloutId).execute()
+  const rows = await db
+    .selectFrom('rollout_counts')
+    .select(['bucket', 'count'])
+    .where('rollout_id', '=', rolloutId)
+    .execute()
   const counts = new Map(rows.map((r) => [r.bucket, Number(r.count)]))
   const get = (b: string) => counts.get(b) ?? 0
   const appIds = [...counts.keys()].filter((b) => b.startsWith('app:')).map((b) => Number(b.slice(4)))

@@ -64,22 +64,26 @@ export function parseLackingFilter(query: Query): LackingFilter {
   const filter: LackingFilter = { sort: 'user' }
   const sort = one(query, 'sort')
   if (sort !== undefined) {
-    if (!(LACKING_SORTS as readonly string[]).includes(sort)) throw new PageError(400, 'Bad sort', `Sort by one of: ${LACKING_SORTS.join(', ')}.`)
+    if (!(LACKING_SORTS as readonly string[]).includes(sort))
+      throw new PageError(400, 'Bad sort', `Sort by one of: ${LACKING_SORTS.join(', ')}.`)
     filter.sort = sort as LackingSort
   }
   const scope = one(query, 'scope')
   if (scope !== undefined) {
-    if (!/^[\x21\x23-\x5B\x5D-\x7E]{1,200}$/.test(scope)) throw new PageError(400, 'Unknown scope', 'That scope is not one of this rollout\'s required scopes.')
+    if (!/^[\x21\x23-\x5B\x5D-\x7E]{1,200}$/.test(scope))
+      throw new PageError(400, 'Unknown scope', "That scope is not one of this rollout's required scopes.")
     filter.scope = scope
   }
   const app = one(query, 'app')
   if (app !== undefined) {
-    if (!/^\d{1,9}$/.test(app)) throw new PageError(400, 'Unknown app', 'The app filter must name one of the listed apps.')
+    if (!/^\d{1,9}$/.test(app))
+      throw new PageError(400, 'Unknown app', 'The app filter must name one of the listed apps.')
     filter.appId = Number(app)
   }
   const q = one(query, 'q')
   if (q !== undefined) {
-    if (q.length > 200) throw new PageError(400, 'Search too long', 'Search by a Carta user id or an email (at most 200 characters).')
+    if (q.length > 200)
+      throw new PageError(400, 'Search too long', 'Search by a Carta user id or an email (at most 200 characters).')
     filter.search = q
   }
   return filter
@@ -107,7 +111,12 @@ export function encodeCursor(sort: LackingSort, row: { authorizedAt: number; use
 
 /** `<userId>` for the user sort, `<authorizedAt>.<userId>` for the time sorts; 400 otherwise. */
 export function decodeCursor(sort: LackingSort, value: string): Cursor {
-  const bad = () => new PageError(400, 'Bad page cursor', 'This page link is malformed or belongs to another sort order. Start again from the first page.')
+  const bad = () =>
+    new PageError(
+      400,
+      'Bad page cursor',
+      'This page link is malformed or belongs to another sort order. Start again from the first page.',
+    )
   if (sort === 'user') {
     if (!/^\d{1,15}$/.test(value)) throw bad()
     return { userId: Number(value) }
@@ -124,8 +133,17 @@ const PREFIX_END = '\u{10FFFF}'
  * One page of members needing action. Validates the filter against the rollout (unknown scope or
  * app → 400). Returns up to `limit` rows and the cursor of the next page, if any.
  */
-export async function listLacking(db: Kysely<Database>, rolloutId: number, filter: LackingFilter, page: LackingPage = {}): Promise<LackingResult> {
-  const rollout = await db.selectFrom('rollouts').select('required_scopes').where('id', '=', rolloutId).executeTakeFirst()
+export async function listLacking(
+  db: Kysely<Database>,
+  rolloutId: number,
+  filter: LackingFilter,
+  page: LackingPage = {},
+): Promise<LackingResult> {
+  const rollout = await db
+    .selectFrom('rollouts')
+    .select('required_scopes')
+    .where('id', '=', rolloutId)
+    .executeTakeFirst()
   if (!rollout) throw new PageError(404, 'Rollout not found', 'There is no rollout with this id.')
   if (filter.scope !== undefined && !parseScopes(rollout.required_scopes).includes(filter.scope)) {
     throw new PageError(400, 'Unknown scope', `"${filter.scope}" is not one of this rollout's required scopes.`)
@@ -144,11 +162,16 @@ export async function listLacking(db: Kysely<Database>, rolloutId: number, filte
   if (filter.scope && filter.sort === 'user') {
     q = (db as Kysely<any>)
       .selectFrom('rollout_member_missing as mm')
-      .innerJoin('rollout_members as m', (j) => j.onRef('m.rollout_id', '=', 'mm.rollout_id').onRef('m.user_id', '=', 'mm.user_id'))
+      .innerJoin('rollout_members as m', (j) =>
+        j.onRef('m.rollout_id', '=', 'mm.rollout_id').onRef('m.user_id', '=', 'mm.user_id'),
+      )
       .where('mm.rollout_id', '=', rolloutId)
       .where('mm.scope', '=', filter.scope)
   } else {
-    q = (db as Kysely<any>).selectFrom('rollout_members as m').where('m.rollout_id', '=', rolloutId).where('m.needs_action', '=', 1)
+    q = (db as Kysely<any>)
+      .selectFrom('rollout_members as m')
+      .where('m.rollout_id', '=', rolloutId)
+      .where('m.needs_action', '=', 1)
     if (filter.scope) {
       const scope = filter.scope
       q = q.where((eb) =>
@@ -173,7 +196,13 @@ export async function listLacking(db: Kysely<Database>, rolloutId: number, filte
         .select('id')
         .where('email', '>=', term)
         .where('email', '<', term + PREFIX_END)
-        .union(eb.selectFrom('end_users').select('id').where('carta_user_id', '>=', term).where('carta_user_id', '<', term + PREFIX_END)),
+        .union(
+          eb
+            .selectFrom('end_users')
+            .select('id')
+            .where('carta_user_id', '>=', term)
+            .where('carta_user_id', '<', term + PREFIX_END),
+        ),
     )
   }
   if (filter.sort === 'user') {
@@ -193,14 +222,23 @@ export async function listLacking(db: Kysely<Database>, rolloutId: number, filte
       const at = cursor.at!
       const uid = cursor.userId
       // (authorized_at, user_id) past the cursor, written so the index range applies on both engines.
-      q = q.where('m.authorized_at', edge, at).where((eb: any) => eb.or([eb('m.authorized_at', cmp, at), eb('m.user_id', cmp, uid)]))
+      q = q
+        .where('m.authorized_at', edge, at)
+        .where((eb: any) => eb.or([eb('m.authorized_at', cmp, at), eb('m.user_id', cmp, uid)]))
     }
     q = q.orderBy('m.authorized_at', dir).orderBy('m.user_id', dir)
   }
   const members = (await q
     .select(['m.user_id', 'm.app_id', 'm.state', 'm.reason', 'm.missing_scopes', 'm.authorized_at'])
     .limit(limit + 1)
-    .execute()) as Array<{ user_id: number; app_id: number | null; state: MemberState; reason: MemberReason | null; missing_scopes: string; authorized_at: number }>
+    .execute()) as Array<{
+    user_id: number
+    app_id: number | null
+    state: MemberState
+    reason: MemberReason | null
+    missing_scopes: string
+    authorized_at: number
+  }>
 
   const more = members.length > limit
   const pageRows = members.slice(0, limit)
@@ -212,11 +250,22 @@ export async function listLacking(db: Kysely<Database>, rolloutId: number, filte
 /** Adds identity, app and granted scopes to a page of member rows (batched, ≤ 1 query each). */
 async function decorate(
   db: Kysely<Database>,
-  members: Array<{ user_id: number; app_id: number | null; state: MemberState; reason: MemberReason | null; missing_scopes: string; authorized_at: number }>,
+  members: Array<{
+    user_id: number
+    app_id: number | null
+    state: MemberState
+    reason: MemberReason | null
+    missing_scopes: string
+    authorized_at: number
+  }>,
 ): Promise<LackingRow[]> {
   if (members.length === 0) return []
   const ids = members.map((m) => m.user_id)
-  const users = await db.selectFrom('end_users').select(['id', 'carta_user_id', 'email', 'name', 'status', 'active_grant_id']).where('id', 'in', ids).execute()
+  const users = await db
+    .selectFrom('end_users')
+    .select(['id', 'carta_user_id', 'email', 'name', 'status', 'active_grant_id'])
+    .where('id', 'in', ids)
+    .execute()
   const userById = new Map(users.map((u) => [u.id, u]))
   const grantIds = users.map((u) => u.active_grant_id).filter((g): g is number => g !== null)
   const scopes = grantIds.length
@@ -231,7 +280,9 @@ async function decorate(
   const scopesByGrant = new Map<number, string[]>()
   for (const s of scopes) scopesByGrant.set(s.grant_id, [...(scopesByGrant.get(s.grant_id) ?? []), s.scope])
   const appIds = [...new Set(members.map((m) => m.app_id).filter((a): a is number => a !== null))]
-  const apps = appIds.length ? await db.selectFrom('oauth_apps').select(['id', 'key', 'name']).where('id', 'in', appIds).execute() : []
+  const apps = appIds.length
+    ? await db.selectFrom('oauth_apps').select(['id', 'key', 'name']).where('id', 'in', appIds).execute()
+    : []
   const appById = new Map(apps.map((a) => [a.id, a]))
   return members.map((m) => {
     const u = userById.get(m.user_id)
@@ -248,7 +299,10 @@ async function decorate(
       state: m.state,
       reason: m.reason,
       missing: parseScopes(m.missing_scopes),
-      granted: ((u?.active_grant_id !== null && u?.active_grant_id !== undefined && scopesByGrant.get(u.active_grant_id)) || []).sort(),
+      granted: (
+        (u?.active_grant_id !== null && u?.active_grant_id !== undefined && scopesByGrant.get(u.active_grant_id)) ||
+        []
+      ).sort(),
       authorizedAt: Number(m.authorized_at),
     }
   })

@@ -10,12 +10,20 @@ import { PageError } from '../web/render.js'
 import { parseLackingFilter } from './lacking.js'
 import { LinkIssueError, exportLinksCsv, linkContextFrom } from './links.js'
 
-export const exportLinksUsage = 'Usage: npm run cli -- export-links <rollout id> [--scope SCOPE] [--app APP_ID] [--q SEARCH] [--out FILE]   (CSV to stdout without --out)'
+export const exportLinksUsage =
+  'Usage: npm run cli -- export-links <rollout id> [--scope SCOPE] [--app APP_ID] [--q SEARCH] [--out FILE]   (CSV to stdout without --out)'
 
-export async function exportLinksCommand(args: string[], open: () => Promise<Runtime> = () => openRuntime()): Promise<number> {
+export async function exportLinksCommand(
+  args: string[],
+  open: () => Promise<Runtime> = () => openRuntime(),
+): Promise<number> {
   let parsed
   try {
-    parsed = parseArgs({ args, allowPositionals: true, options: { scope: { type: 'string' }, app: { type: 'string' }, q: { type: 'string' }, out: { type: 'string' } } })
+    parsed = parseArgs({
+      args,
+      allowPositionals: true,
+      options: { scope: { type: 'string' }, app: { type: 'string' }, q: { type: 'string' }, out: { type: 'string' } },
+    })
   } catch (err) {
     console.error(`${(err as Error).message}\n${exportLinksUsage}`)
     return 2
@@ -32,12 +40,19 @@ export async function exportLinksCommand(args: string[], open: () => Promise<Run
     const write = async (chunk: string) => {
       if (!out.write(chunk)) await once(out, 'drain')
     }
-    const result = await exportLinksCsv(db, linkContextFrom(config, systemClock), { rolloutId: Number(id), filter, issuedBy: 'cli' }, write)
+    const result = await exportLinksCsv(
+      db,
+      linkContextFrom(config, systemClock),
+      { rolloutId: Number(id), filter, issuedBy: 'cli' },
+      write,
+    )
     if (out !== process.stdout) {
       out.end()
       await once(out, 'finish')
     }
-    console.error(`Exported ${result.matched} users (${result.issued} new links, ${result.reused} reused)${parsed.values.out ? ` to ${parsed.values.out}` : ''}.`)
+    console.error(
+      `Exported ${result.matched} users (${result.issued} new links, ${result.reused} reused)${parsed.values.out ? ` to ${parsed.values.out}` : ''}.`,
+    )
     return 0
   } catch (err) {
     if (err instanceof LinkIssueError || err instanceof PageError) {

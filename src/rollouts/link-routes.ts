@@ -54,27 +54,44 @@ export default async function reauthLinkRoutes(app: FastifyInstance): Promise<vo
     })
   })
 
-  app.post<TokenParams>('/reauthorize/:token', { config: oauthLimit, preHandler: app.csrfProtection }, async (request, reply) => {
-    const { link, rollout } = await followLink(request)
-    const target = await findAppById(db, rollout.app_id)
-    if (!target || target.status !== 'active' || !appConfigFor(config.apps, target)) {
-      await refuse(request, 'app_unavailable', link)
-    }
-    request.log.info({ linkId: link.id, rolloutId: rollout.id }, 'reauthorization link followed')
-    // The state is bound to this browser's session server-side (src/carta/states.ts), so the
-    // callback only completes here; the callback consumes the link and checks the identity.
-    return beginAuthorization(request, reply, { app: target!, scopes: appScopes(target!), linkId: link.id, expectedUserId: link.user_id, returnTo: '/?reauthorized=1' })
-  })
+  app.post<TokenParams>(
+    '/reauthorize/:token',
+    { config: oauthLimit, preHandler: app.csrfProtection },
+    async (request, reply) => {
+      const { link, rollout } = await followLink(request)
+      const target = await findAppById(db, rollout.app_id)
+      if (!target || target.status !== 'active' || !appConfigFor(config.apps, target)) {
+        await refuse(request, 'app_unavailable', link)
+      }
+      request.log.info({ linkId: link.id, rolloutId: rollout.id }, 'reauthorization link followed')
+      // The state is bound to this browser's session server-side (src/carta/states.ts), so the
+      // callback only completes here; the callback consumes the link and checks the identity.
+      return beginAuthorization(request, reply, {
+        app: target!,
+        scopes: appScopes(target!),
+        linkId: link.id,
+        expectedUserId: link.user_id,
+        returnTo: '/?reauthorized=1',
+      })
+    },
+  )
 
   /** The link behind the URL, or a refusal page (audited, logged without the token). */
-  async function followLink(request: FastifyRequest<TokenParams>): Promise<{ link: LinkRow; rollout: { id: number; name: string; app_id: number } }> {
+  async function followLink(
+    request: FastifyRequest<TokenParams>,
+  ): Promise<{ link: LinkRow; rollout: { id: number; name: string; app_id: number } }> {
     const resolved = await resolveLink(db, config.linkSigningSecret, request.params.token, clock.now())
     if (resolved.ok) return resolved
     if (resolved.reason === 'tampered') return refuse(request, 'tampered', null, resolved.linkId)
     return refuse(request, resolved.reason, resolved.link)
   }
 
-  async function refuse(request: FastifyRequest, reason: string, link: LinkRow | null, claimedId: number | null = null): Promise<never> {
+  async function refuse(
+    request: FastifyRequest,
+    reason: string,
+    link: LinkRow | null,
+    claimedId: number | null = null,
+  ): Promise<never> {
     const now = clock.now()
     await recordAudit(db, now, {
       type: 'link.rejected',
@@ -86,15 +103,35 @@ export default async function reauthLinkRoutes(app: FastifyInstance): Promise<vo
     request.log.warn({ reason, linkId: link?.id ?? claimedId }, 'reauthorization link refused')
     switch (reason) {
       case 'tampered':
-        throw new PageError(404, 'This link is not valid', 'The address may be cut short or mistyped. Open the link exactly as you received it, or ask for a new one.')
+        throw new PageError(
+          404,
+          'This link is not valid',
+          'The address may be cut short or mistyped. Open the link exactly as you received it, or ask for a new one.',
+        )
       case 'expired':
-        throw new PageError(410, 'This link has expired — ask for a new one', `Links work for ${config.linkTtlDays} days. Ask whoever sent it for a new link.`)
+        throw new PageError(
+          410,
+          'This link has expired — ask for a new one',
+          `Links work for ${config.linkTtlDays} days. Ask whoever sent it for a new link.`,
+        )
       case 'used':
-        throw new PageError(410, 'This link has already been used', 'Each link works once. If you are still asked to update your permissions, ask for a new link.')
+        throw new PageError(
+          410,
+          'This link has already been used',
+          'Each link works once. If you are still asked to update your permissions, ask for a new link.',
+        )
       case 'archived':
-        throw new PageError(410, 'This link is no longer needed', 'The permission update it was sent for has ended. There is nothing more to do.')
+        throw new PageError(
+          410,
+          'This link is no longer needed',
+          'The permission update it was sent for has ended. There is nothing more to do.',
+        )
       default:
-        throw new PageError(409, 'This link cannot be used right now', 'The Carta app it points to is no longer accepting connections. Ask for a new link.')
+        throw new PageError(
+          409,
+          'This link cannot be used right now',
+          'The Carta app it points to is no longer accepting connections. Ask for a new link.',
+        )
     }
   }
 
@@ -112,66 +149,94 @@ export default async function reauthLinkRoutes(app: FastifyInstance): Promise<vo
 
   const operatorPost = { preHandler: [requireOperator, app.csrfProtection] }
 
-  app.post<RolloutParams & { Body: { user_id?: string; return_to?: string } }>('/admin/rollouts/:id/links', operatorPost, async (request, reply) => {
-    const rolloutId = idParam(request.params.id)
-    const userId = Number(request.body?.user_id)
-    if (!Number.isSafeInteger(userId) || userId < 1) throw new PageError(400, 'No user chosen', 'The form did not say which user the link is for.')
-    const issued = await issueOrPage(() => issueLink(db, context, { rolloutId, userId, issuedBy: operatorActor(request) }))
-    request.log.info({ rolloutId, userId, linkId: issued.link.id, reused: issued.reused }, issued.reused ? 'reauthorization link reused' : 'reauthorization link issued')
-    if (request.body?.return_to === 'link') {
-      return reply.redirect(`/admin/rollouts/${rolloutId}/links/${userId}?${issued.reused ? 'reused' : 'issued'}=1`, 303)
-    }
-    return reply.redirect(`/admin/rollouts/${rolloutId}?link=${userId}#user-${userId}`, 303)
-  })
+  app.post<RolloutParams & { Body: { user_id?: string; return_to?: string } }>(
+    '/admin/rollouts/:id/links',
+    operatorPost,
+    async (request, reply) => {
+      const rolloutId = idParam(request.params.id)
+      const userId = Number(request.body?.user_id)
+      if (!Number.isSafeInteger(userId) || userId < 1)
+        throw new PageError(400, 'No user chosen', 'The form did not say which user the link is for.')
+      const issued = await issueOrPage(() =>
+        issueLink(db, context, { rolloutId, userId, issuedBy: operatorActor(request) }),
+      )
+      request.log.info(
+        { rolloutId, userId, linkId: issued.link.id, reused: issued.reused },
+        issued.reused ? 'reauthorization link reused' : 'reauthorization link issued',
+      )
+      if (request.body?.return_to === 'link') {
+        return reply.redirect(
+          `/admin/rollouts/${rolloutId}/links/${userId}?${issued.reused ? 'reused' : 'issued'}=1`,
+          303,
+        )
+      }
+      return reply.redirect(`/admin/rollouts/${rolloutId}?link=${userId}#user-${userId}`, 303)
+    },
+  )
 
-  app.post<RolloutParams & { Body: Record<string, unknown> }>('/admin/rollouts/:id/links/bulk', operatorPost, async (request, reply) => {
-    const rolloutId = idParam(request.params.id)
-    const filter = parseLackingFilter(request.body ?? {})
-    const result = await issueOrPage(() => issueLinksBulk(db, context, { rolloutId, filter, issuedBy: operatorActor(request) }))
-    request.log.info({ rolloutId, ...result }, 'reauthorization links issued in bulk')
-    const query = filterQuery(filter)
-    return renderPage(request, reply, 'admin/links-bulk', {
-      title: 'Links issued',
-      rolloutId,
-      rolloutName: await rolloutName(rolloutId),
-      result,
-      filterText: await describeFilter(db, filter),
-      backHref: `/admin/rollouts/${rolloutId}${query ? `?${query}` : ''}`,
-      csvHref: `/admin/rollouts/${rolloutId}/links.csv${query ? `?${query}` : ''}`,
-    })
-  })
+  app.post<RolloutParams & { Body: Record<string, unknown> }>(
+    '/admin/rollouts/:id/links/bulk',
+    operatorPost,
+    async (request, reply) => {
+      const rolloutId = idParam(request.params.id)
+      const filter = parseLackingFilter(request.body ?? {})
+      const result = await issueOrPage(() =>
+        issueLinksBulk(db, context, { rolloutId, filter, issuedBy: operatorActor(request) }),
+      )
+      request.log.info({ rolloutId, ...result }, 'reauthorization links issued in bulk')
+      const query = filterQuery(filter)
+      return renderPage(request, reply, 'admin/links-bulk', {
+        title: 'Links issued',
+        rolloutId,
+        rolloutName: await rolloutName(rolloutId),
+        result,
+        filterText: await describeFilter(db, filter),
+        backHref: `/admin/rollouts/${rolloutId}${query ? `?${query}` : ''}`,
+        csvHref: `/admin/rollouts/${rolloutId}/links.csv${query ? `?${query}` : ''}`,
+      })
+    },
+  )
 
   // A GET that issues links: the export must hand out a working link on every row. Issuing is
   // idempotent (outstanding links are reused) and the file only reaches the operator.
-  app.get<RolloutParams & { Querystring: Record<string, unknown> }>('/admin/rollouts/:id/links.csv', { preHandler: requireOperator }, async (request, reply) => {
-    const rolloutId = idParam(request.params.id)
-    const filter = parseLackingFilter(request.query ?? {})
-    const issuedBy = operatorActor(request)
-    const rollout = await db.selectFrom('rollouts').select(['id', 'status']).where('id', '=', rolloutId).executeTakeFirst()
-    if (!rollout) throw new PageError(404, 'Rollout not found', `There is no rollout ${rolloutId}.`)
-    if (rollout.status !== 'active') throw new PageError(409, 'Rollout archived', 'An archived rollout issues no more links.')
-    // Refuse a bad filter (unknown scope or app) with a page, before the file starts streaming.
-    await listLacking(db, rolloutId, filter, { limit: 1 })
-    const out = new PassThrough()
-    const write = async (chunk: string) => {
-      if (!out.write(chunk)) await new Promise((resolve) => out.once('drain', resolve))
-    }
-    exportLinksCsv(db, context, { rolloutId, filter, issuedBy }, write).then(
-      (result) => {
-        request.log.info({ rolloutId, ...result }, 'reauthorization links exported')
-        out.end()
-      },
-      (err: Error) => {
-        request.log.error({ err, rolloutId }, 'link export failed')
-        out.destroy(err)
-      },
-    )
-    return reply
-      .type('text/csv; charset=utf-8')
-      .header('content-disposition', `attachment; filename="rollout-${rolloutId}-links-${isoDate(clock.now())}.csv"`)
-      .header('cache-control', 'no-store')
-      .send(out)
-  })
+  app.get<RolloutParams & { Querystring: Record<string, unknown> }>(
+    '/admin/rollouts/:id/links.csv',
+    { preHandler: requireOperator },
+    async (request, reply) => {
+      const rolloutId = idParam(request.params.id)
+      const filter = parseLackingFilter(request.query ?? {})
+      const issuedBy = operatorActor(request)
+      const rollout = await db
+        .selectFrom('rollouts')
+        .select(['id', 'status'])
+        .where('id', '=', rolloutId)
+        .executeTakeFirst()
+      if (!rollout) throw new PageError(404, 'Rollout not found', `There is no rollout ${rolloutId}.`)
+      if (rollout.status !== 'active')
+        throw new PageError(409, 'Rollout archived', 'An archived rollout issues no more links.')
+      // Refuse a bad filter (unknown scope or app) with a page, before the file starts streaming.
+      await listLacking(db, rolloutId, filter, { limit: 1 })
+      const out = new PassThrough()
+      const write = async (chunk: string) => {
+        if (!out.write(chunk)) await new Promise((resolve) => out.once('drain', resolve))
+      }
+      exportLinksCsv(db, context, { rolloutId, filter, issuedBy }, write).then(
+        (result) => {
+          request.log.info({ rolloutId, ...result }, 'reauthorization links exported')
+          out.end()
+        },
+        (err: Error) => {
+          request.log.error({ err, rolloutId }, 'link export failed')
+          out.destroy(err)
+        },
+      )
+      return reply
+        .type('text/csv; charset=utf-8')
+        .header('content-disposition', `attachment; filename="rollout-${rolloutId}-links-${isoDate(clock.now())}.csv"`)
+        .header('cache-control', 'no-store')
+        .send(out)
+    },
+  )
 
   app.get<{ Params: { id: string; userId: string }; Querystring: { issued?: string; reused?: string } }>(
     '/admin/rollouts/:id/links/:userId',
@@ -179,8 +244,16 @@ export default async function reauthLinkRoutes(app: FastifyInstance): Promise<vo
     async (request, reply) => {
       const rolloutId = idParam(request.params.id)
       const userId = idParam(request.params.userId)
-      const rollout = await db.selectFrom('rollouts').select(['id', 'name', 'status']).where('id', '=', rolloutId).executeTakeFirst()
-      const user = await db.selectFrom('end_users').select(['id', 'carta_user_id', 'email', 'name']).where('id', '=', userId).executeTakeFirst()
+      const rollout = await db
+        .selectFrom('rollouts')
+        .select(['id', 'name', 'status'])
+        .where('id', '=', rolloutId)
+        .executeTakeFirst()
+      const user = await db
+        .selectFrom('end_users')
+        .select(['id', 'carta_user_id', 'email', 'name'])
+        .where('id', '=', userId)
+        .executeTakeFirst()
       if (!rollout || !user) throw new PageError(404, 'Not found', 'There is no such rollout or user.')
       const member = await db
         .selectFrom('rollout_members')
@@ -188,7 +261,14 @@ export default async function reauthLinkRoutes(app: FastifyInstance): Promise<vo
         .where('rollout_id', '=', rolloutId)
         .where('user_id', '=', userId)
         .executeTakeFirst()
-      const links = await db.selectFrom('reauth_links').selectAll().where('rollout_id', '=', rolloutId).where('user_id', '=', userId).orderBy('id', 'desc').limit(20).execute()
+      const links = await db
+        .selectFrom('reauth_links')
+        .selectAll()
+        .where('rollout_id', '=', rolloutId)
+        .where('user_id', '=', userId)
+        .orderBy('id', 'desc')
+        .limit(20)
+        .execute()
       const now = clock.now()
       const latest = (await latestLinks(db, rolloutId, [userId], context)).get(userId) ?? null
       return renderPage(request, reply, 'admin/link', {
@@ -197,7 +277,14 @@ export default async function reauthLinkRoutes(app: FastifyInstance): Promise<vo
         user,
         member: member ? { state: member.state, missing: parseScopes(member.missing_scopes) } : null,
         latest,
-        links: links.map((l) => ({ id: l.id, state: linkState(l, now), issuedAt: isoTime(l.issued_at), expiresAt: isoTime(l.expires_at), usedAt: l.used_at ? isoTime(l.used_at) : null, issuedBy: l.issued_by })),
+        links: links.map((l) => ({
+          id: l.id,
+          state: linkState(l, now),
+          issuedAt: isoTime(l.issued_at),
+          expiresAt: isoTime(l.expires_at),
+          usedAt: l.used_at ? isoTime(l.used_at) : null,
+          issuedBy: l.issued_by,
+        })),
         latestExpires: latest ? isoTime(latest.expiresAt) : null,
         notice: request.query.reused ? 'reused' : request.query.issued ? 'issued' : null,
         ttlDays: config.linkTtlDays,
@@ -222,7 +309,8 @@ async function issueOrPage<T>(issue: () => Promise<T>): Promise<T> {
 }
 
 function idParam(value: string): number {
-  if (!/^\d{1,12}$/.test(value) || Number(value) < 1) throw new PageError(404, 'Page not found', 'There is nothing at this address.')
+  if (!/^\d{1,12}$/.test(value) || Number(value) < 1)
+    throw new PageError(404, 'Page not found', 'There is nothing at this address.')
   return Number(value)
 }
 

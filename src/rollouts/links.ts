@@ -80,7 +80,10 @@ export function verifyLinkToken(secret: string, token: string): { linkId: number
   return { linkId: Number(id), nonce: bytes.subarray(8).toString('base64url') }
 }
 
-export function linkUrl(context: Pick<LinkContext, 'publicUrl' | 'secret'>, row: Pick<LinkRow, 'id' | 'nonce'>): string {
+export function linkUrl(
+  context: Pick<LinkContext, 'publicUrl' | 'secret'>,
+  row: Pick<LinkRow, 'id' | 'nonce'>,
+): string {
   return `${context.publicUrl}/reauthorize/${signLinkToken(context.secret, row.id, row.nonce)}`
 }
 
@@ -97,15 +100,25 @@ export type ResolvedLink =
   | { ok: false; reason: 'used' | 'expired' | 'archived'; link: LinkRow }
 
 /** Checks a token from a URL against the secret and the stored row (the public page and its POST). */
-export async function resolveLink(db: Kysely<Database>, secret: string, token: string, now: number): Promise<ResolvedLink> {
+export async function resolveLink(
+  db: Kysely<Database>,
+  secret: string,
+  token: string,
+  now: number,
+): Promise<ResolvedLink> {
   const claimed = verifyLinkToken(secret, token)
   if (!claimed) return { ok: false, reason: 'tampered', linkId: null }
   const link = await db.selectFrom('reauth_links').selectAll().where('id', '=', claimed.linkId).executeTakeFirst()
   // A valid MAC over a nonce the row does not hold: the row was deleted (rollout removed).
-  if (!link || !equalStrings(link.nonce, claimed.nonce)) return { ok: false, reason: 'tampered', linkId: claimed.linkId }
+  if (!link || !equalStrings(link.nonce, claimed.nonce))
+    return { ok: false, reason: 'tampered', linkId: claimed.linkId }
   if (link.used_at !== null) return { ok: false, reason: 'used', link }
   if (link.expires_at <= now) return { ok: false, reason: 'expired', link }
-  const rollout = await db.selectFrom('rollouts').select(['id', 'name', 'app_id', 'status']).where('id', '=', link.rollout_id).executeTakeFirst()
+  const rollout = await db
+    .selectFrom('rollouts')
+    .select(['id', 'name', 'app_id', 'status'])
+    .where('id', '=', link.rollout_id)
+    .executeTakeFirst()
   if (!rollout || rollout.status !== 'active') return { ok: false, reason: 'archived', link }
   return { ok: true, link, rollout: { id: rollout.id, name: rollout.name, app_id: rollout.app_id } }
 }
@@ -123,7 +136,12 @@ function equalStrings(a: string, b: string): boolean {
  * lock makes the loser re-check `used_at` on PostgreSQL; SQLite serialises writers).
  * Writes the `link.used` audit event in the same transaction.
  */
-export async function consumeLink(db: Kysely<Database>, linkId: number, grantId: number, now: number): Promise<boolean> {
+export async function consumeLink(
+  db: Kysely<Database>,
+  linkId: number,
+  grantId: number,
+  now: number,
+): Promise<boolean> {
   const result = await db
     .updateTable('reauth_links')
     .set({ used_at: now, used_grant_id: grantId })
@@ -133,7 +151,11 @@ export async function consumeLink(db: Kysely<Database>, linkId: number, grantId:
     .where('rollout_id', 'in', (eb) => eb.selectFrom('rollouts').select('id').where('status', '=', 'active'))
     .executeTakeFirst()
   if (Number(result.numUpdatedRows) !== 1) return false
-  const link = await db.selectFrom('reauth_links').select(['user_id', 'rollout_id']).where('id', '=', linkId).executeTakeFirstOrThrow()
+  const link = await db
+    .selectFrom('reauth_links')
+    .select(['user_id', 'rollout_id'])
+    .where('id', '=', linkId)
+    .executeTakeFirstOrThrow()
   await recordAudit(db, now, {
     type: 'link.used',
     actor: `user:${link.user_id}`,
@@ -178,10 +200,18 @@ function newLinkRow(context: LinkContext, rolloutId: number, userId: number, iss
   }
 }
 
-async function activeRollout(db: Kysely<Database>, rolloutId: number): Promise<{ id: number; name: string; app_id: number; required_scopes: string }> {
-  const rollout = await db.selectFrom('rollouts').select(['id', 'name', 'app_id', 'status', 'required_scopes']).where('id', '=', rolloutId).executeTakeFirst()
+async function activeRollout(
+  db: Kysely<Database>,
+  rolloutId: number,
+): Promise<{ id: number; name: string; app_id: number; required_scopes: string }> {
+  const rollout = await db
+    .selectFrom('rollouts')
+    .select(['id', 'name', 'app_id', 'status', 'required_scopes'])
+    .where('id', '=', rolloutId)
+    .executeTakeFirst()
   if (!rollout) throw new LinkIssueError('no-rollout', `There is no rollout ${rolloutId}.`)
-  if (rollout.status !== 'active') throw new LinkIssueError('archived', `Rollout "${rollout.name}" is archived; it issues no more links.`)
+  if (rollout.status !== 'active')
+    throw new LinkIssueError('archived', `Rollout "${rollout.name}" is archived; it issues no more links.`)
   return rollout
 }
 
@@ -189,7 +219,11 @@ async function activeRollout(db: Kysely<Database>, rolloutId: number): Promise<{
  * Issues one link for a user of a rollout, or hands back the unexpired unused one that exists
  * (links are not multiplied: each outstanding link is one more URL that works).
  */
-export async function issueLink(db: Kysely<Database>, context: LinkContext, input: { rolloutId: number; userId: number; issuedBy: string }): Promise<IssuedLink> {
+export async function issueLink(
+  db: Kysely<Database>,
+  context: LinkContext,
+  input: { rolloutId: number; userId: number; issuedBy: string },
+): Promise<IssuedLink> {
   const now = context.clock.now()
   return db.transaction().execute(async (trx) => {
     await activeRollout(trx, input.rolloutId)
@@ -211,7 +245,12 @@ export async function issueLink(db: Kysely<Database>, context: LinkContext, inpu
   })
 }
 
-async function outstandingLink(db: Kysely<Database>, rolloutId: number, userId: number, now: number): Promise<LinkRow | undefined> {
+async function outstandingLink(
+  db: Kysely<Database>,
+  rolloutId: number,
+  userId: number,
+  now: number,
+): Promise<LinkRow | undefined> {
   return db
     .selectFrom('reauth_links')
     .selectAll()
@@ -321,7 +360,11 @@ export async function ensureLinksForFilter(
   return totals
 }
 
-export async function issueLinksBulk(db: Kysely<Database>, context: LinkContext, input: { rolloutId: number; filter: LackingFilter; issuedBy: string }): Promise<BulkResult> {
+export async function issueLinksBulk(
+  db: Kysely<Database>,
+  context: LinkContext,
+  input: { rolloutId: number; filter: LackingFilter; issuedBy: string },
+): Promise<BulkResult> {
   const result = await ensureLinksForFilter(db, context, input)
   await recordAudit(db, context.clock.now(), {
     type: 'links.issued_bulk',
@@ -366,10 +409,22 @@ export async function exportLinksCsv(
   const result = await ensureLinksForFilter(db, context, input, async (rows) => {
     let chunk = ''
     for (const row of rows) {
-      chunk += csvLine([row.userId, row.cartaUserId, row.email, row.missing.join(' '), linkUrl(context, row.link), new Date(row.link.expires_at).toISOString()])
+      chunk += csvLine([
+        row.userId,
+        row.cartaUserId,
+        row.email,
+        row.missing.join(' '),
+        linkUrl(context, row.link),
+        new Date(row.link.expires_at).toISOString(),
+      ])
     }
     await write(chunk)
   })
-  await recordAudit(db, context.clock.now(), { type: 'links.exported', actor: input.issuedBy, rolloutId: input.rolloutId, details: { ...result, filter: input.filter } })
+  await recordAudit(db, context.clock.now(), {
+    type: 'links.exported',
+    actor: input.issuedBy,
+    rolloutId: input.rolloutId,
+    details: { ...result, filter: input.filter },
+  })
   return result
 }

@@ -49,7 +49,13 @@ export function computeMembership(input: MemberInputs): Membership {
   }
   const missing = missingScopes(required, grant.scopes)
   if (input.appRetired || missing.length > 0) {
-    return { state: 'lacking', reason: input.appRetired ? 'app_retired' : 'missing_scopes', missing, appId: grant.appId, authorizedAt: grant.createdAt }
+    return {
+      state: 'lacking',
+      reason: input.appRetired ? 'app_retired' : 'missing_scopes',
+      missing,
+      appId: grant.appId,
+      authorizedAt: grant.createdAt,
+    }
   }
   return { state: 'covered', reason: null, missing: [], appId: grant.appId, authorizedAt: grant.createdAt }
 }
@@ -67,7 +73,9 @@ export async function applyCountDeltas(db: Tx, rolloutId: number, deltas: Map<st
       .insertInto('rollout_counts')
       .values({ rollout_id: rolloutId, bucket, count: delta })
       .onConflict((oc) =>
-        oc.columns(['rollout_id', 'bucket']).doUpdateSet((eb) => ({ count: eb('rollout_counts.count', '+', eb.ref('excluded.count')) })),
+        oc
+          .columns(['rollout_id', 'bucket'])
+          .doUpdateSet((eb) => ({ count: eb('rollout_counts.count', '+', eb.ref('excluded.count')) })),
       )
       .execute()
   }
@@ -75,7 +83,11 @@ export async function applyCountDeltas(db: Tx, rolloutId: number, deltas: Map<st
 
 /** What the database says about one user, for computeMembership. */
 async function loadMemberInputs(db: Tx, userId: number): Promise<Omit<MemberInputs, 'required'> | null> {
-  const user = await db.selectFrom('end_users').select(['id', 'status', 'active_grant_id', 'created_at']).where('id', '=', userId).executeTakeFirst()
+  const user = await db
+    .selectFrom('end_users')
+    .select(['id', 'status', 'active_grant_id', 'created_at'])
+    .where('id', '=', userId)
+    .executeTakeFirst()
   if (!user) return null
   let grant: MemberInputs['grant'] = null
   let appRetired = false
@@ -94,7 +106,11 @@ async function loadMemberInputs(db: Tx, userId: number): Promise<Omit<MemberInpu
   }
   let lastAuthorizedAt = grant?.createdAt
   if (lastAuthorizedAt === undefined) {
-    const latest = await db.selectFrom('grants').select((eb) => eb.fn.max('created_at').as('at')).where('user_id', '=', userId).executeTakeFirst()
+    const latest = await db
+      .selectFrom('grants')
+      .select((eb) => eb.fn.max('created_at').as('at'))
+      .where('user_id', '=', userId)
+      .executeTakeFirst()
     lastAuthorizedAt = latest?.at !== null && latest?.at !== undefined ? Number(latest.at) : user.created_at
   }
   return { grant, appRetired, userStatus: user.status, lastAuthorizedAt }
@@ -106,7 +122,11 @@ async function loadMemberInputs(db: Tx, userId: number): Promise<Omit<MemberInpu
  * user's status.
  */
 export async function syncUserRollouts(db: Tx, userId: number, _now: number): Promise<void> {
-  const rollouts = await db.selectFrom('rollouts').select(['id', 'required_scopes']).where('status', '=', 'active').execute()
+  const rollouts = await db
+    .selectFrom('rollouts')
+    .select(['id', 'required_scopes'])
+    .where('status', '=', 'active')
+    .execute()
   if (rollouts.length === 0) return
   const inputs = await loadMemberInputs(db, userId)
   if (!inputs) return
@@ -136,7 +156,9 @@ export async function syncUserRollouts(db: Tx, userId: number, _now: number): Pr
     if (unchanged) continue
 
     const deltas = new Map<string, number>()
-    if (old) for (const b of memberBuckets({ state: old.state, missing: oldMissing, appId: old.app_id })) deltas.set(b, (deltas.get(b) ?? 0) - 1)
+    if (old)
+      for (const b of memberBuckets({ state: old.state, missing: oldMissing, appId: old.app_id }))
+        deltas.set(b, (deltas.get(b) ?? 0) - 1)
     for (const b of memberBuckets(next)) deltas.set(b, (deltas.get(b) ?? 0) + 1)
 
     const values = {
@@ -148,14 +170,27 @@ export async function syncUserRollouts(db: Tx, userId: number, _now: number): Pr
       authorized_at: next.authorizedAt,
     }
     if (old) {
-      await db.updateTable('rollout_members').set(values).where('rollout_id', '=', rollout.id).where('user_id', '=', userId).execute()
+      await db
+        .updateTable('rollout_members')
+        .set(values)
+        .where('rollout_id', '=', rollout.id)
+        .where('user_id', '=', userId)
+        .execute()
     } else {
-      await db.insertInto('rollout_members').values({ rollout_id: rollout.id, user_id: userId, ...values }).execute()
+      await db
+        .insertInto('rollout_members')
+        .values({ rollout_id: rollout.id, user_id: userId, ...values })
+        .execute()
     }
     const gone = oldMissing.filter((s) => !next.missing.includes(s))
     const added = next.missing.filter((s) => !oldMissing.includes(s))
     if (gone.length) {
-      await db.deleteFrom('rollout_member_missing').where('rollout_id', '=', rollout.id).where('user_id', '=', userId).where('scope', 'in', gone).execute()
+      await db
+        .deleteFrom('rollout_member_missing')
+        .where('rollout_id', '=', rollout.id)
+        .where('user_id', '=', userId)
+        .where('scope', 'in', gone)
+        .execute()
     }
     if (added.length) {
       await db
@@ -179,7 +214,12 @@ export interface UserRange {
  * triples for a user who already has a member row): syncUserRollouts wrote them from newer state
  * while a background build was under way. Counters are not touched; see build.ts.
  */
-export async function measureUsers(db: Tx, rolloutId: number, requiredScopes: string[], range: UserRange): Promise<void> {
+export async function measureUsers(
+  db: Tx,
+  rolloutId: number,
+  requiredScopes: string[],
+  range: UserRange,
+): Promise<void> {
   const required = parseScopes(requiredScopes.join(' '))
   const rid = sql.lit(rolloutId)
   const inRange = <Q extends { where: (...args: any[]) => Q }>(q: Q, col: string): Q => {
@@ -213,7 +253,14 @@ export async function measureUsers(db: Tx, rolloutId: number, requiredScopes: st
       .where((eb) =>
         eb.not(
           eb.exists(
-            inRange(eb.selectFrom('rollout_members as em').select(sql.lit(1).as('one')).where('em.rollout_id', '=', rolloutId).whereRef('em.user_id', '=', 'u.id') as any, 'em.user_id'),
+            inRange(
+              eb
+                .selectFrom('rollout_members as em')
+                .select(sql.lit(1).as('one'))
+                .where('em.rollout_id', '=', rolloutId)
+                .whereRef('em.user_id', '=', 'u.id') as any,
+              'em.user_id',
+            ),
           ),
         ),
       )
@@ -229,7 +276,10 @@ export async function measureUsers(db: Tx, rolloutId: number, requiredScopes: st
   // The range bound repeated inside EXISTS is redundant with mm.user_id = u.id, but without it
   // PostgreSQL turns each EXISTS into a hashed subplan over ALL the rollout's missing rows, so
   // every chunk gets slower as the build proceeds (5,000-user chunk: 362 ms → 60 ms with it).
-  const mmRange = range.upto === null ? sql`mm.user_id > ${range.after}` : sql`mm.user_id > ${range.after} and mm.user_id <= ${range.upto}`
+  const mmRange =
+    range.upto === null
+      ? sql`mm.user_id > ${range.after}`
+      : sql`mm.user_id > ${range.after} and mm.user_id <= ${range.upto}`
   const missingExpr = required.length
     ? sql<string>`trim(${sql.join(
         required.map(
@@ -252,7 +302,10 @@ export async function measureUsers(db: Tx, rolloutId: number, requiredScopes: st
       eb.fn
         .coalesce(
           'g.created_at',
-          eb.selectFrom('grants as lg').select((e) => e.fn.max('lg.created_at').as('m')).whereRef('lg.user_id', '=', 'u.id'),
+          eb
+            .selectFrom('grants as lg')
+            .select((e) => e.fn.max('lg.created_at').as('m'))
+            .whereRef('lg.user_id', '=', 'u.id'),
           'u.created_at',
         )
         .as('authorized_at'),
@@ -268,7 +321,9 @@ export async function measureUsers(db: Tx, rolloutId: number, requiredScopes: st
           rid.as('rollout_id'),
           'x.user_id',
           'x.app_id',
-          sql<MemberState>`case when x.kind < 2 then 'reconnect' when x.retired = 1 or x.missing <> '' then 'lacking' else 'covered' end`.as('state'),
+          sql<MemberState>`case when x.kind < 2 then 'reconnect' when x.retired = 1 or x.missing <> '' then 'lacking' else 'covered' end`.as(
+            'state',
+          ),
           sql<number>`case when x.kind = 2 and x.retired = 0 and x.missing = '' then 0 else 1 end`.as('needs_action'),
           'x.missing',
           sql<MemberReason | null>`case when x.kind = 0 then 'no_active_grant' when x.kind = 1 then 'needs_reconnect' when x.retired = 1 then 'app_retired' when x.missing <> '' then 'missing_scopes' else null end`.as(
@@ -300,13 +355,21 @@ export async function recountRollout(db: Tx, rolloutId: number): Promise<Map<str
   const counts = await exactCounts(db, rolloutId)
   await db.deleteFrom('rollout_counts').where('rollout_id', '=', rolloutId).execute()
   const rows = [...counts].map(([bucket, count]) => ({ rollout_id: rolloutId, bucket, count }))
-  for (let i = 0; i < rows.length; i += 200) await db.insertInto('rollout_counts').values(rows.slice(i, i + 200)).execute()
+  for (let i = 0; i < rows.length; i += 200)
+    await db
+      .insertInto('rollout_counts')
+      .values(rows.slice(i, i + 200))
+      .execute()
   return counts
 }
 
 /** The counters as they should be, computed from the member rows (no writes). */
 export async function exactCounts(db: Tx, rolloutId: number): Promise<Map<string, number>> {
-  const rollout = await db.selectFrom('rollouts').select('required_scopes').where('id', '=', rolloutId).executeTakeFirstOrThrow()
+  const rollout = await db
+    .selectFrom('rollouts')
+    .select('required_scopes')
+    .where('id', '=', rolloutId)
+    .executeTakeFirstOrThrow()
   const counts = new Map<string, number>([
     ['members', 0],
     ['covered', 0],
@@ -344,7 +407,11 @@ export async function exactCounts(db: Tx, rolloutId: number): Promise<Map<string
 
 /** The delta-maintained counters as stored. */
 export async function storedCounts(db: Tx, rolloutId: number): Promise<Map<string, number>> {
-  const rows = await db.selectFrom('rollout_counts').select(['bucket', 'count']).where('rollout_id', '=', rolloutId).execute()
+  const rows = await db
+    .selectFrom('rollout_counts')
+    .select(['bucket', 'count'])
+    .where('rollout_id', '=', rolloutId)
+    .execute()
   return new Map(rows.map((r) => [r.bucket, Number(r.count)]))
 }
 
@@ -360,21 +427,46 @@ export async function syncUsersOnApp(db: Tx, appId: number, _now: number): Promi
   for (const { id } of rollouts) {
     const count = async (build: (q: any) => any): Promise<number> => {
       const row = await build(
-        db.selectFrom('rollout_members').select((eb) => eb.fn.countAll().as('n')).where('rollout_id', '=', id).where('app_id', '=', appId),
+        db
+          .selectFrom('rollout_members')
+          .select((eb) => eb.fn.countAll().as('n'))
+          .where('rollout_id', '=', id)
+          .where('app_id', '=', appId),
       ).executeTakeFirst()
       return Number(row?.n ?? 0)
     }
     const scoped = db.updateTable('rollout_members').where('rollout_id', '=', id).where('app_id', '=', appId)
     if (app.status === 'retired') {
       const n = await count((q) => q.where('state', '=', 'covered'))
-      await scoped.set({ state: 'lacking', needs_action: 1, reason: 'app_retired' }).where('state', '=', 'covered').execute()
+      await scoped
+        .set({ state: 'lacking', needs_action: 1, reason: 'app_retired' })
+        .where('state', '=', 'covered')
+        .execute()
       await scoped.set({ reason: 'app_retired' }).where('state', '=', 'lacking').execute()
-      await applyCountDeltas(db, id, new Map([['covered', -n], ['lacking', n]]))
+      await applyCountDeltas(
+        db,
+        id,
+        new Map([
+          ['covered', -n],
+          ['lacking', n],
+        ]),
+      )
     } else {
       const n = await count((q) => q.where('reason', '=', 'app_retired').where('missing_scopes', '=', ''))
-      await scoped.set({ state: 'covered', needs_action: 0, reason: null }).where('reason', '=', 'app_retired').where('missing_scopes', '=', '').execute()
+      await scoped
+        .set({ state: 'covered', needs_action: 0, reason: null })
+        .where('reason', '=', 'app_retired')
+        .where('missing_scopes', '=', '')
+        .execute()
       await scoped.set({ reason: 'missing_scopes' }).where('reason', '=', 'app_retired').execute()
-      await applyCountDeltas(db, id, new Map([['covered', n], ['lacking', -n]]))
+      await applyCountDeltas(
+        db,
+        id,
+        new Map([
+          ['covered', n],
+          ['lacking', -n],
+        ]),
+      )
     }
   }
 }

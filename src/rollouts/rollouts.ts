@@ -38,18 +38,32 @@ export class RolloutValidationError extends Error {
 export const MAX_NAME_LENGTH = 120
 
 /** Checks the form against the database: an active target app and a non-empty subset of its scopes. */
-export async function validateNewRollout(db: Db, input: NewRollout): Promise<{ name: string; appId: number; scopes: string[] }> {
+export async function validateNewRollout(
+  db: Db,
+  input: NewRollout,
+): Promise<{ name: string; appId: number; scopes: string[] }> {
   const name = input.name.trim()
   if (!name) throw new RolloutValidationError('name', 'Give the rollout a name.')
-  if (name.length > MAX_NAME_LENGTH) throw new RolloutValidationError('name', `The name may be at most ${MAX_NAME_LENGTH} characters.`)
-  if (!Number.isSafeInteger(input.appId) || input.appId <= 0) throw new RolloutValidationError('app', 'Choose the target app.')
-  const app = await db.selectFrom('oauth_apps').select(['id', 'scopes', 'status']).where('id', '=', input.appId).executeTakeFirst()
+  if (name.length > MAX_NAME_LENGTH)
+    throw new RolloutValidationError('name', `The name may be at most ${MAX_NAME_LENGTH} characters.`)
+  if (!Number.isSafeInteger(input.appId) || input.appId <= 0)
+    throw new RolloutValidationError('app', 'Choose the target app.')
+  const app = await db
+    .selectFrom('oauth_apps')
+    .select(['id', 'scopes', 'status'])
+    .where('id', '=', input.appId)
+    .executeTakeFirst()
   if (!app) throw new RolloutValidationError('app', 'The chosen target app does not exist.')
-  if (app.status !== 'active') throw new RolloutValidationError('app', 'The chosen target app is retired; choose an active app.')
+  if (app.status !== 'active')
+    throw new RolloutValidationError('app', 'The chosen target app is retired; choose an active app.')
   const scopes = parseScopes(input.scopes.join(' '))
   if (scopes.length === 0) throw new RolloutValidationError('scopes', 'Choose at least one required scope.')
   const foreign = missingScopes(scopes, parseScopes(app.scopes))
-  if (foreign.length) throw new RolloutValidationError('scopes', `The target app does not request ${foreign.join(', ')}; required scopes must be a subset of its scopes.`)
+  if (foreign.length)
+    throw new RolloutValidationError(
+      'scopes',
+      `The target app does not request ${foreign.join(', ')}; required scopes must be a subset of its scopes.`,
+    )
   return { name, appId: app.id, scopes }
 }
 
@@ -60,7 +74,10 @@ export async function validateNewRollout(db: Db, input: NewRollout): Promise<{ n
 export async function startRollout(db: Db, input: NewRollout, actor: string, now: number): Promise<number> {
   const valid = await validateNewRollout(db, input)
   // The progress notice's "of M"; users created later are measured too (done may pass it).
-  const total = await db.selectFrom('end_users').select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow()
+  const total = await db
+    .selectFrom('end_users')
+    .select((eb) => eb.fn.countAll().as('n'))
+    .executeTakeFirstOrThrow()
   return db.transaction().execute(async (trx) => {
     const row = await trx
       .insertInto('rollouts')
@@ -94,7 +111,13 @@ export async function startRollout(db: Db, input: NewRollout, actor: string, now
  * builder). For CLIs, the benchmark and tests; the dashboard uses startRollout and returns at once.
  * Waits while another builder holds the lease (e.g. another instance's background runner).
  */
-export async function createRollout(db: Db, input: NewRollout, actor: string, now: number, build: BuildOptions = {}): Promise<number> {
+export async function createRollout(
+  db: Db,
+  input: NewRollout,
+  actor: string,
+  now: number,
+  build: BuildOptions = {},
+): Promise<number> {
   const id = await startRollout(db, input, actor, now)
   await buildUntilReady(db, id, build)
   return id
@@ -124,7 +147,10 @@ export async function archiveRollout(db: Db, rolloutId: number, actor: string, n
   })
 }
 
-export async function findRollout(db: Db, rolloutId: number): Promise<(RolloutRow & { app_key: string; app_name: string }) | undefined> {
+export async function findRollout(
+  db: Db,
+  rolloutId: number,
+): Promise<(RolloutRow & { app_key: string; app_name: string }) | undefined> {
   return db
     .selectFrom('rollouts')
     .innerJoin('oauth_apps', 'oauth_apps.id', 'rollouts.app_id')
@@ -154,6 +180,7 @@ export async function listRollouts(db: Db): Promise<RolloutListItem[]> {
     )
     .where('bucket', 'in', ['members', 'covered'])
     .execute()
-  const get = (id: number, bucket: string) => Number(counts.find((c) => c.rollout_id === id && c.bucket === bucket)?.count ?? 0)
+  const get = (id: number, bucket: string) =>
+    Number(counts.find((c) => c.rollout_id === id && c.bucket === bucket)?.count ?? 0)
   return rows.map((r) => ({ ...r, members: get(r.id, 'members'), covered: get(r.id, 'covered') }))
 }

@@ -32,8 +32,23 @@ export interface UserPageData {
     endedAt: number | null
     active: boolean
   }>
-  memberships: Array<{ rolloutId: number; rolloutName: string; state: string; reason: string | null; missing: string[] }>
-  links: Array<{ id: number; rolloutId: number; rolloutName: string; issuedBy: string; issuedAt: number; expiresAt: number; usedAt: number | null; state: 'sent' | 'used' | 'expired' }>
+  memberships: Array<{
+    rolloutId: number
+    rolloutName: string
+    state: string
+    reason: string | null
+    missing: string[]
+  }>
+  links: Array<{
+    id: number
+    rolloutId: number
+    rolloutName: string
+    issuedBy: string
+    issuedAt: number
+    expiresAt: number
+    usedAt: number | null
+    state: 'sent' | 'used' | 'expired'
+  }>
   audit: Array<{ id: number; at: number; type: string; actor: string; details: string }>
 }
 
@@ -52,7 +67,12 @@ export async function userPageData(db: Kysely<Database>, userId: number, now: nu
     .orderBy('grants.id', 'desc')
     .limit(USER_PAGE_GRANT_LIMIT)
     .execute()
-  const rollouts = await db.selectFrom('rollouts').select(['id', 'name']).where('status', '=', 'active').orderBy('id', 'desc').execute()
+  const rollouts = await db
+    .selectFrom('rollouts')
+    .select(['id', 'name'])
+    .where('status', '=', 'active')
+    .orderBy('id', 'desc')
+    .execute()
   const members = rollouts.length
     ? await db
         .selectFrom('rollout_members')
@@ -68,7 +88,15 @@ export async function userPageData(db: Kysely<Database>, userId: number, now: nu
   const links = await db
     .selectFrom('reauth_links')
     .innerJoin('rollouts', 'rollouts.id', 'reauth_links.rollout_id')
-    .select(['reauth_links.id', 'reauth_links.rollout_id', 'rollouts.name as rollout_name', 'reauth_links.issued_by', 'reauth_links.issued_at', 'reauth_links.expires_at', 'reauth_links.used_at'])
+    .select([
+      'reauth_links.id',
+      'reauth_links.rollout_id',
+      'rollouts.name as rollout_name',
+      'reauth_links.issued_by',
+      'reauth_links.issued_at',
+      'reauth_links.expires_at',
+      'reauth_links.used_at',
+    ])
     .where('reauth_links.user_id', '=', userId)
     .orderBy('reauth_links.id', 'desc')
     .limit(100)
@@ -110,7 +138,17 @@ export async function userPageData(db: Kysely<Database>, userId: number, now: nu
     })),
     memberships: rollouts.flatMap((r) => {
       const m = members.find((x) => x.rollout_id === r.id)
-      return m ? [{ rolloutId: r.id, rolloutName: r.name, state: m.state, reason: m.reason, missing: parseScopes(m.missing_scopes) }] : []
+      return m
+        ? [
+            {
+              rolloutId: r.id,
+              rolloutName: r.name,
+              state: m.state,
+              reason: m.reason,
+              missing: parseScopes(m.missing_scopes),
+            },
+          ]
+        : []
     }),
     links: links.map((l) => ({
       id: l.id,

@@ -36,7 +36,10 @@ export async function buildSandbox(options: SandboxOptions): Promise<SandboxServ
   const app = Fastify({
     logger: {
       level: options.logLevel ?? 'info',
-      redact: { paths: ['req.headers.authorization', 'req.headers.cookie', 'res.headers["set-cookie"]'], censor: '[redacted]' },
+      redact: {
+        paths: ['req.headers.authorization', 'req.headers.cookie', 'res.headers["set-cookie"]'],
+        censor: '[redacted]',
+      },
       serializers: { req: (req) => ({ method: req.method, url: redactUrl(req.url), remoteAddress: req.ip }) },
       ...(options.logStream ? { stream: options.logStream } : {}),
     },
@@ -64,7 +67,9 @@ export async function buildSandbox(options: SandboxOptions): Promise<SandboxServ
 
   // The pages share the app's stylesheet (same layout classes, same CSP-safe rules).
   const css = readFileSync(join(viewsDir, 'style.css'), 'utf8')
-  app.get('/assets/style.css', async (_request, reply) => reply.type('text/css; charset=utf-8').header('cache-control', 'public, max-age=300').send(css))
+  app.get('/assets/style.css', async (_request, reply) =>
+    reply.type('text/css; charset=utf-8').header('cache-control', 'public, max-age=300').send(css),
+  )
   app.get('/healthz', async () => ({ ok: true }))
   app.setNotFoundHandler(async (request, reply) => {
     request.log.info('not found')
@@ -74,12 +79,20 @@ export async function buildSandbox(options: SandboxOptions): Promise<SandboxServ
     const status = error.statusCode && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 500
     if (status === 500) request.log.error({ err: error }, 'unhandled error')
     else request.log.warn({ status, reason: error.message }, 'bad request')
-    return reply.code(status).send({ error: status === 500 ? 'server_error' : 'invalid_request', error_description: status === 500 ? 'Internal error.' : error.message })
+    return reply.code(status).send({
+      error: status === 500 ? 'server_error' : 'invalid_request',
+      error_description: status === 500 ? 'Internal error.' : error.message,
+    })
   })
 
   const cookieSecret = options.cookieSecret ?? randomBytes(32).toString('base64url')
   for (const prefix of new Set(options.prefixes ?? [''])) {
-    await app.register(sandboxPlugin, { prefix: prefix.replace(/\/+$/, ''), store, cookieSecret, cookieSecure: options.cookieSecure ?? false })
+    await app.register(sandboxPlugin, {
+      prefix: prefix.replace(/\/+$/, ''),
+      store,
+      cookieSecret,
+      cookieSecure: options.cookieSecure ?? false,
+    })
   }
   return app as SandboxServer
 }

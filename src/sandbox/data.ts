@@ -80,12 +80,54 @@ export const demoIssuers: DemoIssuer[] = [
 ]
 
 export const demoUsers: DemoUser[] = [
-  { id: 'cu_1001', email: 'ada.okafor@lumen.example', firstName: 'Ada', lastName: 'Okafor', role: 'Founder & CEO', issuerIds: ['iss_lumen'] },
-  { id: 'cu_1002', email: 'ben.hartley@harbor.example', firstName: 'Ben', lastName: 'Hartley', role: 'CFO', issuerIds: ['iss_harbor', 'iss_lumen'] },
-  { id: 'cu_1003', email: 'chen.wei@quill.example', firstName: 'Chen', lastName: 'Wei', role: 'Managing member', issuerIds: ['iss_quill'] },
-  { id: 'cu_1004', email: 'dana.ruiz@northwind.example', firstName: 'Dana', lastName: 'Ruiz', role: 'General counsel', issuerIds: ['iss_northwind', 'iss_tidepool', 'iss_harbor'] },
-  { id: 'cu_1005', email: 'eli.novak@tidepool.example', firstName: 'Eli', lastName: 'Novak', role: 'Head of finance', issuerIds: ['iss_tidepool'] },
-  { id: 'cu_1006', email: 'farah.haddad@angel.example', firstName: 'Farah', lastName: 'Haddad', role: 'Board member', issuerIds: ['iss_lumen', 'iss_northwind'] },
+  {
+    id: 'cu_1001',
+    email: 'ada.okafor@lumen.example',
+    firstName: 'Ada',
+    lastName: 'Okafor',
+    role: 'Founder & CEO',
+    issuerIds: ['iss_lumen'],
+  },
+  {
+    id: 'cu_1002',
+    email: 'ben.hartley@harbor.example',
+    firstName: 'Ben',
+    lastName: 'Hartley',
+    role: 'CFO',
+    issuerIds: ['iss_harbor', 'iss_lumen'],
+  },
+  {
+    id: 'cu_1003',
+    email: 'chen.wei@quill.example',
+    firstName: 'Chen',
+    lastName: 'Wei',
+    role: 'Managing member',
+    issuerIds: ['iss_quill'],
+  },
+  {
+    id: 'cu_1004',
+    email: 'dana.ruiz@northwind.example',
+    firstName: 'Dana',
+    lastName: 'Ruiz',
+    role: 'General counsel',
+    issuerIds: ['iss_northwind', 'iss_tidepool', 'iss_harbor'],
+  },
+  {
+    id: 'cu_1005',
+    email: 'eli.novak@tidepool.example',
+    firstName: 'Eli',
+    lastName: 'Novak',
+    role: 'Head of finance',
+    issuerIds: ['iss_tidepool'],
+  },
+  {
+    id: 'cu_1006',
+    email: 'farah.haddad@angel.example',
+    firstName: 'Farah',
+    lastName: 'Haddad',
+    role: 'Board member',
+    issuerIds: ['iss_lumen', 'iss_northwind'],
+  },
 ]
 
 export function findDemoUser(id: string): DemoUser | undefined {
@@ -101,7 +143,7 @@ const scopeDescriptions: Record<string, string> = {
   read_user_info: 'See your name and email address.',
   read_issuer_info: 'See the list of companies you have access to on Carta.',
   read_issuer_capitalizationtablesummary: "See a summary of each company's cap table: share classes and share counts.",
-  read_issuer_securities: "See the securities issued by your companies.",
+  read_issuer_securities: 'See the securities issued by your companies.',
   read_issuer_stakeholders: 'See the stakeholders of your companies.',
   read_investor_investments: 'See your investments.',
 }

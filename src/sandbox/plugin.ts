@@ -28,7 +28,8 @@ export async function sandboxPlugin(app: FastifyInstance, options: SandboxPlugin
 
   // --- sign-in cookie: the sandbox's own, scoped to its path, never the app's session ---------
 
-  const sign = (userId: string) => createHmac('sha256', options.cookieSecret).update(`sandbox_user:${userId}`).digest('base64url')
+  const sign = (userId: string) =>
+    createHmac('sha256', options.cookieSecret).update(`sandbox_user:${userId}`).digest('base64url')
   const signedInUser = (request: FastifyRequest): DemoUser | null => {
     const raw = (request.cookies as Record<string, string | undefined> | undefined)?.[USER_COOKIE]
     if (!raw) return null
@@ -45,7 +46,12 @@ export async function sandboxPlugin(app: FastifyInstance, options: SandboxPlugin
     return `${base}/`
   }
 
-  const render = async (reply: FastifyReply, view: string, data: Record<string, unknown>, status = 200): Promise<FastifyReply> => {
+  const render = async (
+    reply: FastifyReply,
+    view: string,
+    data: Record<string, unknown>,
+    status = 200,
+  ): Promise<FastifyReply> => {
     const html = await eta.renderAsync(`sandbox/${view}`, { base, user: null, ...data })
     // Pages carry per-request ids (consent) and who is signed in: never cache them.
     return reply.code(status).header('cache-control', 'no-store').type('text/html; charset=utf-8').send(html)
@@ -74,7 +80,12 @@ export async function sandboxPlugin(app: FastifyInstance, options: SandboxPlugin
       nowText: new Date(stats.now).toISOString().replace('T', ' ').slice(0, 19) + ' UTC',
       offsetText: formatDuration(stats.clockOffsetSeconds),
       formToken: store.formToken,
-      clients: [...store.clients.values()].map((c) => ({ name: c.name, clientId: c.clientId, scopes: c.scopes, redirectUris: c.redirectUris })),
+      clients: [...store.clients.values()].map((c) => ({
+        name: c.name,
+        clientId: c.clientId,
+        scopes: c.scopes,
+        redirectUris: c.redirectUris,
+      })),
       users: demoUsers.map((u) => ({ ...u, issuers: u.issuerIds.map((id) => findDemoIssuer(id)!) })),
     })
   })
@@ -105,7 +116,8 @@ export async function sandboxPlugin(app: FastifyInstance, options: SandboxPlugin
   app.post('/login', async (request, reply) => {
     const body = (request.body ?? {}) as Params
     const user = findDemoUser(single(body, 'user_id') ?? '')
-    if (!user) return errorPage(request, reply, 400, 'Unknown demo user', 'Pick one of the demo users on the sign-in page.')
+    if (!user)
+      return errorPage(request, reply, 400, 'Unknown demo user', 'Pick one of the demo users on the sign-in page.')
     store.counters.signIns++
     reply.setCookie(USER_COOKIE, `${user.id}.${sign(user.id)}`, cookieOptions)
     return reply.code(303).redirect(safeNext(single(body, 'next')))
@@ -143,7 +155,14 @@ export async function sandboxPlugin(app: FastifyInstance, options: SandboxPlugin
     }
     const user = signedInUser(request)
     if (!user) return signInPage(reply, safeNext(request.url), client.name)
-    const pending = store.createPending({ clientId: client.clientId, userId: user.id, redirectUri, state, scopes: params.scopes, codeChallenge: params.codeChallenge })
+    const pending = store.createPending({
+      clientId: client.clientId,
+      userId: user.id,
+      redirectUri,
+      state,
+      scopes: params.scopes,
+      codeChallenge: params.codeChallenge,
+    })
     return render(reply, 'consent', {
       title: `Authorize ${client.name}`,
       user,
@@ -160,30 +179,66 @@ export async function sandboxPlugin(app: FastifyInstance, options: SandboxPlugin
   app.post('/o/authorize/', async (request, reply) => {
     const body = (request.body ?? {}) as Params
     const user = signedInUser(request)
-    if (!user) return errorPage(request, reply, 400, 'You are not signed in', 'Sign in to the sandbox again by starting over from the application.')
+    if (!user)
+      return errorPage(
+        request,
+        reply,
+        400,
+        'You are not signed in',
+        'Sign in to the sandbox again by starting over from the application.',
+      )
     const pending = store.takePending(single(body, 'request_id') ?? '', user.id)
     if (!pending) {
-      return errorPage(request, reply, 400, 'This consent page has expired', 'It was already answered, left open too long, or shown to another user. Start again from the application.')
+      return errorPage(
+        request,
+        reply,
+        400,
+        'This consent page has expired',
+        'It was already answered, left open too long, or shown to another user. Start again from the application.',
+      )
     }
-    const chosen = parseScopes((Array.isArray(body.scope) ? body.scope : [body.scope]).filter((s): s is string => typeof s === 'string').join(' '))
+    const chosen = parseScopes(
+      (Array.isArray(body.scope) ? body.scope : [body.scope])
+        .filter((s): s is string => typeof s === 'string')
+        .join(' '),
+    )
     const unknown = chosen.filter((s) => !pending.scopes.includes(s))
-    if (unknown.length > 0) return errorPage(request, reply, 400, 'Invalid consent', `These permissions were not requested: ${unknown.join(' ')}`)
+    if (unknown.length > 0)
+      return errorPage(
+        request,
+        reply,
+        400,
+        'Invalid consent',
+        `These permissions were not requested: ${unknown.join(' ')}`,
+      )
     // Granting nothing is a refusal: Carta does not issue a token without scopes.
     if (single(body, 'decision') !== 'allow' || chosen.length === 0) {
       store.counters.denials++
       request.log.info({ clientId: pending.clientId, userId: user.id }, 'sandbox: access denied by user')
-      return redirectWith(reply, pending.redirectUri, { error: 'access_denied', error_description: 'The user denied the request.', state: pending.state })
+      return redirectWith(reply, pending.redirectUri, {
+        error: 'access_denied',
+        error_description: 'The user denied the request.',
+        state: pending.state,
+      })
     }
     store.counters.consents++
     const code = store.issueCode(pending, chosen)
-    request.log.info({ clientId: pending.clientId, userId: user.id, scopes: formatScopes(chosen) }, 'sandbox: access granted')
+    request.log.info(
+      { clientId: pending.clientId, userId: user.id, scopes: formatScopes(chosen) },
+      'sandbox: access granted',
+    )
     return redirectWith(reply, pending.redirectUri, { code, state: pending.state })
   })
 
   // --- token endpoint (RFC 6749 §3.2, §4.1.3, §6) ------------------------------------------
 
   const oauthJson = (reply: FastifyReply, status: number, body: unknown) =>
-    reply.code(status).header('cache-control', 'no-store').header('pragma', 'no-cache').type('application/json; charset=utf-8').send(JSON.stringify(body))
+    reply
+      .code(status)
+      .header('cache-control', 'no-store')
+      .header('pragma', 'no-cache')
+      .type('application/json; charset=utf-8')
+      .send(JSON.stringify(body))
 
   /** Client authentication by HTTP Basic only (client_secret_basic, as Carta), else 401. */
   const authenticate = (request: FastifyRequest, reply: FastifyReply) => {
@@ -208,18 +263,29 @@ export async function sandboxPlugin(app: FastifyInstance, options: SandboxPlugin
     const status = store.takeFailure(endpoint)
     if (status === null) return false
     request.log.warn({ endpoint, status }, 'sandbox: injected failure')
-    void oauthJson(reply, status, { error: status >= 500 ? 'temporarily_unavailable' : 'injected_failure', error_description: 'Failure injected by the sandbox fail control.' })
+    void oauthJson(reply, status, {
+      error: status >= 500 ? 'temporarily_unavailable' : 'injected_failure',
+      error_description: 'Failure injected by the sandbox fail control.',
+    })
     return true
   }
 
   const formBody = (request: FastifyRequest): Params | null =>
-    /^application\/x-www-form-urlencoded\b/i.test(request.headers['content-type'] ?? '') && request.body && typeof request.body === 'object' ? (request.body as Params) : null
+    /^application\/x-www-form-urlencoded\b/i.test(request.headers['content-type'] ?? '') &&
+    request.body &&
+    typeof request.body === 'object'
+      ? (request.body as Params)
+      : null
 
   app.post('/o/access_token/', async (request, reply) => {
     store.counters.tokenRequests++
     if (injectedFailure(request, reply, 'token')) return reply
     const form = formBody(request)
-    if (!form) return oauthJson(reply, 400, { error: 'invalid_request', error_description: 'The body must be application/x-www-form-urlencoded.' })
+    if (!form)
+      return oauthJson(reply, 400, {
+        error: 'invalid_request',
+        error_description: 'The body must be application/x-www-form-urlencoded.',
+      })
     const client = authenticate(request, reply)
     if (!client) {
       store.counters.tokenErrors++
@@ -235,13 +301,19 @@ export async function sandboxPlugin(app: FastifyInstance, options: SandboxPlugin
       store.countGrant(grantType, true)
       if (grantType === 'authorization_code') store.counters.codeExchanges++
       else store.counters.refreshes++
-      request.log.info({ clientId: client.clientId, grantType, scope: response.scope ?? '(as requested)' }, 'sandbox: tokens issued')
+      request.log.info(
+        { clientId: client.clientId, grantType, scope: response.scope ?? '(as requested)' },
+        'sandbox: tokens issued',
+      )
       return oauthJson(reply, 200, response)
     } catch (err) {
       if (!(err instanceof OAuthError)) throw err
       store.counters.tokenErrors++
       if (grantType === 'authorization_code' || grantType === 'refresh_token') store.countGrant(grantType, false)
-      request.log.warn({ clientId: client.clientId, grantType, error: err.error, reason: err.description }, 'sandbox: token request refused')
+      request.log.warn(
+        { clientId: client.clientId, grantType, error: err.error, reason: err.description },
+        'sandbox: token request refused',
+      )
       return oauthJson(reply, err.status, { error: err.error, error_description: err.description })
     }
   })
@@ -251,7 +323,11 @@ export async function sandboxPlugin(app: FastifyInstance, options: SandboxPlugin
   app.post('/o/revoke_token/', async (request, reply) => {
     if (injectedFailure(request, reply, 'revoke')) return reply
     const form = formBody(request)
-    if (!form) return oauthJson(reply, 400, { error: 'invalid_request', error_description: 'The body must be application/x-www-form-urlencoded.' })
+    if (!form)
+      return oauthJson(reply, 400, {
+        error: 'invalid_request',
+        error_description: 'The body must be application/x-www-form-urlencoded.',
+      })
     const client = authenticate(request, reply)
     if (!client) return reply
     const token = single(form, 'token')
@@ -277,15 +353,28 @@ export async function sandboxPlugin(app: FastifyInstance, options: SandboxPlugin
     const token = m ? store.liveAccessToken(m[1]!) : null
     if (!request.headers.authorization) {
       // RFC 6750 §3.1: a request with no credentials gets a challenge without an error code.
-      void apiError(reply, 401, `Bearer realm="${REALM}"`, { error: 'invalid_token', error_description: 'An access token is required.' })
+      void apiError(reply, 401, `Bearer realm="${REALM}"`, {
+        error: 'invalid_token',
+        error_description: 'An access token is required.',
+      })
     } else if (!m) {
-      void apiError(reply, 401, `Bearer realm="${REALM}", error="invalid_request"`, { error: 'invalid_request', error_description: 'Malformed Authorization header.' })
+      void apiError(reply, 401, `Bearer realm="${REALM}", error="invalid_request"`, {
+        error: 'invalid_request',
+        error_description: 'Malformed Authorization header.',
+      })
     } else if (!token) {
       const challenge = `Bearer realm="${REALM}", error="invalid_token", error_description="The access token is unknown, expired or revoked"`
-      void apiError(reply, 401, challenge, { error: 'invalid_token', error_description: 'The access token is unknown, expired or revoked.' })
+      void apiError(reply, 401, challenge, {
+        error: 'invalid_token',
+        error_description: 'The access token is unknown, expired or revoked.',
+      })
     } else if (!token.scopes.includes(scope)) {
       const challenge = `Bearer realm="${REALM}", error="insufficient_scope", scope="${scope}"`
-      void apiError(reply, 403, challenge, { error: 'insufficient_scope', error_description: `This call needs the scope ${scope}.`, scope })
+      void apiError(reply, 403, challenge, {
+        error: 'insufficient_scope',
+        error_description: `This call needs the scope ${scope}.`,
+        scope,
+      })
     } else {
       return findDemoUser(token.userId) ?? null
     }
@@ -303,34 +392,46 @@ export async function sandboxPlugin(app: FastifyInstance, options: SandboxPlugin
   app.get('/v1alpha1/issuers', async (request, reply) => {
     const user = requireScope(request, reply, 'read_issuer_info')
     if (!user) return reply
-    const issuers = user.issuerIds.map((id) => findDemoIssuer(id)!).map((i) => ({ id: i.id, legalName: i.legalName, dbaName: i.dbaName }))
+    const issuers = user.issuerIds
+      .map((id) => findDemoIssuer(id)!)
+      .map((i) => ({ id: i.id, legalName: i.legalName, dbaName: i.dbaName }))
     return { issuers, nextPageToken: null }
   })
 
-  app.get<{ Params: { issuerId: string } }>('/v1alpha1/issuers/:issuerId/capitalization-table-summary', async (request, reply) => {
-    const user = requireScope(request, reply, 'read_issuer_capitalizationtablesummary')
-    if (!user) return reply
-    const issuer = user.issuerIds.includes(request.params.issuerId) ? findDemoIssuer(request.params.issuerId) : undefined
-    if (!issuer) {
-      store.counters.apiErrors++
-      return reply.code(404).send({ error: 'not_found', error_description: 'No issuer with this id is visible to the user.' })
-    }
-    const sum = (key: 'outstanding' | 'fullyDiluted') => issuer.shareClasses.reduce((n, c) => n + c[key], 0)
-    return {
-      issuerId: issuer.id,
-      asOfDate: new Date(store.now()).toISOString().slice(0, 10),
-      currency: 'USD',
-      fullyDilutedShares: sum('fullyDiluted'),
-      outstandingShares: sum('outstanding'),
-      shareClasses: issuer.shareClasses.map((c) => ({ ...c })),
-    }
-  })
+  app.get<{ Params: { issuerId: string } }>(
+    '/v1alpha1/issuers/:issuerId/capitalization-table-summary',
+    async (request, reply) => {
+      const user = requireScope(request, reply, 'read_issuer_capitalizationtablesummary')
+      if (!user) return reply
+      const issuer = user.issuerIds.includes(request.params.issuerId)
+        ? findDemoIssuer(request.params.issuerId)
+        : undefined
+      if (!issuer) {
+        store.counters.apiErrors++
+        return reply
+          .code(404)
+          .send({ error: 'not_found', error_description: 'No issuer with this id is visible to the user.' })
+      }
+      const sum = (key: 'outstanding' | 'fullyDiluted') => issuer.shareClasses.reduce((n, c) => n + c[key], 0)
+      return {
+        issuerId: issuer.id,
+        asOfDate: new Date(store.now()).toISOString().slice(0, 10),
+        currency: 'USD',
+        fullyDilutedShares: sum('fullyDiluted'),
+        outstandingShares: sum('outstanding'),
+        shareClasses: issuer.shareClasses.map((c) => ({ ...c })),
+      }
+    },
+  )
 
   // --- controls (JSON only; the sandbox never runs in production) ------------------------------
 
   const jsonBody = (request: FastifyRequest, reply: FastifyReply): Params | null => {
     if (!/^application\/json\b/i.test(request.headers['content-type'] ?? '')) {
-      void reply.code(415).send({ error: 'unsupported_media_type', error_description: 'Controls take a JSON body (content-type: application/json).' })
+      void reply.code(415).send({
+        error: 'unsupported_media_type',
+        error_description: 'Controls take a JSON body (content-type: application/json).',
+      })
       return null
     }
     const body = request.body
@@ -340,7 +441,8 @@ export async function sandboxPlugin(app: FastifyInstance, options: SandboxPlugin
     }
     return body as Params
   }
-  const badControl = (reply: FastifyReply, description: string) => reply.code(400).send({ error: 'invalid_request', error_description: description })
+  const badControl = (reply: FastifyReply, description: string) =>
+    reply.code(400).send({ error: 'invalid_request', error_description: description })
 
   app.get('/_control/stats', async (_request, reply) => reply.header('cache-control', 'no-store').send(store.stats()))
 
@@ -348,7 +450,8 @@ export async function sandboxPlugin(app: FastifyInstance, options: SandboxPlugin
     const body = jsonBody(request, reply)
     if (!body) return reply
     const advance = body.advanceSeconds
-    if (typeof advance !== 'number' || !Number.isFinite(advance)) return badControl(reply, '"advanceSeconds" must be a number.')
+    if (typeof advance !== 'number' || !Number.isFinite(advance))
+      return badControl(reply, '"advanceSeconds" must be a number.')
     store.offsetMs += Math.round(advance * 1000)
     request.log.info({ offsetSeconds: store.offsetMs / 1000 }, 'sandbox: clock moved')
     return { offsetSeconds: store.offsetMs / 1000, now: store.now() }
@@ -358,11 +461,14 @@ export async function sandboxPlugin(app: FastifyInstance, options: SandboxPlugin
     const body = jsonBody(request, reply)
     if (!body) return reply
     const endpoint = body.endpoint
-    if (endpoint !== 'token' && endpoint !== 'revoke' && endpoint !== 'api') return badControl(reply, '"endpoint" must be "token", "revoke" or "api".')
+    if (endpoint !== 'token' && endpoint !== 'revoke' && endpoint !== 'api')
+      return badControl(reply, '"endpoint" must be "token", "revoke" or "api".')
     const status = body.status ?? 503
     const times = body.times ?? 1
-    if (typeof status !== 'number' || !Number.isInteger(status) || status < 400 || status > 599) return badControl(reply, '"status" must be an HTTP error status (400–599).')
-    if (typeof times !== 'number' || !Number.isInteger(times) || times < 0 || times > 10_000) return badControl(reply, '"times" must be a whole number from 0 to 10000.')
+    if (typeof status !== 'number' || !Number.isInteger(status) || status < 400 || status > 599)
+      return badControl(reply, '"status" must be an HTTP error status (400–599).')
+    if (typeof times !== 'number' || !Number.isInteger(times) || times < 0 || times > 10_000)
+      return badControl(reply, '"times" must be a whole number from 0 to 10000.')
     store.failNext(endpoint, status, times)
     request.log.info({ endpoint, status, times }, 'sandbox: failures armed')
     return { endpoint, status, times }
@@ -372,12 +478,16 @@ export async function sandboxPlugin(app: FastifyInstance, options: SandboxPlugin
     const body = jsonBody(request, reply)
     if (!body) return reply
     const { userId, clientId, removeScopes } = body
-    if (typeof userId !== 'string' || typeof clientId !== 'string') return badControl(reply, '"userId" and "clientId" must be strings.')
+    if (typeof userId !== 'string' || typeof clientId !== 'string')
+      return badControl(reply, '"userId" and "clientId" must be strings.')
     if (!Array.isArray(removeScopes) || removeScopes.length === 0 || removeScopes.some((s) => typeof s !== 'string')) {
       return badControl(reply, '"removeScopes" must be a non-empty array of scope names.')
     }
     const matched = store.shrink(userId, clientId, removeScopes as string[])
-    if (matched === 0) return reply.code(404).send({ error: 'not_found', error_description: `No live grant for user ${userId} and client ${clientId}.` })
+    if (matched === 0)
+      return reply
+        .code(404)
+        .send({ error: 'not_found', error_description: `No live grant for user ${userId} and client ${clientId}.` })
     request.log.info({ userId, clientId, removeScopes }, 'sandbox: grant will shrink at next refresh')
     return { matchedGrants: matched }
   })

@@ -29,19 +29,32 @@ function pointsAt(url: string, port: number): boolean {
 }
 
 export function standaloneSettings(env: Env): StandaloneSettings {
-  if (env.NODE_ENV === 'production') throw new ConfigError('NODE_ENV', 'must not be production: the sandbox signs anyone in')
+  if (env.NODE_ENV === 'production')
+    throw new ConfigError('NODE_ENV', 'must not be production: the sandbox signs anyone in')
   const portText = env.SANDBOX_PORT?.trim() ?? ''
   const port = Number(portText)
-  if (!/^\d+$/.test(portText) || port < 1 || port > 65535) throw new ConfigError('SANDBOX_PORT', `must be a port number from 1 to 65535 (got "${portText}")`)
-  const redirectUris = (env.SANDBOX_REDIRECT_URIS ?? '').split(',').map((s) => s.trim()).filter(Boolean)
-  if (redirectUris.length === 0) throw new ConfigError('SANDBOX_REDIRECT_URIS', 'must list the redirect URIs to register, comma-separated (e.g. http://127.0.0.1:3000/carta/callback)')
+  if (!/^\d+$/.test(portText) || port < 1 || port > 65535)
+    throw new ConfigError('SANDBOX_PORT', `must be a port number from 1 to 65535 (got "${portText}")`)
+  const redirectUris = (env.SANDBOX_REDIRECT_URIS ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)
+  if (redirectUris.length === 0)
+    throw new ConfigError(
+      'SANDBOX_REDIRECT_URIS',
+      'must list the redirect URIs to register, comma-separated (e.g. http://127.0.0.1:3000/carta/callback)',
+    )
   for (const uri of redirectUris) {
     let ok = false
     try {
       const u = new URL(uri)
       ok = (u.protocol === 'http:' || u.protocol === 'https:') && !u.hash
     } catch {}
-    if (!ok) throw new ConfigError('SANDBOX_REDIRECT_URIS', `must hold absolute http(s) URLs without a fragment (got "${uri}")`)
+    if (!ok)
+      throw new ConfigError(
+        'SANDBOX_REDIRECT_URIS',
+        `must hold absolute http(s) URLs without a fragment (got "${uri}")`,
+      )
   }
   // The same parser the app uses, so the file and its secret variables mean the same thing.
   // Its own secrets are irrelevant here: fixed throwaway values keep it from generating any.
@@ -51,16 +64,40 @@ export function standaloneSettings(env: Env): StandaloneSettings {
     LINK_SIGNING_SECRET: randomBytes(32).toString('base64url'),
     TOKEN_ENCRYPTION_KEYS: `sandbox:${randomBytes(32).toString('base64')}`,
   })
-  const served = config.apps.filter((a: CartaAppConfig) => !a.sandbox && pointsAt(a.authBaseUrl, port) && pointsAt(a.apiBaseUrl, port))
+  const served = config.apps.filter(
+    (a: CartaAppConfig) => !a.sandbox && pointsAt(a.authBaseUrl, port) && pointsAt(a.apiBaseUrl, port),
+  )
   if (served.length === 0) {
-    throw new ConfigError('CARTA_APPS_FILE', `declares no app whose authBaseUrl and apiBaseUrl are loopback URLs on port ${port} (${config.appsFile})`)
+    throw new ConfigError(
+      'CARTA_APPS_FILE',
+      `declares no app whose authBaseUrl and apiBaseUrl are loopback URLs on port ${port} (${config.appsFile})`,
+    )
   }
   const clients = new Map<string, SandboxClient>()
   for (const a of served) {
-    if (!clients.has(a.clientId)) clients.set(a.clientId, { clientId: a.clientId, clientSecret: a.clientSecret, name: a.name, scopes: a.scopes, redirectUris })
+    if (!clients.has(a.clientId))
+      clients.set(a.clientId, {
+        clientId: a.clientId,
+        clientSecret: a.clientSecret,
+        name: a.name,
+        scopes: a.scopes,
+        redirectUris,
+      })
   }
-  const prefixes = [...new Set(served.flatMap((a) => [new URL(a.authBaseUrl).pathname, new URL(a.apiBaseUrl).pathname]).map((p) => p.replace(/\/+$/, '')))]
-  return { host: env.SANDBOX_HOST?.trim() || '127.0.0.1', port, clients: [...clients.values()], prefixes, logLevel: config.logLevel }
+  const prefixes = [
+    ...new Set(
+      served
+        .flatMap((a) => [new URL(a.authBaseUrl).pathname, new URL(a.apiBaseUrl).pathname])
+        .map((p) => p.replace(/\/+$/, '')),
+    ),
+  ]
+  return {
+    host: env.SANDBOX_HOST?.trim() || '127.0.0.1',
+    port,
+    clients: [...clients.values()],
+    prefixes,
+    logLevel: config.logLevel,
+  }
 }
 
 async function main(): Promise<void> {
@@ -71,7 +108,11 @@ async function main(): Promise<void> {
     console.error(`Sandbox cannot start: ${(err as Error).message}`)
     process.exit(1)
   }
-  const sandbox = await buildSandbox({ clients: settings.clients, prefixes: settings.prefixes, logLevel: settings.logLevel })
+  const sandbox = await buildSandbox({
+    clients: settings.clients,
+    prefixes: settings.prefixes,
+    logLevel: settings.logLevel,
+  })
   const shutdown = async () => {
     await sandbox.close()
     process.exit(0)
@@ -79,7 +120,10 @@ async function main(): Promise<void> {
   process.on('SIGINT', () => void shutdown())
   process.on('SIGTERM', () => void shutdown())
   await sandbox.listen({ host: settings.host, port: settings.port })
-  sandbox.log.info({ clients: settings.clients.map((c) => c.clientId), prefixes: settings.prefixes }, 'Sandbox Carta is on (demo only: it signs anyone in)')
+  sandbox.log.info(
+    { clients: settings.clients.map((c) => c.clientId), prefixes: settings.prefixes },
+    'Sandbox Carta is on (demo only: it signs anyone in)',
+  )
 }
 
 // Run only when executed directly (the tests import standaloneSettings).

@@ -197,17 +197,22 @@ export class SandboxStore {
   }
 
   /** The rest of the request; errors here are redirected back to the client with `error=`. */
-  verifyAuthorizationParameters(client: SandboxClient, query: Record<string, unknown>): { scopes: string[]; codeChallenge: string | null } {
+  verifyAuthorizationParameters(
+    client: SandboxClient,
+    query: Record<string, unknown>,
+  ): { scopes: string[]; codeChallenge: string | null } {
     for (const name of ['response_type', 'scope', 'state', 'code_challenge', 'code_challenge_method']) {
       if (Array.isArray(query[name])) throw new OAuthError('invalid_request', `The parameter ${name} is repeated.`) // §3.1
     }
     const responseType = single(query, 'response_type')
     if (!responseType) throw new OAuthError('invalid_request', 'response_type is required.')
-    if (responseType !== 'code') throw new OAuthError('unsupported_response_type', 'Only response_type=code is supported.')
+    if (responseType !== 'code')
+      throw new OAuthError('unsupported_response_type', 'Only response_type=code is supported.')
     const scopes = parseScopes(single(query, 'scope') ?? '')
     if (scopes.length === 0) throw new OAuthError('invalid_scope', 'The request names no scope.')
     const notAllowed = scopes.filter((s) => !client.scopes.includes(s))
-    if (notAllowed.length > 0) throw new OAuthError('invalid_scope', `${client.name} may not request: ${notAllowed.join(' ')}`)
+    if (notAllowed.length > 0)
+      throw new OAuthError('invalid_scope', `${client.name} may not request: ${notAllowed.join(' ')}`)
     const challenge = single(query, 'code_challenge')
     const method = single(query, 'code_challenge_method')
     if (method && !challenge) throw new OAuthError('invalid_request', 'code_challenge_method without code_challenge.')
@@ -265,15 +270,20 @@ export class SandboxStore {
       throw new OAuthError('invalid_grant', 'The authorization code has already been used.')
     }
     record.usedAt = this.now()
-    if (record.clientId !== client.clientId) throw new OAuthError('invalid_grant', 'The authorization code was issued to another client.')
-    if (this.now() - record.issuedAt > CODE_TTL_MS) throw new OAuthError('invalid_grant', 'The authorization code has expired.')
+    if (record.clientId !== client.clientId)
+      throw new OAuthError('invalid_grant', 'The authorization code was issued to another client.')
+    if (this.now() - record.issuedAt > CODE_TTL_MS)
+      throw new OAuthError('invalid_grant', 'The authorization code has expired.')
     // §4.1.3: redirect_uri must be present and identical when it was in the authorization request.
-    if (single(form, 'redirect_uri') !== record.redirectUri) throw new OAuthError('invalid_grant', 'redirect_uri does not match the authorization request.')
+    if (single(form, 'redirect_uri') !== record.redirectUri)
+      throw new OAuthError('invalid_grant', 'redirect_uri does not match the authorization request.')
     const verifier = single(form, 'code_verifier')
     if (record.codeChallenge) {
       // RFC 7636 §4.6: BASE64URL(SHA256(code_verifier)) must equal the challenge.
-      if (!verifier || !PKCE_VALUE.test(verifier)) throw new OAuthError('invalid_grant', 'code_verifier is missing or malformed.')
-      if (!safeEqual(sha256(verifier).toString('base64url'), record.codeChallenge)) throw new OAuthError('invalid_grant', 'PKCE verification failed.')
+      if (!verifier || !PKCE_VALUE.test(verifier))
+        throw new OAuthError('invalid_grant', 'code_verifier is missing or malformed.')
+      if (!safeEqual(sha256(verifier).toString('base64url'), record.codeChallenge))
+        throw new OAuthError('invalid_grant', 'PKCE verification failed.')
     } else if (verifier) {
       // No challenge was sent, so a verifier means the client's PKCE state got mixed up (OAuth 2.1 §4.1.3).
       throw new OAuthError('invalid_grant', 'code_verifier sent but the authorization request had no code_challenge.')
@@ -300,9 +310,11 @@ export class SandboxStore {
     const value = single(form, 'refresh_token')
     if (!value) throw new OAuthError('invalid_request', 'refresh_token is required.')
     const token = this.tokens.get(value)
-    if (!token || token.kind !== 'refresh' || token.clientId !== client.clientId) throw new OAuthError('invalid_grant', 'The refresh token is unknown.')
+    if (!token || token.kind !== 'refresh' || token.clientId !== client.clientId)
+      throw new OAuthError('invalid_grant', 'The refresh token is unknown.')
     if (token.revokedAt !== null) {
-      const why = token.revokedReason === 'rotated' ? 'has already been used (refresh tokens rotate)' : 'has been revoked'
+      const why =
+        token.revokedReason === 'rotated' ? 'has already been used (refresh tokens rotate)' : 'has been revoked'
       throw new OAuthError('invalid_grant', `The refresh token ${why}.`)
     }
     const grant = this.grants.get(token.grantId)!
@@ -331,7 +343,13 @@ export class SandboxStore {
     const now = this.now()
     const access = this.addToken(grant, 'access', scopes, now + ACCESS_TOKEN_TTL_S * 1000)
     const refresh = this.addToken(grant, 'refresh', grant.scopes, null)
-    return { access_token: access.value, token_type: 'Bearer', expires_in: ACCESS_TOKEN_TTL_S, refresh_token: refresh.value, scope: scopes.join(' ') }
+    return {
+      access_token: access.value,
+      token_type: 'Bearer',
+      expires_in: ACCESS_TOKEN_TTL_S,
+      refresh_token: refresh.value,
+      scope: scopes.join(' '),
+    }
   }
 
   private addToken(grant: GrantRecord, kind: TokenKind, scopes: string[], expiresAt: number | null): TokenRecord {
@@ -417,7 +435,8 @@ export class SandboxStore {
   }
 
   private grantIsLive(grantId: string): boolean {
-    for (const t of this.tokens.values()) if (t.grantId === grantId && t.kind === 'refresh' && t.revokedAt === null) return true
+    for (const t of this.tokens.values())
+      if (t.grantId === grantId && t.kind === 'refresh' && t.revokedAt === null) return true
     return false
   }
 
@@ -454,7 +473,14 @@ export class SandboxStore {
         scopes: t.scopes.join(' '),
         issuedAt: t.issuedAt,
         expiresAt: t.expiresAt,
-        status: t.revokedAt !== null ? (t.revokedReason === 'rotated' ? 'rotated' : 'revoked') : t.expiresAt !== null && now >= t.expiresAt ? 'expired' : 'live',
+        status:
+          t.revokedAt !== null
+            ? t.revokedReason === 'rotated'
+              ? 'rotated'
+              : 'revoked'
+            : t.expiresAt !== null && now >= t.expiresAt
+              ? 'expired'
+              : 'live',
         revokedAt: t.revokedAt,
         revokedReason: t.revokedReason,
       })),

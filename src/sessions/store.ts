@@ -16,7 +16,9 @@ export class DatabaseSessionStore implements SessionStore {
   ) {}
 
   set(sid: string, session: any, callback: Callback): void {
-    const expires = session?.cookie?.expires ? new Date(session.cookie.expires).getTime() : this.clock.now() + DEFAULT_TTL_MS
+    const expires = session?.cookie?.expires
+      ? new Date(session.cookie.expires).getTime()
+      : this.clock.now() + DEFAULT_TTL_MS
     const data = JSON.stringify(session)
     this.db
       .insertInto('sessions')

@@ -43,14 +43,26 @@ export async function resolveEndUser(
         .set({ email: identity.email ?? known.email, name: identity.name ?? known.name, updated_at: now })
         .where('id', '=', known.id)
         .execute()
-      return { user: { ...known, email: identity.email ?? known.email, name: identity.name ?? known.name }, createdLocalKey: null }
+      return {
+        user: { ...known, email: identity.email ?? known.email, name: identity.name ?? known.name },
+        createdLocalKey: null,
+      }
     }
-    const local = localKey ? await trx.selectFrom('end_users').selectAll().where('local_key', '=', localKey).executeTakeFirst() : undefined
+    const local = localKey
+      ? await trx.selectFrom('end_users').selectAll().where('local_key', '=', localKey).executeTakeFirst()
+      : undefined
     if (local && local.carta_user_id === null) {
       await adoptIdentity(trx, local.id, identity, now)
-      return { user: { ...local, carta_user_id: identity.cartaUserId, email: identity.email, name: identity.name }, createdLocalKey: null }
+      return {
+        user: { ...local, carta_user_id: identity.cartaUserId, email: identity.email, name: identity.name },
+        createdLocalKey: null,
+      }
     }
-    const id = await insertUser(trx, { carta_user_id: identity.cartaUserId, local_key: null, email: identity.email, name: identity.name }, now)
+    const id = await insertUser(
+      trx,
+      { carta_user_id: identity.cartaUserId, local_key: null, email: identity.email, name: identity.name },
+      now,
+    )
     return { user: (await findEndUser(trx, id))!, createdLocalKey: null }
   }
   if (localKey) {
@@ -63,7 +75,12 @@ export async function resolveEndUser(
 }
 
 /** Records the Carta identity on a user that had none. */
-export async function adoptIdentity(trx: Kysely<Database>, userId: number, identity: CartaIdentity, now: number): Promise<void> {
+export async function adoptIdentity(
+  trx: Kysely<Database>,
+  userId: number,
+  identity: CartaIdentity,
+  now: number,
+): Promise<void> {
   await trx
     .updateTable('end_users')
     .set({ carta_user_id: identity.cartaUserId, email: identity.email, name: identity.name, updated_at: now })

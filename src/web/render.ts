@@ -6,7 +6,12 @@ import { projectRoot } from '../config.js'
 
 export const viewsDir = join(projectRoot, 'views')
 
-export const eta = new Eta({ views: viewsDir, cache: process.env.NODE_ENV === 'production', autoEscape: true, autoTrim: false })
+export const eta = new Eta({
+  views: viewsDir,
+  cache: process.env.NODE_ENV === 'production',
+  autoEscape: true,
+  autoTrim: false,
+})
 
 /** An error a route throws to end the request with a clear page (and the right status). */
 export class PageError extends Error {
@@ -34,11 +39,17 @@ export interface PageData {
  * Renders `views/<view>.eta` inside the layout. The layout shows the operator nav when the
  * session belongs to an operator; `csrfToken` is provided to pages that set `csrf: true`.
  */
-export async function renderPage(request: FastifyRequest, reply: FastifyReply, view: string, data: PageData, statusCode = 200): Promise<FastifyReply> {
+export async function renderPage(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  view: string,
+  data: PageData,
+  statusCode = 200,
+): Promise<FastifyReply> {
   const session = request.session as { operatorId?: number; operatorName?: string } | undefined
   const html = await eta.renderAsync(view, {
     ...data,
-    operatorName: session?.operatorId ? session.operatorName ?? 'operator' : null,
+    operatorName: session?.operatorId ? (session.operatorName ?? 'operator') : null,
     path: request.url,
     // Operator pages always carry the sign-out form; other pages only when they ask.
     csrfToken: data.csrf || session?.operatorId ? await csrfTokenFor(reply) : null,
@@ -53,6 +64,13 @@ async function csrfTokenFor(reply: FastifyReply): Promise<string | null> {
 }
 
 /** Renders the error page. Used by the app's error handler; routes throw PageError instead. */
-export async function renderError(request: FastifyRequest, reply: FastifyReply, statusCode: number, title: string, message: string, extra: Record<string, unknown> = {}): Promise<FastifyReply> {
+export async function renderError(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  statusCode: number,
+  title: string,
+  message: string,
+  extra: Record<string, unknown> = {},
+): Promise<FastifyReply> {
   return renderPage(request, reply, 'error', { title, message, statusCode, ...extra }, statusCode)
 }

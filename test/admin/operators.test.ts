@@ -34,7 +34,13 @@ t.test('CLI: operator create / reset-password, password from stdin or generated'
   const ctx = await startTestApp(t)
   const dbPath = join(ctx.dataDir, 'test.db')
   const env = { ...process.env, NODE_ENV: 'test', DATA_DIR: ctx.dataDir, DATABASE_PATH: dbPath, LOG_LEVEL: 'silent' }
-  const cli = (args: string[], input: string) => spawnSync(process.execPath, ['--import=tsx', join(projectRoot, 'src/cli.ts'), ...args], { env, input, encoding: 'utf8', cwd: projectRoot })
+  const cli = (args: string[], input: string) =>
+    spawnSync(process.execPath, ['--import=tsx', join(projectRoot, 'src/cli.ts'), ...args], {
+      env,
+      input,
+      encoding: 'utf8',
+      cwd: projectRoot,
+    })
 
   const piped = cli(['operator', 'create', 'carol'], 'piped password 123\n')
   t.equal(piped.status, 0, piped.stderr)

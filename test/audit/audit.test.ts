@@ -12,7 +12,11 @@ import { connectUser, expireTokens, finishAuthorization, signInOperator } from '
 
 t.test('full flow: every event on the audit page, filters, CSV, and no secret anywhere', async (t) => {
   const app = await startTestApp(t)
-  const secrets = new Set<string>([app.config.sessionSecret, app.config.linkSigningSecret, ...app.config.apps.map((a) => a.clientSecret)])
+  const secrets = new Set<string>([
+    app.config.sessionSecret,
+    app.config.linkSigningSecret,
+    ...app.config.apps.map((a) => a.clientSecret),
+  ])
   const remember = async (grantId: number) => {
     const tokens = await readTokens(app.db, app.app.deps.cipher, grantId)
     if (tokens) for (const v of [tokens.accessToken, tokens.refreshToken]) if (v) secrets.add(v)
@@ -23,7 +27,10 @@ t.test('full flow: every event on the audit page, filters, CSV, and no secret an
   t.equal((await agent.get(`${app.url}/features/issuers`)).status, 200, 'refresh')
   await remember(grantId)
   const gate = await agent.get(`${app.url}/features/issuers/iss_lumen/cap-table`)
-  const start = await agent.post(`${app.url}/features/cap-table/reauthorize`, { _csrf: hiddenField(gate.text, '_csrf'), returnTo: '/features/issuers/iss_lumen/cap-table' })
+  const start = await agent.post(`${app.url}/features/cap-table/reauthorize`, {
+    _csrf: hiddenField(gate.text, '_csrf'),
+    returnTo: '/features/issuers/iss_lumen/cap-table',
+  })
   const second = await finishAuthorization(app, agent, start.location!)
   await remember(second.grantId)
   await processDueRevocations({ ...app.app.deps })
@@ -33,7 +40,8 @@ t.test('full flow: every event on the audit page, filters, CSV, and no secret an
 
   const events = await app.db.selectFrom('audit_events').selectAll().orderBy('id').execute()
   const types = new Set(events.map((e) => e.type))
-  for (const type of ['grant.refreshed', 'token.revoked', 'grant.revoked_by_operator']) t.ok(types.has(type), `has ${type}`)
+  for (const type of ['grant.refreshed', 'token.revoked', 'grant.revoked_by_operator'])
+    t.ok(types.has(type), `has ${type}`)
   t.ok(secrets.size >= 7, 'collected tokens and secrets to look for')
   for (const event of events) {
     const text = JSON.stringify(event)
@@ -46,7 +54,10 @@ t.test('full flow: every event on the audit page, filters, CSV, and no secret an
   t.match(page.text, /<option value="token\.revoked">/)
   for (const secret of secrets) t.notOk(page.text.includes(secret), 'no secret on the page')
   // Newest first.
-  t.ok(page.text.indexOf('<span class="badge">grant.revoked_by_operator</span>') < page.text.indexOf('<span class="badge">grant.refreshed</span>'))
+  t.ok(
+    page.text.indexOf('<span class="badge">grant.revoked_by_operator</span>') <
+      page.text.indexOf('<span class="badge">grant.refreshed</span>'),
+  )
 
   const byType = await operator.get(`${app.url}/admin/audit?type=grant.refreshed`)
   t.match(byType.text, /grant\.refreshed/)
@@ -77,13 +88,22 @@ t.test('date range, keyset pages and bad filters', async (t) => {
   const clock = app.clock as ManualClock
   clock.set(Date.UTC(2025, 0, 10, 12))
   for (let i = 0; i < 120; i++) {
-    await recordAudit(app.db, Date.UTC(2025, 0, 10 + Math.floor(i / 40), 9, 0, i % 40), { type: 'grant.created', actor: 'system', userId: 1 + (i % 3), details: { i } })
+    await recordAudit(app.db, Date.UTC(2025, 0, 10 + Math.floor(i / 40), 9, 0, i % 40), {
+      type: 'grant.created',
+      actor: 'system',
+      userId: 1 + (i % 3),
+      details: { i },
+    })
   }
   clock.set(Date.UTC(2025, 0, 10, 12))
   const operator = await signInOperator(app)
   const day = await operator.get(`${app.url}/admin/audit?from=2025-01-11&to=2025-01-11&type=grant.created`)
   t.equal(day.status, 200)
-  t.equal((day.text.match(/<span class="badge">grant\.created<\/span>/g) ?? []).length, 40, 'one day (inclusive) of events')
+  t.equal(
+    (day.text.match(/<span class="badge">grant\.created<\/span>/g) ?? []).length,
+    40,
+    'one day (inclusive) of events',
+  )
 
   const seen: string[] = []
   let url: string | null = `${app.url}/admin/audit?type=grant.created`
@@ -100,7 +120,14 @@ t.test('date range, keyset pages and bad filters', async (t) => {
   t.equal(new Set(seen).size, 120, 'no duplicates across pages')
   t.equal(seen[0], '119', 'newest first')
 
-  for (const query of ['user=abc', 'from=2025-02-30', 'to=yesterday', 'type=DROP%20TABLE', 'from=2025-01-12&to=2025-01-10', 'before=x']) {
+  for (const query of [
+    'user=abc',
+    'from=2025-02-30',
+    'to=yesterday',
+    'type=DROP%20TABLE',
+    'from=2025-01-12&to=2025-01-10',
+    'before=x',
+  ]) {
     const res = await operator.get(`${app.url}/admin/audit?${query}`)
     t.equal(res.status, 400, query)
   }

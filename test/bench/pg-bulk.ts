@@ -9,9 +9,16 @@ import { type Kysely, sql } from 'kysely'
 /** Column name → PostgreSQL element type of its array parameter. */
 export type PgColumns = Record<string, 'integer' | 'bigint' | 'text'>
 
-export async function insertUnnest(db: Kysely<any>, table: string, columns: PgColumns, rows: Array<Record<string, unknown>>): Promise<void> {
+export async function insertUnnest(
+  db: Kysely<any>,
+  table: string,
+  columns: PgColumns,
+  rows: Array<Record<string, unknown>>,
+): Promise<void> {
   if (rows.length === 0) return
   const names = Object.keys(columns)
   const arrays = names.map((name) => sql`${rows.map((r) => r[name] ?? null)}::${sql.raw(columns[name]!)}[]`)
-  await sql`insert into ${sql.table(table)} (${sql.join(names.map((n) => sql.ref(n)))}) select * from unnest(${sql.join(arrays)})`.execute(db)
+  await sql`insert into ${sql.table(table)} (${sql.join(names.map((n) => sql.ref(n)))}) select * from unnest(${sql.join(arrays)})`.execute(
+    db,
+  )
 }

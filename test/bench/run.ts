@@ -26,9 +26,17 @@ const ROLLOUT_NAME = 'bench: production-v2'
 
 const dataDir = resolve(projectRoot, 'data/bench')
 mkdirSync(dataDir, { recursive: true })
-const config = loadConfig({ ...process.env, NODE_ENV: 'development', DATA_DIR: dataDir, LOG_LEVEL: 'silent', DATABASE_PATH: process.env.DATABASE_PATH ?? resolve(dataDir, 'bench.db') })
+const config = loadConfig({
+  ...process.env,
+  NODE_ENV: 'development',
+  DATA_DIR: dataDir,
+  LOG_LEVEL: 'silent',
+  DATABASE_PATH: process.env.DATABASE_PATH ?? resolve(dataDir, 'bench.db'),
+})
 const db = await openDatabase(config.database)
-const engine = isPostgres(db) ? 'postgresql' : `sqlite (${config.database.kind === 'sqlite' ? config.database.path : ''})`
+const engine = isPostgres(db)
+  ? 'postgresql'
+  : `sqlite (${config.database.kind === 'sqlite' ? config.database.path : ''})`
 console.log(`Scope Ledger bench on ${engine}: ${USERS.toLocaleString('en-US')} users, ${RUNS} runs per query`)
 await migrateToLatest(db)
 const now = Date.UTC(2026, 0, 15)
@@ -38,19 +46,39 @@ let size = await seededSize(db)
 if (!size || size.users !== USERS) {
   console.log('Seeding (first run, or a different size)…')
   size = await seed(db, { users: USERS, now }, (line) => console.log(line))
-  console.log(`Seeded ${size.users.toLocaleString('en-US')} users and ${size.grants.toLocaleString('en-US')} grants in ${size.seconds.toFixed(1)} s`)
+  console.log(
+    `Seeded ${size.users.toLocaleString('en-US')} users and ${size.grants.toLocaleString('en-US')} grants in ${size.seconds.toFixed(1)} s`,
+  )
 } else {
-  console.log(`Reusing the seeded ledger (${size.users.toLocaleString('en-US')} users, ${size.grants.toLocaleString('en-US')} grants; seeding took ${size.seconds.toFixed(1)} s)`)
+  console.log(
+    `Reusing the seeded ledger (${size.users.toLocaleString('en-US')} users, ${size.grants.toLocaleString('en-US')} grants; seeding took ${size.seconds.toFixed(1)} s)`,
+  )
 }
 
-const v2 = await db.selectFrom('oauth_apps').select(['id', 'scopes']).where('key', '=', 'production-v2').executeTakeFirstOrThrow()
+const v2 = await db
+  .selectFrom('oauth_apps')
+  .select(['id', 'scopes'])
+  .where('key', '=', 'production-v2')
+  .executeTakeFirstOrThrow()
 const v1 = await db.selectFrom('oauth_apps').select('id').where('key', '=', 'production-v1').executeTakeFirstOrThrow()
-let rollout = await db.selectFrom('rollouts').select(['id', 'required_scopes']).where('name', '=', ROLLOUT_NAME).where('status', '=', 'active').executeTakeFirst()
+let rollout = await db
+  .selectFrom('rollouts')
+  .select(['id', 'required_scopes'])
+  .where('name', '=', ROLLOUT_NAME)
+  .where('status', '=', 'active')
+  .executeTakeFirst()
 if (!rollout || process.env.BENCH_RECREATE) {
   if (rollout) await db.deleteFrom('rollouts').where('id', '=', rollout.id).execute() // cascades to members and counts
   const t0 = performance.now()
-  const id = await startRollout(db, { name: ROLLOUT_NAME, appId: v2.id, scopes: v2.scopes.split(' ') }, 'operator:bench', now)
-  console.log(`Created the rollout row in ${(performance.now() - t0).toFixed(0)} ms (what the operator's request waits for)`)
+  const id = await startRollout(
+    db,
+    { name: ROLLOUT_NAME, appId: v2.id, scopes: v2.scopes.split(' ') },
+    'operator:bench',
+    now,
+  )
+  console.log(
+    `Created the rollout row in ${(performance.now() - t0).toFixed(0)} ms (what the operator's request waits for)`,
+  )
   const build = await buildUntilReady(db, id) // the background builder's loop, run here to completion
   console.log(
     `Built its membership in ${(build.totalMs / 1000).toFixed(1)} s: ${build.chunks} chunks of ${DEFAULT_CHUNK_SIZE.toLocaleString('en-US')} users, ` +
@@ -58,21 +86,51 @@ if (!rollout || process.env.BENCH_RECREATE) {
   )
   // Fresh statistics for the new member rows on both engines (PostgreSQL's autovacuum may be off or
   // late: stale stats made the first lacking page a 260 ms bitmap scan + sort instead of an index walk).
-  await (isPostgres(db) ? sql`analyze rollout_members, rollout_member_missing, rollout_counts` : sql`ANALYZE`).execute(db)
-  rollout = await db.selectFrom('rollouts').select(['id', 'required_scopes']).where('id', '=', id).executeTakeFirstOrThrow()
+  await (isPostgres(db) ? sql`analyze rollout_members, rollout_member_missing, rollout_counts` : sql`ANALYZE`).execute(
+    db,
+  )
+  rollout = await db
+    .selectFrom('rollouts')
+    .select(['id', 'required_scopes'])
+    .where('id', '=', id)
+    .executeTakeFirstOrThrow()
 }
 const rid = rollout.id
 
 /** The cursor ~80% into a filtered list. OFFSET only here, to find it; the app never uses it. */
 async function deepCursor(filter: LackingFilter): Promise<string> {
   const k = db as Kysely<any>
-  let q = k.selectFrom('rollout_members as m').select(['m.user_id', 'm.authorized_at']).where('m.rollout_id', '=', rid).where('m.needs_action', '=', 1)
-  if (filter.scope) q = q.where((eb) => eb.exists(eb.selectFrom('rollout_member_missing as mm').select('mm.user_id').whereRef('mm.rollout_id', '=', 'm.rollout_id').where('mm.scope', '=', filter.scope!).whereRef('mm.user_id', '=', 'm.user_id')))
+  let q = k
+    .selectFrom('rollout_members as m')
+    .select(['m.user_id', 'm.authorized_at'])
+    .where('m.rollout_id', '=', rid)
+    .where('m.needs_action', '=', 1)
+  if (filter.scope)
+    q = q.where((eb) =>
+      eb.exists(
+        eb
+          .selectFrom('rollout_member_missing as mm')
+          .select('mm.user_id')
+          .whereRef('mm.rollout_id', '=', 'm.rollout_id')
+          .where('mm.scope', '=', filter.scope!)
+          .whereRef('mm.user_id', '=', 'm.user_id'),
+      ),
+    )
   if (filter.appId !== undefined) q = q.where('m.app_id', '=', filter.appId)
-  const count = Number((await q.clearSelect().select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow()).n)
+  const count = Number(
+    (
+      await q
+        .clearSelect()
+        .select((eb) => eb.fn.countAll().as('n'))
+        .executeTakeFirstOrThrow()
+    ).n,
+  )
   const dir = filter.sort === 'newest' ? 'desc' : 'asc'
   q = filter.sort === 'user' ? q.orderBy('m.user_id') : q.orderBy('m.authorized_at', dir).orderBy('m.user_id', dir)
-  const row = await q.offset(Math.floor(count * 0.8)).limit(1).executeTakeFirstOrThrow()
+  const row = await q
+    .offset(Math.floor(count * 0.8))
+    .limit(1)
+    .executeTakeFirstOrThrow()
   return encodeCursor(filter.sort, { userId: row.user_id, authorizedAt: Number(row.authorized_at) })
 }
 
@@ -93,7 +151,9 @@ async function time(name: string, target: number, fn: () => Promise<string>): Pr
   }
   const { median, p95 } = stats(samples)
   results.push({ name, median, p95, rows, target })
-  console.log(`${name.padEnd(52)} median ${median.toFixed(2).padStart(8)} ms   p95 ${p95.toFixed(2).padStart(8)} ms   ${rows}${median > target ? `   MISSES the ${target} ms target` : ''}`)
+  console.log(
+    `${name.padEnd(52)} median ${median.toFixed(2).padStart(8)} ms   p95 ${p95.toFixed(2).padStart(8)} ms   ${rows}${median > target ? `   MISSES the ${target} ms target` : ''}`,
+  )
 }
 
 const page = (filter: LackingFilter, after?: string) => async () => {
@@ -132,6 +192,8 @@ await time('user page (identity, grants, links, audit)', 50, async () => {
 })
 
 const misses = results.filter((r) => r.median > r.target)
-console.log(`\n${misses.length === 0 ? 'Every query meets its target.' : `${misses.length} queries miss their target.`}`)
+console.log(
+  `\n${misses.length === 0 ? 'Every query meets its target.' : `${misses.length} queries miss their target.`}`,
+)
 await db.destroy()
 process.exitCode = misses.length ? 1 : 0

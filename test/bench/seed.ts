@@ -69,12 +69,25 @@ const GRANT_COLUMNS: PgColumns = {
   superseded_by: 'integer',
 }
 
-async function insertChunks<T extends Record<string, unknown>>(db: Kysely<any>, table: string, rows: T[], columns: number): Promise<void> {
+async function insertChunks<T extends Record<string, unknown>>(
+  db: Kysely<any>,
+  table: string,
+  rows: T[],
+  columns: number,
+): Promise<void> {
   const per = Math.floor(30000 / columns) // stay under SQLite's 32766 bound parameters
-  for (let i = 0; i < rows.length; i += per) await db.insertInto(table).values(rows.slice(i, i + per)).execute()
+  for (let i = 0; i < rows.length; i += per)
+    await db
+      .insertInto(table)
+      .values(rows.slice(i, i + per))
+      .execute()
 }
 
-export async function seed(db: Db, plan: SeedPlan, log: (line: string) => void): Promise<{ users: number; grants: number; seconds: number }> {
+export async function seed(
+  db: Db,
+  plan: SeedPlan,
+  log: (line: string) => void,
+): Promise<{ users: number; grants: number; seconds: number }> {
   await ensureMarker(db)
   const started = performance.now()
   const postgres = isPostgres(db)
@@ -84,7 +97,18 @@ export async function seed(db: Db, plan: SeedPlan, log: (line: string) => void):
   const [v1, v2, playground] = [appId('production-v1'), appId('production-v2'), appId('playground')]
 
   // Start from an empty ledger (a half-finished earlier seed, or a different size).
-  const tables = ['rollout_counts', 'rollout_member_missing', 'rollout_members', 'reauth_links', 'rollouts', 'audit_events', 'grant_scopes', 'grants', 'end_users', 'bench_seed']
+  const tables = [
+    'rollout_counts',
+    'rollout_member_missing',
+    'rollout_members',
+    'reauth_links',
+    'rollouts',
+    'audit_events',
+    'grant_scopes',
+    'grants',
+    'end_users',
+    'bench_seed',
+  ]
   if (postgres) {
     // DELETE would fire a cascade trigger per row (millions); TRUNCATE empties all of them at once.
     // CASCADE also empties tables that reference these (grant_tokens, token_revocations, rollout builds).
@@ -93,7 +117,12 @@ export async function seed(db: Db, plan: SeedPlan, log: (line: string) => void):
     for (const table of tables) await (db as Kysely<any>).deleteFrom(table).execute()
   }
 
-  const superuser = postgres && Boolean((await sql<{ su: boolean }>`select rolsuper as su from pg_roles where rolname = current_user`.execute(db)).rows[0]?.su)
+  const superuser =
+    postgres &&
+    Boolean(
+      (await sql<{ su: boolean }>`select rolsuper as su from pg_roles where rolname = current_user`.execute(db)).rows[0]
+        ?.su,
+    )
 
   const random = rng(42)
   const batch = 20_000
@@ -170,11 +199,16 @@ export async function seed(db: Db, plan: SeedPlan, log: (line: string) => void):
     grantsTotal += grants.length
     if (to % 100_000 === 0 || to === plan.users) {
       const s = (performance.now() - started) / 1000
-      log(`  seeded ${to.toLocaleString('en-US')} users, ${grantsTotal.toLocaleString('en-US')} grants (${s.toFixed(0)} s)`)
+      log(
+        `  seeded ${to.toLocaleString('en-US')} users, ${grantsTotal.toLocaleString('en-US')} grants (${s.toFixed(0)} s)`,
+      )
     }
   }
   if (postgres) {
-    for (const table of ['end_users', 'grants']) await sql`select setval(pg_get_serial_sequence(${table}, 'id'), (select max(id) from ${sql.table(table)}))`.execute(db)
+    for (const table of ['end_users', 'grants'])
+      await sql`select setval(pg_get_serial_sequence(${table}, 'id'), (select max(id) from ${sql.table(table)}))`.execute(
+        db,
+      )
     // Only the seeded tables: a bare ANALYZE walks every schema in the database (other test runs).
     await sql`analyze end_users, grants, grant_scopes`.execute(db)
   } else {
@@ -182,6 +216,9 @@ export async function seed(db: Db, plan: SeedPlan, log: (line: string) => void):
     await sql`ANALYZE`.execute(db)
   }
   const seconds = (performance.now() - started) / 1000
-  await (db as Kysely<any>).insertInto('bench_seed').values({ users: plan.users, grants: grantsTotal, seconds }).execute()
+  await (db as Kysely<any>)
+    .insertInto('bench_seed')
+    .values({ users: plan.users, grants: grantsTotal, seconds })
+    .execute()
   return { users: plan.users, grants: grantsTotal, seconds }
 }

@@ -15,14 +15,28 @@ async function setup(t: Test, env: Record<string, string> = {}) {
 }
 
 /** The page, the log line and the empty ledger every failure must produce. */
-async function assertRefused(t: Test, app: Awaited<ReturnType<typeof startTestApp>>, res: { status: number; text: string }, status: number, text: RegExp, logReason?: RegExp) {
+async function assertRefused(
+  t: Test,
+  app: Awaited<ReturnType<typeof startTestApp>>,
+  res: { status: number; text: string },
+  status: number,
+  text: RegExp,
+  logReason?: RegExp,
+) {
   t.equal(res.status, status, `status ${status}`)
   t.match(res.text, text, 'page explains')
   t.match(res.text, /<html/, 'an HTML page')
   const warns = warnLines(app.logs)
   t.ok(warns.length > 0, 'a warn line was logged')
-  if (logReason) t.ok(warns.some((l) => logReason.test(JSON.stringify(l))), `warn line says ${logReason}`)
-  t.notOk(app.logs.some((l) => JSON.stringify(l).includes(CODE)), 'the code never appears in the log')
+  if (logReason)
+    t.ok(
+      warns.some((l) => logReason.test(JSON.stringify(l))),
+      `warn line says ${logReason}`,
+    )
+  t.notOk(
+    app.logs.some((l) => JSON.stringify(l).includes(CODE)),
+    'the code never appears in the log',
+  )
   t.same(await ledgerCounts(app.db), EMPTY_LEDGER, 'nothing recorded')
 }
 
@@ -50,7 +64,10 @@ t.test('replayed state', async (t) => {
   const again = await callback(agent, app.url, { code: CODE, state })
   t.equal(again.status, 400)
   t.match(again.text, /no longer valid/)
-  t.ok(warnLines(app.logs).some((l) => l.reason === 'replayed'), 'logged as replayed')
+  t.ok(
+    warnLines(app.logs).some((l) => l.reason === 'replayed'),
+    'logged as replayed',
+  )
   t.same(await ledgerCounts(app.db), before, 'replay wrote nothing')
   t.equal(fake.tokenRequests.length, 1, 'the code was exchanged once')
 })
@@ -187,7 +204,18 @@ t.test('unknown app', async (t) => {
   const { app, agent } = await setup(t)
   const res = await agent.get(`${app.url}/carta/connect?app=nope`)
   await assertRefused(t, app, res, 404, /Unknown Carta app/)
-  t.equal(Number((await app.db.selectFrom('oauth_states').select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow()).n), 0, 'no state stored')
+  t.equal(
+    Number(
+      (
+        await app.db
+          .selectFrom('oauth_states')
+          .select((eb) => eb.fn.countAll().as('n'))
+          .executeTakeFirstOrThrow()
+      ).n,
+    ),
+    0,
+    'no state stored',
+  )
 })
 
 t.test('retired app', async (t) => {

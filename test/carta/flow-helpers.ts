@@ -13,7 +13,11 @@ export async function beginConnect(agent: Agent, baseUrl: string, appKey?: strin
   const res = await agent.get(`${baseUrl}/carta/connect${appKey ? `?app=${encodeURIComponent(appKey)}` : ''}`)
   if (res.status !== 303 || !res.location) throw new Error(`connect answered ${res.status}: ${res.text.slice(0, 300)}`)
   const authorizeUrl = new URL(res.location)
-  return { state: authorizeUrl.searchParams.get('state') ?? '', authorizeUrl, redirectUri: authorizeUrl.searchParams.get('redirect_uri') ?? '' }
+  return {
+    state: authorizeUrl.searchParams.get('state') ?? '',
+    authorizeUrl,
+    redirectUri: authorizeUrl.searchParams.get('redirect_uri') ?? '',
+  }
 }
 
 export async function callback(agent: Agent, baseUrl: string, params: Record<string, string>) {
@@ -23,7 +27,10 @@ export async function callback(agent: Agent, baseUrl: string, params: Record<str
 export async function ledgerCounts(db: Db): Promise<Record<string, number>> {
   const counts: Record<string, number> = {}
   for (const table of ['end_users', 'grants', 'grant_scopes', 'grant_tokens', 'token_revocations'] as const) {
-    const row = await db.selectFrom(table).select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow()
+    const row = await db
+      .selectFrom(table)
+      .select((eb) => eb.fn.countAll().as('n'))
+      .executeTakeFirstOrThrow()
     counts[table] = Number(row.n)
   }
   return counts

@@ -9,7 +9,15 @@ import { beginConnect, callback } from './flow-helpers.js'
 t.test('token_type "bearer" lower-case, expires_in as a string, extra fields, no scope', async (t) => {
   const fake = await startFakeCarta(t)
   const app = await startTestApp(t, { env: fake.env() })
-  fake.token = () => ({ body: { access_token: 'A1', token_type: 'bearer', expires_in: '120', refresh_token: 'R1', something_else: { nested: true } } })
+  fake.token = () => ({
+    body: {
+      access_token: 'A1',
+      token_type: 'bearer',
+      expires_in: '120',
+      refresh_token: 'R1',
+      something_else: { nested: true },
+    },
+  })
   const agent = new Agent()
   const { state, authorizeUrl } = await beginConnect(agent, app.url)
   t.equal(authorizeUrl.searchParams.get('scope'), 'read_issuer_info read_user_info', 'space-separated scopes')
@@ -19,7 +27,10 @@ t.test('token_type "bearer" lower-case, expires_in as a string, extra fields, no
   const request = fake.tokenRequests[0]!
   // RFC 6749 §2.3.1: id and secret are form-urlencoded, joined by ":", then base64 (HTTP Basic).
   const basic = /^Basic (.+)$/.exec(request.authorization ?? '')?.[1] ?? ''
-  const [id, secret] = Buffer.from(basic, 'base64').toString('utf8').split(':').map((p) => decodeURIComponent(p.replace(/\+/g, ' ')))
+  const [id, secret] = Buffer.from(basic, 'base64')
+    .toString('utf8')
+    .split(':')
+    .map((p) => decodeURIComponent(p.replace(/\+/g, ' ')))
   t.same([id, secret], [fake.clientId, fake.clientSecret], 'client_secret_basic')
   t.equal(request.form.get('grant_type'), 'authorization_code')
   t.equal(request.form.get('code'), 'c0de')
@@ -50,7 +61,13 @@ t.test('expires_in absent: no expiry recorded; scope listed in another order', a
 })
 
 t.test('user and issuer shapes', async (t) => {
-  t.same(parseUser({ id: 12, email: 'a@b.c' }), { id: '12', email: 'a@b.c', firstName: null, lastName: null, name: null })
+  t.same(parseUser({ id: 12, email: 'a@b.c' }), {
+    id: '12',
+    email: 'a@b.c',
+    firstName: null,
+    lastName: null,
+    name: null,
+  })
   t.equal(parseUser({ userId: 'u1' }).id, 'u1')
   t.equal(parseUser({ user_id: 'u2', first_name: 'A', last_name: 'B' }).name, 'A B')
   t.equal(parseUser({ user: { id: 'u3' } }).id, 'u3')
@@ -73,7 +90,10 @@ t.test('issuer API failure: the home page still renders with a notice', async (t
   t.equal(home.status, 200)
   t.match(home.text, /could not list your issuers/)
   t.match(home.text, /Ada Lovelace/)
-  t.ok(app.logs.some((l) => l.level === 40 && l.msg === 'issuer list unavailable'), 'warn logged')
+  t.ok(
+    app.logs.some((l) => l.level === 40 && l.msg === 'issuer list unavailable'),
+    'warn logged',
+  )
 })
 
 t.test('not connected: connect button and app picker', async (t) => {

@@ -53,7 +53,11 @@ t.test('code exchange with a partial grant, then refresh and revoke', async (t) 
   t.ok(stored?.refreshToken, 'refresh token issued and stored')
   const known = await oidc.findAccessToken(stored!.accessToken)
   t.equal(known?.accountId, oidc.accountId, 'the provider knows the stored access token')
-  t.equal(formatScopes(parseScopes(known?.scope)), 'read_issuer_info read_user_info', 'with the granted scopes (compared as a set)')
+  t.equal(
+    formatScopes(parseScopes(known?.scope)),
+    'read_issuer_info read_user_info',
+    'with the granted scopes (compared as a set)',
+  )
   t.ok(stored!.expiresAt! > app.clock.now() + 3500_000, 'expiry from expires_in')
 
   const appConfig = app.config.apps[0]!
@@ -66,7 +70,10 @@ t.test('code exchange with a partial grant, then refresh and revoke', async (t) 
   t.equal(await oidc.findAccessToken(refreshed.accessToken), undefined, 'revoked at the provider (RFC 7009)')
 
   const reused = await refreshTokens(appConfig, stored!.refreshToken!, { timeoutMs: 5000 }).catch((e: unknown) => e)
-  t.ok(reused instanceof CartaOAuthError && reused.kind === 'invalid_grant', 'the rotated-out refresh token is invalid_grant')
+  t.ok(
+    reused instanceof CartaOAuthError && reused.kind === 'invalid_grant',
+    'the rotated-out refresh token is invalid_grant',
+  )
   await revokeToken(appConfig, 'never-issued', 'refresh_token', { timeoutMs: 5000 })
   t.pass('revoking an unknown token is a success (RFC 7009 §2.2)')
 })

@@ -32,10 +32,11 @@ t.test('embedded defaults run on the sandbox with generated, persisted secrets',
   t.ok(config.sandboxEnabled)
   t.equal(config.apps.length, 3)
   t.ok(config.apps.every((a) => a.sandbox && a.authBaseUrl === 'http://localhost:3000/sandbox'))
-  t.same(
-    config.apps.find((a) => a.key === 'production-v2')?.scopes,
-    ['read_issuer_capitalizationtablesummary', 'read_issuer_info', 'read_user_info'],
-  )
+  t.same(config.apps.find((a) => a.key === 'production-v2')?.scopes, [
+    'read_issuer_capitalizationtablesummary',
+    'read_issuer_info',
+    'read_user_info',
+  ])
   t.ok(config.generatedSecrets.includes('TOKEN_ENCRYPTION_KEYS'))
   t.equal(config.cookieSecure, false, 'plain http on localhost cannot use secure cookies')
   const again = loadConfig(base)
@@ -56,11 +57,34 @@ t.test('each bad value names its variable', async (t) => {
     [{ CARTA_APPS_FILE: '/nonexistent/apps.json' }, 'CARTA_APPS_FILE', /readable JSON/],
     [{ LOG_LEVEL: 'loud' }, 'LOG_LEVEL', /one of/],
     [{ CARTA_APPS_FILE: appsFile([realApp]) }, 'CARTA_V1_SECRET', /client secret/],
-    [{ CARTA_APPS_FILE: appsFile([{ ...realApp, authBaseUrl: 'http://login.example.com' }]), CARTA_V1_SECRET: 's' }, 'CARTA_APPS_FILE', /https/],
-    [{ CARTA_APPS_FILE: appsFile([realApp, { ...realApp, key: 'production-v2', clientId: 'client-2' }]), CARTA_V1_SECRET: 's' }, 'CARTA_APPS_FILE', /at most one/],
-    [{ CARTA_APPS_FILE: appsFile([realApp, { ...realApp, key: 'b' }]), CARTA_V1_SECRET: 's' }, 'CARTA_APPS_FILE', /clientId "client-1" twice/],
-    [{ CARTA_APPS_FILE: appsFile([{ ...realApp, scopes: [] }]), CARTA_V1_SECRET: 's' }, 'CARTA_APPS_FILE', /at least one scope/],
-    [{ CARTA_APPS_FILE: appsFile([{ ...realApp, environment: 'staging' }]), CARTA_V1_SECRET: 's' }, 'CARTA_APPS_FILE', /environment/],
+    [
+      { CARTA_APPS_FILE: appsFile([{ ...realApp, authBaseUrl: 'http://login.example.com' }]), CARTA_V1_SECRET: 's' },
+      'CARTA_APPS_FILE',
+      /https/,
+    ],
+    [
+      {
+        CARTA_APPS_FILE: appsFile([realApp, { ...realApp, key: 'production-v2', clientId: 'client-2' }]),
+        CARTA_V1_SECRET: 's',
+      },
+      'CARTA_APPS_FILE',
+      /at most one/,
+    ],
+    [
+      { CARTA_APPS_FILE: appsFile([realApp, { ...realApp, key: 'b' }]), CARTA_V1_SECRET: 's' },
+      'CARTA_APPS_FILE',
+      /clientId "client-1" twice/,
+    ],
+    [
+      { CARTA_APPS_FILE: appsFile([{ ...realApp, scopes: [] }]), CARTA_V1_SECRET: 's' },
+      'CARTA_APPS_FILE',
+      /at least one scope/,
+    ],
+    [
+      { CARTA_APPS_FILE: appsFile([{ ...realApp, environment: 'staging' }]), CARTA_V1_SECRET: 's' },
+      'CARTA_APPS_FILE',
+      /environment/,
+    ],
     [{ NODE_ENV: 'production' }, 'SESSION_SECRET', /required when NODE_ENV=production/],
   ]
   for (const [env, variable, message] of cases) {
@@ -77,7 +101,12 @@ t.test('each bad value names its variable', async (t) => {
 })
 
 t.test('a real Carta app takes its secret from the named variable and turns the sandbox off', async (t) => {
-  const config = loadConfig({ ...base, CARTA_APPS_FILE: appsFile([realApp]), CARTA_V1_SECRET: 'from-env', PUBLIC_URL: 'https://ledger.example.com' })
+  const config = loadConfig({
+    ...base,
+    CARTA_APPS_FILE: appsFile([realApp]),
+    CARTA_V1_SECRET: 'from-env',
+    PUBLIC_URL: 'https://ledger.example.com',
+  })
   t.equal(config.apps[0]!.clientSecret, 'from-env')
   t.equal(config.apps[0]!.sandbox, false)
   t.equal(config.sandboxEnabled, false)

@@ -9,7 +9,10 @@ import { freePort } from '../helpers/app.js'
 
 function run(env: Record<string, string>, untilOutput?: RegExp): Promise<{ code: number | null; output: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
     let output = ''
     const onData = (chunk: Buffer) => {
       output += chunk
@@ -33,7 +36,10 @@ t.test('a bad setting stops start-up with a clear message', async (t) => {
 })
 
 t.test('an unreachable database stops start-up without leaking the password', async (t) => {
-  const { code, output } = await run({ DATABASE_URL: 'postgres://ledger:hunter2@127.0.0.1:1/none', DATA_DIR: mkdtempSync(join(tmpdir(), 'sl-srv-')) })
+  const { code, output } = await run({
+    DATABASE_URL: 'postgres://ledger:hunter2@127.0.0.1:1/none',
+    DATA_DIR: mkdtempSync(join(tmpdir(), 'sl-srv-')),
+  })
   t.equal(code, 1)
   t.match(output, /Cannot open the postgres database/)
   t.notMatch(output, /hunter2/)

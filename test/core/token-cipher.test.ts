@@ -12,7 +12,13 @@ t.test('seals with the current key and opens with any configured key', async (t)
   t.notMatch(sealed.value, /access-token-value/)
   t.not(old.seal('access-token-value').value, sealed.value, 'a fresh IV each time')
 
-  const rotated = new TokenCipher({ currentKeyId: 'k2', keys: new Map([['k2', k2], ['k1', k1]]) })
+  const rotated = new TokenCipher({
+    currentKeyId: 'k2',
+    keys: new Map([
+      ['k2', k2],
+      ['k1', k1],
+    ]),
+  })
   t.equal(rotated.open(sealed), 'access-token-value', 'old key id still decrypts after rotation')
   t.equal(rotated.seal('x').keyId, 'k2')
 })

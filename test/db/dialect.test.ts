@@ -12,7 +12,13 @@ for (const engine of engines()) {
   t.test(`${engine}: bigint times, counts and sums come back as numbers`, async (t) => {
     const { db } = await openTestDb(t, engine)
     t.equal(isPostgres(db), engine === 'postgres', 'isPostgres tells the engines apart')
-    await db.insertInto('sessions').values([{ sid: 'a', data: '{}', expires_at: AT }, { sid: 'b', data: '{}', expires_at: AT + 1 }]).execute()
+    await db
+      .insertInto('sessions')
+      .values([
+        { sid: 'a', data: '{}', expires_at: AT },
+        { sid: 'b', data: '{}', expires_at: AT + 1 },
+      ])
+      .execute()
     const row = await db.selectFrom('sessions').select('expires_at').where('sid', '=', 'a').executeTakeFirstOrThrow()
     t.equal(typeof row.expires_at, 'number')
     t.equal(row.expires_at, AT)
@@ -48,7 +54,10 @@ for (const engine of engines()) {
       .insertInto('sessions')
       .values({ sid: 'dup', data: '{}', expires_at: AT })
       .execute()
-      .then(() => null, (err: unknown) => err)
+      .then(
+        () => null,
+        (err: unknown) => err,
+      )
     t.ok(dup, 'duplicate primary key rejected')
     t.ok(isUniqueViolation(dup), 'primary key clash is a unique violation')
     t.notOk(isForeignKeyViolation(dup))
@@ -58,14 +67,31 @@ for (const engine of engines()) {
       .insertInto('operators')
       .values({ username: 'ann', password_hash: 'y', created_at: AT })
       .execute()
-      .then(() => null, (err: unknown) => err)
+      .then(
+        () => null,
+        (err: unknown) => err,
+      )
     t.ok(isUniqueViolation(dupName), 'unique column clash is a unique violation')
 
     const orphan = await db
       .insertInto('grants')
-      .values({ user_id: 999, app_id: 999, requested_scopes: 'a', granted_scopes: 'a', scopes_source: 'assumed', status: 'active', status_reason: null, created_at: AT, ended_at: null, superseded_by: null })
+      .values({
+        user_id: 999,
+        app_id: 999,
+        requested_scopes: 'a',
+        granted_scopes: 'a',
+        scopes_source: 'assumed',
+        status: 'active',
+        status_reason: null,
+        created_at: AT,
+        ended_at: null,
+        superseded_by: null,
+      })
       .execute()
-      .then(() => null, (err: unknown) => err)
+      .then(
+        () => null,
+        (err: unknown) => err,
+      )
     t.ok(isForeignKeyViolation(orphan), 'foreign keys are enforced (SQLite needs PRAGMA foreign_keys)')
     t.notOk(isUniqueViolation(orphan))
     t.notOk(isUniqueViolation(new Error('other')))

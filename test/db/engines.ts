@@ -32,7 +32,11 @@ export interface OpenedTestDb {
 }
 
 /** A fresh, empty (or migrated) database on the engine; everything is closed and dropped at teardown. */
-export async function openTestDb(t: Teardown, engine: Engine, options: { migrate?: boolean; poolSize?: number } = {}): Promise<OpenedTestDb> {
+export async function openTestDb(
+  t: Teardown,
+  engine: Engine,
+  options: { migrate?: boolean; poolSize?: number } = {},
+): Promise<OpenedTestDb> {
   const handles: Db[] = []
   let config: DatabaseConfig
   let schema: string | undefined

@@ -15,7 +15,13 @@ interface ColumnShape {
 type Shape = Record<string, Record<string, ColumnShape>>
 
 // Declared types as each engine reports them, mapped to one vocabulary.
-const TYPE_NAMES: Record<string, string> = { int8: 'bigint', int4: 'integer', serial: 'integer', varchar: 'text', 'varchar(255)': 'text' }
+const TYPE_NAMES: Record<string, string> = {
+  int8: 'bigint',
+  int4: 'integer',
+  serial: 'integer',
+  varchar: 'text',
+  'varchar(255)': 'text',
+}
 
 async function shape(db: Db, schema: string | undefined): Promise<Shape> {
   const tables = await db.introspection.getTables({ withInternalKyselyTables: false })
@@ -25,9 +31,19 @@ async function shape(db: Db, schema: string | undefined): Promise<Shape> {
     // SQLite reports primary-key columns as nullable (a legacy quirk); PostgreSQL never allows it.
     const pk = isPostgres(db)
       ? new Set<string>()
-      : new Set((await sql<{ name: string }>`select name from pragma_table_info(${table.name}) where pk > 0`.execute(db)).rows.map((r) => r.name))
+      : new Set(
+          (
+            await sql<{ name: string }>`select name from pragma_table_info(${table.name}) where pk > 0`.execute(db)
+          ).rows.map((r) => r.name),
+        )
     out[table.name] = Object.fromEntries(
-      table.columns.map((c) => [c.name, { type: TYPE_NAMES[c.dataType.toLowerCase()] ?? c.dataType.toLowerCase(), nullable: c.isNullable && !pk.has(c.name) }]),
+      table.columns.map((c) => [
+        c.name,
+        {
+          type: TYPE_NAMES[c.dataType.toLowerCase()] ?? c.dataType.toLowerCase(),
+          nullable: c.isNullable && !pk.has(c.name),
+        },
+      ]),
     )
   }
   return out
@@ -36,15 +52,22 @@ async function shape(db: Db, schema: string | undefined): Promise<Shape> {
 /** Indexes created by migrations (not the ones engines make for primary keys / unique constraints). */
 async function indexes(db: Db, schema: string | undefined): Promise<string[]> {
   if (!isPostgres(db)) {
-    const { rows } = await sql<{ name: string }>`select name from sqlite_master where type = 'index' and sql is not null`.execute(db)
+    const { rows } = await sql<{
+      name: string
+    }>`select name from sqlite_master where type = 'index' and sql is not null`.execute(db)
     return rows.map((r) => r.name).sort()
   }
   const { rows } = await sql<{ name: string }>`
     select i.relname as name from pg_index x
     join pg_class i on i.oid = x.indexrelid
     join pg_namespace n on n.oid = i.relnamespace
-    where n.nspname = ${schema} and not exists (select 1 from pg_constraint c where c.conindid = x.indexrelid)`.execute(db)
-  return rows.map((r) => r.name).filter((n) => !n.startsWith('kysely_')).sort()
+    where n.nspname = ${schema} and not exists (select 1 from pg_constraint c where c.conindid = x.indexrelid)`.execute(
+    db,
+  )
+  return rows
+    .map((r) => r.name)
+    .filter((n) => !n.startsWith('kysely_'))
+    .sort()
 }
 
 /** table.column → referenced table, for every foreign key. */
@@ -52,7 +75,10 @@ async function foreignKeys(db: Db, schema: string | undefined, tables: string[])
   if (!isPostgres(db)) {
     const out: string[] = []
     for (const table of tables) {
-      const { rows } = await sql<{ from: string; table: string }>`select "from", "table" from pragma_foreign_key_list(${table})`.execute(db)
+      const { rows } = await sql<{
+        from: string
+        table: string
+      }>`select "from", "table" from pragma_foreign_key_list(${table})`.execute(db)
       out.push(...rows.map((r) => `${table}.${r.from} -> ${r.table}`))
     }
     return out.sort()
@@ -75,12 +101,26 @@ for (const engine of engines()) {
     const { db, schema } = await openTestDb(t, engine, { migrate: false })
     const first = await migrateToLatest(db)
     t.ok(first.results && first.results.length >= 2, 'every migration file ran')
-    t.ok(first.results?.every((r) => r.status === 'Success'), 'all succeeded')
+    t.ok(
+      first.results?.every((r) => r.status === 'Success'),
+      'all succeeded',
+    )
     const again = await migrateToLatest(db)
     t.same(again.results, [], 'nothing left to apply the second time')
 
     const tables = await shape(db, schema)
-    for (const core of ['oauth_apps', 'end_users', 'grants', 'grant_scopes', 'grant_tokens', 'oauth_states', 'sessions', 'audit_events', 'rollouts', 'reauth_links']) {
+    for (const core of [
+      'oauth_apps',
+      'end_users',
+      'grants',
+      'grant_scopes',
+      'grant_tokens',
+      'oauth_states',
+      'sessions',
+      'audit_events',
+      'rollouts',
+      'reauth_links',
+    ]) {
       t.ok(tables[core], `${core} exists`)
     }
     // Times are epoch milliseconds in bigint columns on both engines (2^31 ms is 25 days).
@@ -90,7 +130,11 @@ for (const engine of engines()) {
         .map(([name, c]) => `${table}.${name} is ${c.type}`),
     )
     t.same(notBigint, [], 'every *_at / *_until column is bigint')
-    shapes.set(engine, { tables, indexes: await indexes(db, schema), fks: await foreignKeys(db, schema, Object.keys(tables)) })
+    shapes.set(engine, {
+      tables,
+      indexes: await indexes(db, schema),
+      fks: await foreignKeys(db, schema, Object.keys(tables)),
+    })
   })
 }
 
@@ -100,7 +144,8 @@ if (postgresUrl()) {
     const pg = shapes.get('postgres')
     if (!lite || !pg) return t.fail('both engines should have been migrated above')
     t.same(Object.keys(pg.tables).sort(), Object.keys(lite.tables).sort(), 'same tables')
-    for (const table of Object.keys(lite.tables)) t.same(pg.tables[table], lite.tables[table], `${table}: same columns, types and nullability`)
+    for (const table of Object.keys(lite.tables))
+      t.same(pg.tables[table], lite.tables[table], `${table}: same columns, types and nullability`)
     t.same(pg.indexes, lite.indexes, 'same indexes')
     t.same(pg.fks, lite.fks, 'same foreign keys')
   })
@@ -112,9 +157,16 @@ if (postgresUrl()) {
     const b = await openTestDb(t, 'postgres', { migrate: false })
     const result = await migrateToLatest(b.db)
     t.ok(result.results?.length, 'the second schema ran its migrations')
-    const { rows } = await sql<{ n: number }>`select count(*) as n from information_schema.tables where table_schema = ${b.schema} and table_name = 'kysely_migration'`.execute(b.db)
+    const { rows } = await sql<{
+      n: number
+    }>`select count(*) as n from information_schema.tables where table_schema = ${b.schema} and table_name = 'kysely_migration'`.execute(
+      b.db,
+    )
     t.equal(rows[0]?.n, 1, 'kysely_migration lives in the second schema too')
-    const countA = await a.db.selectFrom('sessions').select((e) => e.fn.countAll().as('n')).executeTakeFirstOrThrow()
+    const countA = await a.db
+      .selectFrom('sessions')
+      .select((e) => e.fn.countAll().as('n'))
+      .executeTakeFirstOrThrow()
     t.equal(Number(countA.n), 0, 'first schema untouched')
   })
 
@@ -124,7 +176,10 @@ if (postgresUrl()) {
     const other = await another()
     const [first, second] = await Promise.all([migrateToLatest(db), migrateToLatest(other)])
     const applied = (first.results?.length ?? 0) + (second.results?.length ?? 0)
-    const files = await db.selectFrom('kysely_migration' as never).select((e) => e.fn.countAll().as('n')).executeTakeFirstOrThrow()
+    const files = await db
+      .selectFrom('kysely_migration' as never)
+      .select((e) => e.fn.countAll().as('n'))
+      .executeTakeFirstOrThrow()
     t.equal(applied, Number((files as { n: number }).n), 'each migration ran in exactly one of the two')
   })
 
@@ -134,10 +189,19 @@ if (postgresUrl()) {
     const { openDatabase } = await import('../../src/db/index.js')
     const db = await openDatabase({ ...config, searchPath: 'no_such_schema_here' })
     t.teardown(() => db.destroy())
-    const err = await migrateToLatest(db).then(() => null, (e: unknown) => e)
+    const err = await migrateToLatest(db).then(
+      () => null,
+      (e: unknown) => e,
+    )
     t.ok(err instanceof MigrationError, 'a MigrationError (server.ts prints it without a stack)')
     t.match((err as Error).message, /search_path names no existing schema/)
   })
 } else {
-  t.test('postgres comparison', { skip: 'set TEST_DATABASE_URL or TEST_DATABASE_URL_PG (e.g. postgres://postgres@127.0.0.1:5432/test) to compare with PostgreSQL' }, () => {})
+  t.test(
+    'postgres comparison',
+    {
+      skip: 'set TEST_DATABASE_URL or TEST_DATABASE_URL_PG (e.g. postgres://postgres@127.0.0.1:5432/test) to compare with PostgreSQL',
+    },
+    () => {},
+  )
 }

@@ -18,10 +18,18 @@ for (const engine of engines()) {
 
     const expires = new Date(clock.now() + 60_000).toISOString()
     await call((cb) => store.set('sid-1', { cookie: { expires }, endUserId: 7 }, cb))
-    t.same(await call((cb) => otherInstance.get('sid-1', cb)), { cookie: { expires }, endUserId: 7 }, 'the other instance reads it')
+    t.same(
+      await call((cb) => otherInstance.get('sid-1', cb)),
+      { cookie: { expires }, endUserId: 7 },
+      'the other instance reads it',
+    )
 
     await call((cb) => otherInstance.set('sid-1', { cookie: { expires }, endUserId: 7, operatorId: 3 }, cb))
-    t.same(await call((cb) => store.get('sid-1', cb)), { cookie: { expires }, endUserId: 7, operatorId: 3 }, 'set twice upserts')
+    t.same(
+      await call((cb) => store.get('sid-1', cb)),
+      { cookie: { expires }, endUserId: 7, operatorId: 3 },
+      'set twice upserts',
+    )
 
     await call((cb) => store.set('sid-2', { cookie: { expires: new Date(clock.now() + 1_000).toISOString() } }, cb))
     clock.advance(2_000)

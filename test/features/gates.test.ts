@@ -29,17 +29,29 @@ t.test('lacking the cap-table scope: gate page, reauthorize with the current app
   t.match(gate.text, /See a summary of each company/)
   t.match(gate.text, /read_issuer_capitalizationtablesummary/)
   t.match(gate.text, /Reauthorize on Carta/)
-  t.ok(app.logs.some((l) => l.msg === 'feature gate: missing permission'), 'logged')
+  t.ok(
+    app.logs.some((l) => l.msg === 'feature gate: missing permission'),
+    'logged',
+  )
 
-  const noCsrf = await agent.post(`${app.url}/features/cap-table/reauthorize`, { returnTo: '/features/issuers/iss_lumen/cap-table' })
+  const noCsrf = await agent.post(`${app.url}/features/cap-table/reauthorize`, {
+    returnTo: '/features/issuers/iss_lumen/cap-table',
+  })
   t.equal(noCsrf.status, 403, 'reauthorize needs the CSRF token')
 
-  const start = await agent.post(`${app.url}/features/cap-table/reauthorize`, { _csrf: hiddenField(gate.text, '_csrf'), returnTo: hiddenField(gate.text, 'returnTo') })
+  const start = await agent.post(`${app.url}/features/cap-table/reauthorize`, {
+    _csrf: hiddenField(gate.text, '_csrf'),
+    returnTo: hiddenField(gate.text, 'returnTo'),
+  })
   t.equal(start.status, 303)
   const authorize = new URL(start.location!)
   const v2 = app.config.apps.find((a) => a.key === 'production-v2')!
   t.equal(authorize.searchParams.get('client_id'), v2.clientId, 'the current production app')
-  t.same(authorize.searchParams.get('scope')!.split(' ').sort(), [...v2.scopes].sort(), "all of the current app's scopes")
+  t.same(
+    authorize.searchParams.get('scope')!.split(' ').sort(),
+    [...v2.scopes].sort(),
+    "all of the current app's scopes",
+  )
 
   const done = await finishAuthorization(app, agent, start.location!)
   t.equal(done.userId, userId, 'same end user')
@@ -65,7 +77,10 @@ t.test('reauthorize refuses foreign return paths', async (t) => {
   const app = await startTestApp(t)
   const { agent } = await connectUser(app, { appKey: 'production-v1' })
   const gate = await agent.get(`${app.url}/features/issuers/iss_lumen/cap-table`)
-  const start = await agent.post(`${app.url}/features/cap-table/reauthorize`, { _csrf: hiddenField(gate.text, '_csrf'), returnTo: '//evil.example/x' })
+  const start = await agent.post(`${app.url}/features/cap-table/reauthorize`, {
+    _csrf: hiddenField(gate.text, '_csrf'),
+    returnTo: '//evil.example/x',
+  })
   t.equal(start.status, 303)
   const done = await finishAuthorization(app, agent, start.location!)
   t.match(done.landed.url, /\/features\/issuers$/, 'falls back to the feature page')

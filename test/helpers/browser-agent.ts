@@ -26,7 +26,8 @@ export class Agent {
   /** Follows redirects from `response` until a non-redirect answer (at most `max` hops). */
   async follow(response: AgentResponse, max = 10): Promise<AgentResponse> {
     let current = response
-    for (let i = 0; i < max && current.location; i++) current = await this.get(new URL(current.location, current.url).toString())
+    for (let i = 0; i < max && current.location; i++)
+      current = await this.get(new URL(current.location, current.url).toString())
     return current
   }
 
@@ -45,7 +46,13 @@ export class Agent {
       else jar.set(name, value)
     }
     this.cookies.set(host, jar)
-    return { status: res.status, location: res.headers.get('location'), headers: res.headers, text: await res.text(), url }
+    return {
+      status: res.status,
+      location: res.headers.get('location'),
+      headers: res.headers,
+      text: await res.text(),
+      url,
+    }
   }
 
   /** Current value of one cookie for the host of `url`. */
@@ -60,7 +67,14 @@ export class Agent {
 
 /** Value of a hidden input by name in an HTML page (first match). */
 export function hiddenField(html: string, name: string): string {
-  const match = new RegExp(`<input[^>]*name="${name}"[^>]*value="([^"]*)"`).exec(html) ?? new RegExp(`<input[^>]*value="([^"]*)"[^>]*name="${name}"`).exec(html)
+  const match =
+    new RegExp(`<input[^>]*name="${name}"[^>]*value="([^"]*)"`).exec(html) ??
+    new RegExp(`<input[^>]*value="([^"]*)"[^>]*name="${name}"`).exec(html)
   if (!match) throw new Error(`no hidden field "${name}" in page`)
-  return match[1]!.replace(/&amp;/g, '&').replace(/&quot;/g, '"').replace(/&#39;/g, "'").replace(/&lt;/g, '<').replace(/&gt;/g, '>')
+  return match[1]!
+    .replace(/&amp;/g, '&')
+    .replace(/&quot;/g, '"')
+    .replace(/&#39;/g, "'")
+    .replace(/&lt;/g, '<')
+    .replace(/&gt;/g, '>')
 }

@@ -10,7 +10,9 @@ export const screenshotDir = join(projectRoot, 'test-output', 'screenshots')
 
 /** Why the browser tests cannot run here, or null when they can. */
 export function chromiumMissing(): string | null {
-  return existsSync(CHROMIUM_PATH) ? null : `no chromium at ${CHROMIUM_PATH}: install Debian's package (apt-get install -y chromium; .ci/run does) or set CHROMIUM_PATH`
+  return existsSync(CHROMIUM_PATH)
+    ? null
+    : `no chromium at ${CHROMIUM_PATH}: install Debian's package (apt-get install -y chromium; .ci/run does) or set CHROMIUM_PATH`
 }
 
 interface Teardown {

@@ -45,7 +45,9 @@ async function withClient<T>(url: string, fn: (c: pg.Client) => Promise<T>): Pro
 async function sweepStaleSchemas(client: pg.Client): Promise<void> {
   if (staleSwept) return
   staleSwept = true
-  const { rows } = await client.query<{ nspname: string }>(`select nspname from pg_namespace where nspname ~ '^t_[0-9a-z]+_[0-9a-f]{10}$'`)
+  const { rows } = await client.query<{ nspname: string }>(
+    `select nspname from pg_namespace where nspname ~ '^t_[0-9a-z]+_[0-9a-f]{10}$'`,
+  )
   for (const { nspname } of rows) {
     const born = parseInt(nspname.slice(PREFIX.length).split('_')[0]!, 36)
     if (Number.isFinite(born) && Date.now() - born > STALE_AFTER_MS) {
@@ -74,7 +76,8 @@ export async function createTestSchema(url: string): Promise<{ schema: string; d
 
 export async function testDatabase(dataDir: string): Promise<TestDatabase> {
   const url = testPostgresUrl()
-  if (!url) return { kind: 'sqlite', env: { DATABASE_PATH: join(dataDir, 'test.db') }, options: {}, drop: async () => {} }
+  if (!url)
+    return { kind: 'sqlite', env: { DATABASE_PATH: join(dataDir, 'test.db') }, options: {}, drop: async () => {} }
   const { schema, drop } = await createTestSchema(url)
   return {
     kind: 'postgres',

@@ -15,7 +15,11 @@ export interface FakeReply {
 }
 
 /** 'hang' = never answer (the client's timeout must fire). */
-export type FakeHandler = (request: { form: URLSearchParams; headers: IncomingMessage['headers']; path: string }) => FakeReply | 'hang'
+export type FakeHandler = (request: {
+  form: URLSearchParams
+  headers: IncomingMessage['headers']
+  path: string
+}) => FakeReply | 'hang'
 
 export interface TokenRequest {
   form: URLSearchParams
@@ -54,7 +58,10 @@ export function bearerToken(scope?: string): FakeReply {
   }
 }
 
-export async function startFakeCarta(t: { teardown(fn: () => unknown): void }, scopes = ['read_user_info', 'read_issuer_info']): Promise<FakeCarta> {
+export async function startFakeCarta(
+  t: { teardown(fn: () => unknown): void },
+  scopes = ['read_user_info', 'read_issuer_info'],
+): Promise<FakeCarta> {
   const hanging = new Set<ServerResponse>()
   const fake: FakeCarta = {
     url: '',
@@ -99,7 +106,13 @@ export async function startFakeCarta(t: { teardown(fn: () => unknown): void }, s
       return
     }
     const body = reply.raw ?? JSON.stringify(reply.body ?? {})
-    res.writeHead(reply.status ?? 200, { 'content-type': reply.contentType ?? 'application/json', 'cache-control': 'no-store', ...reply.headers }).end(body)
+    res
+      .writeHead(reply.status ?? 200, {
+        'content-type': reply.contentType ?? 'application/json',
+        'cache-control': 'no-store',
+        ...reply.headers,
+      })
+      .end(body)
   })
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   const { port } = server.address() as { port: number }
@@ -136,7 +149,12 @@ export async function startFakeCarta(t: { teardown(fn: () => unknown): void }, s
       ],
     }),
   )
-  fake.env = (extra = {}) => ({ CARTA_APPS_FILE: appsFile, FAKE_CARTA_CLIENT_SECRET: fake.clientSecret, SANDBOX: 'auto', ...extra })
+  fake.env = (extra = {}) => ({
+    CARTA_APPS_FILE: appsFile,
+    FAKE_CARTA_CLIENT_SECRET: fake.clientSecret,
+    SANDBOX: 'auto',
+    ...extra,
+  })
   let closed = false
   fake.close = async () => {
     if (closed) return

@@ -49,11 +49,21 @@ export async function startOidcCarta(t: { teardown(fn: () => unknown): void }, s
   const api = async (req: IncomingMessage, res: ServerResponse, path: string) => {
     const value = /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1]
     const token = value ? await provider.AccessToken.find(value) : undefined
-    if (!token) return json(res, 401, { error: 'invalid_token' }, { 'www-authenticate': 'Bearer error="invalid_token"' })
+    if (!token)
+      return json(res, 401, { error: 'invalid_token' }, { 'www-authenticate': 'Bearer error="invalid_token"' })
     const held = String(token.scope ?? '').split(' ')
     const needed = path === '/v1alpha1/user' ? 'read_user_info' : 'read_issuer_info'
-    if (!held.includes(needed)) return json(res, 403, { error: 'insufficient_scope' }, { 'www-authenticate': `Bearer error="insufficient_scope", scope="${needed}"` })
-    if (path === '/v1alpha1/user') return json(res, 200, { user: { user_id: token.accountId, email: 'grace@example.org', first_name: 'Grace', last_name: 'Hopper' } })
+    if (!held.includes(needed))
+      return json(
+        res,
+        403,
+        { error: 'insufficient_scope' },
+        { 'www-authenticate': `Bearer error="insufficient_scope", scope="${needed}"` },
+      )
+    if (path === '/v1alpha1/user')
+      return json(res, 200, {
+        user: { user_id: token.accountId, email: 'grace@example.org', first_name: 'Grace', last_name: 'Hopper' },
+      })
     return json(res, 200, { results: [{ id: 'iss-op-1', legal_name: 'Compiler Works Ltd.' }] })
   }
 
@@ -61,10 +71,19 @@ export async function startOidcCarta(t: { teardown(fn: () => unknown): void }, s
   const interaction = async (req: IncomingMessage, res: ServerResponse) => {
     const details = await provider.interactionDetails(req, res)
     if (details.prompt.name === 'login') {
-      return provider.interactionFinished(req, res, { login: { accountId: oidc.accountId } }, { mergeWithLastSubmission: false })
+      return provider.interactionFinished(
+        req,
+        res,
+        { login: { accountId: oidc.accountId } },
+        { mergeWithLastSubmission: false },
+      )
     }
-    const requested = String(details.params.scope ?? '').split(' ').filter(Boolean)
-    const grant = details.grantId ? await provider.Grant.find(details.grantId) : new provider.Grant({ accountId: details.session.accountId, clientId: details.params.client_id })
+    const requested = String(details.params.scope ?? '')
+      .split(' ')
+      .filter(Boolean)
+    const grant = details.grantId
+      ? await provider.Grant.find(details.grantId)
+      : new provider.Grant({ accountId: details.session.accountId, clientId: details.params.client_id })
     const allowed = (oidc.grantScopes ?? requested).filter((s) => requested.includes(s))
     grant.addOIDCScope(allowed.join(' '))
     // Scopes the user unticked are rejected explicitly, or the provider asks for consent again.
@@ -127,11 +146,19 @@ export async function startOidcCarta(t: { teardown(fn: () => unknown): void }, s
       interactions: { url: (_ctx: unknown, interaction: { uid: string }) => `/interaction/${interaction.uid}` },
       pkce: { required: () => true },
       // Refresh tokens without offline_access (Carta issues them to every code grant), rotating.
-      issueRefreshToken: async (_ctx: unknown, client: { grantTypeAllowed(type: string): boolean }) => client.grantTypeAllowed('refresh_token'),
+      issueRefreshToken: async (_ctx: unknown, client: { grantTypeAllowed(type: string): boolean }) =>
+        client.grantTypeAllowed('refresh_token'),
       rotateRefreshToken: true,
       findAccount: async (_ctx: unknown, sub: string) => ({ accountId: sub, claims: async () => ({ sub }) }),
       cookies: { keys: ['oidc-test-cookie-key-0123456789'] },
-      ttl: { AccessToken: 3600, AuthorizationCode: 60, RefreshToken: 14 * 24 * 3600, Grant: 14 * 24 * 3600, Interaction: 600, Session: 3600 },
+      ttl: {
+        AccessToken: 3600,
+        AuthorizationCode: 60,
+        RefreshToken: 14 * 24 * 3600,
+        Grant: 14 * 24 * 3600,
+        Interaction: 600,
+        Session: 3600,
+      },
     })
   }
   oidc.findAccessToken = async (value: string) => {

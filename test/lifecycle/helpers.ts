@@ -14,21 +14,38 @@ export interface Connected {
 }
 
 /** /carta/connect?app=… → sandbox sign-in + consent (optionally a subset) → callback → landing page. */
-export async function connectUser(app: TestApp, options: { cartaUser?: string; appKey?: string; grant?: string[]; agent?: Agent } = {}): Promise<Connected> {
+export async function connectUser(
+  app: TestApp,
+  options: { cartaUser?: string; appKey?: string; grant?: string[]; agent?: Agent } = {},
+): Promise<Connected> {
   const agent = options.agent ?? new Agent()
   const start = await agent.get(`${app.url}/carta/connect${options.appKey ? `?app=${options.appKey}` : ''}`)
-  if (start.status !== 303 || !start.location) throw new Error(`connect did not redirect: ${start.status} ${start.text.slice(0, 200)}`)
+  if (start.status !== 303 || !start.location)
+    throw new Error(`connect did not redirect: ${start.status} ${start.text.slice(0, 200)}`)
   return finishAuthorization(app, agent, start.location, options)
 }
 
 /** From Carta's authorize URL to the page the callback lands on. */
-export async function finishAuthorization(app: TestApp, agent: Agent, authorizeUrl: string, options: { cartaUser?: string; grant?: string[] } = {}): Promise<Connected> {
+export async function finishAuthorization(
+  app: TestApp,
+  agent: Agent,
+  authorizeUrl: string,
+  options: { cartaUser?: string; grant?: string[] } = {},
+): Promise<Connected> {
   await signIn(agent, `${app.url}/sandbox`, options.cartaUser ?? 'cu_1001')
-  const back = await answerConsent(agent, authorizeUrl, { decision: 'allow', ...(options.grant ? { scopes: options.grant } : {}) })
+  const back = await answerConsent(agent, authorizeUrl, {
+    decision: 'allow',
+    ...(options.grant ? { scopes: options.grant } : {}),
+  })
   const callback = await agent.get(back.toString())
   if (callback.status !== 303) throw new Error(`callback failed: ${callback.status} ${callback.text.slice(0, 400)}`)
   const landed = await agent.follow(callback)
-  const user = await app.db.selectFrom('end_users').select(['id', 'active_grant_id']).orderBy('updated_at', 'desc').orderBy('id', 'desc').executeTakeFirstOrThrow()
+  const user = await app.db
+    .selectFrom('end_users')
+    .select(['id', 'active_grant_id'])
+    .orderBy('updated_at', 'desc')
+    .orderBy('id', 'desc')
+    .executeTakeFirstOrThrow()
   return { agent, userId: user.id, grantId: user.active_grant_id!, landed }
 }
 
@@ -36,7 +53,12 @@ export async function signInOperator(app: TestApp, username = 'ops'): Promise<Ag
   await createOperator(app.db, username, 'correct horse battery staple', app.clock.now())
   const agent = new Agent()
   const page = await agent.get(`${app.url}/admin/sign-in`)
-  const res = await agent.post(`${app.url}/admin/sign-in`, { _csrf: hiddenField(page.text, '_csrf'), username, password: 'correct horse battery staple', next: '/admin' })
+  const res = await agent.post(`${app.url}/admin/sign-in`, {
+    _csrf: hiddenField(page.text, '_csrf'),
+    username,
+    password: 'correct horse battery staple',
+    next: '/admin',
+  })
   if (res.status !== 303) throw new Error(`operator sign-in failed: ${res.status}`)
   return agent
 }
@@ -53,7 +75,11 @@ export async function sandboxStats(app: TestApp): Promise<SandboxStats> {
 }
 
 export async function sandboxControl(app: TestApp, name: string, body: unknown): Promise<Record<string, unknown>> {
-  const res = await fetch(`${app.url}/sandbox/_control/${name}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
+  const res = await fetch(`${app.url}/sandbox/_control/${name}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  })
   if (res.status !== 200) throw new Error(`sandbox control ${name} failed: ${res.status} ${await res.text()}`)
   return (await res.json()) as Record<string, unknown>
 }
@@ -68,6 +94,10 @@ export function accessDeps(app: TestApp) {
 }
 
 export async function tokenVersion(app: TestApp, grantId: number): Promise<number> {
-  const row = await app.db.selectFrom('grant_tokens').select(['version']).where('grant_id', '=', grantId).executeTakeFirstOrThrow()
+  const row = await app.db
+    .selectFrom('grant_tokens')
+    .select(['version'])
+    .where('grant_id', '=', grantId)
+    .executeTakeFirstOrThrow()
   return row.version
 }

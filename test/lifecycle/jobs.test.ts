@@ -18,7 +18,10 @@ t.test('with background jobs on, queued revocations are sent without a manual ru
     await sleep(50)
   }
   t.ok(rows.length > 0 && rows.every((r) => r.status === 'done'), 'the worker revoked the superseded tokens')
-  t.ok(app.logs.some((l) => l.job === 'revocations' && l.msg === 'revocation run'), 'the run is logged')
+  t.ok(
+    app.logs.some((l) => l.job === 'revocations' && l.msg === 'revocation run'),
+    'the run is logged',
+  )
   await app.close()
   t.pass('closing the app stops the interval (the test process exits)')
 })

@@ -9,10 +9,22 @@ import { connectUser, signInOperator } from './helpers.js'
 
 t.test("a retired app's users are listed as lacking; connect refuses it", async (t) => {
   const app = await startTestApp(t)
-  const ids = Object.fromEntries((await app.db.selectFrom('oauth_apps').select(['id', 'key']).execute()).map((a) => [a.key, a.id]))
-  const rolloutId = await createRollout(app.db, { name: 'Issuers', appId: ids['production-v2']!, scopes: ['read_issuer_info'] }, 'operator:test', app.clock.now())
+  const ids = Object.fromEntries(
+    (await app.db.selectFrom('oauth_apps').select(['id', 'key']).execute()).map((a) => [a.key, a.id]),
+  )
+  const rolloutId = await createRollout(
+    app.db,
+    { name: 'Issuers', appId: ids['production-v2']!, scopes: ['read_issuer_info'] },
+    'operator:test',
+    app.clock.now(),
+  )
   const { userId } = await connectUser(app, { appKey: 'production-v1' })
-  const before = await app.db.selectFrom('rollout_members').select(['state']).where('rollout_id', '=', rolloutId).where('user_id', '=', userId).executeTakeFirstOrThrow()
+  const before = await app.db
+    .selectFrom('rollout_members')
+    .select(['state'])
+    .where('rollout_id', '=', rolloutId)
+    .where('user_id', '=', userId)
+    .executeTakeFirstOrThrow()
   t.equal(before.state, 'covered', 'v1 holds the scope: covered before retirement')
 
   const operator = await signInOperator(app)
@@ -27,46 +39,87 @@ t.test("a retired app's users are listed as lacking; connect refuses it", async 
   t.match(confirm.text, /<strong>1<\/strong> connected user/)
   const noCsrf = await operator.post(`${app.url}/admin/apps/${ids['production-v1']}/retire`, {})
   t.equal(noCsrf.status, 403)
-  const res = await operator.post(`${app.url}/admin/apps/${ids['production-v1']}/retire`, { _csrf: hiddenField(confirm.text, '_csrf') })
+  const res = await operator.post(`${app.url}/admin/apps/${ids['production-v1']}/retire`, {
+    _csrf: hiddenField(confirm.text, '_csrf'),
+  })
   t.equal(res.status, 303)
-  const row = await app.db.selectFrom('oauth_apps').selectAll().where('id', '=', ids['production-v1']!).executeTakeFirstOrThrow()
+  const row = await app.db
+    .selectFrom('oauth_apps')
+    .selectAll()
+    .where('id', '=', ids['production-v1']!)
+    .executeTakeFirstOrThrow()
   t.equal(row.status, 'retired')
   t.equal(row.is_current, 0)
   t.equal(row.retired_at, app.clock.now())
-  const member = await app.db.selectFrom('rollout_members').select(['state', 'needs_action']).where('rollout_id', '=', rolloutId).where('user_id', '=', userId).executeTakeFirstOrThrow()
+  const member = await app.db
+    .selectFrom('rollout_members')
+    .select(['state', 'needs_action'])
+    .where('rollout_id', '=', rolloutId)
+    .where('user_id', '=', userId)
+    .executeTakeFirstOrThrow()
   t.same(member, { state: 'lacking', needs_action: 1 }, 'listed as needing reauthorization')
-  const event = await app.db.selectFrom('audit_events').selectAll().where('type', '=', 'app.retired').executeTakeFirstOrThrow()
+  const event = await app.db
+    .selectFrom('audit_events')
+    .selectAll()
+    .where('type', '=', 'app.retired')
+    .executeTakeFirstOrThrow()
   t.equal(event.actor, 'operator:ops')
   t.equal(event.app_id, ids['production-v1'])
   t.match((await operator.get(`${app.url}/admin/apps`)).text, /retired \d{4}-\d{2}-\d{2}/)
 
   const connect = await operator.get(`${app.url}/carta/connect?app=production-v1`)
   t.equal(connect.status, 409, 'no new connections with a retired app')
-  const twice = await operator.post(`${app.url}/admin/apps/${ids['production-v1']}/retire`, { _csrf: hiddenField(confirm.text, '_csrf') })
+  const twice = await operator.post(`${app.url}/admin/apps/${ids['production-v1']}/retire`, {
+    _csrf: hiddenField(confirm.text, '_csrf'),
+  })
   t.equal(twice.status, 409)
 })
 
 t.test('retiring a current app: another active app of the environment takes over, or a clear refusal', async (t) => {
   const app = await startTestApp(t)
-  const ids = Object.fromEntries((await app.db.selectFrom('oauth_apps').select(['id', 'key']).execute()).map((a) => [a.key, a.id]))
+  const ids = Object.fromEntries(
+    (await app.db.selectFrom('oauth_apps').select(['id', 'key']).execute()).map((a) => [a.key, a.id]),
+  )
   const operator = await signInOperator(app)
 
   const only = await operator.get(`${app.url}/admin/apps/${ids.playground}/retire`)
   t.equal(only.status, 200)
   t.match(only.text, /no other active playground app could take over/)
-  const refused = await operator.post(`${app.url}/admin/apps/${ids.playground}/retire`, { _csrf: hiddenField(only.text, '_csrf') })
+  const refused = await operator.post(`${app.url}/admin/apps/${ids.playground}/retire`, {
+    _csrf: hiddenField(only.text, '_csrf'),
+  })
   t.equal(refused.status, 409)
   t.match(refused.text, /Cannot retire the only app/)
-  t.equal((await app.db.selectFrom('oauth_apps').select('status').where('id', '=', ids.playground!).executeTakeFirstOrThrow()).status, 'active', 'unchanged')
+  t.equal(
+    (await app.db.selectFrom('oauth_apps').select('status').where('id', '=', ids.playground!).executeTakeFirstOrThrow())
+      .status,
+    'active',
+    'unchanged',
+  )
 
   const confirm = await operator.get(`${app.url}/admin/apps/${ids['production-v2']}/retire`)
   t.match(confirm.text, /Choose the app new connections will use instead/)
   t.match(confirm.text, new RegExp(`<option value="${ids['production-v1']}">Production v1`))
-  const wrong = await operator.post(`${app.url}/admin/apps/${ids['production-v2']}/retire`, { _csrf: hiddenField(confirm.text, '_csrf'), newCurrentAppId: String(ids.playground) })
+  const wrong = await operator.post(`${app.url}/admin/apps/${ids['production-v2']}/retire`, {
+    _csrf: hiddenField(confirm.text, '_csrf'),
+    newCurrentAppId: String(ids.playground),
+  })
   t.equal(wrong.status, 400, 'an app of another environment cannot take over')
-  const res = await operator.post(`${app.url}/admin/apps/${ids['production-v2']}/retire`, { _csrf: hiddenField(confirm.text, '_csrf'), newCurrentAppId: String(ids['production-v1']) })
+  const res = await operator.post(`${app.url}/admin/apps/${ids['production-v2']}/retire`, {
+    _csrf: hiddenField(confirm.text, '_csrf'),
+    newCurrentAppId: String(ids['production-v1']),
+  })
   t.equal(res.status, 303)
   t.equal((await currentApp(app.db, 'production'))?.key, 'production-v1', 'v1 is now current')
-  const event = await app.db.selectFrom('audit_events').select('details').where('type', '=', 'app.retired').executeTakeFirstOrThrow()
-  t.same(JSON.parse(event.details), { key: 'production-v2', environment: 'production', wasCurrent: true, newCurrentAppId: ids['production-v1'] })
+  const event = await app.db
+    .selectFrom('audit_events')
+    .select('details')
+    .where('type', '=', 'app.retired')
+    .executeTakeFirstOrThrow()
+  t.same(JSON.parse(event.details), {
+    key: 'production-v2',
+    environment: 'production',
+    wasCurrent: true,
+    newCurrentAppId: ids['production-v1'],
+  })
 })

@@ -10,10 +10,19 @@ import { connectUser, sandboxControl, sandboxStats, signInOperator } from './hel
 
 t.test('backoff doubles from one minute, capped at six hours, with jitter', async (t) => {
   const none = () => 0
-  t.equal(backoffMs(1, (max) => max / 2), 60_000)
-  t.equal(backoffMs(2, (max) => max / 2), 120_000)
+  t.equal(
+    backoffMs(1, (max) => max / 2),
+    60_000,
+  )
+  t.equal(
+    backoffMs(2, (max) => max / 2),
+    120_000,
+  )
   t.equal(backoffMs(3, none), 240_000 * 0.8)
-  t.equal(backoffMs(30, (max) => max / 2), 6 * 3600_000)
+  t.equal(
+    backoffMs(30, (max) => max / 2),
+    6 * 3600_000,
+  )
   const samples = new Set(Array.from({ length: 20 }, () => backoffMs(4)))
   t.ok(samples.size > 1, 'jitter spreads retries')
   for (const s of samples) t.ok(s >= 480_000 * 0.8 && s <= 480_000 * 1.2)
@@ -27,7 +36,11 @@ t.test('a superseded grant is revoked at Carta: fails, is retried after the back
   // Reconnecting supersedes the first grant; the callback queues its tokens for revocation.
   const second = await connectUser(app, { agent: first.agent })
   t.not(second.grantId, first.grantId)
-  const queued = await app.db.selectFrom('token_revocations').selectAll().where('grant_id', '=', first.grantId).execute()
+  const queued = await app.db
+    .selectFrom('token_revocations')
+    .selectAll()
+    .where('grant_id', '=', first.grantId)
+    .execute()
   t.ok(queued.length >= 1, 'revocation rows queued')
   t.ok(queued.every((r) => r.status === 'pending'))
 
@@ -35,7 +48,11 @@ t.test('a superseded grant is revoked at Carta: fails, is retried after the back
   const deps = { ...app.app.deps }
   const run1 = await processDueRevocations(deps)
   t.same(run1, { sent: 0, failed: queued.length, skipped: 0 })
-  const failed = await app.db.selectFrom('token_revocations').selectAll().where('grant_id', '=', first.grantId).execute()
+  const failed = await app.db
+    .selectFrom('token_revocations')
+    .selectAll()
+    .where('grant_id', '=', first.grantId)
+    .execute()
   for (const row of failed) {
     t.equal(row.status, 'pending')
     t.equal(row.attempts, 1)
@@ -58,14 +75,25 @@ t.test('a superseded grant is revoked at Carta: fails, is retried after the back
   t.same(run2, { sent: queued.length, failed: 0, skipped: 0 })
   t.equal((await sandboxStats(app)).revocations - stats0.revocations, queued.length, 'sent to the sandbox')
   const done = await app.db.selectFrom('token_revocations').selectAll().where('grant_id', '=', first.grantId).execute()
-  t.ok(done.every((r) => r.status === 'done' && r.done_at === clock.now() && r.token === ''), 'done, ciphertext dropped')
-  const events = await app.db.selectFrom('audit_events').select(['type', 'details']).where('type', '=', 'token.revoked').where('grant_id', '=', first.grantId).execute()
+  t.ok(
+    done.every((r) => r.status === 'done' && r.done_at === clock.now() && r.token === ''),
+    'done, ciphertext dropped',
+  )
+  const events = await app.db
+    .selectFrom('audit_events')
+    .select(['type', 'details'])
+    .where('type', '=', 'token.revoked')
+    .where('grant_id', '=', first.grantId)
+    .execute()
   t.equal(events.length, queued.length)
   // The old refresh token is dead at the sandbox.
   const v2 = app.config.apps.find((a) => a.key === 'production-v2')!
   const res = await fetch(`${app.url}/sandbox/o/access_token/`, {
     method: 'POST',
-    headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: `Basic ${Buffer.from(`${v2.clientId}:${v2.clientSecret}`).toString('base64')}` },
+    headers: {
+      'content-type': 'application/x-www-form-urlencoded',
+      authorization: `Basic ${Buffer.from(`${v2.clientId}:${v2.clientSecret}`).toString('base64')}`,
+    },
     body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: oldTokens!.refreshToken! }),
   })
   t.equal(res.status, 400, 'revoked refresh token refused')
@@ -93,12 +121,19 @@ t.test(`after ${MAX_ATTEMPTS} failures a revocation is marked failed and shown`,
   for (let i = 0; i < MAX_ATTEMPTS; i++) {
     await processDueRevocations({ ...app.app.deps })
     // Straight to the next due time (sessions, which expire after a day, stay valid).
-    const next = await app.db.selectFrom('token_revocations').select((eb) => eb.fn.max('next_attempt_at').as('at')).executeTakeFirstOrThrow()
+    const next = await app.db
+      .selectFrom('token_revocations')
+      .select((eb) => eb.fn.max('next_attempt_at').as('at'))
+      .executeTakeFirstOrThrow()
     clock.set(Math.max(clock.now(), Number(next.at)))
   }
   const rows = await app.db.selectFrom('token_revocations').selectAll().execute()
   t.ok(rows.every((r) => r.status === 'failed' && r.attempts === MAX_ATTEMPTS))
-  t.equal((await app.db.selectFrom('audit_events').select('id').where('type', '=', 'token.revocation_failed').execute()).length, count)
+  t.equal(
+    (await app.db.selectFrom('audit_events').select('id').where('type', '=', 'token.revocation_failed').execute())
+      .length,
+    count,
+  )
   const operator = await signInOperator(app)
   t.match((await operator.get(`${app.url}/admin/apps`)).text, new RegExp(`${count} revocation failed`))
 })
@@ -118,19 +153,40 @@ t.test('operator revokes a user: confirm page, CSRF, revoked at Carta, user need
 
   const noCsrf = await operator.post(`${app.url}/admin/users/${userId}/revoke`, {})
   t.equal(noCsrf.status, 403)
-  t.equal((await app.db.selectFrom('grants').select('status').where('id', '=', grantId).executeTakeFirstOrThrow()).status, 'active', 'nothing changed without CSRF')
+  t.equal(
+    (await app.db.selectFrom('grants').select('status').where('id', '=', grantId).executeTakeFirstOrThrow()).status,
+    'active',
+    'nothing changed without CSRF',
+  )
 
   const stats0 = await sandboxStats(app)
-  const done = await operator.post(`${app.url}/admin/users/${userId}/revoke`, { _csrf: hiddenField(confirm.text, '_csrf') })
+  const done = await operator.post(`${app.url}/admin/users/${userId}/revoke`, {
+    _csrf: hiddenField(confirm.text, '_csrf'),
+  })
   t.equal(done.status, 200)
   t.match(done.text, /Carta confirmed the revocation/)
   t.ok((await sandboxStats(app)).revocations - stats0.revocations >= 1, 'sent to Carta at once')
-  const grant = await app.db.selectFrom('grants').select(['status', 'status_reason']).where('id', '=', grantId).executeTakeFirstOrThrow()
+  const grant = await app.db
+    .selectFrom('grants')
+    .select(['status', 'status_reason'])
+    .where('id', '=', grantId)
+    .executeTakeFirstOrThrow()
   t.equal(grant.status, 'revoked')
   t.match(grant.status_reason, /operator:ops/)
-  t.equal((await app.db.selectFrom('end_users').select('status').where('id', '=', userId).executeTakeFirstOrThrow()).status, 'needs_reconnect')
-  t.equal((await app.db.selectFrom('grant_tokens').select('grant_id').where('grant_id', '=', grantId).execute()).length, 0, 'stored tokens deleted')
-  const event = await app.db.selectFrom('audit_events').selectAll().where('type', '=', 'grant.revoked_by_operator').executeTakeFirstOrThrow()
+  t.equal(
+    (await app.db.selectFrom('end_users').select('status').where('id', '=', userId).executeTakeFirstOrThrow()).status,
+    'needs_reconnect',
+  )
+  t.equal(
+    (await app.db.selectFrom('grant_tokens').select('grant_id').where('grant_id', '=', grantId).execute()).length,
+    0,
+    'stored tokens deleted',
+  )
+  const event = await app.db
+    .selectFrom('audit_events')
+    .selectAll()
+    .where('type', '=', 'grant.revoked_by_operator')
+    .executeTakeFirstOrThrow()
   t.equal(event.actor, 'operator:ops')
   t.equal(event.user_id, userId)
 
@@ -138,7 +194,9 @@ t.test('operator revokes a user: confirm page, CSRF, revoked at Carta, user need
   t.equal(feature.status, 409, 'the user is asked to reconnect')
   t.match(feature.text, /Reconnect to Carta/)
 
-  const again = await operator.post(`${app.url}/admin/users/${userId}/revoke`, { _csrf: hiddenField(confirm.text, '_csrf') })
+  const again = await operator.post(`${app.url}/admin/users/${userId}/revoke`, {
+    _csrf: hiddenField(confirm.text, '_csrf'),
+  })
   t.equal(again.status, 409, 'revoking twice: a clear page')
   t.match(again.text, /Nothing to revoke/)
   const missing = await operator.get(`${app.url}/admin/users/999999/revoke`)
@@ -151,10 +209,16 @@ t.test('operator revoke while Carta is down: grant revoked here, revocation stay
   const operator = await signInOperator(app)
   const confirm = await operator.get(`${app.url}/admin/users/${userId}/revoke`)
   await sandboxControl(app, 'fail', { endpoint: 'revoke', status: 503, times: 10 })
-  const done = await operator.post(`${app.url}/admin/users/${userId}/revoke`, { _csrf: hiddenField(confirm.text, '_csrf') })
+  const done = await operator.post(`${app.url}/admin/users/${userId}/revoke`, {
+    _csrf: hiddenField(confirm.text, '_csrf'),
+  })
   t.equal(done.status, 200)
   t.match(done.text, /retried automatically/)
   t.match(done.text, /revocation pending/)
-  const rows = await app.db.selectFrom('token_revocations').select(['status', 'attempts']).where('grant_id', '=', grantId).execute()
+  const rows = await app.db
+    .selectFrom('token_revocations')
+    .select(['status', 'attempts'])
+    .where('grant_id', '=', grantId)
+    .execute()
   t.ok(rows.length >= 1 && rows.every((r) => r.status === 'pending' && r.attempts === 1))
 })

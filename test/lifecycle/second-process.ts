@@ -9,16 +9,35 @@ import { openDatabase } from '../../src/db/index.js'
 import { withAccessToken } from '../../src/grants/access.js'
 import { TokenCipher } from '../../src/grants/token-cipher.js'
 
-const input = JSON.parse(process.argv[2]!) as { env: Record<string, string>; clockOffsetMs: number; grantId: number; calls: number }
+const input = JSON.parse(process.argv[2]!) as {
+  env: Record<string, string>
+  clockOffsetMs: number
+  grantId: number
+  calls: number
+}
 const config = loadConfig(input.env)
 const db = await openDatabase(config.database)
-const deps = { config, db, clock: { now: () => Date.now() + input.clockOffsetMs }, cipher: new TokenCipher(config.tokenKeys) }
+const deps = {
+  config,
+  db,
+  clock: { now: () => Date.now() + input.clockOffsetMs },
+  cipher: new TokenCipher(config.tokenKeys),
+}
 process.stdout.write('ready\n')
 const lines = createInterface({ input: process.stdin })
 for await (const line of lines) {
   if (line.trim() !== 'go') continue
-  const results = await Promise.allSettled(Array.from({ length: input.calls }, () => withAccessToken(deps, input.grantId, (token, ctx) => listIssuers(ctx.app, token))))
-  process.stdout.write(JSON.stringify({ ok: results.filter((r) => r.status === 'fulfilled').length, errors: results.filter((r) => r.status === 'rejected').map((r) => String((r as PromiseRejectedResult).reason)) }) + '\n')
+  const results = await Promise.allSettled(
+    Array.from({ length: input.calls }, () =>
+      withAccessToken(deps, input.grantId, (token, ctx) => listIssuers(ctx.app, token)),
+    ),
+  )
+  process.stdout.write(
+    JSON.stringify({
+      ok: results.filter((r) => r.status === 'fulfilled').length,
+      errors: results.filter((r) => r.status === 'rejected').map((r) => String((r as PromiseRejectedResult).reason)),
+    }) + '\n',
+  )
   break
 }
 await db.destroy()

@@ -13,10 +13,31 @@ t.test('export-links writes the CSV, issues missing links, and refuses bad input
   const clock = new ManualClock(Date.parse('2025-03-01T10:00:00Z'))
   const app = await startTestApp(t, { clock })
   const rollout = await createRollout(app.db, { now: clock.now() })
-  const ann = await createMember(app.db, rollout, { cartaUserId: 'c-ann', email: 'ann@example.com', appKey: 'production-v1', granted: ['read_issuer_info', 'read_user_info'] }, clock.now())
-  await createMember(app.db, rollout, { cartaUserId: 'c-dan', email: 'dan@example.com', appKey: 'production-v2', granted: rollout.scopes }, clock.now())
+  const ann = await createMember(
+    app.db,
+    rollout,
+    {
+      cartaUserId: 'c-ann',
+      email: 'ann@example.com',
+      appKey: 'production-v1',
+      granted: ['read_issuer_info', 'read_user_info'],
+    },
+    clock.now(),
+  )
+  await createMember(
+    app.db,
+    rollout,
+    { cartaUserId: 'c-dan', email: 'dan@example.com', appKey: 'production-v2', granted: rollout.scopes },
+    clock.now(),
+  )
   // The command closes the database it is given: hand it its own connection, as the CLI opens one.
-  const open = async () => ({ config: app.config, db: await openDatabase(app.config.database, app.config.database.kind === 'postgres' ? { searchPath: app.config.database.searchPath } : {}) })
+  const open = async () => ({
+    config: app.config,
+    db: await openDatabase(
+      app.config.database,
+      app.config.database.kind === 'postgres' ? { searchPath: app.config.database.searchPath } : {},
+    ),
+  })
   const errors: string[] = []
   const original = console.error
   console.error = (...args: unknown[]) => void errors.push(args.join(' '))

@@ -8,12 +8,26 @@ import { appId, signedInOperator } from '../rollouts/fixtures.js'
 export { appId }
 import type { TestApp } from '../helpers/app.js'
 
-export async function createRollout(db: Db, input: { name?: string; appKey?: string; scopes?: string[]; now: number }): Promise<{ id: number; scopes: string[] }> {
-  const app = await db.selectFrom('oauth_apps').selectAll().where('key', '=', input.appKey ?? 'production-v2').executeTakeFirstOrThrow()
+export async function createRollout(
+  db: Db,
+  input: { name?: string; appKey?: string; scopes?: string[]; now: number },
+): Promise<{ id: number; scopes: string[] }> {
+  const app = await db
+    .selectFrom('oauth_apps')
+    .selectAll()
+    .where('key', '=', input.appKey ?? 'production-v2')
+    .executeTakeFirstOrThrow()
   const scopes = input.scopes ?? app.scopes.split(' ')
   const { id } = await db
     .insertInto('rollouts')
-    .values({ name: input.name ?? 'Cap table summary', app_id: app.id, required_scopes: formatScopes(scopes), created_by: 'operator:test', created_at: input.now, archived_at: null })
+    .values({
+      name: input.name ?? 'Cap table summary',
+      app_id: app.id,
+      required_scopes: formatScopes(scopes),
+      created_by: 'operator:test',
+      created_at: input.now,
+      archived_at: null,
+    })
     .returning('id')
     .executeTakeFirstOrThrow()
   return { id: Number(id), scopes }
@@ -27,11 +41,25 @@ export interface UserInput {
 }
 
 /** A user with an active grant, and their membership row in the rollout (as the rollouts module would write it). */
-export async function createMember(db: Db, rollout: { id: number; scopes: string[] }, user: UserInput, now: number): Promise<number> {
+export async function createMember(
+  db: Db,
+  rollout: { id: number; scopes: string[] },
+  user: UserInput,
+  now: number,
+): Promise<number> {
   const app = await appId(db, user.appKey)
   const { id: userId } = await db
     .insertInto('end_users')
-    .values({ carta_user_id: user.cartaUserId, local_key: null, email: user.email, name: user.email, active_grant_id: null, status: 'connected', created_at: now, updated_at: now })
+    .values({
+      carta_user_id: user.cartaUserId,
+      local_key: null,
+      email: user.email,
+      name: user.email,
+      active_grant_id: null,
+      status: 'connected',
+      created_at: now,
+      updated_at: now,
+    })
     .returning('id')
     .executeTakeFirstOrThrow()
   const { id: grantId } = await db
@@ -50,16 +78,31 @@ export async function createMember(db: Db, rollout: { id: number; scopes: string
     })
     .returning('id')
     .executeTakeFirstOrThrow()
-  if (user.granted.length) await db.insertInto('grant_scopes').values(user.granted.map((scope) => ({ grant_id: grantId, scope }))).execute()
+  if (user.granted.length)
+    await db
+      .insertInto('grant_scopes')
+      .values(user.granted.map((scope) => ({ grant_id: grantId, scope })))
+      .execute()
   await db.updateTable('end_users').set({ active_grant_id: grantId }).where('id', '=', userId).execute()
   await setMembership(db, rollout, Number(userId), app, user.granted, now)
   return Number(userId)
 }
 
-export async function setMembership(db: Db, rollout: { id: number; scopes: string[] }, userId: number, app: number, granted: string[], now: number): Promise<void> {
+export async function setMembership(
+  db: Db,
+  rollout: { id: number; scopes: string[] },
+  userId: number,
+  app: number,
+  granted: string[],
+  now: number,
+): Promise<void> {
   const missing = missingScopes(rollout.scopes, granted)
   await db.deleteFrom('rollout_members').where('rollout_id', '=', rollout.id).where('user_id', '=', userId).execute()
-  await db.deleteFrom('rollout_member_missing').where('rollout_id', '=', rollout.id).where('user_id', '=', userId).execute()
+  await db
+    .deleteFrom('rollout_member_missing')
+    .where('rollout_id', '=', rollout.id)
+    .where('user_id', '=', userId)
+    .execute()
   await db
     .insertInto('rollout_members')
     .values({
@@ -73,7 +116,11 @@ export async function setMembership(db: Db, rollout: { id: number; scopes: strin
       authorized_at: now,
     })
     .execute()
-  if (missing.length) await db.insertInto('rollout_member_missing').values(missing.map((scope) => ({ rollout_id: rollout.id, scope, user_id: userId }))).execute()
+  if (missing.length)
+    await db
+      .insertInto('rollout_member_missing')
+      .values(missing.map((scope) => ({ rollout_id: rollout.id, scope, user_id: userId })))
+      .execute()
 }
 
 export async function auditRows(db: Db, type?: string) {

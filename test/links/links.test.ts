@@ -54,7 +54,17 @@ t.test('issue, reuse, expiry, single use and archived rollouts against the datab
   const { db } = app
   const context = linkContextFrom(app.config, clock)
   const rollout = await createRollout(db, { now: clock.now() })
-  const userId = await createMember(db, rollout, { cartaUserId: 'c-1', email: 'ann@example.com', appKey: 'production-v1', granted: ['read_issuer_info', 'read_user_info'] }, clock.now())
+  const userId = await createMember(
+    db,
+    rollout,
+    {
+      cartaUserId: 'c-1',
+      email: 'ann@example.com',
+      appKey: 'production-v1',
+      granted: ['read_issuer_info', 'read_user_info'],
+    },
+    clock.now(),
+  )
 
   const first = await issueLink(db, context, { rolloutId: rollout.id, userId, issuedBy: 'operator:ops' })
   t.equal(first.reused, false)
@@ -67,12 +77,28 @@ t.test('issue, reuse, expiry, single use and archived rollouts against the datab
   const again = await issueLink(db, context, { rolloutId: rollout.id, userId, issuedBy: 'operator:ops' })
   t.equal(again.reused, true, 'an open link is reused')
   t.equal(again.url, first.url, 'the same URL is rebuilt from the row')
-  t.equal(Number((await db.selectFrom('reauth_links').select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow()).n), 1)
+  t.equal(
+    Number(
+      (
+        await db
+          .selectFrom('reauth_links')
+          .select((eb) => eb.fn.countAll().as('n'))
+          .executeTakeFirstOrThrow()
+      ).n,
+    ),
+    1,
+  )
   t.equal((await auditRows(db, 'link.issued')).length, 1, 'one link.issued event for one link')
 
   const token = first.url.split('/reauthorize/')[1]!
-  t.match(await resolveLink(db, app.config.linkSigningSecret, token, clock.now()), { ok: true, link: { id: first.link.id, user_id: userId } })
-  t.match(await resolveLink(db, app.config.linkSigningSecret, flip(token, 5), clock.now()), { ok: false, reason: 'tampered' })
+  t.match(await resolveLink(db, app.config.linkSigningSecret, token, clock.now()), {
+    ok: true,
+    link: { id: first.link.id, user_id: userId },
+  })
+  t.match(await resolveLink(db, app.config.linkSigningSecret, flip(token, 5), clock.now()), {
+    ok: false,
+    reason: 'tampered',
+  })
 
   // Expiry via the clock: valid one millisecond before, expired at the instant.
   clock.set(first.link.expires_at - 1)
@@ -88,10 +114,17 @@ t.test('issue, reuse, expiry, single use and archived rollouts against the datab
   // Single use: the second consume fails; the audit event lands once.
   t.equal(await consumeLink(db, renewed.link.id, 7, clock.now()), true)
   t.equal(await consumeLink(db, renewed.link.id, 8, clock.now()), false)
-  const used = await db.selectFrom('reauth_links').selectAll().where('id', '=', renewed.link.id).executeTakeFirstOrThrow()
+  const used = await db
+    .selectFrom('reauth_links')
+    .selectAll()
+    .where('id', '=', renewed.link.id)
+    .executeTakeFirstOrThrow()
   t.equal(used.used_grant_id, 7)
   t.equal((await auditRows(db, 'link.used')).length, 1)
-  t.match(await resolveLink(db, app.config.linkSigningSecret, renewed.url.split('/reauthorize/')[1]!, clock.now()), { ok: false, reason: 'used' })
+  t.match(await resolveLink(db, app.config.linkSigningSecret, renewed.url.split('/reauthorize/')[1]!, clock.now()), {
+    ok: false,
+    reason: 'used',
+  })
   const latest = (await latestLinks(db, rollout.id, [userId, 999], context)).get(userId)
   t.match(latest, { state: 'used', url: null })
   t.notOk((await latestLinks(db, rollout.id, [999], context)).has(999))
@@ -106,10 +139,19 @@ t.test('issue, reuse, expiry, single use and archived rollouts against the datab
 
   // Archived rollout: no more issuing, open links refuse.
   const open = await issueLink(db, context, { rolloutId: rollout.id, userId, issuedBy: 'operator:ops' })
-  await db.updateTable('rollouts').set({ status: 'archived', archived_at: clock.now() }).where('id', '=', rollout.id).execute()
-  t.match(await resolveLink(db, app.config.linkSigningSecret, open.url.split('/reauthorize/')[1]!, clock.now()), { ok: false, reason: 'archived' })
+  await db
+    .updateTable('rollouts')
+    .set({ status: 'archived', archived_at: clock.now() })
+    .where('id', '=', rollout.id)
+    .execute()
+  t.match(await resolveLink(db, app.config.linkSigningSecret, open.url.split('/reauthorize/')[1]!, clock.now()), {
+    ok: false,
+    reason: 'archived',
+  })
   t.equal(await consumeLink(db, open.link.id, 13, clock.now()), false, 'archived rollout: consume refuses')
-  const refused = await issueLink(db, context, { rolloutId: rollout.id, userId, issuedBy: 'operator:ops' }).catch((err: unknown) => err)
+  const refused = await issueLink(db, context, { rolloutId: rollout.id, userId, issuedBy: 'operator:ops' }).catch(
+    (err: unknown) => err,
+  )
   t.match(refused, { name: 'LinkIssueError', reason: 'archived' }, 'archived rollout: no more links')
 })
 
@@ -117,8 +159,17 @@ t.test('LINK_TTL_DAYS sets the expiry', async (t) => {
   const clock = new ManualClock(Date.parse('2025-03-01T10:00:00Z'))
   const app = await startTestApp(t, { clock, env: { LINK_TTL_DAYS: '3' } })
   const rollout = await createRollout(app.db, { now: clock.now() })
-  const userId = await createMember(app.db, rollout, { cartaUserId: 'c-1', email: 'a@example.com', appKey: 'production-v1', granted: ['read_user_info'] }, clock.now())
-  const issued = await issueLink(app.db, linkContextFrom(app.config, clock), { rolloutId: rollout.id, userId, issuedBy: 'operator:ops' })
+  const userId = await createMember(
+    app.db,
+    rollout,
+    { cartaUserId: 'c-1', email: 'a@example.com', appKey: 'production-v1', granted: ['read_user_info'] },
+    clock.now(),
+  )
+  const issued = await issueLink(app.db, linkContextFrom(app.config, clock), {
+    rolloutId: rollout.id,
+    userId,
+    issuedBy: 'operator:ops',
+  })
   t.equal(issued.link.expires_at - clock.now(), 3 * DAY)
 })
 
@@ -130,30 +181,79 @@ t.test('bulk issue counts against the filter and reuses open links', async (t) =
   const rollout = await createRollout(db, { now: clock.now() })
   const v1 = ['read_issuer_info', 'read_user_info']
   const ids: Record<string, number> = {}
-  ids.ann = await createMember(db, rollout, { cartaUserId: 'c-ann', email: 'ann@example.com', appKey: 'production-v1', granted: v1 }, clock.now())
-  ids.bob = await createMember(db, rollout, { cartaUserId: 'c-bob', email: 'bob@example.org', appKey: 'production-v1', granted: ['read_user_info'] }, clock.now())
-  ids.cat = await createMember(db, rollout, { cartaUserId: 'c-cat', email: 'cat@example.com', appKey: 'playground', granted: ['read_user_info'] }, clock.now())
-  ids.dan = await createMember(db, rollout, { cartaUserId: 'c-dan', email: 'dan@example.com', appKey: 'production-v2', granted: rollout.scopes }, clock.now())
+  ids.ann = await createMember(
+    db,
+    rollout,
+    { cartaUserId: 'c-ann', email: 'ann@example.com', appKey: 'production-v1', granted: v1 },
+    clock.now(),
+  )
+  ids.bob = await createMember(
+    db,
+    rollout,
+    { cartaUserId: 'c-bob', email: 'bob@example.org', appKey: 'production-v1', granted: ['read_user_info'] },
+    clock.now(),
+  )
+  ids.cat = await createMember(
+    db,
+    rollout,
+    { cartaUserId: 'c-cat', email: 'cat@example.com', appKey: 'playground', granted: ['read_user_info'] },
+    clock.now(),
+  )
+  ids.dan = await createMember(
+    db,
+    rollout,
+    { cartaUserId: 'c-dan', email: 'dan@example.com', appKey: 'production-v2', granted: rollout.scopes },
+    clock.now(),
+  )
   // Another rollout's members never leak in.
   const other = await createRollout(db, { name: 'Other', now: clock.now() })
-  await createMember(db, other, { cartaUserId: 'c-eve', email: 'eve@example.com', appKey: 'production-v1', granted: v1 }, clock.now())
+  await createMember(
+    db,
+    other,
+    { cartaUserId: 'c-eve', email: 'eve@example.com', appKey: 'production-v1', granted: v1 },
+    clock.now(),
+  )
 
   const filter = async (input: Record<string, string>) => parseLackingFilter(input)
   const v1App = String(await appId(db, 'production-v1'))
 
-  const byScope = await issueLinksBulk(db, context, { rolloutId: rollout.id, filter: await filter({ scope: 'read_issuer_info' }), issuedBy: 'operator:ops' })
+  const byScope = await issueLinksBulk(db, context, {
+    rolloutId: rollout.id,
+    filter: await filter({ scope: 'read_issuer_info' }),
+    issuedBy: 'operator:ops',
+  })
   t.same(byScope, { matched: 2, issued: 2, reused: 0 }, 'bob (v1) and cat (playground) lack read_issuer_info')
-  const byApp = await issueLinksBulk(db, context, { rolloutId: rollout.id, filter: await filter({ app: v1App }), issuedBy: 'operator:ops' })
+  const byApp = await issueLinksBulk(db, context, {
+    rolloutId: rollout.id,
+    filter: await filter({ app: v1App }),
+    issuedBy: 'operator:ops',
+  })
   t.same(byApp, { matched: 2, issued: 1, reused: 1 }, 'ann is new, bob reused')
-  const bySearch = await issueLinksBulk(db, context, { rolloutId: rollout.id, filter: await filter({ q: 'ca' }), issuedBy: 'operator:ops' })
+  const bySearch = await issueLinksBulk(db, context, {
+    rolloutId: rollout.id,
+    filter: await filter({ q: 'ca' }),
+    issuedBy: 'operator:ops',
+  })
   t.same(bySearch, { matched: 1, issued: 0, reused: 1 }, 'cat by email prefix')
-  const byId = await issueLinksBulk(db, context, { rolloutId: rollout.id, filter: await filter({ q: 'c-bob' }), issuedBy: 'operator:ops' })
+  const byId = await issueLinksBulk(db, context, {
+    rolloutId: rollout.id,
+    filter: await filter({ q: 'c-bob' }),
+    issuedBy: 'operator:ops',
+  })
   t.same(byId, { matched: 1, issued: 0, reused: 1 })
-  const all = await issueLinksBulk(db, context, { rolloutId: rollout.id, filter: await filter({}), issuedBy: 'operator:ops' })
+  const all = await issueLinksBulk(db, context, {
+    rolloutId: rollout.id,
+    filter: await filter({}),
+    issuedBy: 'operator:ops',
+  })
   t.same(all, { matched: 3, issued: 0, reused: 3 })
 
   const links = await db.selectFrom('reauth_links').select(['user_id', 'rollout_id']).execute()
-  t.same(links.map((l) => l.user_id).sort(), [ids.ann, ids.bob, ids.cat].sort(), 'one link per lacking user, none for the covered user or the other rollout')
+  t.same(
+    links.map((l) => l.user_id).sort(),
+    [ids.ann, ids.bob, ids.cat].sort(),
+    'one link per lacking user, none for the covered user or the other rollout',
+  )
   const events = await auditRows(db, 'links.issued_bulk')
   t.equal(events.length, 5, 'one audit event per bulk action')
   t.match(events[0]!.details, { matched: 2, issued: 2, reused: 0, filter: { scope: 'read_issuer_info' } })
@@ -166,11 +266,23 @@ t.test('bulk issue walks past one batch', async (t) => {
   const { db } = app
   const rollout = await createRollout(db, { now: clock.now() })
   for (let i = 0; i < 1203; i++) {
-    await createMember(db, rollout, { cartaUserId: `c-${i}`, email: `u${i}@example.com`, appKey: 'production-v1', granted: ['read_user_info'] }, clock.now())
+    await createMember(
+      db,
+      rollout,
+      { cartaUserId: `c-${i}`, email: `u${i}@example.com`, appKey: 'production-v1', granted: ['read_user_info'] },
+      clock.now(),
+    )
   }
-  const result = await issueLinksBulk(db, linkContextFrom(app.config, clock), { rolloutId: rollout.id, filter: { sort: 'user' }, issuedBy: 'operator:ops' })
+  const result = await issueLinksBulk(db, linkContextFrom(app.config, clock), {
+    rolloutId: rollout.id,
+    filter: { sort: 'user' },
+    issuedBy: 'operator:ops',
+  })
   t.same(result, { matched: 1203, issued: 1203, reused: 0 })
-  const n = await db.selectFrom('reauth_links').select((eb) => eb.fn.count('user_id').distinct().as('n')).executeTakeFirstOrThrow()
+  const n = await db
+    .selectFrom('reauth_links')
+    .select((eb) => eb.fn.count('user_id').distinct().as('n'))
+    .executeTakeFirstOrThrow()
   t.equal(Number(n.n), 1203, 'each user once')
 })
 

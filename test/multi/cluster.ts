@@ -18,8 +18,17 @@ export interface Proc {
 }
 
 /** Spawns `node --import tsx <script>` and resolves once `ready` appears in its output. */
-export async function startProcess(name: string, script: string, env: Record<string, string>, ready: RegExp, timeoutMs = 60_000): Promise<Proc> {
-  const child = spawn(process.execPath, ['--import', 'tsx', script], { env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+export async function startProcess(
+  name: string,
+  script: string,
+  env: Record<string, string>,
+  ready: RegExp,
+  timeoutMs = 60_000,
+): Promise<Proc> {
+  const child = spawn(process.execPath, ['--import', 'tsx', script], {
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
   let out = ''
   child.stdout!.on('data', (c) => (out += c))
   child.stderr!.on('data', (c) => (out += c))
@@ -61,12 +70,27 @@ export async function startProcess(name: string, script: string, env: Record<str
 }
 
 export const APPS = {
-  v1: { key: 'production-v1', clientId: 'multi-v1', secretEnv: 'MULTI_V1_CLIENT_SECRET', scopes: ['read_user_info', 'read_issuer_info'] },
-  v2: { key: 'production-v2', clientId: 'multi-v2', secretEnv: 'MULTI_V2_CLIENT_SECRET', scopes: ['read_user_info', 'read_issuer_info', 'read_issuer_capitalizationtablesummary'] },
+  v1: {
+    key: 'production-v1',
+    clientId: 'multi-v1',
+    secretEnv: 'MULTI_V1_CLIENT_SECRET',
+    scopes: ['read_user_info', 'read_issuer_info'],
+  },
+  v2: {
+    key: 'production-v2',
+    clientId: 'multi-v2',
+    secretEnv: 'MULTI_V2_CLIENT_SECRET',
+    scopes: ['read_user_info', 'read_issuer_info', 'read_issuer_capitalizationtablesummary'],
+  },
 }
 
 /** Shared configuration every instance must agree on, plus a private data directory. */
-export function sharedSetup(sandboxPort: number): { dir: string; appsFile: string; env: Record<string, string>; cleanup(): void } {
+export function sharedSetup(sandboxPort: number): {
+  dir: string
+  appsFile: string
+  env: Record<string, string>
+  cleanup(): void
+} {
   const dir = mkdtempSync(join(tmpdir(), 'scope-ledger-multi-'))
   const base = `http://127.0.0.1:${sandboxPort}`
   const appsFile = join(dir, 'apps.json')
@@ -74,8 +98,28 @@ export function sharedSetup(sandboxPort: number): { dir: string; appsFile: strin
     appsFile,
     JSON.stringify({
       apps: [
-        { key: APPS.v1.key, name: 'Production v1', environment: 'production', clientId: APPS.v1.clientId, clientSecretEnv: APPS.v1.secretEnv, authBaseUrl: base, apiBaseUrl: base, scopes: APPS.v1.scopes, current: true },
-        { key: APPS.v2.key, name: 'Production v2', environment: 'production', clientId: APPS.v2.clientId, clientSecretEnv: APPS.v2.secretEnv, authBaseUrl: base, apiBaseUrl: base, scopes: APPS.v2.scopes, current: false },
+        {
+          key: APPS.v1.key,
+          name: 'Production v1',
+          environment: 'production',
+          clientId: APPS.v1.clientId,
+          clientSecretEnv: APPS.v1.secretEnv,
+          authBaseUrl: base,
+          apiBaseUrl: base,
+          scopes: APPS.v1.scopes,
+          current: true,
+        },
+        {
+          key: APPS.v2.key,
+          name: 'Production v2',
+          environment: 'production',
+          clientId: APPS.v2.clientId,
+          clientSecretEnv: APPS.v2.secretEnv,
+          authBaseUrl: base,
+          apiBaseUrl: base,
+          scopes: APPS.v2.scopes,
+          current: false,
+        },
       ],
     }),
   )
@@ -91,4 +135,3 @@ export function sharedSetup(sandboxPort: number): { dir: string; appsFile: strin
   }
   return { dir, appsFile, env, cleanup: () => rmSync(dir, { recursive: true, force: true }) }
 }
-

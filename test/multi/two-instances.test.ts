@@ -17,7 +17,13 @@ import { APPS, type Proc, sharedSetup, startProcess } from './cluster.js'
 const pgUrl = process.env.TEST_DATABASE_URL?.trim() || process.env.TEST_DATABASE_URL_PG?.trim()
 
 if (!pgUrl) {
-  t.test('two instances on PostgreSQL', { skip: 'set TEST_DATABASE_URL or TEST_DATABASE_URL_PG (e.g. postgres://postgres@127.0.0.1:5432/test) to run two app processes on PostgreSQL' }, () => {})
+  t.test(
+    'two instances on PostgreSQL',
+    {
+      skip: 'set TEST_DATABASE_URL or TEST_DATABASE_URL_PG (e.g. postgres://postgres@127.0.0.1:5432/test) to run two app processes on PostgreSQL',
+    },
+    () => {},
+  )
 } else {
   t.test('two instances on one PostgreSQL database', async (t) => {
     const [sandboxPort, portA, portB] = [await freePort(), await freePort(), await freePort()]
@@ -68,7 +74,8 @@ if (!pgUrl) {
     const b = await startProcess('B', 'src/server.ts', instanceEnv('b', portB), /Scope Ledger is running/)
     procs.push(b)
     db = await openDatabase({ kind: 'postgres', url: pgUrl, searchPath: schema, poolSize: 2 })
-    const stats = async () => (await (await fetch(`${SB}/_control/stats`)).json()) as { refreshes: number; codeExchanges: number }
+    const stats = async () =>
+      (await (await fetch(`${SB}/_control/stats`)).json()) as { refreshes: number; codeExchanges: number }
 
     const user = new Agent()
 
@@ -81,7 +88,11 @@ if (!pgUrl) {
       const next = hiddenField(res.text, 'next')
       res = await user.follow(await user.post(`${SB}/login`, { user_id: 'cu_1002', next }))
       t.equal(res.status, 200, 'consent page')
-      res = await user.post(`${SB}/o/authorize/`, { request_id: hiddenField(res.text, 'request_id'), decision: 'allow', scope: APPS.v1.scopes })
+      res = await user.post(`${SB}/o/authorize/`, {
+        request_id: hiddenField(res.text, 'request_id'),
+        decision: 'allow',
+        scope: APPS.v1.scopes,
+      })
       t.ok(res.location?.startsWith(`${A}/carta/callback?`), 'Carta returns to A')
       res = await user.get(res.location!)
       t.equal(res.status, 303, 'A completes the connection')
@@ -99,12 +110,34 @@ if (!pgUrl) {
     })
 
     await t.test('the same user reauthorizes through a link on instance B', async (t) => {
-      const u = await db!.selectFrom('end_users').select(['id', 'active_grant_id']).where('carta_user_id', '=', 'cu_1002').executeTakeFirstOrThrow()
-      const v2 = await db!.selectFrom('oauth_apps').select('id').where('key', '=', APPS.v2.key).executeTakeFirstOrThrow()
-      const rolloutId = await createRollout(db!, { name: 'Cap tables', appId: v2.id, scopes: APPS.v2.scopes }, 'operator:test', Date.now())
-      const member = await db!.selectFrom('rollout_members').select('state').where('rollout_id', '=', rolloutId).where('user_id', '=', u.id).executeTakeFirstOrThrow()
+      const u = await db!
+        .selectFrom('end_users')
+        .select(['id', 'active_grant_id'])
+        .where('carta_user_id', '=', 'cu_1002')
+        .executeTakeFirstOrThrow()
+      const v2 = await db!
+        .selectFrom('oauth_apps')
+        .select('id')
+        .where('key', '=', APPS.v2.key)
+        .executeTakeFirstOrThrow()
+      const rolloutId = await createRollout(
+        db!,
+        { name: 'Cap tables', appId: v2.id, scopes: APPS.v2.scopes },
+        'operator:test',
+        Date.now(),
+      )
+      const member = await db!
+        .selectFrom('rollout_members')
+        .select('state')
+        .where('rollout_id', '=', rolloutId)
+        .where('user_id', '=', u.id)
+        .executeTakeFirstOrThrow()
       t.equal(member.state, 'lacking', 'the user lacks the cap-table scope')
-      const { url, link } = await issueLink(db!, { publicUrl: B, secret: shared.env.LINK_SIGNING_SECRET!, ttlDays: 14, clock: systemClock }, { rolloutId, userId: u.id, issuedBy: 'operator:test' })
+      const { url, link } = await issueLink(
+        db!,
+        { publicUrl: B, secret: shared.env.LINK_SIGNING_SECRET!, ttlDays: 14, clock: systemClock },
+        { rolloutId, userId: u.id, issuedBy: 'operator:test' },
+      )
       t.ok(url.startsWith(`${B}/reauthorize/`), 'a link on B')
 
       let res = await user.get(url)
@@ -116,7 +149,11 @@ if (!pgUrl) {
       t.equal(authorize.searchParams.get('redirect_uri'), `${B}/carta/callback`, "and B's redirect URI")
       res = await user.get(res.location!)
       t.equal(res.status, 200, 'still signed in at Carta: consent page')
-      res = await user.post(`${SB}/o/authorize/`, { request_id: hiddenField(res.text, 'request_id'), decision: 'allow', scope: APPS.v2.scopes })
+      res = await user.post(`${SB}/o/authorize/`, {
+        request_id: hiddenField(res.text, 'request_id'),
+        decision: 'allow',
+        scope: APPS.v2.scopes,
+      })
       t.ok(res.location?.startsWith(`${B}/carta/callback?`), 'Carta returns to B')
       res = await user.get(res.location!)
       t.equal(res.status, 303, 'B completes the reauthorization')
@@ -130,11 +167,24 @@ if (!pgUrl) {
         .executeTakeFirstOrThrow()
       t.equal(after.key, APPS.v2.key, 'the active grant is on the new app')
       t.not(after.id, u.active_grant_id, 'a new grant')
-      const old = await db!.selectFrom('grants').select('status').where('id', '=', u.active_grant_id!).executeTakeFirstOrThrow()
+      const old = await db!
+        .selectFrom('grants')
+        .select('status')
+        .where('id', '=', u.active_grant_id!)
+        .executeTakeFirstOrThrow()
       t.equal(old.status, 'superseded', 'the grant made on A is superseded')
-      const used = await db!.selectFrom('reauth_links').select(['used_at', 'used_grant_id']).where('id', '=', link.id).executeTakeFirstOrThrow()
+      const used = await db!
+        .selectFrom('reauth_links')
+        .select(['used_at', 'used_grant_id'])
+        .where('id', '=', link.id)
+        .executeTakeFirstOrThrow()
       t.equal(used.used_grant_id, after.id, 'the link is spent on the new grant')
-      const covered = await db!.selectFrom('rollout_members').select('state').where('rollout_id', '=', rolloutId).where('user_id', '=', u.id).executeTakeFirstOrThrow()
+      const covered = await db!
+        .selectFrom('rollout_members')
+        .select('state')
+        .where('rollout_id', '=', rolloutId)
+        .where('user_id', '=', u.id)
+        .executeTakeFirstOrThrow()
       t.equal(covered.state, 'covered')
       const again = await user.get(url)
       t.equal(again.status, 410, 'the link is single-use on every instance (A too)')
@@ -142,13 +192,27 @@ if (!pgUrl) {
     })
 
     await t.test('concurrent refreshes on both instances refresh once', async (t) => {
-      const u = await db!.selectFrom('end_users').select('active_grant_id').where('carta_user_id', '=', 'cu_1002').executeTakeFirstOrThrow()
+      const u = await db!
+        .selectFrom('end_users')
+        .select('active_grant_id')
+        .where('carta_user_id', '=', 'cu_1002')
+        .executeTakeFirstOrThrow()
       const grantId = u.active_grant_id!
       const before = await stats()
-      const tokensBefore = await db!.selectFrom('grant_tokens').select('version').where('grant_id', '=', grantId).executeTakeFirstOrThrow()
+      const tokensBefore = await db!
+        .selectFrom('grant_tokens')
+        .select('version')
+        .where('grant_id', '=', grantId)
+        .executeTakeFirstOrThrow()
       // The access token "expires": every request on both instances now wants a refresh.
-      await db!.updateTable('grant_tokens').set({ access_expires_at: Date.now() - 1_000 }).where('grant_id', '=', grantId).execute()
-      const responses = await Promise.all(Array.from({ length: 8 }, (_, i) => user.get(`${i % 2 ? B : A}/features/issuers`)))
+      await db!
+        .updateTable('grant_tokens')
+        .set({ access_expires_at: Date.now() - 1_000 })
+        .where('grant_id', '=', grantId)
+        .execute()
+      const responses = await Promise.all(
+        Array.from({ length: 8 }, (_, i) => user.get(`${i % 2 ? B : A}/features/issuers`)),
+      )
       t.same(
         responses.map((r) => r.status),
         Array(8).fill(200),
@@ -156,7 +220,11 @@ if (!pgUrl) {
       )
       const after = await stats()
       t.equal(after.refreshes - before.refreshes, 1, 'Carta saw exactly one refresh')
-      const tokensAfter = await db!.selectFrom('grant_tokens').select(['version', 'refresh_lock_owner']).where('grant_id', '=', grantId).executeTakeFirstOrThrow()
+      const tokensAfter = await db!
+        .selectFrom('grant_tokens')
+        .select(['version', 'refresh_lock_owner'])
+        .where('grant_id', '=', grantId)
+        .executeTakeFirstOrThrow()
       t.equal(tokensAfter.version, tokensBefore.version + 1, 'tokens replaced once')
       t.equal(tokensAfter.refresh_lock_owner, null, 'lease released')
     })
@@ -167,26 +235,60 @@ if (!pgUrl) {
       const since = Math.max(...rolloutRows.map((r) => r.created_at))
       let runs: Array<{ slot_key: string; status: string; id: number; started_at: number }> = []
       while (Date.now() < deadline) {
-        runs = await db!.selectFrom('report_runs').select(['id', 'slot_key', 'status', 'started_at']).where('trigger', '=', 'schedule').where('status', '!=', 'running').orderBy('id').execute()
+        runs = await db!
+          .selectFrom('report_runs')
+          .select(['id', 'slot_key', 'status', 'started_at'])
+          .where('trigger', '=', 'schedule')
+          .where('status', '!=', 'running')
+          .orderBy('id')
+          .execute()
         if (runs.filter((r) => r.started_at > since + 1_000).length >= 3) break
         await new Promise((r) => setTimeout(r, 250))
       }
       t.ok(runs.length >= 4, `several slots ran (${runs.length})`)
       t.equal(new Set(runs.map((r) => r.slot_key)).size, runs.length, 'one run per slot')
-      t.same(runs.filter((r) => r.status !== 'succeeded'), [], 'every run succeeded')
+      t.same(
+        runs.filter((r) => r.status !== 'succeeded'),
+        [],
+        'every run succeeded',
+      )
       // Both instances competed: for some slots A ran and B found it taken, or the other way.
-      const started = (p: Proc) => new Set(p.logs().filter((l) => l.msg === 'report run started').map((l) => String(l.slotKey)))
-      const skipped = (p: Proc) => new Set(p.logs().filter((l) => /already taken/.test(String(l.msg))).map((l) => String(l.slotKey)))
+      const started = (p: Proc) =>
+        new Set(
+          p
+            .logs()
+            .filter((l) => l.msg === 'report run started')
+            .map((l) => String(l.slotKey)),
+        )
+      const skipped = (p: Proc) =>
+        new Set(
+          p
+            .logs()
+            .filter((l) => /already taken/.test(String(l.msg)))
+            .map((l) => String(l.slotKey)),
+        )
       const [startedA, startedB, skippedA, skippedB] = [started(a), started(b), skipped(a), skipped(b)]
-      t.same([...startedA].filter((s) => startedB.has(s)), [], 'no slot started on both instances')
+      t.same(
+        [...startedA].filter((s) => startedB.has(s)),
+        [],
+        'no slot started on both instances',
+      )
       t.ok(skippedA.size + skippedB.size > 0, 'the losing instance skipped slots the other ran')
       // Runs that started after the rollout existed snapshot it (earlier ones had none to take).
       for (const run of runs.filter((r) => r.started_at > since + 1_000)) {
-        const snaps = await db!.selectFrom('coverage_snapshots').select('rollout_id').where('run_id', '=', run.id).execute()
+        const snaps = await db!
+          .selectFrom('coverage_snapshots')
+          .select('rollout_id')
+          .where('run_id', '=', run.id)
+          .execute()
         t.equal(snaps.length, rolloutRows.length, `run ${run.id}: one snapshot per rollout`)
       }
     })
 
-    t.notMatch(a.output() + b.output(), new RegExp(shared.env.TOKEN_ENCRYPTION_KEYS!.split(':')[1]!.slice(0, 20).replace(/[+/]/g, '.')), 'no key in logs')
+    t.notMatch(
+      a.output() + b.output(),
+      new RegExp(shared.env.TOKEN_ENCRYPTION_KEYS!.split(':')[1]!.slice(0, 20).replace(/[+/]/g, '.')),
+      'no key in logs',
+    )
   })
 }

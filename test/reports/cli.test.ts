@@ -9,7 +9,10 @@ import { projectRoot } from '../../src/config.js'
 import { openRuntime } from '../../src/runtime.js'
 import { seedCoverage } from './fixtures.js'
 
-function cli(args: string[], env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function cli(
+  args: string[],
+  env: Record<string, string>,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, ['--import', 'tsx', join(projectRoot, 'src/cli.ts'), ...args], {
       cwd: projectRoot,
@@ -26,7 +29,12 @@ function cli(args: string[], env: Record<string, string>): Promise<{ code: numbe
 t.test('report CLI', async (t) => {
   const dataDir = mkdtempSync(join(tmpdir(), 'scope-ledger-cli-'))
   t.teardown(() => rmSync(dataDir, { recursive: true, force: true }))
-  const env = { DATA_DIR: dataDir, DATABASE_PATH: join(dataDir, 'cli.db'), REPORTS_DIR: join(dataDir, 'reports'), REPORT_TIMEZONE: 'UTC' }
+  const env = {
+    DATA_DIR: dataDir,
+    DATABASE_PATH: join(dataDir, 'cli.db'),
+    REPORTS_DIR: join(dataDir, 'reports'),
+    REPORT_TIMEZONE: 'UTC',
+  }
   const { db } = await openRuntime(env)
   await seedCoverage(db, Date.now())
   await db.destroy()
@@ -34,12 +42,22 @@ t.test('report CLI', async (t) => {
   const ok = await cli(['report'], env)
   t.equal(ok.code, 0, `exit 0 (stderr: ${ok.stderr})`)
   t.match(ok.stdout, /Rollout\s+Members\s+Covered\s+Lacking\s+Reconnect\s+Coverage\s+Lacking per scope/)
-  t.match(ok.stdout, /Cap table\s+10\s+4\s+4\s+2\s+50\.0 %\s+read_issuer_capitalizationtablesummary=6 read_issuer_info=3 read_user_info=2/)
+  t.match(
+    ok.stdout,
+    /Cap table\s+10\s+4\s+4\s+2\s+50\.0 %\s+read_issuer_capitalizationtablesummary=6 read_issuer_info=3 read_user_info=2/,
+  )
   t.match(ok.stdout, /Issuer info\s+10\s+7\s+1\s+2\s+87\.5 %\s+read_issuer_info=3/)
-  t.match(ok.stderr, /\[1\/2\] Cap table measured[\s\S]*\[2\/2\] Issuer info measured/, 'progress per rollout on stderr')
+  t.match(
+    ok.stderr,
+    /\[1\/2\] Cap table measured[\s\S]*\[2\/2\] Issuer info measured/,
+    'progress per rollout on stderr',
+  )
   const files = readdirSync(env.REPORTS_DIR)
   t.equal(files.length, 3)
-  t.ok(files.every((f) => /^coverage-\d{4}-\d\d-\d\d-\d{4}-1\.(json|csv|html)$/.test(f)), 'dated names')
+  t.ok(
+    files.every((f) => /^coverage-\d{4}-\d\d-\d\d-\d{4}-1\.(json|csv|html)$/.test(f)),
+    'dated names',
+  )
 
   const json = await cli(['report', '--json', '--quiet'], env)
   t.equal(json.code, 0)
@@ -48,7 +66,11 @@ t.test('report CLI', async (t) => {
   t.equal(doc.runId, 2)
   t.equal(doc.trigger, 'manual')
   t.match(doc.rollouts[0], { name: 'Cap table', covered: 4, coveragePct: 50 })
-  t.equal(json.stdout, readFileSync(join(env.REPORTS_DIR, files[0]!.replace(/-1\.\w+$/, '') + '-2.json'), 'utf8'), '--json prints the JSON file')
+  t.equal(
+    json.stdout,
+    readFileSync(join(env.REPORTS_DIR, files[0]!.replace(/-1\.\w+$/, '') + '-2.json'), 'utf8'),
+    '--json prints the JSON file',
+  )
 
   // Unwritable directory: a path under a regular file (fails even for root).
   writeFileSync(join(dataDir, 'file'), '')

@@ -52,7 +52,11 @@ t.test('reports page: access, empty state, run now, trend, downloads', async (t)
   t.match(page.text, '<title>Coverage of Cap table over time</title>')
   t.match(page.text, /2025-01-10 06:00: 55\.6% \(5 of 9\)/)
   t.match(page.text, /69\.2% \(9 of 13\)/)
-  t.match(page.text, /<td>2025-01-10 06:00 UTC<\/td><td>5<\/td><td>9<\/td><td>55\.6 %<\/td>/, 'table fallback with the same numbers')
+  t.match(
+    page.text,
+    /<td>2025-01-10 06:00 UTC<\/td><td>5<\/td><td>9<\/td><td>55\.6 %<\/td>/,
+    'table fallback with the same numbers',
+  )
   t.match(page.text, '/admin/reports/runs/6/report.csv')
   const audit = await app.db.selectFrom('audit_events').selectAll().where('type', '=', 'report.run').execute()
   t.equal(audit.length, 1)
@@ -76,17 +80,28 @@ t.test('reports page: access, empty state, run now, trend, downloads', async (t)
   t.equal(rebuilt.text, json.text, 're-rendered JSON equals the stored file')
   t.ok(app.logs.some((l) => l.msg === 'report file missing; re-rendered from the database'))
 
-  for (const path of ['/admin/reports/runs/999/report.json', '/admin/reports/runs/6/report.pdf', '/admin/reports/runs/abc/report.csv', '/admin/reports/runs/6/..%2f..%2fetc%2fpasswd']) {
+  for (const path of [
+    '/admin/reports/runs/999/report.json',
+    '/admin/reports/runs/6/report.pdf',
+    '/admin/reports/runs/abc/report.csv',
+    '/admin/reports/runs/6/..%2f..%2fetc%2fpasswd',
+  ]) {
     const res = await agent.get(`${app.url}${path}`)
     t.equal(res.status, 404, `${path} → 404`)
     t.match(res.text, /Report not found|Page not found/)
   }
 
   // A failed run shows in the list with its error, and its downloads are a clear 404.
-  const failed = await runReport({ ...ctx, config: { ...app.config, reports: { ...app.config.reports, dir: '/proc/version/reports' } } }, { slotKey: manualSlotKey(), trigger: 'manual' })
+  const failed = await runReport(
+    { ...ctx, config: { ...app.config, reports: { ...app.config.reports, dir: '/proc/version/reports' } } },
+    { slotKey: manualSlotKey(), trigger: 'manual' },
+  )
   t.equal(failed.status, 'failed')
   const withFailure = await agent.get(`${app.url}/admin/reports`)
-  t.match(withFailure.text, /badge bad">failed<\/span>\s*<div class="muted">Cannot write reports to directory \/proc\/version\/reports/)
+  t.match(
+    withFailure.text,
+    /badge bad">failed<\/span>\s*<div class="muted">Cannot write reports to directory \/proc\/version\/reports/,
+  )
   const noFile = await agent.get(`${app.url}/admin/reports/runs/7/report.csv`)
   t.equal(noFile.status, 404)
   t.match(noFile.text, 'Run 7 failed: Cannot write reports')
@@ -94,15 +109,24 @@ t.test('reports page: access, empty state, run now, trend, downloads', async (t)
   // Screenshot in headless chromium for a look at the chart.
   if (!existsSync('/usr/bin/chromium')) return t.comment('no chromium: screenshot skipped')
   const { chromium } = await import('playwright-core')
-  const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'] })
+  const browser = await chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
+  })
   t.teardown(() => browser.close())
   const context = await browser.newContext({ viewport: { width: 1200, height: 900 } })
   const cookie = agent.cookieValue(app.url, 'sl_session')!
   await context.addCookies([{ name: 'sl_session', value: cookie, url: app.url }])
   const browserPage = await context.newPage()
   const errors: string[] = []
-  browserPage.on('console', (m) => m.type() === 'error' && !m.text().startsWith('Failed to load resource') && errors.push(m.text()))
-  browserPage.on('response', (r) => r.status() >= 400 && !r.url().endsWith('/favicon.ico') && errors.push(`${r.status()} ${r.url()}`))
+  browserPage.on(
+    'console',
+    (m) => m.type() === 'error' && !m.text().startsWith('Failed to load resource') && errors.push(m.text()),
+  )
+  browserPage.on(
+    'response',
+    (r) => r.status() >= 400 && !r.url().endsWith('/favicon.ico') && errors.push(`${r.status()} ${r.url()}`),
+  )
   await browserPage.goto(`${app.url}/admin/reports`)
   t.equal(await browserPage.locator('svg.trend').count(), 2)
   t.equal(await browserPage.locator('svg.trend circle').count(), 6 + 6, 'one point per snapshot')

@@ -38,7 +38,12 @@ t.test('a slot fires when the clock reaches it, keyed by the scheduled time, onc
   t.equal(outcome?.status, 'succeeded')
   const runs = await app.db.selectFrom('report_runs').selectAll().execute()
   t.equal(runs.length, 1)
-  t.match(runs[0], { slot_key: '2025-01-15T06:00:00.000Z', trigger: 'schedule', status: 'succeeded', started_at: iso('2025-01-15T06:00:02.345Z') })
+  t.match(runs[0], {
+    slot_key: '2025-01-15T06:00:00.000Z',
+    trigger: 'schedule',
+    status: 'succeeded',
+    started_at: iso('2025-01-15T06:00:02.345Z'),
+  })
   t.equal(await scheduler.tick(), null, 'the same slot does not run twice')
   t.equal(scheduler.pendingSlot, iso('2025-01-16T06:00:00Z'), 'waits for the next slot')
 
@@ -46,7 +51,9 @@ t.test('a slot fires when the clock reaches it, keyed by the scheduled time, onc
   clock.set(iso('2025-01-19T07:30:00Z'))
   const late = await scheduler.tick()
   t.equal(late?.status, 'succeeded')
-  const keys = (await app.db.selectFrom('report_runs').select('slot_key').orderBy('id').execute()).map((r) => r.slot_key)
+  const keys = (await app.db.selectFrom('report_runs').select('slot_key').orderBy('id').execute()).map(
+    (r) => r.slot_key,
+  )
   t.same(keys, ['2025-01-15T06:00:00.000Z', '2025-01-19T06:00:00.000Z'])
   t.equal(scheduler.pendingSlot, iso('2025-01-20T06:00:00Z'))
 })
@@ -63,8 +70,14 @@ t.test('a failed scheduled run is recorded and logged, and the next slot still r
   clock.set(iso('2025-01-15T06:00:01Z'))
   const failed = await reportSchedulerOf(app.app).tick()
   t.equal(failed?.status, 'failed')
-  t.match(await app.db.selectFrom('report_runs').selectAll().executeTakeFirst(), { status: 'failed', error: /blocker\/reports/ })
-  t.ok(app.logs.some((l) => l.level === 50 && l.msg === 'report run failed'), 'error log line')
+  t.match(await app.db.selectFrom('report_runs').selectAll().executeTakeFirst(), {
+    status: 'failed',
+    error: /blocker\/reports/,
+  })
+  t.ok(
+    app.logs.some((l) => l.level === 50 && l.msg === 'report run failed'),
+    'error log line',
+  )
 
   app.config.reports.dir = goodDir
   clock.set(iso('2025-01-16T06:00:01Z'))
@@ -99,7 +112,11 @@ t.test('two app instances on one database firing the same slot: one run, one set
   const runs = await first.db.selectFrom('report_runs').selectAll().execute()
   t.equal(runs.length, 1, 'one run row')
   t.equal(runs[0]!.slot_key, '2025-01-15T06:00:00.000Z')
-  t.equal((await first.db.selectFrom('coverage_snapshots').selectAll().execute()).length, 2, 'one snapshot per active rollout')
+  t.equal(
+    (await first.db.selectFrom('coverage_snapshots').selectAll().execute()).length,
+    2,
+    'one snapshot per active rollout',
+  )
   const files = readdirSync(first.config.reports.dir)
   t.equal(files.length, 3, 'one set of files')
   t.ok(files.every((f) => f.endsWith(`-${runs[0]!.id}.${f.split('.').pop()}`)))
@@ -113,12 +130,19 @@ t.test('the croner job really fires on a short cron in real time, and stops on c
   const deadline = Date.now() + 6000
   let runs: Array<{ slot_key: string; trigger: string; status: string }> = []
   while (Date.now() < deadline) {
-    runs = await app.db.selectFrom('report_runs').select(['slot_key', 'trigger', 'status']).where('status', '=', 'succeeded').execute()
+    runs = await app.db
+      .selectFrom('report_runs')
+      .select(['slot_key', 'trigger', 'status'])
+      .where('status', '=', 'succeeded')
+      .execute()
     if (runs.length >= 2) break
     await new Promise((r) => setTimeout(r, 100))
   }
   t.ok(runs.length >= 2, `scheduled runs happened (${runs.length})`)
-  t.ok(runs.every((r) => r.trigger === 'schedule' && /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.000Z$/.test(r.slot_key)), 'keyed by whole-second slot times')
+  t.ok(
+    runs.every((r) => r.trigger === 'schedule' && /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.000Z$/.test(r.slot_key)),
+    'keyed by whole-second slot times',
+  )
   t.equal(new Set(runs.map((r) => r.slot_key)).size, runs.length, 'one run per slot')
   t.ok(app.logs.some((l) => l.msg === 'report schedule started'))
 
@@ -129,7 +153,9 @@ t.test('the croner job really fires on a short cron in real time, and stops on c
   t.equal(await count(), after, 'no run after close')
 })
 
-
 t.test('a cron expression croner rejects is a configuration error naming REPORT_CRON', async (t) => {
-  t.throws(() => nextSlot('61 * * * *', 'UTC', Date.now()), { name: 'ConfigError', message: /REPORT_CRON is not a valid cron expression/ })
+  t.throws(() => nextSlot('61 * * * *', 'UTC', Date.now()), {
+    name: 'ConfigError',
+    message: /REPORT_CRON is not a valid cron expression/,
+  })
 })

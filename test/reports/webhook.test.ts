@@ -13,7 +13,10 @@ import { memoryLog, seedCoverage } from './fixtures.js'
 const SECRET_PATH = '/services/T000/B000/SECRETSECRETSECRET'
 const fast = { timeoutMs: 300, attempts: 3, backoffMs: 20 }
 
-async function webhookServer(t: Teardown, handler: (req: IncomingMessage, res: ServerResponse, body: string) => void): Promise<{ url: string; hits: string[] }> {
+async function webhookServer(
+  t: Teardown,
+  handler: (req: IncomingMessage, res: ServerResponse, body: string) => void,
+): Promise<{ url: string; hits: string[] }> {
   const hits: string[] = []
   const server = createServer((req, res) => {
     let body = ''
@@ -24,7 +27,13 @@ async function webhookServer(t: Teardown, handler: (req: IncomingMessage, res: S
     })
   })
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  t.teardown(() => new Promise<void>((resolve) => { server.closeAllConnections(); server.close(() => resolve()) }))
+  t.teardown(
+    () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections()
+        server.close(() => resolve())
+      }),
+  )
   const { port } = server.address() as { port: number }
   return { url: `http://127.0.0.1:${port}${SECRET_PATH}`, hits }
 }

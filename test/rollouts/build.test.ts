@@ -53,15 +53,27 @@ async function seedUsers(db: Db, now: number, count: number): Promise<number[]> 
   return ids
 }
 
-const nonZero = (m: Map<string, number>) => Object.fromEntries([...m].filter(([, n]) => n !== 0).sort(([a], [b]) => a.localeCompare(b)))
+const nonZero = (m: Map<string, number>) =>
+  Object.fromEntries([...m].filter(([, n]) => n !== 0).sort(([a], [b]) => a.localeCompare(b)))
 
 async function members(db: Db, rolloutId: number) {
-  const rows = await db.selectFrom('rollout_members').selectAll().where('rollout_id', '=', rolloutId).orderBy('user_id').execute()
+  const rows = await db
+    .selectFrom('rollout_members')
+    .selectAll()
+    .where('rollout_id', '=', rolloutId)
+    .orderBy('user_id')
+    .execute()
   return rows.map(({ rollout_id: _r, ...rest }) => ({ ...rest, authorized_at: Number(rest.authorized_at) }))
 }
 
 async function missing(db: Db, rolloutId: number) {
-  const rows = await db.selectFrom('rollout_member_missing').select(['scope', 'user_id']).where('rollout_id', '=', rolloutId).orderBy('user_id').orderBy('scope').execute()
+  const rows = await db
+    .selectFrom('rollout_member_missing')
+    .select(['scope', 'user_id'])
+    .where('rollout_id', '=', rolloutId)
+    .orderBy('user_id')
+    .orderBy('scope')
+    .execute()
   return rows
 }
 
@@ -86,7 +98,13 @@ async function assertSameAsReference(t: Test, db: Db, built: number, reference: 
 
 async function buildRow(db: Db, id: number) {
   const row = await db.selectFrom('rollouts').selectAll().where('id', '=', id).executeTakeFirstOrThrow()
-  return { status: row.build_status, cursor: Number(row.build_cursor), done: Number(row.build_done), total: Number(row.build_total), owner: row.build_lock_owner }
+  return {
+    status: row.build_status,
+    cursor: Number(row.build_cursor),
+    done: Number(row.build_done),
+    total: Number(row.build_total),
+    owner: row.build_lock_owner,
+  }
 }
 
 t.test('chunked build equals the one-shot build', async (t) => {
@@ -96,7 +114,11 @@ t.test('chunked build equals the one-shot build', async (t) => {
   const v2 = await appId(db, 'production-v2')
   const ids = await seedUsers(db, now, 300)
   // A retired app: its users are lacking even when they hold every scope.
-  await db.updateTable('oauth_apps').set({ status: 'retired', is_current: 0, retired_at: now }).where('key', '=', 'playground').execute()
+  await db
+    .updateTable('oauth_apps')
+    .set({ status: 'retired', is_current: 0, retired_at: now })
+    .where('key', '=', 'playground')
+    .execute()
 
   const id = await startRollout(db, { name: 'Cap table', appId: v2, scopes: V2 }, 'operator:test', now)
   t.match(await buildRow(db, id), { status: 'building', cursor: 0, done: 0, total: 300 })
@@ -109,12 +131,19 @@ t.test('chunked build equals the one-shot build', async (t) => {
   const reference = await referenceRollout(db, v2, now)
   await assertSameAsReference(t, db, id, reference, 'V2')
   t.match(nonZero(await storedCounts(db, id)), { members: 300 })
-  t.ok((await members(db, id)).some((m) => m.reason === 'app_retired'), 'the retired app shows')
+  t.ok(
+    (await members(db, id)).some((m) => m.reason === 'app_retired'),
+    'the retired app shows',
+  )
 
   // Again for a one-scope rollout with an odd chunk size, and a second run is a no-op.
   const small = await startRollout(db, { name: 'Basics', appId: v2, scopes: ['read_user_info'] }, 'operator:test', now)
   t.equal((await runRolloutBuild(db, small, { chunkSize: 64 })).outcome, 'ready')
-  t.equal((await runRolloutBuild(db, small, { chunkSize: 64 })).outcome, 'ready', 'building a ready rollout does nothing')
+  t.equal(
+    (await runRolloutBuild(db, small, { chunkSize: 64 })).outcome,
+    'ready',
+    'building a ready rollout does nothing',
+  )
   await assertSameAsReference(t, db, small, await referenceRollout(db, v2, now, ['read_user_info']), 'one scope')
 })
 
@@ -137,7 +166,11 @@ t.test('users who reconnect, break or appear mid-build end up right', async (t) 
     afterChunk: async ({ cursor }) => {
       chunks++
       // On SQLite the per-chunk deltas keep the provisional counters exact at every step.
-      t.same(nonZero(await storedCounts(db, id)), nonZero(await exactCounts(db, id)), `counters exact after chunk ${chunks}`)
+      t.same(
+        nonZero(await storedCounts(db, id)),
+        nonZero(await exactCounts(db, id)),
+        `counters exact after chunk ${chunks}`,
+      )
       if (chunks === 1) {
         t.ok(cursor >= measuredEarly && cursor < measuredLate, 'one user measured, the other not yet')
         await addGrant(db, measuredEarly, 'production-v2', V2, now + 100) // row exists: sync updates it
@@ -150,7 +183,13 @@ t.test('users who reconnect, break or appear mid-build end up right', async (t) 
     },
   })
   t.equal(stats.outcome, 'ready')
-  const state = async (u: number) => db.selectFrom('rollout_members').selectAll().where('rollout_id', '=', id).where('user_id', '=', u).executeTakeFirstOrThrow()
+  const state = async (u: number) =>
+    db
+      .selectFrom('rollout_members')
+      .selectAll()
+      .where('rollout_id', '=', id)
+      .where('user_id', '=', u)
+      .executeTakeFirstOrThrow()
   t.match(await state(measuredEarly), { state: 'covered', authorized_at: now + 100 })
   t.match(await state(measuredLate), { state: 'covered', authorized_at: now + 100 })
   t.match(await state(brokenLate), { state: 'reconnect', reason: 'needs_reconnect' })
@@ -165,42 +204,59 @@ t.test('users who reconnect, break or appear mid-build end up right', async (t) 
   while ((await buildChunk(db, late, 'me', now, 25)) === 'measured');
   const straggler = await addUser(db, now, { email: 'straggler@example.com' })
   t.ok(await finishBuild(db, late, 'me', now))
-  t.match(await db.selectFrom('rollout_members').selectAll().where('rollout_id', '=', late).where('user_id', '=', straggler).executeTakeFirstOrThrow(), { state: 'reconnect', reason: 'no_active_grant' })
+  t.match(
+    await db
+      .selectFrom('rollout_members')
+      .selectAll()
+      .where('rollout_id', '=', late)
+      .where('user_id', '=', straggler)
+      .executeTakeFirstOrThrow(),
+    { state: 'reconnect', reason: 'no_active_grant' },
+  )
   t.match(await buildRow(db, late), { status: 'ready', cursor: straggler, owner: null })
   await assertSameAsReference(t, db, late, await referenceRollout(db, v2, now), 'straggler')
 })
 
-t.test('a build left mid-way by a crash resumes from its cursor once the lease expires, also on app start', async (t) => {
-  const ctx = await startTestApp(t)
-  const { db } = ctx
-  const clock = ctx.clock as ManualClock
-  const now = clock.now()
-  const v2 = await appId(db, 'production-v2')
-  await seedUsers(db, now, 50)
-  const id = await startRollout(db, { name: 'Cap table', appId: v2, scopes: V2 }, 'operator:test', now)
-  // The crashed builder: took the lease, measured two chunks, then vanished holding it.
-  t.ok(await takeBuildLease(db, id, 'crashed', now))
-  t.equal(await buildChunk(db, id, 'crashed', now, 8), 'measured')
-  t.equal(await buildChunk(db, id, 'crashed', now, 8), 'measured')
-  t.match(await buildRow(db, id), { status: 'building', done: 16, owner: 'crashed' })
+t.test(
+  'a build left mid-way by a crash resumes from its cursor once the lease expires, also on app start',
+  async (t) => {
+    const ctx = await startTestApp(t)
+    const { db } = ctx
+    const clock = ctx.clock as ManualClock
+    const now = clock.now()
+    const v2 = await appId(db, 'production-v2')
+    await seedUsers(db, now, 50)
+    const id = await startRollout(db, { name: 'Cap table', appId: v2, scopes: V2 }, 'operator:test', now)
+    // The crashed builder: took the lease, measured two chunks, then vanished holding it.
+    t.ok(await takeBuildLease(db, id, 'crashed', now))
+    t.equal(await buildChunk(db, id, 'crashed', now, 8), 'measured')
+    t.equal(await buildChunk(db, id, 'crashed', now, 8), 'measured')
+    t.match(await buildRow(db, id), { status: 'building', done: 16, owner: 'crashed' })
 
-  const early = await runRolloutBuild(db, id, { owner: 'next', now: () => clock.now(), chunkSize: 8 })
-  t.equal(early.outcome, 'busy', 'a live lease is respected')
-  t.match(await buildRow(db, id), { done: 16, owner: 'crashed' })
+    const early = await runRolloutBuild(db, id, { owner: 'next', now: () => clock.now(), chunkSize: 8 })
+    t.equal(early.outcome, 'busy', 'a live lease is respected')
+    t.match(await buildRow(db, id), { done: 16, owner: 'crashed' })
 
-  // Restart after the lease expired: the app's start resumes it (background jobs on).
-  clock.advance(BUILD_LEASE_MS + 1)
-  const restarted = await buildApp({ config: ctx.config, db, clock, backgroundJobs: true, logStream: new Writable({ write: (_c, _e, done) => done() }) })
-  await restarted.ready()
-  await waitForRolloutBuilds(restarted)
-  await restarted.close()
-  t.match(await buildRow(db, id), { status: 'ready', done: 50, owner: null }, 'resumed, and no chunk measured twice')
-  await assertSameAsReference(t, db, id, await referenceRollout(db, v2, now), 'resumed')
+    // Restart after the lease expired: the app's start resumes it (background jobs on).
+    clock.advance(BUILD_LEASE_MS + 1)
+    const restarted = await buildApp({
+      config: ctx.config,
+      db,
+      clock,
+      backgroundJobs: true,
+      logStream: new Writable({ write: (_c, _e, done) => done() }),
+    })
+    await restarted.ready()
+    await waitForRolloutBuilds(restarted)
+    await restarted.close()
+    t.match(await buildRow(db, id), { status: 'ready', done: 50, owner: null }, 'resumed, and no chunk measured twice')
+    await assertSameAsReference(t, db, id, await referenceRollout(db, v2, now), 'resumed')
 
-  // The crashed builder, back from the dead, writes nothing more.
-  t.equal(await buildChunk(db, id, 'crashed', clock.now(), 8), 'lost')
-  t.notOk(await finishBuild(db, id, 'crashed', clock.now()))
-})
+    // The crashed builder, back from the dead, writes nothing more.
+    t.equal(await buildChunk(db, id, 'crashed', clock.now(), 8), 'lost')
+    t.notOk(await finishBuild(db, id, 'crashed', clock.now()))
+  },
+)
 
 t.test('two builders on two connections racing for one rollout never double-count', async (t) => {
   const ctx = await startTestApp(t)
@@ -218,7 +274,10 @@ t.test('two builders on two connections racing for one rollout never double-coun
   t.ok(await takeBuildLease(other, fenced, 'B', now + BUILD_LEASE_MS + 1), 'B takes it once expired')
   t.equal(await buildChunk(db, fenced, 'A', now + BUILD_LEASE_MS + 2, 10), 'lost')
   t.match(await buildRow(db, fenced), { done: 0, cursor: 0, owner: 'B' }, "A's chunk wrote nothing")
-  t.equal((await runRolloutBuild(other, fenced, { owner: 'B', chunkSize: 10, now: () => now + BUILD_LEASE_MS + 3 })).outcome, 'ready')
+  t.equal(
+    (await runRolloutBuild(other, fenced, { owner: 'B', chunkSize: 10, now: () => now + BUILD_LEASE_MS + 3 })).outcome,
+    'ready',
+  )
 
   // A free-for-all: 1 ms leases on the wall clock, so the two keep stealing the build from each other.
   const id = await startRollout(db, { name: 'Race', appId: v2, scopes: V2 }, 'operator:test', now)
@@ -236,70 +295,99 @@ t.test('two builders on two connections racing for one rollout never double-coun
   await assertSameAsReference(t, db, fenced, await referenceRollout(db, v2, now), 'fenced')
 })
 
-t.test('the rollout page while building: progress notice, reload, partial list; the dashboard says building', async (t) => {
-  const ctx = await startTestApp(t)
-  const { db, url } = ctx
-  const now = ctx.clock.now()
-  const v2 = await appId(db, 'production-v2')
-  const agent = await signedInOperator(db, url, now)
-  const ids: number[] = []
-  for (let i = 0; i < 30; i++) {
-    const u = await addUser(db, now, { carta: `c-${i}`, email: `p${String(i).padStart(2, '0')}@example.com` })
+t.test(
+  'the rollout page while building: progress notice, reload, partial list; the dashboard says building',
+  async (t) => {
+    const ctx = await startTestApp(t)
+    const { db, url } = ctx
+    const now = ctx.clock.now()
+    const v2 = await appId(db, 'production-v2')
+    const agent = await signedInOperator(db, url, now)
+    const ids: number[] = []
+    for (let i = 0; i < 30; i++) {
+      const u = await addUser(db, now, { carta: `c-${i}`, email: `p${String(i).padStart(2, '0')}@example.com` })
+      await addGrant(db, u, 'production-v1', V1, now)
+      ids.push(u)
+    }
+    const id = await startRollout(db, { name: 'Cap table', appId: v2, scopes: V2 }, 'operator:test', now)
+    t.ok(await takeBuildLease(db, id, 'test', now))
+    t.equal(await buildChunk(db, id, 'test', now, 10), 'measured')
+
+    const page = await agent.get(`${url}/admin/rollouts/${id}`)
+    t.equal(page.status, 200)
+    t.match(page.text, 'Measuring users: 10 of 30 (33%) — the figures below fill in as it goes')
+    t.match(page.text, '<span class="badge warn">building</span>')
+    t.equal(page.headers.get('refresh'), '5', 'the page reloads itself while building')
+    t.match(page.text, 'p09@example.com', 'measured users are listed')
+    t.notMatch(page.text, 'p10@example.com', 'unmeasured users are not yet')
+    t.match(page.text, /10<\/div><div class="label">lack some scope/)
+    const dash = await agent.get(`${url}/admin`)
+    t.match(dash.text, '<span class="badge warn">building</span>')
+    t.match(dash.text, '10 of 30 users measured')
+
+    t.equal((await runRolloutBuild(db, id, { owner: 'test', chunkSize: 10, now: () => now })).outcome, 'ready')
+    const built = await agent.get(`${url}/admin/rollouts/${id}`)
+    t.notMatch(built.text, 'Measuring users')
+    t.equal(built.headers.get('refresh'), null, 'no reload once built')
+    t.match(built.text, '<span class="badge ok">active</span>')
+    t.match(built.text, 'p29@example.com')
+    t.match(built.text, /30<\/div><div class="label">lack some scope/)
+    t.match(built.text, '<ul class="scopes required-scopes">')
+    t.notMatch((await agent.get(`${url}/admin`)).text, 'building')
+  },
+)
+
+t.test(
+  'a row with an open link offers "Show link" (the links page explains reuse), not a misleading "New link"',
+  async (t) => {
+    const ctx = await startTestApp(t)
+    const { db, url } = ctx
+    const now = ctx.clock.now()
+    const agent = await signedInOperator(db, url, now)
+    const u = await addUser(db, now, { carta: 'c-1', email: 'one@example.com' })
     await addGrant(db, u, 'production-v1', V1, now)
-    ids.push(u)
-  }
-  const id = await startRollout(db, { name: 'Cap table', appId: v2, scopes: V2 }, 'operator:test', now)
-  t.ok(await takeBuildLease(db, id, 'test', now))
-  t.equal(await buildChunk(db, id, 'test', now, 10), 'measured')
-
-  const page = await agent.get(`${url}/admin/rollouts/${id}`)
-  t.equal(page.status, 200)
-  t.match(page.text, 'Measuring users: 10 of 30 (33%) — the figures below fill in as it goes')
-  t.match(page.text, '<span class="badge warn">building</span>')
-  t.equal(page.headers.get('refresh'), '5', 'the page reloads itself while building')
-  t.match(page.text, 'p09@example.com', 'measured users are listed')
-  t.notMatch(page.text, 'p10@example.com', 'unmeasured users are not yet')
-  t.match(page.text, /10<\/div><div class="label">lack some scope/)
-  const dash = await agent.get(`${url}/admin`)
-  t.match(dash.text, '<span class="badge warn">building</span>')
-  t.match(dash.text, '10 of 30 users measured')
-
-  t.equal((await runRolloutBuild(db, id, { owner: 'test', chunkSize: 10, now: () => now })).outcome, 'ready')
-  const built = await agent.get(`${url}/admin/rollouts/${id}`)
-  t.notMatch(built.text, 'Measuring users')
-  t.equal(built.headers.get('refresh'), null, 'no reload once built')
-  t.match(built.text, '<span class="badge ok">active</span>')
-  t.match(built.text, 'p29@example.com')
-  t.match(built.text, /30<\/div><div class="label">lack some scope/)
-  t.match(built.text, '<ul class="scopes required-scopes">')
-  t.notMatch((await agent.get(`${url}/admin`)).text, 'building')
-})
-
-t.test('a row with an open link offers "Show link" (the links page explains reuse), not a misleading "New link"', async (t) => {
-  const ctx = await startTestApp(t)
-  const { db, url } = ctx
-  const now = ctx.clock.now()
-  const agent = await signedInOperator(db, url, now)
-  const u = await addUser(db, now, { carta: 'c-1', email: 'one@example.com' })
-  await addGrant(db, u, 'production-v1', V1, now)
-  const dash = await agent.get(`${url}/admin`)
-  const created = await agent.post(`${url}/admin/rollouts`, { _csrf: hiddenCsrf(dash.text), name: 'Cap', app_id: String(await appId(db, 'production-v2')), scopes: V2 })
-  t.equal(created.status, 303)
-  await waitForRolloutBuilds(ctx.app)
-  const page = await agent.get(new URL(created.location!, url).toString())
-  t.match(page.text, '>Issue link</button>')
-  t.notMatch(page.text, 'name="return_to"')
-  const issued = await agent.post(`${url}/admin/rollouts/1/links`, { _csrf: hiddenCsrf(page.text), user_id: String(u) })
-  t.equal(issued.status, 303)
-  const withLink = await agent.get(`${url}/admin/rollouts/1`)
-  t.match(withLink.text, '<input type="hidden" name="return_to" value="link">')
-  t.match(withLink.text, '>Show link</button>')
-  t.notMatch(withLink.text, 'New link')
-  const shown = await agent.post(`${url}/admin/rollouts/1/links`, { _csrf: hiddenCsrf(withLink.text), user_id: String(u), return_to: 'link' })
-  t.equal(shown.status, 303)
-  t.match(shown.location, `/admin/rollouts/1/links/${u}?reused=1`, 'the same open link, and the links page says so')
-  t.equal(Number((await db.selectFrom('reauth_links').select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow()).n), 1, 'no second link')
-})
+    const dash = await agent.get(`${url}/admin`)
+    const created = await agent.post(`${url}/admin/rollouts`, {
+      _csrf: hiddenCsrf(dash.text),
+      name: 'Cap',
+      app_id: String(await appId(db, 'production-v2')),
+      scopes: V2,
+    })
+    t.equal(created.status, 303)
+    await waitForRolloutBuilds(ctx.app)
+    const page = await agent.get(new URL(created.location!, url).toString())
+    t.match(page.text, '>Issue link</button>')
+    t.notMatch(page.text, 'name="return_to"')
+    const issued = await agent.post(`${url}/admin/rollouts/1/links`, {
+      _csrf: hiddenCsrf(page.text),
+      user_id: String(u),
+    })
+    t.equal(issued.status, 303)
+    const withLink = await agent.get(`${url}/admin/rollouts/1`)
+    t.match(withLink.text, '<input type="hidden" name="return_to" value="link">')
+    t.match(withLink.text, '>Show link</button>')
+    t.notMatch(withLink.text, 'New link')
+    const shown = await agent.post(`${url}/admin/rollouts/1/links`, {
+      _csrf: hiddenCsrf(withLink.text),
+      user_id: String(u),
+      return_to: 'link',
+    })
+    t.equal(shown.status, 303)
+    t.match(shown.location, `/admin/rollouts/1/links/${u}?reused=1`, 'the same open link, and the links page says so')
+    t.equal(
+      Number(
+        (
+          await db
+            .selectFrom('reauth_links')
+            .select((eb) => eb.fn.countAll().as('n'))
+            .executeTakeFirstOrThrow()
+        ).n,
+      ),
+      1,
+      'no second link',
+    )
+  },
+)
 
 function hiddenCsrf(html: string): string {
   const m = /name="_csrf" value="([^"]+)"/.exec(html)

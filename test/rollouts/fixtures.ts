@@ -12,7 +12,11 @@ export async function appId(db: Db, key: string): Promise<number> {
   return row.id
 }
 
-export async function addUser(db: Db, now: number, fields: { carta?: string; email?: string; name?: string } = {}): Promise<number> {
+export async function addUser(
+  db: Db,
+  now: number,
+  fields: { carta?: string; email?: string; name?: string } = {},
+): Promise<number> {
   const row = await db
     .insertInto('end_users')
     .values({
@@ -57,8 +61,16 @@ export async function addGrant(db: Db, userId: number, appKey: string, scopes: s
       .where('status', '=', 'active')
       .where('id', '<>', grant.id)
       .execute()
-    if (scopes.length) await trx.insertInto('grant_scopes').values([...new Set(scopes)].map((scope) => ({ grant_id: grant.id, scope }))).execute()
-    await trx.updateTable('end_users').set({ active_grant_id: grant.id, status: 'connected', updated_at: now }).where('id', '=', userId).execute()
+    if (scopes.length)
+      await trx
+        .insertInto('grant_scopes')
+        .values([...new Set(scopes)].map((scope) => ({ grant_id: grant.id, scope })))
+        .execute()
+    await trx
+      .updateTable('end_users')
+      .set({ active_grant_id: grant.id, status: 'connected', updated_at: now })
+      .where('id', '=', userId)
+      .execute()
     await syncUserRollouts(trx, userId, now)
     return grant.id
   })
@@ -67,8 +79,17 @@ export async function addGrant(db: Db, userId: number, appKey: string, scopes: s
 /** The token broke (invalid_grant): grant broken, user must reconnect. */
 export async function breakGrant(db: Db, userId: number, now: number): Promise<void> {
   await db.transaction().execute(async (trx) => {
-    await trx.updateTable('grants').set({ status: 'broken', ended_at: now, status_reason: 'invalid_grant' }).where('user_id', '=', userId).where('status', '=', 'active').execute()
-    await trx.updateTable('end_users').set({ status: 'needs_reconnect', updated_at: now }).where('id', '=', userId).execute()
+    await trx
+      .updateTable('grants')
+      .set({ status: 'broken', ended_at: now, status_reason: 'invalid_grant' })
+      .where('user_id', '=', userId)
+      .where('status', '=', 'active')
+      .execute()
+    await trx
+      .updateTable('end_users')
+      .set({ status: 'needs_reconnect', updated_at: now })
+      .where('id', '=', userId)
+      .execute()
     await syncUserRollouts(trx, userId, now)
   })
 }
@@ -80,7 +101,12 @@ export async function signedInOperator(db: Db, url: string, now: number, usernam
   await createOperator(db, username, OPERATOR_PASSWORD, now)
   const agent = new Agent()
   const page = await agent.get(`${url}/admin/sign-in`)
-  const res = await agent.post(`${url}/admin/sign-in`, { _csrf: hiddenField(page.text, '_csrf'), username, password: OPERATOR_PASSWORD, next: '/admin' })
+  const res = await agent.post(`${url}/admin/sign-in`, {
+    _csrf: hiddenField(page.text, '_csrf'),
+    username,
+    password: OPERATOR_PASSWORD,
+    next: '/admin',
+  })
   if (res.status !== 303) throw new Error(`sign-in failed: ${res.status}`)
   return agent
 }

@@ -29,7 +29,10 @@ t.test('creating a rollout: validation, then the page, archive', async (t) => {
   const bad: Array<[Record<string, string | string[]>, string]> = [
     [{ name: '', app_id: String(v2), scopes: V2 }, 'Give the rollout a name'],
     [{ name: 'x', app_id: String(v2) }, 'Choose at least one required scope'],
-    [{ name: 'x', app_id: String(v2), scopes: ['read_user_info', 'readwrite_everything'] }, 'does not request readwrite_everything'],
+    [
+      { name: 'x', app_id: String(v2), scopes: ['read_user_info', 'readwrite_everything'] },
+      'does not request readwrite_everything',
+    ],
     [{ name: 'x', app_id: '9999', scopes: V2 }, 'does not exist'],
     [{ name: 'x', app_id: 'abc', scopes: V2 }, 'Choose the target app'],
     [{ name: 'x'.repeat(121), app_id: String(v2), scopes: V2 }, 'at most 120'],
@@ -40,18 +43,34 @@ t.test('creating a rollout: validation, then the page, archive', async (t) => {
     t.match(res.text, message)
   }
   await db.updateTable('oauth_apps').set({ status: 'retired' }).where('key', '=', 'playground').execute()
-  const retired = await agent.post(`${url}/admin/rollouts`, { _csrf: csrf, name: 'x', app_id: String(await appId(db, 'playground')), scopes: ['read_user_info'] })
+  const retired = await agent.post(`${url}/admin/rollouts`, {
+    _csrf: csrf,
+    name: 'x',
+    app_id: String(await appId(db, 'playground')),
+    scopes: ['read_user_info'],
+  })
   t.equal(retired.status, 400)
   t.match(retired.text, 'retired')
   t.equal((await db.selectFrom('rollouts').selectAll().execute()).length, 0, 'no rollout from a rejected form')
   t.ok(ctx.logs.some((l) => l.msg === 'rollout form rejected' && l.level === 40))
 
-  const created = await agent.post(`${url}/admin/rollouts`, { _csrf: csrf, name: 'Cap table', app_id: String(v2), scopes: V2 })
+  const created = await agent.post(`${url}/admin/rollouts`, {
+    _csrf: csrf,
+    name: 'Cap table',
+    app_id: String(v2),
+    scopes: V2,
+  })
   t.equal(created.status, 303)
   // The route returns before the membership is measured; the build runs in the background.
   await waitForRolloutBuilds(ctx.app)
-  t.equal((await db.selectFrom('rollouts').select('build_status').where('id', '=', 1).executeTakeFirstOrThrow()).build_status, 'ready')
-  t.ok(ctx.logs.some((l) => l.msg === 'rollout built' && l.rolloutId === 1), 'the build is logged')
+  t.equal(
+    (await db.selectFrom('rollouts').select('build_status').where('id', '=', 1).executeTakeFirstOrThrow()).build_status,
+    'ready',
+  )
+  t.ok(
+    ctx.logs.some((l) => l.msg === 'rollout built' && l.rolloutId === 1),
+    'the build is logged',
+  )
   const page = await agent.get(new URL(created.location!, url).toString())
   t.equal(page.status, 200)
   t.match(page.text, 'Cap table')
@@ -64,7 +83,10 @@ t.test('creating a rollout: validation, then the page, archive', async (t) => {
   t.match(page.text, '/admin/rollouts/1/links.csv')
   t.match(page.text, '<span class="badge">none</span>')
   // Issuing a link from the row: back on the page the row shows "sent" and a copy box.
-  const issued = await agent.post(`${url}/admin/rollouts/1/links`, { _csrf: hiddenField(page.text, '_csrf'), user_id: String(u1) })
+  const issued = await agent.post(`${url}/admin/rollouts/1/links`, {
+    _csrf: hiddenField(page.text, '_csrf'),
+    user_id: String(u1),
+  })
   t.equal(issued.status, 303)
   const withLink = await agent.get(new URL(issued.location!, url).toString())
   t.equal(withLink.status, 200)
@@ -87,7 +109,13 @@ t.test('creating a rollout: validation, then the page, archive', async (t) => {
   const after = await agent.get(`${url}/admin`)
   t.match(after.text, 'Archived')
   t.match(after.text, '<span class="badge">archived</span>')
-  const events = await db.selectFrom('audit_events').select(['type', 'actor']).where('rollout_id', '=', 1).where('type', 'like', 'rollout.%').orderBy('id').execute()
+  const events = await db
+    .selectFrom('audit_events')
+    .select(['type', 'actor'])
+    .where('rollout_id', '=', 1)
+    .where('type', 'like', 'rollout.%')
+    .orderBy('id')
+    .execute()
   t.same(events, [
     { type: 'rollout.created', actor: 'operator:ops' },
     { type: 'rollout.archived', actor: 'operator:ops' },
@@ -105,10 +133,14 @@ t.test('lacking list: keyset paging without duplicates or gaps, filters, sorts, 
   const v2 = await appId(db, 'production-v2')
   const expected = { all: [] as number[], cap: [] as number[], user: [] as number[], onV1: [] as number[] }
   for (let i = 0; i < 130; i++) {
-    const u = await addUser(db, now, { carta: `c-${String(i).padStart(3, '0')}`, email: `u${String(i).padStart(3, '0')}@example.com` })
+    const u = await addUser(db, now, {
+      carta: `c-${String(i).padStart(3, '0')}`,
+      email: `u${String(i).padStart(3, '0')}@example.com`,
+    })
     // Several users share an authorization time so the (time, id) keyset must break ties.
     const at = now - 1000 * (i % 17)
-    if (i % 5 === 0) await addGrant(db, u, 'production-v2', V2, at) // covered
+    if (i % 5 === 0)
+      await addGrant(db, u, 'production-v2', V2, at) // covered
     else if (i % 5 === 1) await addGrant(db, u, 'production-v2', ['read_issuer_info'], at)
     else if (i % 5 === 4) {
       await addGrant(db, u, 'production-v2', V2, at)
@@ -139,17 +171,32 @@ t.test('lacking list: keyset paging without duplicates or gaps, filters, sorts, 
   t.same(ids(await walk({ sort: 'user', scope: CAP })), expected.cap)
   t.same(ids(await walk({ sort: 'user', scope: 'read_user_info' })), expected.user)
   t.same(ids(await walk({ sort: 'user', appId: v1 })), expected.onV1)
-  t.same(ids(await walk({ sort: 'user', scope: 'read_user_info', appId: v2 })), expected.user.filter((u) => !expected.onV1.includes(u)).filter((u) => (u - 1) % 5 === 1))
+  t.same(
+    ids(await walk({ sort: 'user', scope: 'read_user_info', appId: v2 })),
+    expected.user.filter((u) => !expected.onV1.includes(u)).filter((u) => (u - 1) % 5 === 1),
+  )
   for (const sort of ['oldest', 'newest'] as const) {
     const rows = await walk({ sort })
-    t.same([...ids(rows)].sort((a, b) => a - b), expected.all, `${sort}: no duplicates or gaps`)
+    t.same(
+      [...ids(rows)].sort((a, b) => a - b),
+      expected.all,
+      `${sort}: no duplicates or gaps`,
+    )
     const key = (r: { userId: number; authorizedAt: number }) => r.authorizedAt * 1e6 + r.userId
     const sorted = [...rows].sort((a, b) => (sort === 'oldest' ? key(a) - key(b) : key(b) - key(a)))
     t.same(ids(rows), ids(sorted), `${sort}: ordered by (last authorized, id)`)
     const capRows = await walk({ sort, scope: CAP, appId: v1 })
-    t.same([...ids(capRows)].sort((a, b) => a - b), expected.onV1, `${sort} with scope and app filters`)
+    t.same(
+      [...ids(capRows)].sort((a, b) => a - b),
+      expected.onV1,
+      `${sort} with scope and app filters`,
+    )
   }
-  t.same(ids(await walk({ sort: 'user', search: 'u01' })), expected.all.filter((u) => u >= 11 && u <= 20), 'email prefix')
+  t.same(
+    ids(await walk({ sort: 'user', search: 'u01' })),
+    expected.all.filter((u) => u >= 11 && u <= 20),
+    'email prefix',
+  )
   t.same(ids(await walk({ sort: 'user', search: 'c-002' })), [3], 'exact Carta id')
 
   // Through HTTP: the next-page link, and 400 for bad values.
@@ -161,11 +208,23 @@ t.test('lacking list: keyset paging without duplicates or gaps, filters, sorts, 
   const second = await agent.get(new URL(next![1]!.replace(/&amp;/g, '&'), url).toString())
   t.equal(second.status, 200)
   t.match(second.text, 'First page')
-  for (const q of ['scope=readwrite_unknown', 'scope=read%20user', 'after=abc', 'sort=newest&after=12', 'sort=sideways', 'app=999', 'app=x', 'after=1.2']) {
+  for (const q of [
+    'scope=readwrite_unknown',
+    'scope=read%20user',
+    'after=abc',
+    'sort=newest&after=12',
+    'sort=sideways',
+    'app=999',
+    'app=x',
+    'after=1.2',
+  ]) {
     const res = await agent.get(`${url}/admin/rollouts/${rid}?${q}`)
     t.equal(res.status, 400, q)
   }
-  t.ok(ctx.logs.some((l) => l.level === 40 && l.msg === 'Bad page cursor'), 'a warn line for a bad cursor')
+  t.ok(
+    ctx.logs.some((l) => l.level === 40 && l.msg === 'Bad page cursor'),
+    'a warn line for a bad cursor',
+  )
 })
 
 t.test('user page', async (t) => {
@@ -176,7 +235,12 @@ t.test('user page', async (t) => {
   await addGrant(db, u, 'production-v1', ['read_user_info'], now - 5000)
   await addGrant(db, u, 'production-v2', V1, now)
   const { recordAudit } = await import('../../src/audit/events.js')
-  await recordAudit(db, now, { type: 'grant.created', actor: `user:${u}`, userId: u, details: { app: 'production-v2' } })
+  await recordAudit(db, now, {
+    type: 'grant.created',
+    actor: `user:${u}`,
+    userId: u,
+    details: { app: 'production-v2' },
+  })
   const agent = await signedInOperator(db, url, now)
   const page = await agent.get(`${url}/admin/users/${u}`)
   t.equal(page.status, 200)

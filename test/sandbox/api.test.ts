@@ -36,7 +36,7 @@ t.test('API and controls', async (t) => {
     t.equal(cap.json.fullyDilutedShares, 8_500_000 + 3_100_000 + 1_900_000 + 150_000)
     t.equal((cap.json.shareClasses as unknown[]).length, 4)
     const hidden = await api(base, '/v1alpha1/issuers/iss_quill/capitalization-table-summary', tokens.access_token)
-    t.equal(hidden.status, 404, "an issuer the user cannot see")
+    t.equal(hidden.status, 404, 'an issuer the user cannot see')
     t.equal((await api(base, '/v1alpha1/issuers/nope/capitalization-table-summary', tokens.access_token)).status, 404)
   })
 
@@ -57,7 +57,11 @@ t.test('API and controls', async (t) => {
     const cap = await api(base, '/v1alpha1/issuers/iss_lumen/capitalization-table-summary', partial.access_token)
     t.match(cap.challenge, /scope="read_issuer_capitalizationtablesummary"/)
 
-    t.equal((await api(base, '/v1alpha1/user', partial.refresh_token)).status, 401, 'a refresh token is not an access token')
+    t.equal(
+      (await api(base, '/v1alpha1/user', partial.refresh_token)).status,
+      401,
+      'a refresh token is not an access token',
+    )
     await revokeRequest(base, { token: partial.access_token }, auth)
     const revoked = await api(base, '/v1alpha1/user', partial.access_token)
     t.equal(revoked.status, 401)
@@ -76,8 +80,17 @@ t.test('API and controls', async (t) => {
     t.match(expired.challenge, /error="invalid_token"/)
     const stats = await control(base, 'stats')
     t.equal(stats.json.now, clock.now() + 1000, 'sandbox time = app clock + offset')
-    t.equal((stats.json.tokens as Array<Record<string, unknown>>).find((x) => x.kind === 'access' && x.issuedAt === clock.now() - 3599_000)?.status, 'expired')
-    const refreshed = await tokenRequest(base, { grant_type: 'refresh_token', refresh_token: tokens.refresh_token }, auth)
+    t.equal(
+      (stats.json.tokens as Array<Record<string, unknown>>).find(
+        (x) => x.kind === 'access' && x.issuedAt === clock.now() - 3599_000,
+      )?.status,
+      'expired',
+    )
+    const refreshed = await tokenRequest(
+      base,
+      { grant_type: 'refresh_token', refresh_token: tokens.refresh_token },
+      auth,
+    )
     t.equal(refreshed.status, 200, 'refresh tokens do not expire with the hour')
     t.equal((await api(base, '/v1alpha1/user', refreshed.json.access_token as string)).status, 200)
     t.equal((await control(base, 'clock', { advanceSeconds: 'soon' })).status, 400)
@@ -97,7 +110,11 @@ t.test('API and controls', async (t) => {
 
     await control(base, 'fail', { endpoint: 'revoke', status: 500, times: 1 })
     t.equal((await revokeRequest(base, { token: ok.json.refresh_token as string }, auth)).status, 500)
-    t.equal((await api(base, '/v1alpha1/user', ok.json.access_token as string)).status, 200, 'the failed revocation revoked nothing')
+    t.equal(
+      (await api(base, '/v1alpha1/user', ok.json.access_token as string)).status,
+      200,
+      'the failed revocation revoked nothing',
+    )
     t.equal((await revokeRequest(base, { token: ok.json.refresh_token as string }, auth)).status, 200)
     t.equal((await api(base, '/v1alpha1/user', ok.json.access_token as string)).status, 401)
 
@@ -113,9 +130,17 @@ t.test('API and controls', async (t) => {
   })
 
   t.test('controls are JSON-only', async (t) => {
-    const form = await fetch(`${base}/_control/clock`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'advanceSeconds=3600' })
+    const form = await fetch(`${base}/_control/clock`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: 'advanceSeconds=3600',
+    })
     t.equal(form.status, 415)
-    const text = await fetch(`${base}/_control/reset`, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: '{}' })
+    const text = await fetch(`${base}/_control/reset`, {
+      method: 'POST',
+      headers: { 'content-type': 'text/plain' },
+      body: '{}',
+    })
     t.equal(text.status, 415)
     const stats = await control(base, 'stats')
     t.not(stats.json.tokenRequests, 0, 'nothing was reset')
@@ -131,15 +156,26 @@ t.test('API and controls', async (t) => {
     await tokenRequest(base, { grant_type: 'refresh_token', refresh_token: tokens.refresh_token }, auth)
     await revokeRequest(base, { token: tokens.access_token }, auth)
     const stats = await control(base, 'stats')
-    t.match(stats.json, { tokenRequests: 2, codeExchanges: 1, refreshes: 1, revocations: 1, signIns: 1, consents: 1, tokenErrors: 0 })
+    t.match(stats.json, {
+      tokenRequests: 2,
+      codeExchanges: 1,
+      refreshes: 1,
+      revocations: 1,
+      signIns: 1,
+      consents: 1,
+      tokenErrors: 0,
+    })
     const list = stats.json.tokens as Array<Record<string, unknown>>
     t.equal(list.length, 4)
-    t.same(list.map((x) => [x.kind, x.status, x.userId, x.clientId]), [
-      ['access', 'revoked', 'cu_1005', v2.clientId],
-      ['refresh', 'rotated', 'cu_1005', v2.clientId],
-      ['access', 'live', 'cu_1005', v2.clientId],
-      ['refresh', 'live', 'cu_1005', v2.clientId],
-    ])
+    t.same(
+      list.map((x) => [x.kind, x.status, x.userId, x.clientId]),
+      [
+        ['access', 'revoked', 'cu_1005', v2.clientId],
+        ['refresh', 'rotated', 'cu_1005', v2.clientId],
+        ['access', 'live', 'cu_1005', v2.clientId],
+        ['refresh', 'live', 'cu_1005', v2.clientId],
+      ],
+    )
     for (const entry of list) t.notOk('value' in entry, 'no token values')
   })
 

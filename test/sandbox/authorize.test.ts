@@ -10,7 +10,13 @@ t.test('authorization endpoint', async (t) => {
   const v2 = app.config.apps.find((a) => a.key === 'production-v2')!
   const v1 = app.config.apps.find((a) => a.key === 'production-v1')!
   const redirectUri = `${app.url}/carta/callback`
-  const good = { response_type: 'code', client_id: v2.clientId, redirect_uri: redirectUri, scope: v2.scopes.join(' '), state: 'state-123' }
+  const good = {
+    response_type: 'code',
+    client_id: v2.clientId,
+    redirect_uri: redirectUri,
+    scope: v2.scopes.join(' '),
+    state: 'state-123',
+  }
 
   t.test('unknown client: an error page, never a redirect', async (t) => {
     const res = await new Agent().get(authorizeUrl(base, { ...good, client_id: 'nobody' }))
@@ -18,11 +24,19 @@ t.test('authorization endpoint', async (t) => {
     t.equal(res.location, null)
     t.match(res.text, /Unknown application/)
     t.match(res.text, /nobody/)
-    t.ok(app.logs.some((l) => l.msg === 'sandbox: Unknown application' && l.level === 40), 'warn line logged')
+    t.ok(
+      app.logs.some((l) => l.msg === 'sandbox: Unknown application' && l.level === 40),
+      'warn line logged',
+    )
   })
 
   t.test('unregistered redirect URI: an error page, never a redirect (RFC 6749 §4.1.2.1)', async (t) => {
-    for (const uri of ['https://evil.example/callback', `${redirectUri}/`, `${redirectUri}?x=1`, redirectUri.toUpperCase()]) {
+    for (const uri of [
+      'https://evil.example/callback',
+      `${redirectUri}/`,
+      `${redirectUri}?x=1`,
+      redirectUri.toUpperCase(),
+    ]) {
       const res = await new Agent().get(authorizeUrl(base, { ...good, redirect_uri: uri }))
       t.equal(res.status, 400, uri)
       t.equal(res.location, null, `no redirect for ${uri}`)
@@ -34,7 +48,13 @@ t.test('authorization endpoint', async (t) => {
   })
 
   t.test('a scope the client may not request: redirect back with invalid_scope and the state', async (t) => {
-    const res = await new Agent().get(authorizeUrl(base, { ...good, client_id: v1.clientId, scope: 'read_user_info read_issuer_capitalizationtablesummary' }))
+    const res = await new Agent().get(
+      authorizeUrl(base, {
+        ...good,
+        client_id: v1.clientId,
+        scope: 'read_user_info read_issuer_capitalizationtablesummary',
+      }),
+    )
     t.equal(res.status, 302)
     const back = new URL(res.location!)
     t.equal(`${back.origin}${back.pathname}`, redirectUri)
@@ -105,7 +125,8 @@ t.test('authorization endpoint', async (t) => {
     const page = await agent.get(authorizeUrl(base, good))
     t.equal(page.status, 200)
     t.equal(page.headers.get('cache-control'), 'no-store')
-    for (const s of v2.scopes) t.match(page.text, new RegExp(`<input type="checkbox" name="scope" value="${s}" checked>`))
+    for (const s of v2.scopes)
+      t.match(page.text, new RegExp(`<input type="checkbox" name="scope" value="${s}" checked>`))
     t.match(page.text, /See your name and email address/)
     t.match(page.text, /cap table/)
     t.match(page.text, /Ada Okafor/)
@@ -123,7 +144,10 @@ t.test('authorization endpoint', async (t) => {
     t.notOk(back.searchParams.get('error'))
     const stats = await control(base, 'stats')
     t.equal(stats.json.consents, 1)
-    t.ok(app.logs.some((l) => l.msg === 'sandbox: access granted' && l.scopes === 'read_user_info'), 'grant logged')
+    t.ok(
+      app.logs.some((l) => l.msg === 'sandbox: access granted' && l.scopes === 'read_user_info'),
+      'grant logged',
+    )
     t.notOk(JSON.stringify(app.logs).includes(back.searchParams.get('code')!), 'the code never reaches the log')
   })
 
@@ -144,7 +168,11 @@ t.test('authorization endpoint', async (t) => {
     await signIn(agent, base, 'cu_1001')
     const page = await agent.get(authorizeUrl(base, { ...good, scope: 'read_user_info' }))
     const requestId = hiddenField(page.text, 'request_id')
-    const tampered = await agent.post(`${base}/o/authorize/`, { request_id: requestId, decision: 'allow', scope: ['read_user_info', 'read_issuer_info'] })
+    const tampered = await agent.post(`${base}/o/authorize/`, {
+      request_id: requestId,
+      decision: 'allow',
+      scope: ['read_user_info', 'read_issuer_info'],
+    })
     t.equal(tampered.status, 400)
     t.equal(tampered.location, null)
     t.match(tampered.text, /not requested/)
@@ -153,13 +181,25 @@ t.test('authorization endpoint', async (t) => {
     const id2 = hiddenField(page2.text, 'request_id')
     const other = new Agent()
     await signIn(other, base, 'cu_1002')
-    const stolen = await other.post(`${base}/o/authorize/`, { request_id: id2, decision: 'allow', scope: 'read_user_info' })
+    const stolen = await other.post(`${base}/o/authorize/`, {
+      request_id: id2,
+      decision: 'allow',
+      scope: 'read_user_info',
+    })
     t.equal(stolen.status, 400, "another user cannot answer someone else's consent page")
-    const anonymous = await new Agent().post(`${base}/o/authorize/`, { request_id: id2, decision: 'allow', scope: 'read_user_info' })
+    const anonymous = await new Agent().post(`${base}/o/authorize/`, {
+      request_id: id2,
+      decision: 'allow',
+      scope: 'read_user_info',
+    })
     t.equal(anonymous.status, 400, 'a cross-site post without the sign-in cookie is refused')
     const ok = await agent.post(`${base}/o/authorize/`, { request_id: id2, decision: 'allow', scope: 'read_user_info' })
     t.equal(ok.status, 302)
-    const again = await agent.post(`${base}/o/authorize/`, { request_id: id2, decision: 'allow', scope: 'read_user_info' })
+    const again = await agent.post(`${base}/o/authorize/`, {
+      request_id: id2,
+      decision: 'allow',
+      scope: 'read_user_info',
+    })
     t.equal(again.status, 400)
     t.match(again.text, /expired/)
   })

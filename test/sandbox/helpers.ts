@@ -32,17 +32,31 @@ export async function signIn(agent: Agent, base: string, userId: string): Promis
 }
 
 /** Opens the consent page (signed in already) and answers it; returns the redirect's URL. */
-export async function answerConsent(agent: Agent, url: string, answer: { decision: 'allow' | 'deny'; scopes?: string[] }): Promise<URL> {
+export async function answerConsent(
+  agent: Agent,
+  url: string,
+  answer: { decision: 'allow' | 'deny'; scopes?: string[] },
+): Promise<URL> {
   const page = await agent.get(url)
-  if (page.status !== 200 || !page.text.includes('name="request_id"')) throw new Error(`no consent page: ${page.status} ${page.text.slice(0, 300)}`)
+  if (page.status !== 200 || !page.text.includes('name="request_id"'))
+    throw new Error(`no consent page: ${page.status} ${page.text.slice(0, 300)}`)
   const scopes = answer.scopes ?? [...page.text.matchAll(/name="scope" value="([^"]+)"/g)].map((m) => m[1]!)
   const action = new URL(url)
-  const res = await agent.post(`${action.origin}${action.pathname}`, { request_id: hiddenField(page.text, 'request_id'), decision: answer.decision, scope: scopes })
-  if (res.status !== 302 || !res.location) throw new Error(`consent answer did not redirect: ${res.status} ${res.text.slice(0, 300)}`)
+  const res = await agent.post(`${action.origin}${action.pathname}`, {
+    request_id: hiddenField(page.text, 'request_id'),
+    decision: answer.decision,
+    scope: scopes,
+  })
+  if (res.status !== 302 || !res.location)
+    throw new Error(`consent answer did not redirect: ${res.status} ${res.text.slice(0, 300)}`)
   return new URL(res.location)
 }
 
-export async function tokenRequest(base: string, form: Record<string, string>, authorization?: string): Promise<{ status: number; headers: Headers; json: Record<string, unknown> }> {
+export async function tokenRequest(
+  base: string,
+  form: Record<string, string>,
+  authorization?: string,
+): Promise<{ status: number; headers: Headers; json: Record<string, unknown> }> {
   const headers: Record<string, string> = { 'content-type': 'application/x-www-form-urlencoded' }
   if (authorization) headers.authorization = authorization
   const res = await fetch(`${base}/o/access_token/`, { method: 'POST', headers, body: new URLSearchParams(form) })
@@ -50,20 +64,43 @@ export async function tokenRequest(base: string, form: Record<string, string>, a
   return { status: res.status, headers: res.headers, json: text ? (JSON.parse(text) as Record<string, unknown>) : {} }
 }
 
-export async function revokeRequest(base: string, form: Record<string, string>, authorization?: string): Promise<{ status: number; text: string }> {
+export async function revokeRequest(
+  base: string,
+  form: Record<string, string>,
+  authorization?: string,
+): Promise<{ status: number; text: string }> {
   const headers: Record<string, string> = { 'content-type': 'application/x-www-form-urlencoded' }
   if (authorization) headers.authorization = authorization
   const res = await fetch(`${base}/o/revoke_token/`, { method: 'POST', headers, body: new URLSearchParams(form) })
   return { status: res.status, text: await res.text() }
 }
 
-export async function api(base: string, path: string, accessToken?: string): Promise<{ status: number; challenge: string | null; json: Record<string, unknown> }> {
+export async function api(
+  base: string,
+  path: string,
+  accessToken?: string,
+): Promise<{ status: number; challenge: string | null; json: Record<string, unknown> }> {
   const res = await fetch(`${base}${path}`, { headers: accessToken ? { authorization: `Bearer ${accessToken}` } : {} })
-  return { status: res.status, challenge: res.headers.get('www-authenticate'), json: (await res.json()) as Record<string, unknown> }
+  return {
+    status: res.status,
+    challenge: res.headers.get('www-authenticate'),
+    json: (await res.json()) as Record<string, unknown>,
+  }
 }
 
-export async function control(base: string, name: string, body?: unknown): Promise<{ status: number; json: Record<string, unknown> }> {
-  const res = body === undefined ? await fetch(`${base}/_control/${name}`) : await fetch(`${base}/_control/${name}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
+export async function control(
+  base: string,
+  name: string,
+  body?: unknown,
+): Promise<{ status: number; json: Record<string, unknown> }> {
+  const res =
+    body === undefined
+      ? await fetch(`${base}/_control/${name}`)
+      : await fetch(`${base}/_control/${name}`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify(body),
+        })
   return { status: res.status, json: (await res.json()) as Record<string, unknown> }
 }
 
@@ -93,18 +130,37 @@ export async function getCode(
     code_challenge: pkce ? challenge : undefined,
     code_challenge_method: pkce ? 'S256' : undefined,
   })
-  const back = await answerConsent(agent, url, { decision: 'allow', ...(options.grant ? { scopes: options.grant } : {}) })
+  const back = await answerConsent(agent, url, {
+    decision: 'allow',
+    ...(options.grant ? { scopes: options.grant } : {}),
+  })
   const code = back.searchParams.get('code')
   if (!code) throw new Error(`no code in ${back}`)
   return { code, verifier: pkce ? verifier : '', redirectUri }
 }
 
 /** A full code exchange; returns the token response JSON. */
-export async function getTokens(agent: Agent, base: string, client: ClientCreds, redirectUri: string, options: Parameters<typeof getCode>[4] = {}) {
+export async function getTokens(
+  agent: Agent,
+  base: string,
+  client: ClientCreds,
+  redirectUri: string,
+  options: Parameters<typeof getCode>[4] = {},
+) {
   const issued = await getCode(agent, base, client, redirectUri, options)
-  const form: Record<string, string> = { grant_type: 'authorization_code', code: issued.code, redirect_uri: redirectUri }
+  const form: Record<string, string> = {
+    grant_type: 'authorization_code',
+    code: issued.code,
+    redirect_uri: redirectUri,
+  }
   if (issued.verifier) form.code_verifier = issued.verifier
   const res = await tokenRequest(base, form, basic(client.clientId, client.clientSecret))
   if (res.status !== 200) throw new Error(`token exchange failed: ${res.status} ${JSON.stringify(res.json)}`)
-  return res.json as { access_token: string; refresh_token: string; scope?: string; expires_in: number; token_type: string }
+  return res.json as {
+    access_token: string
+    refresh_token: string
+    scope?: string
+    expires_in: number
+    token_type: string
+  }
 }

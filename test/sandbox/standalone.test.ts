@@ -21,9 +21,29 @@ function appsFile(dir: string, sandboxPort: number, prefix = ''): string {
     file,
     JSON.stringify({
       apps: [
-        { key: 'prod', name: 'Prod', environment: 'production', clientId: 'sl-prod', clientSecretEnv: 'SB_TEST_SECRET', authBaseUrl: base, apiBaseUrl: base, scopes: ['read_user_info', 'read_issuer_info'], current: true },
+        {
+          key: 'prod',
+          name: 'Prod',
+          environment: 'production',
+          clientId: 'sl-prod',
+          clientSecretEnv: 'SB_TEST_SECRET',
+          authBaseUrl: base,
+          apiBaseUrl: base,
+          scopes: ['read_user_info', 'read_issuer_info'],
+          current: true,
+        },
         // Real Carta: not served by the sandbox.
-        { key: 'real', name: 'Real', environment: 'playground', clientId: 'real', clientSecretEnv: 'SB_TEST_REAL', authBaseUrl: 'https://login.playground.carta.team', apiBaseUrl: 'https://api.playground.carta.team', scopes: ['read_user_info'], current: true },
+        {
+          key: 'real',
+          name: 'Real',
+          environment: 'playground',
+          clientId: 'real',
+          clientSecretEnv: 'SB_TEST_REAL',
+          authBaseUrl: 'https://login.playground.carta.team',
+          apiBaseUrl: 'https://api.playground.carta.team',
+          scopes: ['read_user_info'],
+          current: true,
+        },
       ],
     }),
   )
@@ -34,12 +54,27 @@ t.test('standalone settings', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'sandbox-settings-'))
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   const file = appsFile(dir, 4555, '/carta')
-  const env = { DATA_DIR: dir, CARTA_APPS_FILE: file, SB_TEST_SECRET: SECRET, SB_TEST_REAL: 'x', SANDBOX_PORT: '4555', SANDBOX_REDIRECT_URIS: 'http://127.0.0.1:3001/carta/callback, http://127.0.0.1:3002/carta/callback' }
+  const env = {
+    DATA_DIR: dir,
+    CARTA_APPS_FILE: file,
+    SB_TEST_SECRET: SECRET,
+    SB_TEST_REAL: 'x',
+    SANDBOX_PORT: '4555',
+    SANDBOX_REDIRECT_URIS: 'http://127.0.0.1:3001/carta/callback, http://127.0.0.1:3002/carta/callback',
+  }
   const s = standaloneSettings(env)
   t.equal(s.port, 4555)
   t.equal(s.host, '127.0.0.1')
   t.same(s.prefixes, ['/carta'])
-  t.same(s.clients, [{ clientId: 'sl-prod', clientSecret: SECRET, name: 'Prod', scopes: ['read_issuer_info', 'read_user_info'], redirectUris: ['http://127.0.0.1:3001/carta/callback', 'http://127.0.0.1:3002/carta/callback'] }])
+  t.same(s.clients, [
+    {
+      clientId: 'sl-prod',
+      clientSecret: SECRET,
+      name: 'Prod',
+      scopes: ['read_issuer_info', 'read_user_info'],
+      redirectUris: ['http://127.0.0.1:3001/carta/callback', 'http://127.0.0.1:3002/carta/callback'],
+    },
+  ])
   const fails = (change: Record<string, string | undefined>, variable: string) => {
     let caught: unknown = null
     try {
@@ -63,7 +98,15 @@ t.test('buildSandbox: the whole flow on its own port', async (t) => {
   const port = await freePort()
   const redirectUri = 'http://127.0.0.1:3999/carta/callback'
   const sandbox = await buildSandbox({
-    clients: [{ clientId: 'sl-prod', clientSecret: SECRET, name: 'Prod', scopes: ['read_issuer_info', 'read_user_info'], redirectUris: [redirectUri] }],
+    clients: [
+      {
+        clientId: 'sl-prod',
+        clientSecret: SECRET,
+        name: 'Prod',
+        scopes: ['read_issuer_info', 'read_user_info'],
+        redirectUris: [redirectUri],
+      },
+    ],
     logLevel: 'silent',
   })
   await sandbox.listen({ host: '127.0.0.1', port })
@@ -72,7 +115,15 @@ t.test('buildSandbox: the whole flow on its own port', async (t) => {
   const client = { clientId: 'sl-prod', clientSecret: SECRET, scopes: ['read_user_info', 'read_issuer_info'] }
 
   const agent = new Agent()
-  const signInPage = await agent.get(authorizeUrl(base, { response_type: 'code', client_id: 'sl-prod', redirect_uri: redirectUri, scope: 'read_user_info', state: 's' }))
+  const signInPage = await agent.get(
+    authorizeUrl(base, {
+      response_type: 'code',
+      client_id: 'sl-prod',
+      redirect_uri: redirectUri,
+      scope: 'read_user_info',
+      state: 's',
+    }),
+  )
   t.equal(signInPage.status, 200)
   t.match(signInPage.text, /Choose a demo user/)
   t.match(signInPage.headers.get('content-security-policy'), /form-action 'self' http:\/\/127\.0\.0\.1:3999/)
@@ -81,11 +132,27 @@ t.test('buildSandbox: the whole flow on its own port', async (t) => {
 
   const tokens = await getTokens(agent, base, client, redirectUri, { userId: 'cu_1003' })
   t.equal(tokens.scope, undefined)
-  t.same((await api(base, '/v1alpha1/user', tokens.access_token)).json, { id: 'cu_1003', email: 'chen.wei@quill.example', firstName: 'Chen', lastName: 'Wei' })
-  const bad = await agent.get(authorizeUrl(base, { response_type: 'code', client_id: 'sl-prod', redirect_uri: 'http://127.0.0.1:3998/carta/callback', scope: 'read_user_info' }))
+  t.same((await api(base, '/v1alpha1/user', tokens.access_token)).json, {
+    id: 'cu_1003',
+    email: 'chen.wei@quill.example',
+    firstName: 'Chen',
+    lastName: 'Wei',
+  })
+  const bad = await agent.get(
+    authorizeUrl(base, {
+      response_type: 'code',
+      client_id: 'sl-prod',
+      redirect_uri: 'http://127.0.0.1:3998/carta/callback',
+      scope: 'read_user_info',
+    }),
+  )
   t.equal(bad.status, 400)
   t.equal(bad.location, null)
-  const refreshed = await tokenRequest(base, { grant_type: 'refresh_token', refresh_token: tokens.refresh_token }, basic('sl-prod', SECRET))
+  const refreshed = await tokenRequest(
+    base,
+    { grant_type: 'refresh_token', refresh_token: tokens.refresh_token },
+    basic('sl-prod', SECRET),
+  )
   t.equal(refreshed.status, 200)
   t.equal((await control(base, 'stats')).json.refreshes, 1)
   t.equal(sandbox.sandboxStore.counters.refreshes, 1)
@@ -107,7 +174,11 @@ t.test('tsx src/sandbox/standalone.ts runs as its own process', async (t) => {
     SANDBOX_PORT: String(port),
     SANDBOX_REDIRECT_URIS: redirectUri,
   }
-  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', join(projectRoot, 'src/sandbox/standalone.ts')], { env, stdio: ['ignore', 'pipe', 'pipe'] })
+  const child: ChildProcess = spawn(
+    process.execPath,
+    ['--import', 'tsx', join(projectRoot, 'src/sandbox/standalone.ts')],
+    { env, stdio: ['ignore', 'pipe', 'pipe'] },
+  )
   let output = ''
   child.stdout!.on('data', (d) => (output += String(d)))
   child.stderr!.on('data', (d) => (output += String(d)))
@@ -120,11 +191,20 @@ t.test('tsx src/sandbox/standalone.ts runs as its own process', async (t) => {
   const base = `http://127.0.0.1:${port}/sandbox`
   let up = false
   for (let i = 0; i < 100 && !up && child.exitCode === null; i++) {
-    up = await fetch(`${base}/_control/stats`).then((r) => r.ok, () => false)
+    up = await fetch(`${base}/_control/stats`).then(
+      (r) => r.ok,
+      () => false,
+    )
     if (!up) await new Promise((r) => setTimeout(r, 100))
   }
   t.ok(up, `standalone sandbox answers (output: ${output.slice(0, 500)})`)
-  const tokens = await getTokens(new Agent(), base, { clientId: 'sl-prod', clientSecret: SECRET, scopes: ['read_user_info', 'read_issuer_info'] }, redirectUri, { grant: ['read_issuer_info'] })
+  const tokens = await getTokens(
+    new Agent(),
+    base,
+    { clientId: 'sl-prod', clientSecret: SECRET, scopes: ['read_user_info', 'read_issuer_info'] },
+    redirectUri,
+    { grant: ['read_issuer_info'] },
+  )
   t.equal(tokens.scope, 'read_issuer_info')
   t.equal((await api(base, '/v1alpha1/issuers', tokens.access_token)).status, 200)
   t.match(output, /Sandbox Carta is on/)
@@ -134,7 +214,10 @@ t.test('tsx src/sandbox/standalone.ts runs as its own process', async (t) => {
   t.equal(await exited, 0, 'stops cleanly on SIGTERM')
 
   // A bad configuration stops it with a message naming the variable.
-  const bad = spawn(process.execPath, ['--import', 'tsx', join(projectRoot, 'src/sandbox/standalone.ts')], { env: { ...env, SANDBOX_REDIRECT_URIS: '' }, stdio: ['ignore', 'pipe', 'pipe'] })
+  const bad = spawn(process.execPath, ['--import', 'tsx', join(projectRoot, 'src/sandbox/standalone.ts')], {
+    env: { ...env, SANDBOX_REDIRECT_URIS: '' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
   let err = ''
   bad.stderr!.on('data', (d) => (err += String(d)))
   const code = await new Promise<number | null>((resolve) => bad.once('exit', resolve))

@@ -15,32 +15,44 @@ t.test('token endpoint', async (t) => {
   const v1 = app.config.apps.find((a) => a.key === 'production-v1')!
   const redirectUri = `${app.url}/carta/callback`
   const auth = basic(v2.clientId, v2.clientSecret)
-  const codeForm = (issued: { code: string; verifier: string }) => ({ grant_type: 'authorization_code', code: issued.code, redirect_uri: redirectUri, code_verifier: issued.verifier })
-
-  t.test('client authentication: HTTP Basic required and checked (401 invalid_client + WWW-Authenticate)', async (t) => {
-    const issued = await getCode(new Agent(), base, v2, redirectUri)
-    const attempts: Array<[string | undefined, Record<string, string>]> = [
-      [undefined, {}],
-      [basic(v2.clientId, 'wrong-secret'), {}],
-      [basic('nobody', v2.clientSecret), {}],
-      [basic(v1.clientId, v1.clientSecret + 'x'), {}],
-      [undefined, { client_id: v2.clientId, client_secret: v2.clientSecret }],
-      ['Bearer abc', {}],
-    ]
-    for (const [authorization, extra] of attempts) {
-      const res = await tokenRequest(base, { ...codeForm(issued), ...extra }, authorization)
-      t.equal(res.status, 401)
-      t.equal(res.json.error, 'invalid_client')
-      t.match(res.headers.get('www-authenticate'), /^Basic realm=/)
-      t.equal(res.headers.get('cache-control'), 'no-store')
-    }
-    const body = await tokenRequest(base, { ...codeForm(issued), client_id: v2.clientId, client_secret: v2.clientSecret })
-    t.match(body.json.error_description, /HTTP Basic/)
-    // None of those spent the code.
-    const ok = await tokenRequest(base, codeForm(issued), auth)
-    t.equal(ok.status, 200)
-    t.notOk(JSON.stringify(app.logs).includes(v2.clientSecret), 'secret never logged')
+  const codeForm = (issued: { code: string; verifier: string }) => ({
+    grant_type: 'authorization_code',
+    code: issued.code,
+    redirect_uri: redirectUri,
+    code_verifier: issued.verifier,
   })
+
+  t.test(
+    'client authentication: HTTP Basic required and checked (401 invalid_client + WWW-Authenticate)',
+    async (t) => {
+      const issued = await getCode(new Agent(), base, v2, redirectUri)
+      const attempts: Array<[string | undefined, Record<string, string>]> = [
+        [undefined, {}],
+        [basic(v2.clientId, 'wrong-secret'), {}],
+        [basic('nobody', v2.clientSecret), {}],
+        [basic(v1.clientId, v1.clientSecret + 'x'), {}],
+        [undefined, { client_id: v2.clientId, client_secret: v2.clientSecret }],
+        ['Bearer abc', {}],
+      ]
+      for (const [authorization, extra] of attempts) {
+        const res = await tokenRequest(base, { ...codeForm(issued), ...extra }, authorization)
+        t.equal(res.status, 401)
+        t.equal(res.json.error, 'invalid_client')
+        t.match(res.headers.get('www-authenticate'), /^Basic realm=/)
+        t.equal(res.headers.get('cache-control'), 'no-store')
+      }
+      const body = await tokenRequest(base, {
+        ...codeForm(issued),
+        client_id: v2.clientId,
+        client_secret: v2.clientSecret,
+      })
+      t.match(body.json.error_description, /HTTP Basic/)
+      // None of those spent the code.
+      const ok = await tokenRequest(base, codeForm(issued), auth)
+      t.equal(ok.status, 200)
+      t.notOk(JSON.stringify(app.logs).includes(v2.clientSecret), 'secret never logged')
+    },
+  )
 
   t.test('client id and secret are form-urlencoded inside Basic (RFC 6749 §2.3.1)', async (t) => {
     // The app's clients have plain ids; prove decoding with an id/secret needing encoding.
@@ -57,7 +69,9 @@ t.test('token endpoint', async (t) => {
     t.equal(full.expires_in, 3600)
     t.ok(full.access_token && full.refresh_token)
     t.equal(full.scope, undefined, 'RFC 6749 §5.1: omitted when granted = requested')
-    const partial = await getTokens(new Agent(), base, v2, redirectUri, { grant: ['read_user_info', 'read_issuer_info'] })
+    const partial = await getTokens(new Agent(), base, v2, redirectUri, {
+      grant: ['read_user_info', 'read_issuer_info'],
+    })
     t.same(parseScopes(partial.scope), ['read_issuer_info', 'read_user_info'])
   })
 
@@ -71,7 +85,11 @@ t.test('token endpoint', async (t) => {
     t.equal(second.json.error, 'invalid_grant')
     t.match(second.json.error_description, /already been used/)
     t.equal((await api(base, '/v1alpha1/user', first.json.access_token as string)).status, 401, 'access token revoked')
-    const refresh = await tokenRequest(base, { grant_type: 'refresh_token', refresh_token: first.json.refresh_token as string }, auth)
+    const refresh = await tokenRequest(
+      base,
+      { grant_type: 'refresh_token', refresh_token: first.json.refresh_token as string },
+      auth,
+    )
     t.equal(refresh.json.error, 'invalid_grant', 'refresh token revoked')
   })
 
@@ -122,7 +140,11 @@ t.test('token endpoint', async (t) => {
     t.equal((await tokenRequest(base, { grant_type: 'password' }, auth)).json.error, 'unsupported_grant_type')
     t.equal((await tokenRequest(base, { grant_type: 'authorization_code' }, auth)).json.error, 'invalid_request')
     t.equal((await tokenRequest(base, { grant_type: 'refresh_token' }, auth)).json.error, 'invalid_request')
-    const json = await fetch(`${base}/o/access_token/`, { method: 'POST', headers: { authorization: auth, 'content-type': 'application/json' }, body: '{"grant_type":"refresh_token"}' })
+    const json = await fetch(`${base}/o/access_token/`, {
+      method: 'POST',
+      headers: { authorization: auth, 'content-type': 'application/json' },
+      body: '{"grant_type":"refresh_token"}',
+    })
     t.equal(json.status, 400)
     t.equal(((await json.json()) as { error: string }).error, 'invalid_request')
   })
@@ -140,14 +162,29 @@ t.test('token endpoint', async (t) => {
     const reuse = await tokenRequest(base, { grant_type: 'refresh_token', refresh_token: first.refresh_token }, auth)
     t.equal(reuse.status, 400)
     t.equal(reuse.json.error, 'invalid_grant')
-    t.equal((await api(base, '/v1alpha1/user', r1.json.access_token as string)).status, 200, 'the rotation survives a stale reuse')
-    const r2 = await tokenRequest(base, { grant_type: 'refresh_token', refresh_token: r1.json.refresh_token as string }, auth)
+    t.equal(
+      (await api(base, '/v1alpha1/user', r1.json.access_token as string)).status,
+      200,
+      'the rotation survives a stale reuse',
+    )
+    const r2 = await tokenRequest(
+      base,
+      { grant_type: 'refresh_token', refresh_token: r1.json.refresh_token as string },
+      auth,
+    )
     t.equal(r2.status, 200)
-    const otherClient = await tokenRequest(base, { grant_type: 'refresh_token', refresh_token: r2.json.refresh_token as string }, basic(v1.clientId, v1.clientSecret))
+    const otherClient = await tokenRequest(
+      base,
+      { grant_type: 'refresh_token', refresh_token: r2.json.refresh_token as string },
+      basic(v1.clientId, v1.clientSecret),
+    )
     t.equal(otherClient.json.error, 'invalid_grant', "another client cannot spend this client's refresh token")
     const stats = await control(base, 'stats')
     t.equal(stats.json.refreshes, 2)
-    t.same(stats.json.byGrant, { authorization_code: { requests: 1, ok: 1, errors: 0 }, refresh_token: { requests: 4, ok: 2, errors: 2 } })
+    t.same(stats.json.byGrant, {
+      authorization_code: { requests: 1, ok: 1, errors: 0 },
+      refresh_token: { requests: 4, ok: 2, errors: 2 },
+    })
     const tokens = stats.json.tokens as Array<Record<string, unknown>>
     t.equal(tokens.filter((x) => x.kind === 'refresh' && x.status === 'rotated').length, 2)
     t.equal(tokens.filter((x) => x.kind === 'refresh' && x.status === 'live').length, 1)
@@ -156,11 +193,25 @@ t.test('token endpoint', async (t) => {
   })
 
   t.test('refresh may narrow the scope, never widen it', async (t) => {
-    const tokens = await getTokens(new Agent(), base, v2, redirectUri, { grant: ['read_user_info', 'read_issuer_info'] })
-    const wide = await tokenRequest(base, { grant_type: 'refresh_token', refresh_token: tokens.refresh_token, scope: 'read_user_info read_issuer_capitalizationtablesummary' }, auth)
+    const tokens = await getTokens(new Agent(), base, v2, redirectUri, {
+      grant: ['read_user_info', 'read_issuer_info'],
+    })
+    const wide = await tokenRequest(
+      base,
+      {
+        grant_type: 'refresh_token',
+        refresh_token: tokens.refresh_token,
+        scope: 'read_user_info read_issuer_capitalizationtablesummary',
+      },
+      auth,
+    )
     t.equal(wide.status, 400)
     t.equal(wide.json.error, 'invalid_scope')
-    const narrow = await tokenRequest(base, { grant_type: 'refresh_token', refresh_token: tokens.refresh_token, scope: 'read_user_info' }, auth)
+    const narrow = await tokenRequest(
+      base,
+      { grant_type: 'refresh_token', refresh_token: tokens.refresh_token, scope: 'read_user_info' },
+      auth,
+    )
     t.equal(narrow.status, 200, 'a refused widening did not spend the refresh token')
     t.equal(narrow.json.scope, 'read_user_info')
     t.equal((await api(base, '/v1alpha1/issuers', narrow.json.access_token as string)).status, 403)
@@ -168,16 +219,40 @@ t.test('token endpoint', async (t) => {
 
   t.test('shrink control: the next refresh reports fewer scopes', async (t) => {
     const tokens = await getTokens(new Agent(), base, v2, redirectUri, { userId: 'cu_1004' })
-    const bad = await control(base, 'shrink', { userId: 'cu_1004', clientId: 'nobody', removeScopes: ['read_issuer_info'] })
+    const bad = await control(base, 'shrink', {
+      userId: 'cu_1004',
+      clientId: 'nobody',
+      removeScopes: ['read_issuer_info'],
+    })
     t.equal(bad.status, 404)
-    const res = await control(base, 'shrink', { userId: 'cu_1004', clientId: v2.clientId, removeScopes: ['read_issuer_capitalizationtablesummary'] })
+    const res = await control(base, 'shrink', {
+      userId: 'cu_1004',
+      clientId: v2.clientId,
+      removeScopes: ['read_issuer_capitalizationtablesummary'],
+    })
     t.equal(res.status, 200)
-    t.equal((await api(base, '/v1alpha1/issuers/iss_northwind/capitalization-table-summary', tokens.access_token)).status, 200, 'current access token unchanged until refresh')
-    const refreshed = await tokenRequest(base, { grant_type: 'refresh_token', refresh_token: tokens.refresh_token }, auth)
+    t.equal(
+      (await api(base, '/v1alpha1/issuers/iss_northwind/capitalization-table-summary', tokens.access_token)).status,
+      200,
+      'current access token unchanged until refresh',
+    )
+    const refreshed = await tokenRequest(
+      base,
+      { grant_type: 'refresh_token', refresh_token: tokens.refresh_token },
+      auth,
+    )
     t.same(parseScopes(refreshed.json.scope as string), ['read_issuer_info', 'read_user_info'])
-    const cap = await api(base, '/v1alpha1/issuers/iss_northwind/capitalization-table-summary', refreshed.json.access_token as string)
+    const cap = await api(
+      base,
+      '/v1alpha1/issuers/iss_northwind/capitalization-table-summary',
+      refreshed.json.access_token as string,
+    )
     t.equal(cap.status, 403)
-    const again = await tokenRequest(base, { grant_type: 'refresh_token', refresh_token: refreshed.json.refresh_token as string }, auth)
+    const again = await tokenRequest(
+      base,
+      { grant_type: 'refresh_token', refresh_token: refreshed.json.refresh_token as string },
+      auth,
+    )
     t.same(parseScopes(again.json.scope as string), ['read_issuer_info', 'read_user_info'], 'stays shrunk')
   })
 
@@ -188,8 +263,15 @@ t.test('token endpoint', async (t) => {
     t.equal((await revokeRequest(base, {}, auth)).status, 400, 'token required')
 
     // Another client's revocation is accepted (200) but does nothing.
-    t.equal((await revokeRequest(base, { token: tokens.refresh_token }, basic(v1.clientId, v1.clientSecret))).status, 200)
-    t.equal((await api(base, '/v1alpha1/user', tokens.access_token)).status, 200, "another client cannot revoke this client's token")
+    t.equal(
+      (await revokeRequest(base, { token: tokens.refresh_token }, basic(v1.clientId, v1.clientSecret))).status,
+      200,
+    )
+    t.equal(
+      (await api(base, '/v1alpha1/user', tokens.access_token)).status,
+      200,
+      "another client cannot revoke this client's token",
+    )
 
     t.equal((await revokeRequest(base, { token: 'never-issued' }, auth)).status, 200, 'unknown token: 200')
 
@@ -204,8 +286,14 @@ t.test('token endpoint', async (t) => {
 
     // Revoking an access token (with a wrong hint) leaves the refresh token working.
     const other = await getTokens(new Agent(), base, v2, redirectUri)
-    t.equal((await revokeRequest(base, { token: other.access_token, token_type_hint: 'refresh_token' }, auth)).status, 200)
+    t.equal(
+      (await revokeRequest(base, { token: other.access_token, token_type_hint: 'refresh_token' }, auth)).status,
+      200,
+    )
     t.equal((await api(base, '/v1alpha1/user', other.access_token)).status, 401)
-    t.equal((await tokenRequest(base, { grant_type: 'refresh_token', refresh_token: other.refresh_token }, auth)).status, 200)
+    t.equal(
+      (await tokenRequest(base, { grant_type: 'refresh_token', refresh_token: other.refresh_token }, auth)).status,
+      200,
+    )
   })
 })
