@@ -1,11 +1,11 @@
 // Entry point for `npm start`: read config, migrate, build the app, listen, shut down cleanly.
 import { buildApp } from './app.js'
 import { systemClock } from './clock.js'
-import { openRuntime } from './runtime.js'
+import { openRuntime, type Runtime } from './runtime.js'
 import { startupTasks } from './startup.js'
 
 async function main(): Promise<void> {
-  let runtime
+  let runtime: Runtime
   try {
     runtime = await openRuntime()
   } catch (err) {

@@ -2,7 +2,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 
 /** preHandler for every /admin route except sign-in: unsigned visitors go to the sign-in page. */
-export async function requireOperator(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | void> {
+export async function requireOperator(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> {
   if (request.session?.operatorId) return
   request.log.info('admin page without an operator session')
   // Only GET targets are worth coming back to; a POST's target would be replayed as a GET.

@@ -116,19 +116,17 @@ export function csvField(value: unknown): string {
 export const CSV_HEADER = ['id', 'at_iso', 'type', 'actor', 'user_id', 'grant_id', 'app_id', 'rollout_id', 'details']
 
 export function csvLine(row: AuditRow): string {
-  return (
-    [
-      row.id,
-      new Date(Number(row.at)).toISOString(),
-      row.type,
-      row.actor,
-      row.user_id,
-      row.grant_id,
-      row.app_id,
-      row.rollout_id,
-      row.details,
-    ]
-      .map(csvField)
-      .join(',') + '\r\n'
-  )
+  return `${[
+    row.id,
+    new Date(Number(row.at)).toISOString(),
+    row.type,
+    row.actor,
+    row.user_id,
+    row.grant_id,
+    row.app_id,
+    row.rollout_id,
+    row.details,
+  ]
+    .map(csvField)
+    .join(',')}\r\n`
 }

@@ -100,7 +100,7 @@ export default async function auditRoutes(app: FastifyInstance): Promise<void> {
       types,
       rows: page.rows.map((r) => ({
         ...r,
-        atIso: new Date(Number(r.at)).toISOString().replace('T', ' ').slice(0, 19) + ' UTC',
+        atIso: `${new Date(Number(r.at)).toISOString().replace('T', ' ').slice(0, 19)} UTC`,
       })),
       nextHref: page.next ? `/admin/audit${queryString(form, { before: encodeCursor(page.next) })}` : null,
       firstHref: before ? `/admin/audit${queryString(form)}` : null,
@@ -112,7 +112,7 @@ export default async function auditRoutes(app: FastifyInstance): Promise<void> {
     const { filters } = parseFilters(request.query)
     request.log.info({ filters }, 'audit CSV export')
     async function* lines(): AsyncGenerator<string> {
-      yield CSV_HEADER.join(',') + '\r\n'
+      yield `${CSV_HEADER.join(',')}\r\n`
       for await (const row of iterateAuditEvents(db, filters)) yield csvLine(row)
     }
     const stamp = new Date(app.deps.clock.now()).toISOString().slice(0, 10)

@@ -104,7 +104,7 @@ export function usableApp(apps: CartaAppConfig[], app: AppRow): CartaAppConfig {
 
 function safeReturnTo(value: string | undefined): string | null {
   // Local paths only: no scheme, no protocol-relative "//host", no backslash tricks.
-  return value && value.startsWith('/') && !value.startsWith('//') && !value.includes('\\') ? value : null
+  return value?.startsWith('/') && !value.startsWith('//') && !value.includes('\\') ? value : null
 }
 
 const START_AGAIN = { retryHref: '/carta/connect', retryLabel: 'Start again' }
@@ -238,7 +238,7 @@ export async function completeAuthorization(
     }
   }
 
-  let recorded
+  let recorded: Awaited<ReturnType<typeof recordGrant>>
   try {
     recorded = await recordGrant(db, cipher, {
       appId: app.id,

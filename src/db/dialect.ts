@@ -75,10 +75,10 @@ export function createDialect(config: DatabaseConfig, options: DialectOptions = 
 const MIGRATION_LOCK = 'scope-ledger:migrate:'
 
 class SchemaScopedPostgresAdapter extends PostgresAdapter {
-  override async acquireMigrationLock(db: Kysely<any>): Promise<void> {
+  override async acquireMigrationLock(db: Kysely<unknown>): Promise<void> {
     await sql`select pg_advisory_lock(hashtext(${MIGRATION_LOCK} || current_schema()))`.execute(db)
   }
-  override async releaseMigrationLock(db: Kysely<any>): Promise<void> {
+  override async releaseMigrationLock(db: Kysely<unknown>): Promise<void> {
     await sql`select pg_advisory_unlock(hashtext(${MIGRATION_LOCK} || current_schema()))`.execute(db)
   }
 }
@@ -88,7 +88,7 @@ class SchemaScopedPostgresAdapter extends PostgresAdapter {
 // the same database is dropped meanwhile (a test app tearing down, a staging copy removed), that
 // query fails ("relation … does not exist"). Look only at our own schema.
 class SchemaScopedPostgresIntrospector implements DatabaseIntrospector {
-  constructor(private readonly db: Kysely<any>) {}
+  constructor(private readonly db: Kysely<unknown>) {}
 
   async getSchemas(): Promise<SchemaMetadata[]> {
     const { rows } = await sql<{ name: string }>`select nspname as name from pg_catalog.pg_namespace`.execute(this.db)
@@ -122,8 +122,10 @@ class SchemaScopedPostgresIntrospector implements DatabaseIntrospector {
       if (!options.withInternalKyselyTables && (r.table === 'kysely_migration' || r.table === 'kysely_migration_lock'))
         continue
       let table = tables.get(r.table)
-      if (!table)
-        tables.set(r.table, (table = { name: r.table, schema: r.schema, isView: r.table_type === 'v', columns: [] }))
+      if (!table) {
+        table = { name: r.table, schema: r.schema, isView: r.table_type === 'v', columns: [] }
+        tables.set(r.table, table)
+      }
       table.columns.push({
         name: r.column,
         dataType: r.type,
@@ -145,7 +147,7 @@ class SchemaScopedPostgresDialect extends PostgresDialect {
   override createAdapter(): PostgresAdapter {
     return new SchemaScopedPostgresAdapter()
   }
-  override createIntrospector(db: Kysely<any>): DatabaseIntrospector {
+  override createIntrospector(db: Kysely<unknown>): DatabaseIntrospector {
     return new SchemaScopedPostgresIntrospector(db)
   }
 }
@@ -155,7 +157,7 @@ class SchemaScopedPostgresDialect extends PostgresDialect {
  * statistics on PostgreSQL so the next queries do not plan from stale or empty-table estimates
  * (autovacuum may be slow or off). SQLite's planner needs no statistics for these indexed paths.
  */
-export async function refreshPlannerStatistics(db: Kysely<any>, tables: string[]): Promise<void> {
+export async function refreshPlannerStatistics<DB>(db: Kysely<DB>, tables: string[]): Promise<void> {
   if (!isPostgres(db)) return
   for (const table of tables) {
     if (!/^[a-z_][a-z0-9_]*$/.test(table)) throw new Error(`not a plain table name: ${table}`)
@@ -163,7 +165,7 @@ export async function refreshPlannerStatistics(db: Kysely<any>, tables: string[]
   }
 }
 
-export function isPostgres(db: Kysely<any>): boolean {
+export function isPostgres<DB>(db: Kysely<DB>): boolean {
   return db.getExecutor().adapter instanceof PostgresAdapter
 }
 
@@ -171,8 +173,8 @@ export function isPostgres(db: Kysely<any>): boolean {
  * An auto-incrementing integer primary key: `serial` (int4, 2^31 ids: 700× the 3M-grant design
  * scale) on PostgreSQL, the rowid alias on SQLite. Foreign keys to it are `integer` on both.
  */
-export function idColumn(
-  db: Kysely<any>,
+export function idColumn<DB>(
+  db: Kysely<DB>,
 ): ['serial' | 'integer', (c: ColumnDefinitionBuilder) => ColumnDefinitionBuilder] {
   return isPostgres(db) ? ['serial', (c) => c.primaryKey()] : ['integer', (c) => c.primaryKey().autoIncrement()]
 }
@@ -194,7 +196,7 @@ export function isForeignKeyViolation(err: unknown): boolean {
  * server's default, usually `public`); undefined on SQLite. The migrator pins its bookkeeping
  * tables to it, so several schemas on one database never see each other's migrations.
  */
-export async function currentSchema(db: Kysely<any>): Promise<string | undefined> {
+export async function currentSchema<DB>(db: Kysely<DB>): Promise<string | undefined> {
   if (!isPostgres(db)) return undefined
   const { rows } = await sql<{ schema: string | null }>`select current_schema() as schema`.execute(db)
   const schema = rows[0]?.schema

@@ -104,7 +104,7 @@ export async function renderGate(
 export function requireFeature(featureKey: string) {
   const feature = findFeature(featureKey)
   if (!feature) throw new Error(`requireFeature: unknown feature "${featureKey}"`)
-  return async function featureGate(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | void> {
+  return async function featureGate(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> {
     const userId = request.session.endUserId
     const state = userId ? await loadUserGrant(request.server.deps.db, userId) : undefined
     if (!state) return reply.redirect('/', 303)

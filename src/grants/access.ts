@@ -102,7 +102,7 @@ export async function withAccessToken<T>(
     .select(['grants.id', 'grants.user_id', 'grants.status', 'oauth_apps.key as app_key'])
     .where('grants.id', '=', grantId)
     .executeTakeFirst()
-  if (!grant || grant.status !== 'active')
+  if (grant?.status !== 'active')
     throw new ReconnectRequiredError(grantId, grant ? `grant ${grant.status}` : 'no grant')
   const app = appConfigFor(deps.config.apps, { key: grant.app_key })
   if (!app) throw new CartaUnavailableError(502, `app ${grant.app_key} no longer declared`)
@@ -131,7 +131,10 @@ export async function withAccessToken<T>(
  */
 export async function refreshGrant(deps: AccessDeps, ctx: AccessContext, seenVersion: number): Promise<StoredTokens> {
   let perDb = inflight.get(deps.db)
-  if (!perDb) inflight.set(deps.db, (perDb = new Map()))
+  if (!perDb) {
+    perDb = new Map()
+    inflight.set(deps.db, perDb)
+  }
   const running = perDb.get(ctx.grantId)
   if (running) return running
   const promise = leaseOrWait(deps, ctx, seenVersion).finally(() => perDb.delete(ctx.grantId))

@@ -1,14 +1,14 @@
 // The end of a grant's life: broken (Carta refused its refresh token), revoked by an operator,
 // or stranded on a retired app. Each change is one transaction that also keeps rollout
 // membership (syncUserRollouts) and the audit trail in step.
-import type { Kysely } from 'kysely'
+import type { Transaction } from 'kysely'
 import type { Db } from '../db/index.js'
 import type { Database } from '../db/schema.js'
 import { recordAudit } from '../audit/events.js'
 import { syncUserRollouts, syncUsersOnApp } from '../rollouts/membership.js'
 import { PageError } from '../web/render.js'
 
-type Trx = Kysely<Database>
+type Trx = Transaction<Database>
 
 /**
  * Marks a grant broken (e.g. `invalid_grant` on refresh, RFC 6749 §5.2) and, when it is the user's
@@ -21,7 +21,7 @@ export async function markGrantBroken(trx: Trx, grantId: number, reason: string,
     .select(['id', 'user_id', 'app_id', 'status'])
     .where('id', '=', grantId)
     .executeTakeFirst()
-  if (!grant || grant.status !== 'active') return false
+  if (grant?.status !== 'active') return false
   await trx
     .updateTable('grants')
     .set({ status: 'broken', status_reason: reason, ended_at: now })
@@ -232,6 +232,6 @@ export async function retireApp(
     return { appId: app.id, newCurrentAppId }
   })
   // Membership of every user on the app, in batches of its own (may touch many users).
-  await syncUsersOnApp(db, appId, now)
+  await db.transaction().execute((trx) => syncUsersOnApp(trx, appId, now))
   return result
 }

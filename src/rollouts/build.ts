@@ -19,12 +19,13 @@
 import { refreshPlannerStatistics } from '../db/dialect.js'
 import { hostname } from 'node:os'
 import { randomUUID } from 'node:crypto'
-import type { Kysely } from 'kysely'
+import type { Kysely, Transaction } from 'kysely'
 import type { Database } from '../db/schema.js'
 import { parseScopes } from '../scopes.js'
 import { type UserRange, applyCountDeltas, measureUsers, recountRollout } from './membership.js'
 
-type Tx = Kysely<Database>
+type Db = Kysely<Database>
+type Trx = Transaction<Database>
 
 /** Users per chunk: one chunk is one write transaction (1M-user bench: ~190 ms each, 273 ms at most). */
 export const DEFAULT_CHUNK_SIZE = 5_000
@@ -69,7 +70,7 @@ export function newBuildOwner(): string {
 
 /** Takes the build lease when free, expired or already ours (one conditional UPDATE). */
 export async function takeBuildLease(
-  db: Tx,
+  db: Db,
   rolloutId: number,
   owner: string,
   now: number,
@@ -88,7 +89,7 @@ export async function takeBuildLease(
   return Number(result.numUpdatedRows) === 1
 }
 
-export async function releaseBuildLease(db: Tx, rolloutId: number, owner: string): Promise<void> {
+export async function releaseBuildLease(db: Db, rolloutId: number, owner: string): Promise<void> {
   await db
     .updateTable('rollouts')
     .set({ build_lock_owner: null, build_lock_until: null })
@@ -98,7 +99,7 @@ export async function releaseBuildLease(db: Tx, rolloutId: number, owner: string
 }
 
 /** Renews our lease inside a chunk's transaction; false when another builder took it (then write nothing). */
-async function renewLease(trx: Tx, rolloutId: number, owner: string, now: number, leaseMs: number): Promise<boolean> {
+async function renewLease(trx: Trx, rolloutId: number, owner: string, now: number, leaseMs: number): Promise<boolean> {
   const result = await trx
     .updateTable('rollouts')
     .set({ build_lock_until: now + leaseMs })
@@ -112,46 +113,43 @@ async function renewLease(trx: Tx, rolloutId: number, owner: string, now: number
 
 /** Counter buckets of the member rows in a user-id range (PK range reads, per scope for the missing triples). */
 async function rangeCounts(
-  db: Tx,
+  db: Db,
   rolloutId: number,
   required: string[],
   range: UserRange,
 ): Promise<Map<string, number>> {
   const counts = new Map<string, number>()
   const add = (bucket: string, n: number) => counts.set(bucket, (counts.get(bucket) ?? 0) + n)
-  const within = <Q extends { where: (...args: any[]) => Q }>(q: Q): Q => {
-    const lower = q.where('user_id', '>', range.after)
-    return range.upto === null ? lower : lower.where('user_id', '<=', range.upto)
-  }
-  const byStateApp = await within(
-    db
-      .selectFrom('rollout_members')
-      .select(['state', 'app_id', (eb) => eb.fn.countAll().as('n')])
-      .where('rollout_id', '=', rolloutId) as any,
-  )
+  const byStateApp = await db
+    .selectFrom('rollout_members')
+    .select(['state', 'app_id', (eb) => eb.fn.countAll().as('n')])
+    .where('rollout_id', '=', rolloutId)
+    .where('user_id', '>', range.after)
+    .$if(range.upto !== null, (qb) => qb.where('user_id', '<=', range.upto!))
     .groupBy(['state', 'app_id'])
     .execute()
-  for (const row of byStateApp as Array<{ state: string; app_id: number | null; n: unknown }>) {
+  for (const row of byStateApp) {
     const n = Number(row.n)
     add('members', n)
     add(row.state, n)
     if (row.app_id !== null) add(`app:${row.app_id}`, n)
   }
   for (const scope of required) {
-    const row = await within(
-      db
-        .selectFrom('rollout_member_missing')
-        .select((eb) => eb.fn.countAll().as('n'))
-        .where('rollout_id', '=', rolloutId)
-        .where('scope', '=', scope) as any,
-    ).executeTakeFirst()
-    add(`missing:${scope}`, Number((row as { n?: unknown } | undefined)?.n ?? 0))
+    const row = await db
+      .selectFrom('rollout_member_missing')
+      .select((eb) => eb.fn.countAll().as('n'))
+      .where('rollout_id', '=', rolloutId)
+      .where('scope', '=', scope)
+      .where('user_id', '>', range.after)
+      .$if(range.upto !== null, (qb) => qb.where('user_id', '<=', range.upto!))
+      .executeTakeFirst()
+    add(`missing:${scope}`, Number(row?.n ?? 0))
   }
   return counts
 }
 
 /** Measures a range and moves the counters by what it added (rows synced earlier are not counted twice). */
-async function measureAndCount(trx: Tx, rolloutId: number, required: string[], range: UserRange): Promise<void> {
+async function measureAndCount(trx: Trx, rolloutId: number, required: string[], range: UserRange): Promise<void> {
   const before = await rangeCounts(trx, rolloutId, required, range)
   await measureUsers(trx, rolloutId, required, range)
   const after = await rangeCounts(trx, rolloutId, required, range)
@@ -162,7 +160,7 @@ async function measureAndCount(trx: Tx, rolloutId: number, required: string[], r
 }
 
 /** The next slice of users past `after`: how many and the last id (keyset on the primary key). */
-async function nextSlice(trx: Tx, after: number, limit: number | null): Promise<{ n: number; last: number | null }> {
+async function nextSlice(trx: Trx, after: number, limit: number | null): Promise<{ n: number; last: number | null }> {
   let ids = trx.selectFrom('end_users').select('id').where('id', '>', after).orderBy('id')
   if (limit !== null) ids = ids.limit(limit)
   const row = await trx
@@ -177,7 +175,7 @@ async function nextSlice(trx: Tx, after: number, limit: number | null): Promise<
  * cursor, adjust the counters, advance the cursor. 'end' when no user is left past the cursor.
  */
 export async function buildChunk(
-  db: Tx,
+  db: Db,
   rolloutId: number,
   owner: string,
   now: number,
@@ -209,7 +207,7 @@ export async function buildChunk(
  * counters exactly from the member rows, and mark the rollout ready. False when the lease was lost.
  */
 export async function finishBuild(
-  db: Tx,
+  db: Db,
   rolloutId: number,
   owner: string,
   now: number,
@@ -244,7 +242,7 @@ export async function finishBuild(
 }
 
 /** A failed renewal: archived (or deleted) meanwhile, or another builder took the lease over. */
-async function lostOrInactive(db: Tx, rolloutId: number): Promise<BuildOutcome> {
+async function lostOrInactive(db: Db, rolloutId: number): Promise<BuildOutcome> {
   const row = await db.selectFrom('rollouts').select('status').where('id', '=', rolloutId).executeTakeFirst()
   return row?.status === 'active' ? 'lost' : 'inactive'
 }
@@ -255,7 +253,7 @@ const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resol
  * Builds a rollout to completion (or until stopped / the lease is lost), resuming from its
  * build_cursor: after a crash or restart nothing is measured twice and nothing is skipped.
  */
-export async function runRolloutBuild(db: Tx, rolloutId: number, options: BuildOptions = {}): Promise<BuildStats> {
+export async function runRolloutBuild(db: Db, rolloutId: number, options: BuildOptions = {}): Promise<BuildStats> {
   const owner = options.owner ?? newBuildOwner()
   const now = options.now ?? Date.now
   const chunkSize = Math.max(1, Math.floor(options.chunkSize ?? DEFAULT_CHUNK_SIZE))
@@ -270,7 +268,7 @@ export async function runRolloutBuild(db: Tx, rolloutId: number, options: BuildO
       .select(['status', 'build_status'])
       .where('id', '=', rolloutId)
       .executeTakeFirst()
-    if (!row || row.status !== 'active') return done('inactive')
+    if (row?.status !== 'active') return done('inactive')
     return done(row.build_status === 'ready' ? 'ready' : 'busy')
   }
   try {

@@ -2,11 +2,14 @@
 // missing scope, current app and identity, in a stable order with KEYSET pagination (a cursor
 // holding the sort key + user id; never OFFSET, which would read every skipped row at 1M users).
 // Each (filter, sort) walks one index of migrations/0002_rollouts.ts.
-import { type Kysely, type SelectQueryBuilder, sql } from 'kysely'
+import { type Expression, expressionBuilder, type Kysely, type SqlBool, sql } from 'kysely'
 import type { Database } from '../db/schema.js'
 import { parseScopes } from '../scopes.js'
 import { PageError } from '../web/render.js'
-import type { MemberReason, MemberState } from './tables.js'
+import type { MemberReason, MemberState, RolloutMemberMissingTable, RolloutMemberTable } from './tables.js'
+
+/** The tables a lacking-list walk reads: the member row `m`, and `mm` when walking a scope's missing rows. */
+type MemberWalk = Database & { m: RolloutMemberTable; mm: RolloutMemberMissingTable }
 
 export type LackingSort = 'user' | 'oldest' | 'newest'
 export const LACKING_SORTS: readonly LackingSort[] = ['user', 'oldest', 'newest']
@@ -156,89 +159,90 @@ export async function listLacking(
   const cursor = page.after !== undefined ? decodeCursor(filter.sort, page.after) : undefined
 
   // For the user sort with a scope filter, walk rollout_member_missing's primary key
-  // (rollout_id, scope, user_id); otherwise walk rollout_members' list/app/time index.
-  let q: SelectQueryBuilder<any, any, {}>
-  const userCol = filter.scope && filter.sort === 'user' ? 'mm.user_id' : 'm.user_id'
-  if (filter.scope && filter.sort === 'user') {
-    q = (db as Kysely<any>)
-      .selectFrom('rollout_member_missing as mm')
-      .innerJoin('rollout_members as m', (j) =>
-        j.onRef('m.rollout_id', '=', 'mm.rollout_id').onRef('m.user_id', '=', 'mm.user_id'),
-      )
-      .where('mm.rollout_id', '=', rolloutId)
-      .where('mm.scope', '=', filter.scope)
-  } else {
-    q = (db as Kysely<any>)
-      .selectFrom('rollout_members as m')
-      .where('m.rollout_id', '=', rolloutId)
-      .where('m.needs_action', '=', 1)
-    if (filter.scope) {
-      const scope = filter.scope
-      q = q.where((eb) =>
-        eb.exists(
-          eb
-            .selectFrom('rollout_member_missing as mm')
-            .select(sql.lit(1).as('one'))
-            .whereRef('mm.rollout_id', '=', 'm.rollout_id')
-            .where('mm.scope', '=', scope)
-            .whereRef('mm.user_id', '=', 'm.user_id'),
-        ),
-      )
-    }
+  // (rollout_id, scope, user_id); otherwise walk rollout_members' list/app/time index. Both walks
+  // have the member row as `m`; the conditions below are built once and apply to either.
+  const walkMissing = filter.scope !== undefined && filter.sort === 'user'
+  const eb = expressionBuilder<MemberWalk, 'm' | 'mm'>()
+  const userRef = walkMissing ? eb.ref('mm.user_id') : eb.ref('m.user_id')
+  const conditions: Expression<SqlBool>[] = []
+  if (!walkMissing && filter.scope !== undefined) {
+    conditions.push(
+      eb.exists(
+        eb
+          .selectFrom('rollout_member_missing as mm')
+          .select(sql.lit(1).as('one'))
+          .whereRef('mm.rollout_id', '=', 'm.rollout_id')
+          .where('mm.scope', '=', filter.scope)
+          .whereRef('mm.user_id', '=', 'm.user_id'),
+      ),
+    )
   }
-  if (filter.appId !== undefined) q = q.where('m.app_id', '=', filter.appId)
+  if (filter.appId !== undefined) conditions.push(eb('m.app_id', '=', filter.appId))
   if (filter.search) {
     const term = filter.search
     // Exact or prefix match on the indexed columns (end_users.email index, carta_user_id unique).
-    q = q.where('m.user_id', 'in', (eb: any) =>
-      eb
-        .selectFrom('end_users')
-        .select('id')
-        .where('email', '>=', term)
-        .where('email', '<', term + PREFIX_END)
-        .union(
-          eb
-            .selectFrom('end_users')
-            .select('id')
-            .where('carta_user_id', '>=', term)
-            .where('carta_user_id', '<', term + PREFIX_END),
-        ),
+    conditions.push(
+      eb(
+        'm.user_id',
+        'in',
+        eb
+          .selectFrom('end_users')
+          .select('id')
+          .where('email', '>=', term)
+          .where('email', '<', term + PREFIX_END)
+          .union(
+            eb
+              .selectFrom('end_users')
+              .select('id')
+              .where('carta_user_id', '>=', term)
+              .where('carta_user_id', '<', term + PREFIX_END),
+          ),
+      ),
     )
   }
+  const order: Array<[Expression<unknown>, 'asc' | 'desc']> = []
   if (filter.sort === 'user') {
     if (cursor) {
-      q = q.where(userCol, '>', cursor.userId)
+      conditions.push(eb(userRef, '>', cursor.userId))
       // Paging through the missing-scope rows: repeat the bound on the joined member rows, or
       // PostgreSQL's merge join reads rollout_members from the rollout's first user on every
       // deep page (107 ms at 1M users; 0.2 ms with it). Same result on both engines.
-      if (userCol === 'mm.user_id') q = q.where('m.user_id', '>', cursor.userId)
+      if (walkMissing) conditions.push(eb('m.user_id', '>', cursor.userId))
     }
-    q = q.orderBy(userCol, 'asc')
+    order.push([userRef, 'asc'])
   } else {
     const dir = filter.sort === 'oldest' ? 'asc' : 'desc'
     const cmp = filter.sort === 'oldest' ? '>' : '<'
     const edge = filter.sort === 'oldest' ? '>=' : '<='
     if (cursor) {
       const at = cursor.at!
-      const uid = cursor.userId
       // (authorized_at, user_id) past the cursor, written so the index range applies on both engines.
-      q = q
-        .where('m.authorized_at', edge, at)
-        .where((eb: any) => eb.or([eb('m.authorized_at', cmp, at), eb('m.user_id', cmp, uid)]))
+      conditions.push(eb('m.authorized_at', edge, at))
+      conditions.push(eb.or([eb('m.authorized_at', cmp, at), eb('m.user_id', cmp, cursor.userId)]))
     }
-    q = q.orderBy('m.authorized_at', dir).orderBy('m.user_id', dir)
+    order.push([eb.ref('m.authorized_at'), dir], [eb.ref('m.user_id'), dir])
   }
-  const members = (await q
-    .select(['m.user_id', 'm.app_id', 'm.state', 'm.reason', 'm.missing_scopes', 'm.authorized_at'])
+  const columns = ['m.user_id', 'm.app_id', 'm.state', 'm.reason', 'm.missing_scopes', 'm.authorized_at'] as const
+  const query = walkMissing
+    ? db
+        .selectFrom('rollout_member_missing as mm')
+        .innerJoin('rollout_members as m', (j) =>
+          j.onRef('m.rollout_id', '=', 'mm.rollout_id').onRef('m.user_id', '=', 'mm.user_id'),
+        )
+        .select(columns)
+        .where('mm.rollout_id', '=', rolloutId)
+        .where('mm.scope', '=', filter.scope!)
+        .$if(conditions.length > 0, (qb) => qb.where(eb.and(conditions)))
+    : db
+        .selectFrom('rollout_members as m')
+        .select(columns)
+        .where('m.rollout_id', '=', rolloutId)
+        .where('m.needs_action', '=', 1)
+        .$if(conditions.length > 0, (qb) => qb.where(eb.and(conditions)))
+  const members = await order
+    .reduce((q, [expression, direction]) => q.orderBy(expression, direction), query)
     .limit(limit + 1)
-    .execute()) as Array<{
-    user_id: number
-    app_id: number | null
-    state: MemberState
-    reason: MemberReason | null
-    missing_scopes: string
-    authorized_at: number
-  }>
+    .execute()
 
   const more = members.length > limit
   const pageRows = members.slice(0, limit)

@@ -13,17 +13,20 @@ import { LinkIssueError, exportLinksCsv, linkContextFrom } from './links.js'
 export const exportLinksUsage =
   'Usage: npm run cli -- export-links <rollout id> [--scope SCOPE] [--app APP_ID] [--q SEARCH] [--out FILE]   (CSV to stdout without --out)'
 
+const parseLinkArgs = (args: string[]) =>
+  parseArgs({
+    args,
+    allowPositionals: true,
+    options: { scope: { type: 'string' }, app: { type: 'string' }, q: { type: 'string' }, out: { type: 'string' } },
+  })
+
 export async function exportLinksCommand(
   args: string[],
   open: () => Promise<Runtime> = () => openRuntime(),
 ): Promise<number> {
-  let parsed
+  let parsed: ReturnType<typeof parseLinkArgs>
   try {
-    parsed = parseArgs({
-      args,
-      allowPositionals: true,
-      options: { scope: { type: 'string' }, app: { type: 'string' }, q: { type: 'string' }, out: { type: 'string' } },
-    })
+    parsed = parseLinkArgs(args)
   } catch (err) {
     console.error(`${(err as Error).message}\n${exportLinksUsage}`)
     return 2

@@ -20,7 +20,6 @@ import {
   latestLinks,
   linkContextFrom,
   linkState,
-  linkUrl,
   registerLinkContext,
   resolveLink,
 } from './links.js'
@@ -60,7 +59,7 @@ export default async function reauthLinkRoutes(app: FastifyInstance): Promise<vo
     async (request, reply) => {
       const { link, rollout } = await followLink(request)
       const target = await findAppById(db, rollout.app_id)
-      if (!target || target.status !== 'active' || !appConfigFor(config.apps, target)) {
+      if (target?.status !== 'active' || !appConfigFor(config.apps, target)) {
         await refuse(request, 'app_unavailable', link)
       }
       request.log.info({ linkId: link.id, rolloutId: rollout.id }, 'reauthorization link followed')

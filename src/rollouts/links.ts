@@ -19,7 +19,6 @@ export type LinkState = 'sent' | 'used' | 'expired'
 const DAY_MS = 24 * 60 * 60 * 1000
 const NONCE_BYTES = 16
 const PAYLOAD_CHARS = 32 // base64url of 24 bytes, no padding
-const MAC_CHARS = 43 // base64url of 32 bytes, no padding
 const TOKEN_SHAPE = /^[A-Za-z0-9_-]{32}\.[A-Za-z0-9_-]{43}$/
 // Domain separation: this key signs nothing else, but a prefix keeps it that way if reused.
 const MAC_CONTEXT = 'scope-ledger/reauth-link/v1\n'
@@ -119,7 +118,7 @@ export async function resolveLink(
     .select(['id', 'name', 'app_id', 'status'])
     .where('id', '=', link.rollout_id)
     .executeTakeFirst()
-  if (!rollout || rollout.status !== 'active') return { ok: false, reason: 'archived', link }
+  if (rollout?.status !== 'active') return { ok: false, reason: 'archived', link }
   return { ok: true, link, rollout: { id: rollout.id, name: rollout.name, app_id: rollout.app_id } }
 }
 

@@ -8,12 +8,13 @@
 //   lacking   – the active grant misses a required scope, or its app is retired;
 //   reconnect – no active grant, or the user is marked needs_reconnect (broken/revoked token):
 //               such a user holds nothing usable, so every required scope counts as missing.
-import { type Kysely, sql } from 'kysely'
+import { type Kysely, sql, type Transaction } from 'kysely'
 import type { Database } from '../db/schema.js'
 import { formatScopes, missingScopes, parseScopes } from '../scopes.js'
 import type { MemberReason, MemberState } from './tables.js'
 
-type Tx = Kysely<Database>
+type Db = Kysely<Database>
+type Trx = Transaction<Database>
 
 export interface Membership {
   state: MemberState
@@ -66,7 +67,7 @@ export function memberBuckets(m: Pick<Membership, 'state' | 'missing' | 'appId'>
 }
 
 /** Adds the deltas to rollout_counts with a portable upsert (count = count + delta). */
-export async function applyCountDeltas(db: Tx, rolloutId: number, deltas: Map<string, number>): Promise<void> {
+export async function applyCountDeltas(db: Trx, rolloutId: number, deltas: Map<string, number>): Promise<void> {
   for (const [bucket, delta] of deltas) {
     if (delta === 0) continue
     await db
@@ -82,7 +83,7 @@ export async function applyCountDeltas(db: Tx, rolloutId: number, deltas: Map<st
 }
 
 /** What the database says about one user, for computeMembership. */
-async function loadMemberInputs(db: Tx, userId: number): Promise<Omit<MemberInputs, 'required'> | null> {
+async function loadMemberInputs(db: Trx, userId: number): Promise<Omit<MemberInputs, 'required'> | null> {
   const user = await db
     .selectFrom('end_users')
     .select(['id', 'status', 'active_grant_id', 'created_at'])
@@ -121,7 +122,7 @@ async function loadMemberInputs(db: Tx, userId: number): Promise<Omit<MemberInpu
  * inside the transaction that changed the user's active grant, its scopes, its status or the
  * user's status.
  */
-export async function syncUserRollouts(db: Tx, userId: number, _now: number): Promise<void> {
+export async function syncUserRollouts(db: Trx, userId: number, _now: number): Promise<void> {
   const rollouts = await db
     .selectFrom('rollouts')
     .select(['id', 'required_scopes'])
@@ -215,17 +216,13 @@ export interface UserRange {
  * while a background build was under way. Counters are not touched; see build.ts.
  */
 export async function measureUsers(
-  db: Tx,
+  db: Trx,
   rolloutId: number,
   requiredScopes: string[],
   range: UserRange,
 ): Promise<void> {
   const required = parseScopes(requiredScopes.join(' '))
   const rid = sql.lit(rolloutId)
-  const inRange = <Q extends { where: (...args: any[]) => Q }>(q: Q, col: string): Q => {
-    const lower = q.where(col, '>', range.after)
-    return range.upto === null ? lower : lower.where(col, '<=', range.upto)
-  }
 
   // 1. The missing (rollout, scope, user) triples, one statement per required scope.
   for (const scope of required) {
@@ -253,21 +250,22 @@ export async function measureUsers(
       .where((eb) =>
         eb.not(
           eb.exists(
-            inRange(
-              eb
-                .selectFrom('rollout_members as em')
-                .select(sql.lit(1).as('one'))
-                .where('em.rollout_id', '=', rolloutId)
-                .whereRef('em.user_id', '=', 'u.id') as any,
-              'em.user_id',
-            ),
+            eb
+              .selectFrom('rollout_members as em')
+              .select(sql.lit(1).as('one'))
+              .where('em.rollout_id', '=', rolloutId)
+              .whereRef('em.user_id', '=', 'u.id')
+              .where('em.user_id', '>', range.after)
+              .$if(range.upto !== null, (qb) => qb.where('em.user_id', '<=', range.upto!)),
           ),
         ),
       )
     await db
       .insertInto('rollout_member_missing')
       .columns(['rollout_id', 'scope', 'user_id'])
-      .expression(inRange(select as any, 'u.id'))
+      .expression(
+        select.where('u.id', '>', range.after).$if(range.upto !== null, (qb) => qb.where('u.id', '<=', range.upto!)),
+      )
       .onConflict((oc) => oc.doNothing())
       .execute()
   }
@@ -310,7 +308,10 @@ export async function measureUsers(
         )
         .as('authorized_at'),
     ])
-  const base = (inRange(users as any, 'u.id') as typeof users).as('x')
+  const base = users
+    .where('u.id', '>', range.after)
+    .$if(range.upto !== null, (qb) => qb.where('u.id', '<=', range.upto!))
+    .as('x')
   await db
     .insertInto('rollout_members')
     .columns(['rollout_id', 'user_id', 'app_id', 'state', 'needs_action', 'missing_scopes', 'reason', 'authorized_at'])
@@ -342,7 +343,7 @@ export async function measureUsers(
  * The one-shot build: every end user at once, then the counters. Kept as the reference the chunked
  * background build (build.ts) is tested against; at 1M users it holds one transaction for a minute.
  */
-export async function buildRolloutMembership(db: Tx, rolloutId: number, requiredScopes: string[]): Promise<void> {
+export async function buildRolloutMembership(db: Trx, rolloutId: number, requiredScopes: string[]): Promise<void> {
   await measureUsers(db, rolloutId, requiredScopes, { after: 0, upto: null })
   await recountRollout(db, rolloutId)
 }
@@ -351,7 +352,7 @@ export async function buildRolloutMembership(db: Tx, rolloutId: number, required
  * Rebuilds a rollout's counters exactly from rollout_members / rollout_member_missing and returns
  * them. Used at creation, and by reports to cross-check the delta-maintained counters.
  */
-export async function recountRollout(db: Tx, rolloutId: number): Promise<Map<string, number>> {
+export async function recountRollout(db: Trx, rolloutId: number): Promise<Map<string, number>> {
   const counts = await exactCounts(db, rolloutId)
   await db.deleteFrom('rollout_counts').where('rollout_id', '=', rolloutId).execute()
   const rows = [...counts].map(([bucket, count]) => ({ rollout_id: rolloutId, bucket, count }))
@@ -364,7 +365,7 @@ export async function recountRollout(db: Tx, rolloutId: number): Promise<Map<str
 }
 
 /** The counters as they should be, computed from the member rows (no writes). */
-export async function exactCounts(db: Tx, rolloutId: number): Promise<Map<string, number>> {
+export async function exactCounts(db: Db, rolloutId: number): Promise<Map<string, number>> {
   const rollout = await db
     .selectFrom('rollouts')
     .select('required_scopes')
@@ -406,7 +407,7 @@ export async function exactCounts(db: Tx, rolloutId: number): Promise<Map<string
 }
 
 /** The delta-maintained counters as stored. */
-export async function storedCounts(db: Tx, rolloutId: number): Promise<Map<string, number>> {
+export async function storedCounts(db: Db, rolloutId: number): Promise<Map<string, number>> {
   const rows = await db
     .selectFrom('rollout_counts')
     .select(['bucket', 'count'])
@@ -420,24 +421,19 @@ export async function storedCounts(db: Tx, rolloutId: number): Promise<Map<strin
  * lacking in every active rollout, set-based, adjusting the counters by the same deltas.
  * A retired app's users must move to a live app even if they hold every scope.
  */
-export async function syncUsersOnApp(db: Tx, appId: number, _now: number): Promise<void> {
+export async function syncUsersOnApp(db: Trx, appId: number, _now: number): Promise<void> {
   const app = await db.selectFrom('oauth_apps').select('status').where('id', '=', appId).executeTakeFirst()
   if (!app) return
   const rollouts = await db.selectFrom('rollouts').select('id').where('status', '=', 'active').execute()
   for (const { id } of rollouts) {
-    const count = async (build: (q: any) => any): Promise<number> => {
-      const row = await build(
-        db
-          .selectFrom('rollout_members')
-          .select((eb) => eb.fn.countAll().as('n'))
-          .where('rollout_id', '=', id)
-          .where('app_id', '=', appId),
-      ).executeTakeFirst()
-      return Number(row?.n ?? 0)
-    }
+    const members = db
+      .selectFrom('rollout_members')
+      .select((eb) => eb.fn.countAll().as('n'))
+      .where('rollout_id', '=', id)
+      .where('app_id', '=', appId)
     const scoped = db.updateTable('rollout_members').where('rollout_id', '=', id).where('app_id', '=', appId)
     if (app.status === 'retired') {
-      const n = await count((q) => q.where('state', '=', 'covered'))
+      const n = Number((await members.where('state', '=', 'covered').executeTakeFirst())?.n ?? 0)
       await scoped
         .set({ state: 'lacking', needs_action: 1, reason: 'app_retired' })
         .where('state', '=', 'covered')
@@ -452,7 +448,8 @@ export async function syncUsersOnApp(db: Tx, appId: number, _now: number): Promi
         ]),
       )
     } else {
-      const n = await count((q) => q.where('reason', '=', 'app_retired').where('missing_scopes', '=', ''))
+      const row = await members.where('reason', '=', 'app_retired').where('missing_scopes', '=', '').executeTakeFirst()
+      const n = Number(row?.n ?? 0)
       await scoped
         .set({ state: 'covered', needs_action: 0, reason: null })
         .where('reason', '=', 'app_retired')

@@ -1,13 +1,15 @@
 // @fastify/session store in the database, so sessions survive restarts and are shared by every
 // app instance on one database (the in-memory default is neither).
 import type { SessionStore } from '@fastify/session'
+import type { Session } from 'fastify'
 import type { Kysely } from 'kysely'
 import type { Clock } from '../clock.js'
 import type { Database } from '../db/schema.js'
 
 const DEFAULT_TTL_MS = 24 * 60 * 60 * 1000
 
-type Callback = (err?: unknown, result?: any) => void
+type Callback = Parameters<SessionStore['set']>[2]
+type SessionCallback = Parameters<SessionStore['get']>[1]
 
 export class DatabaseSessionStore implements SessionStore {
   constructor(
@@ -15,8 +17,8 @@ export class DatabaseSessionStore implements SessionStore {
     private readonly clock: Clock,
   ) {}
 
-  set(sid: string, session: any, callback: Callback): void {
-    const expires = session?.cookie?.expires
+  set(sid: string, session: Session, callback: Callback): void {
+    const expires = session.cookie?.expires
       ? new Date(session.cookie.expires).getTime()
       : this.clock.now() + DEFAULT_TTL_MS
     const data = JSON.stringify(session)
@@ -28,7 +30,7 @@ export class DatabaseSessionStore implements SessionStore {
       .then(() => callback(), callback)
   }
 
-  get(sid: string, callback: Callback): void {
+  get(sid: string, callback: SessionCallback): void {
     this.db
       .selectFrom('sessions')
       .select(['data', 'expires_at'])

@@ -5,12 +5,13 @@
 // column, so a whole batch is one statement with a handful of parameters; the rows are the same
 // ones the portable path inserts on SQLite, so both engines are benchmarked on identical data.
 import { type Kysely, sql } from 'kysely'
+import type { Database } from '../../src/db/schema.js'
 
 /** Column name → PostgreSQL element type of its array parameter. */
 export type PgColumns = Record<string, 'integer' | 'bigint' | 'text'>
 
 export async function insertUnnest(
-  db: Kysely<any>,
+  db: Kysely<Database>,
   table: string,
   columns: PgColumns,
   rows: Array<Record<string, unknown>>,

@@ -7,7 +7,7 @@
 //   DATABASE_URL=postgres://… npm run bench   the same on PostgreSQL
 import { mkdirSync } from 'node:fs'
 import { resolve } from 'node:path'
-import { type Kysely, sql } from 'kysely'
+import { sql } from 'kysely'
 import { syncApps } from '../../src/carta/apps.js'
 import { loadConfig, projectRoot } from '../../src/config.js'
 import { openDatabase } from '../../src/db/index.js'
@@ -99,8 +99,7 @@ const rid = rollout.id
 
 /** The cursor ~80% into a filtered list. OFFSET only here, to find it; the app never uses it. */
 async function deepCursor(filter: LackingFilter): Promise<string> {
-  const k = db as Kysely<any>
-  let q = k
+  let q = db
     .selectFrom('rollout_members as m')
     .select(['m.user_id', 'm.authorized_at'])
     .where('m.rollout_id', '=', rid)

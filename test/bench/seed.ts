@@ -2,8 +2,8 @@
 // active for most and broken for some), on the three declared apps, with a realistic mix of
 // partial grants. Batched multi-row inserts in transactions; reused when the marker row says the
 // same size was seeded before.
-import { type Kysely, sql } from 'kysely'
-import type { Db } from '../../src/db/index.js'
+import { type Insertable, type Kysely, sql } from 'kysely'
+import type { Database, Db } from '../../src/db/index.js'
 import { isPostgres } from '../../src/db/dialect.js'
 import { type PgColumns, insertUnnest } from './pg-bulk.js'
 
@@ -27,8 +27,16 @@ function rng(seed: number): () => number {
   }
 }
 
+/** The seeder's own marker table (not part of the app's schema). */
+interface BenchSeedTable {
+  users: number
+  grants: number
+  seconds: number
+}
+const withMarker = (db: Db) => db.withTables<{ bench_seed: BenchSeedTable }>()
+
 async function ensureMarker(db: Db): Promise<void> {
-  await (db as Kysely<any>).schema
+  await db.schema
     .createTable('bench_seed')
     .ifNotExists()
     .addColumn('users', 'bigint', (c) => c.notNull())
@@ -39,7 +47,7 @@ async function ensureMarker(db: Db): Promise<void> {
 
 export async function seededSize(db: Db): Promise<{ users: number; grants: number; seconds: number } | null> {
   await ensureMarker(db)
-  const row = await (db as Kysely<any>).selectFrom('bench_seed').selectAll().executeTakeFirst()
+  const row = await withMarker(db).selectFrom('bench_seed').selectAll().executeTakeFirst()
   return row ? { users: Number(row.users), grants: Number(row.grants), seconds: Number(row.seconds) } : null
 }
 
@@ -69,10 +77,10 @@ const GRANT_COLUMNS: PgColumns = {
   superseded_by: 'integer',
 }
 
-async function insertChunks<T extends Record<string, unknown>>(
-  db: Kysely<any>,
-  table: string,
-  rows: T[],
+async function insertChunks<T extends 'end_users' | 'grants' | 'grant_scopes'>(
+  db: Kysely<Database>,
+  table: T,
+  rows: Array<Insertable<Database[T]>>,
   columns: number,
 ): Promise<void> {
   const per = Math.floor(30000 / columns) // stay under SQLite's 32766 bound parameters
@@ -97,7 +105,7 @@ export async function seed(
   const [v1, v2, playground] = [appId('production-v1'), appId('production-v2'), appId('playground')]
 
   // Start from an empty ledger (a half-finished earlier seed, or a different size).
-  const tables = [
+  const tables: Array<keyof Database | 'bench_seed'> = [
     'rollout_counts',
     'rollout_member_missing',
     'rollout_members',
@@ -114,7 +122,7 @@ export async function seed(
     // CASCADE also empties tables that reference these (grant_tokens, token_revocations, rollout builds).
     await sql`truncate table ${sql.join(tables.map((t) => sql.table(t)))} cascade`.execute(db)
   } else {
-    for (const table of tables) await (db as Kysely<any>).deleteFrom(table).execute()
+    for (const table of tables) await withMarker(db).deleteFrom(table).execute()
   }
 
   const superuser =
@@ -129,8 +137,8 @@ export async function seed(
   let grantsTotal = 0
   for (let from = 1; from <= plan.users; from += batch) {
     const to = Math.min(plan.users, from + batch - 1)
-    const users: Record<string, unknown>[] = []
-    const grants: Record<string, unknown>[] = []
+    const users: Array<Insertable<Database['end_users']>> = []
+    const grants: Array<Insertable<Database['grants']>> = []
     const scopes: Array<{ grant_id: number; scope: string }> = []
     for (let id = from; id <= to; id++) {
       const created = plan.now - Math.floor((2 * 365 + random() * 365) * DAY)
@@ -216,9 +224,6 @@ export async function seed(
     await sql`ANALYZE`.execute(db)
   }
   const seconds = (performance.now() - started) / 1000
-  await (db as Kysely<any>)
-    .insertInto('bench_seed')
-    .values({ users: plan.users, grants: grantsTotal, seconds })
-    .execute()
+  await withMarker(db).insertInto('bench_seed').values({ users: plan.users, grants: grantsTotal, seconds }).execute()
   return { users: plan.users, grants: grantsTotal, seconds }
 }

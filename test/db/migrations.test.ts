@@ -172,7 +172,7 @@ if (postgresUrl()) {
 
   t.test('postgres: two instances migrating one schema at once apply each migration once', async (t) => {
     // The migration lock is keyed by schema (src/db/dialect.ts): same schema waits, others do not.
-    const { db, another, schema } = await openTestDb(t, 'postgres', { migrate: false })
+    const { db, another } = await openTestDb(t, 'postgres', { migrate: false })
     const other = await another()
     const [first, second] = await Promise.all([migrateToLatest(db), migrateToLatest(other)])
     const applied = (first.results?.length ?? 0) + (second.results?.length ?? 0)

@@ -1,8 +1,12 @@
 // Sessions live in the database so every app instance sees the same ones.
 import t from 'tap'
 import { ManualClock } from '../../src/clock.js'
+import type { Session } from 'fastify'
 import { DatabaseSessionStore } from '../../src/sessions/store.js'
 import { engines, openTestDb } from './engines.js'
+
+/** Session data as it comes back from JSON (the cookie's expiry is a string there). */
+const session = (data: object) => data as Session
 
 function call<T>(fn: (cb: (err?: unknown, result?: T) => void) => void): Promise<T | undefined> {
   return new Promise((resolve, reject) => fn((err, result) => (err ? reject(err) : resolve(result))))
@@ -17,21 +21,23 @@ for (const engine of engines()) {
     const otherInstance = new DatabaseSessionStore(await another(), clock)
 
     const expires = new Date(clock.now() + 60_000).toISOString()
-    await call((cb) => store.set('sid-1', { cookie: { expires }, endUserId: 7 }, cb))
+    await call((cb) => store.set('sid-1', session({ cookie: { expires }, endUserId: 7 }), cb))
     t.same(
       await call((cb) => otherInstance.get('sid-1', cb)),
       { cookie: { expires }, endUserId: 7 },
       'the other instance reads it',
     )
 
-    await call((cb) => otherInstance.set('sid-1', { cookie: { expires }, endUserId: 7, operatorId: 3 }, cb))
+    await call((cb) => otherInstance.set('sid-1', session({ cookie: { expires }, endUserId: 7, operatorId: 3 }), cb))
     t.same(
       await call((cb) => store.get('sid-1', cb)),
       { cookie: { expires }, endUserId: 7, operatorId: 3 },
       'set twice upserts',
     )
 
-    await call((cb) => store.set('sid-2', { cookie: { expires: new Date(clock.now() + 1_000).toISOString() } }, cb))
+    await call((cb) =>
+      store.set('sid-2', session({ cookie: { expires: new Date(clock.now() + 1_000).toISOString() } }), cb),
+    )
     clock.advance(2_000)
     t.equal(await call((cb) => store.get('sid-2', cb)), null, 'expired session reads as none')
     t.equal(await store.prune(), 1, 'prune deletes only the expired one')

@@ -33,10 +33,10 @@ for await (const line of lines) {
     ),
   )
   process.stdout.write(
-    JSON.stringify({
+    `${JSON.stringify({
       ok: results.filter((r) => r.status === 'fulfilled').length,
       errors: results.filter((r) => r.status === 'rejected').map((r) => String((r as PromiseRejectedResult).reason)),
-    }) + '\n',
+    })}\n`,
   )
   break
 }

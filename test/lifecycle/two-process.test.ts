@@ -38,7 +38,10 @@ t.test(
     t.teardown(() => child.kill())
     let out = ''
     const ready = new Promise<void>((resolve) =>
-      child.stdout.on('data', (chunk) => ((out += String(chunk)), out.includes('ready') && resolve())),
+      child.stdout.on('data', (chunk) => {
+        out += String(chunk)
+        if (out.includes('ready')) resolve()
+      }),
     )
     const done = new Promise<{ ok: number; errors: string[] }>((resolve) =>
       child.on('exit', () => resolve(JSON.parse(out.split('\n').filter(Boolean).pop()!))),

@@ -41,7 +41,9 @@ t.test('export-links writes the CSV, issues missing links, and refuses bad input
   const errors: string[] = []
   const original = console.error
   console.error = (...args: unknown[]) => void errors.push(args.join(' '))
-  t.teardown(() => void (console.error = original))
+  t.teardown(() => {
+    console.error = original
+  })
 
   const out = join(app.dataDir, 'links.csv')
   t.equal(await exportLinksCommand([String(rollout.id), '--out', out], open), 0)

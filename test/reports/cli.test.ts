@@ -68,7 +68,7 @@ t.test('report CLI', async (t) => {
   t.match(doc.rollouts[0], { name: 'Cap table', covered: 4, coveragePct: 50 })
   t.equal(
     json.stdout,
-    readFileSync(join(env.REPORTS_DIR, files[0]!.replace(/-1\.\w+$/, '') + '-2.json'), 'utf8'),
+    readFileSync(join(env.REPORTS_DIR, `${files[0]!.replace(/-1\.\w+$/, '')}-2.json`), 'utf8'),
     '--json prints the JSON file',
   )
 

@@ -74,7 +74,7 @@ t.test('snapshot: exact counts per rollout, scope, app and links; archived rollo
   t.ok(warn, 'disagreement logged')
   t.match(warn?.obj, { rolloutId: seed.capTable })
   t.ok(
-    (warn?.obj.differences as Array<{ bucket: string }>).some((d) => d.bucket === 'covered'),
+    ((warn?.obj.differences ?? []) as Array<{ bucket: string }>).some((d) => d.bucket === 'covered'),
     'names the covered bucket',
   )
 })

@@ -1,6 +1,6 @@
 // Drives the sandbox Carta over HTTP like a browser and like an OAuth client would.
 import { createHash, randomBytes } from 'node:crypto'
-import { Agent, type AgentResponse, hiddenField } from '../helpers/browser-agent.js'
+import { type Agent, type AgentResponse, hiddenField } from '../helpers/browser-agent.js'
 
 export interface ClientCreds {
   clientId: string
@@ -126,7 +126,7 @@ export async function getCode(
     client_id: client.clientId,
     redirect_uri: redirectUri,
     scope: (options.scopes ?? client.scopes).join(' '),
-    state: 'st-' + randomBytes(4).toString('hex'),
+    state: `st-${randomBytes(4).toString('hex')}`,
     code_challenge: pkce ? challenge : undefined,
     code_challenge_method: pkce ? 'S256' : undefined,
   })

@@ -30,7 +30,7 @@ t.test('token endpoint', async (t) => {
         [undefined, {}],
         [basic(v2.clientId, 'wrong-secret'), {}],
         [basic('nobody', v2.clientSecret), {}],
-        [basic(v1.clientId, v1.clientSecret + 'x'), {}],
+        [basic(v1.clientId, `${v1.clientSecret}x`), {}],
         [undefined, { client_id: v2.clientId, client_secret: v2.clientSecret }],
         ['Bearer abc', {}],
       ]
