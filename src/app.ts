@@ -11,7 +11,9 @@ import Fastify, { type FastifyError, type FastifyInstance } from 'fastify'
 import type { Clock } from './clock.js'
 import type { Config } from './config.js'
 import type { Db } from './db/index.js'
-import { TokenCipher } from './grants/token-cipher.js'
+import { createDeps } from './deps.js'
+import depsPlugin from './http/plugins/deps.js'
+import jobsPlugin from './http/plugins/jobs.js'
 import { DatabaseSessionStore } from './sessions/store.js'
 import { PageError, renderError, viewsDir } from './web/render.js'
 import adminRoutes from './admin/routes.js'
@@ -19,35 +21,22 @@ import lifecycleRoutes from './admin/lifecycle-routes.js'
 import auditRoutes from './audit/routes.js'
 import cartaRoutes from './carta/routes.js'
 import featureRoutes from './features/routes.js'
-import grantJobs from './grants/jobs.js'
 import reauthLinkRoutes from './rollouts/link-routes.js'
-import rolloutBuildJobs from './rollouts/build-jobs.js'
 import reportRoutes from './reports/routes.js'
 import sandboxRoutes from './sandbox/routes.js'
 import homeRoutes from './web/home-routes.js'
-
-export interface AppDeps {
-  config: Config
-  db: Db
-  clock: Clock
-  cipher: TokenCipher
-  /** Background work (revocation retries, report schedule). Tests turn it off and drive it by hand. */
-  backgroundJobs: boolean
-}
 
 export interface BuildOptions {
   config: Config
   db: Db
   clock: Clock
+  /** Background jobs (revocations, rollout builds, report schedule). Tests turn them off and drive them by hand. */
   backgroundJobs?: boolean
   /** Pino destination for tests that assert on log lines. */
   logStream?: NodeJS.WritableStream
 }
 
 declare module 'fastify' {
-  interface FastifyInstance {
-    deps: AppDeps
-  }
   interface Session {
     /** End user connected in this browser. */
     endUserId?: number
@@ -95,14 +84,8 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
     bodyLimit: 1024 * 1024,
   }) as unknown as FastifyInstance
 
-  const deps: AppDeps = {
-    config,
-    db,
-    clock,
-    cipher: new TokenCipher(config.tokenKeys),
-    backgroundJobs: options.backgroundJobs ?? true,
-  }
-  app.decorate('deps', deps)
+  await app.register(depsPlugin, { deps: createDeps({ config, db, clock }) })
+  await app.register(jobsPlugin, { background: options.backgroundJobs ?? true })
 
   const cartaOrigins = [...new Set(config.apps.filter((a) => !a.sandbox).map((a) => new URL(a.authBaseUrl).origin))]
   await app.register(helmet, {
@@ -189,8 +172,6 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
   await app.register(lifecycleRoutes)
   await app.register(auditRoutes)
   await app.register(reportRoutes)
-  await app.register(grantJobs)
-  await app.register(rolloutBuildJobs)
   if (config.sandboxEnabled) await app.register(sandboxRoutes, { prefix: '/sandbox' })
 
   return app

@@ -1,15 +1,15 @@
 // One-time tasks at server start, after migrations (e.g. the first operator account).
-import type { FastifyBaseLogger } from 'fastify'
 import type { Clock } from './clock.js'
 import type { Config } from './config.js'
 import type { Db } from './db/index.js'
+import type { Logger } from './log.js'
 import { ensureFirstOperator } from './admin/operators.js'
 
 export interface StartupContext {
   config: Config
   db: Db
   clock: Clock
-  log: FastifyBaseLogger
+  log: Logger
 }
 
 export async function startupTasks(ctx: StartupContext): Promise<void> {

@@ -6,8 +6,7 @@ import { listApps } from '../carta/apps.js'
 import { parseScopes } from '../scopes.js'
 import { rolloutSummary } from '../rollouts/coverage.js'
 import { filterQuery, listLacking, parseLackingFilter } from '../rollouts/lacking.js'
-import { latestLinks } from '../rollouts/links.js'
-import { kickRolloutBuild } from '../rollouts/build-jobs.js'
+import { latestLinks, linkContextFrom } from '../rollouts/links.js'
 import {
   RolloutValidationError,
   archiveRollout,
@@ -162,7 +161,7 @@ export default async function adminRoutes(app: FastifyInstance): Promise<void> {
       // Returns at once: the membership of every user is measured in the background (build.ts).
       const id = await startRollout(db, input, operatorActor(request), clock.now())
       request.log.info({ rolloutId: id }, 'rollout created')
-      kickRolloutBuild(app, id)
+      app.jobs.kick('rollout-build')
       return reply.redirect(`/admin/rollouts/${id}`, 303)
     } catch (err) {
       if (!(err instanceof RolloutValidationError)) throw err
@@ -220,6 +219,7 @@ export default async function adminRoutes(app: FastifyInstance): Promise<void> {
         db,
         id,
         page.rows.map((r) => r.userId),
+        linkContextFrom(config, clock),
       )
       const linkParam =
         typeof request.query.link === 'string' && /^\d{1,15}$/.test(request.query.link)

@@ -12,7 +12,6 @@ import { CartaApiError, type CartaUser, fetchUser } from './api.js'
 import { CartaOAuthError, type TokenSet, buildAuthorizationUrl, exchangeCode, safeCode } from './oauth-client.js'
 import { consumeState, createState } from './states.js'
 import { formatScopes, missingScopes, parseScopes } from '../scopes.js'
-import { kickRevocations } from '../grants/jobs.js'
 import { PageError } from '../web/render.js'
 
 declare module 'fastify' {
@@ -271,7 +270,7 @@ export async function completeAuthorization(
   if (recorded.createdLocalKey) request.session.localKey = recorded.createdLocalKey
   request.session.endUserId = recorded.userId
   // The superseded grant's tokens were queued for revocation: send them now, not at the next tick.
-  if (recorded.supersededGrantId) kickRevocations(request.server)
+  if (recorded.supersededGrantId) request.server.jobs.kick('revocations')
   request.log.info(
     {
       app: app.key,

@@ -3,10 +3,12 @@
 // (RFC 7636) so the verifier never leaves the server.
 import { randomBytes } from 'node:crypto'
 import type { Kysely, Selectable } from 'kysely'
+import type { Clock } from '../clock.js'
 import type { Database, OAuthStateTable } from '../db/schema.js'
+import type { Job } from '../jobs/runner.js'
 
 export const STATE_TTL_MS = 10 * 60 * 1000
-const PRUNE_EVERY_MS = 10 * 60 * 1000
+export const PRUNE_EVERY_MS = 10 * 60 * 1000
 /** Used/expired rows are kept a day for diagnosis ("replayed" vs "unknown"), then deleted. */
 const KEEP_MS = 24 * 60 * 60 * 1000
 
@@ -22,8 +24,6 @@ export interface NewState {
   expectedUserId?: number | null
   returnTo?: string | null
 }
-
-let lastPrune = 0
 
 export async function createState(db: Kysely<Database>, input: NewState, now: number): Promise<string> {
   const state = randomBytes(32).toString('base64url')
@@ -44,10 +44,6 @@ export async function createState(db: Kysely<Database>, input: NewState, now: nu
       used_at: null,
     })
     .execute()
-  if (now - lastPrune > PRUNE_EVERY_MS) {
-    lastPrune = now
-    await pruneStates(db, now)
-  }
   return state
 }
 
@@ -89,4 +85,16 @@ export async function pruneStates(db: Kysely<Database>, now: number): Promise<nu
     .where('expires_at', '<', now - KEEP_MS)
     .executeTakeFirst()
   return Number(result.numDeletedRows)
+}
+
+/** Deletes states past their diagnosis period, every PRUNE_EVERY_MS while the job runner is started. */
+export function stateCleanupJob(deps: { db: Kysely<Database>; clock: Clock }): Job<number> {
+  return {
+    everyMs: PRUNE_EVERY_MS,
+    run: async (log) => {
+      const deleted = await pruneStates(deps.db, deps.clock.now())
+      if (deleted > 0) log.info({ deleted }, 'old OAuth states deleted')
+      return deleted
+    },
+  }
 }

@@ -10,10 +10,10 @@
 import { randomUUID } from 'node:crypto'
 import { hostname } from 'node:os'
 import { setTimeout as sleep } from 'node:timers/promises'
-import type { FastifyBaseLogger } from 'fastify'
 import type { Clock } from '../clock.js'
 import type { CartaAppConfig, Config } from '../config.js'
 import type { Db } from '../db/index.js'
+import type { Logger } from '../log.js'
 import { recordAudit } from '../audit/events.js'
 import { appConfigFor } from '../carta/apps.js'
 import { CartaApiError } from '../carta/api.js'
@@ -30,8 +30,12 @@ export interface AccessDeps {
   db: Db
   clock: Clock
   cipher: TokenCipher
-  log?: FastifyBaseLogger
+  refreshes: RefreshFlights
+  log?: Logger
 }
+
+/** Refreshes in flight in this process: one promise per grant id, shared by concurrent callers. */
+export type RefreshFlights = Map<number, Promise<StoredTokens>>
 
 /** Refresh when the access token expires within this window (clock skew, request time). */
 export const REFRESH_MARGIN_MS = 60_000
@@ -83,9 +87,6 @@ export interface AccessContext {
   app: CartaAppConfig
 }
 
-// Layer 1: per database handle (two app instances in one test process still meet at layer 2).
-const inflight = new WeakMap<Db, Map<number, Promise<StoredTokens>>>()
-
 /**
  * Calls `fn` with a usable access token of the grant. Refreshes first when the token expires
  * within a minute; on a 401 from Carta's API refreshes once and retries (Carta's clock may be
@@ -130,15 +131,12 @@ export async function withAccessToken<T>(
  * waits for whoever is. Throws ReconnectRequiredError or CartaUnavailableError.
  */
 export async function refreshGrant(deps: AccessDeps, ctx: AccessContext, seenVersion: number): Promise<StoredTokens> {
-  let perDb = inflight.get(deps.db)
-  if (!perDb) {
-    perDb = new Map()
-    inflight.set(deps.db, perDb)
-  }
-  const running = perDb.get(ctx.grantId)
+  // Layer 1, per app instance (two instances in one test process still meet at layer 2).
+  const flights = deps.refreshes
+  const running = flights.get(ctx.grantId)
   if (running) return running
-  const promise = leaseOrWait(deps, ctx, seenVersion).finally(() => perDb.delete(ctx.grantId))
-  perDb.set(ctx.grantId, promise)
+  const promise = leaseOrWait(deps, ctx, seenVersion).finally(() => flights.delete(ctx.grantId))
+  flights.set(ctx.grantId, promise)
   return promise
 }
 

@@ -3,10 +3,11 @@
 // Several processes may run it at once: each row is leased with one conditional UPDATE on
 // lock_until, so a token is never sent twice concurrently.
 import { randomInt } from 'node:crypto'
-import type { FastifyBaseLogger } from 'fastify'
 import type { Clock } from '../clock.js'
 import type { Config } from '../config.js'
 import type { Db } from '../db/index.js'
+import type { Job } from '../jobs/runner.js'
+import type { Logger } from '../log.js'
 import { recordAudit } from '../audit/events.js'
 import { appConfigFor } from '../carta/apps.js'
 import { CartaOAuthError, revokeToken } from '../carta/oauth-client.js'
@@ -17,7 +18,21 @@ export interface RevocationDeps {
   db: Db
   clock: Clock
   cipher: TokenCipher
-  log?: FastifyBaseLogger
+  log?: Logger
+}
+
+export const REVOCATION_INTERVAL_MS = 15_000
+
+/** The revocation worker: every 15 s, and when kicked after a grant transaction queued rows. */
+export function revocationJob(deps: RevocationDeps): Job {
+  return {
+    everyMs: REVOCATION_INTERVAL_MS,
+    run: async (log) => {
+      const result = await processDueRevocations({ ...deps, log }, { limit: 100 })
+      if (result.sent || result.failed) log.info(result, 'revocation run')
+      return result
+    },
+  }
 }
 
 /** After this many failed attempts a row is 'failed' (shown on /admin/apps) and no longer retried. */

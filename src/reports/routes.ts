@@ -1,6 +1,6 @@
 // /admin/reports: latest runs, "Run report now", a server-rendered SVG trend per active rollout
-// (with a table of the same numbers), and the downloads. Also owns the in-process schedule:
-// started onReady when background jobs are on, stopped onClose.
+// (with a table of the same numbers), and the downloads. The schedule itself is a background job
+// (src/reports/scheduler.ts, run by app.jobs).
 import type { FastifyInstance } from 'fastify'
 import { recordAudit } from '../audit/events.js'
 import { operatorActor, requireOperator } from '../admin/guard.js'
@@ -17,30 +17,13 @@ import {
   runFiles,
   runReport,
 } from './runs.js'
-import { ReportScheduler, slotKey } from './scheduler.js'
+import { slotKey } from './scheduler.js'
 import { trendSvg } from './svg.js'
-
-// The schedule of each app, keyed by its deps object (shared by every encapsulated context), so
-// tests can drive tick() with a ManualClock: reportSchedulerOf(app).
-const schedulers = new WeakMap<object, ReportScheduler>()
-
-export function reportSchedulerOf(app: FastifyInstance): ReportScheduler {
-  const scheduler = schedulers.get(app.deps)
-  if (!scheduler) throw new Error('reportRoutes is not registered on this app')
-  return scheduler
-}
 
 export default async function reportRoutes(app: FastifyInstance): Promise<void> {
   const { config, db, clock } = app.deps
   const context: ReportContext = { db, config, clock, log: app.log }
-  const scheduler = new ReportScheduler(context)
-  schedulers.set(app.deps, scheduler)
-  app.addHook('onReady', async () => {
-    if (app.deps.backgroundJobs) await scheduler.start()
-  })
-  app.addHook('onClose', async () => {
-    await scheduler.stop()
-  })
+  const scheduler = app.jobs.get('reports').scheduler
 
   app.get<{ Querystring: { run?: string } }>(
     '/admin/reports',
@@ -85,7 +68,7 @@ export default async function reportRoutes(app: FastifyInstance): Promise<void> 
           dir: config.reports.dir,
           next: scheduler.pendingSlot === null ? null : localTime(scheduler.pendingSlot, tz),
           nextIso: scheduler.pendingSlot === null ? null : slotKey(scheduler.pendingSlot),
-          active: app.deps.backgroundJobs,
+          active: app.jobs.started,
           webhook: config.reports.webhookUrl ? new URL(config.reports.webhookUrl).origin : null,
         },
       })

@@ -10,6 +10,7 @@
 // operator can run a report on demand at any time.
 import { Cron } from 'croner'
 import { ConfigError } from '../config.js'
+import type { Job } from '../jobs/runner.js'
 import type { RunOutcome } from './runs.js'
 import { type ReportContext, failInterruptedRuns, runReport } from './runs.js'
 
@@ -98,5 +99,16 @@ export class ReportScheduler {
     this.job?.stop()
     this.job = null
     await this.running?.catch(() => null)
+  }
+}
+
+/** The schedule as a background job: croner fires tick(); run() (tests, by hand) ticks once. */
+export function reportScheduleJob(ctx: ReportContext): Job<RunOutcome | null> & { scheduler: ReportScheduler } {
+  const scheduler = new ReportScheduler(ctx)
+  return {
+    scheduler,
+    run: () => scheduler.tick(),
+    start: () => scheduler.start(),
+    stop: () => scheduler.stop(),
   }
 }

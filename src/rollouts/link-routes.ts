@@ -20,7 +20,6 @@ import {
   latestLinks,
   linkContextFrom,
   linkState,
-  registerLinkContext,
   resolveLink,
 } from './links.js'
 
@@ -30,7 +29,6 @@ type RolloutParams = { Params: { id: string } }
 export default async function reauthLinkRoutes(app: FastifyInstance): Promise<void> {
   const { config, db, clock } = app.deps
   const context = linkContextFrom(config, clock)
-  registerLinkContext(db, context)
   const oauthLimit = { rateLimit: { max: config.rateLimits.oauthPerMinute, timeWindow: '1 minute' } }
 
   // --- public ------------------------------------------------------------------------------------

@@ -35,13 +35,6 @@ export function linkContextFrom(config: Config, clock: Clock): LinkContext {
   return { publicUrl: config.publicUrl, secret: config.linkSigningSecret, ttlDays: config.linkTtlDays, clock }
 }
 
-// latestLinks(db, rolloutId, userIds) is called by the rollout page with only the database; the
-// link routes register the app's context against its Kysely instance here.
-const contexts = new WeakMap<object, LinkContext>()
-export function registerLinkContext(db: Kysely<Database>, context: LinkContext): void {
-  contexts.set(db, context)
-}
-
 // --- token ---------------------------------------------------------------------------------------
 
 function mac(secret: string, payload: string): Buffer {
@@ -267,11 +260,11 @@ export async function latestLinks(
   db: Kysely<Database>,
   rolloutId: number,
   userIds: number[],
-  context: LinkContext | undefined = contexts.get(db),
+  context: LinkContext,
 ): Promise<Map<number, { state: LinkState; url: string | null; expiresAt: number; issuedAt: number }>> {
   const result = new Map<number, { state: LinkState; url: string | null; expiresAt: number; issuedAt: number }>()
   if (userIds.length === 0) return result
-  const now = context ? context.clock.now() : Date.now()
+  const now = context.clock.now()
   const rows = await db
     .selectFrom('reauth_links')
     .selectAll()
@@ -285,7 +278,7 @@ export async function latestLinks(
     result.set(row.user_id, {
       state,
       // Only a link that still works is worth copying.
-      url: context && state === 'sent' ? linkUrl(context, row) : null,
+      url: state === 'sent' ? linkUrl(context, row) : null,
       expiresAt: row.expires_at,
       issuedAt: row.issued_at,
     })

@@ -2,10 +2,9 @@
 // reauthorization link; the user, in another browser context with JavaScript OFF, follows it
 // through sandbox sign-in and consent; the operator reloads and the user is gone, counts moved.
 // Screenshots of every page land in test-output/screenshots/.
-import { waitForRolloutBuilds } from '../../src/rollouts/build-jobs.js'
 import t from 'tap'
 import { createOperator } from '../../src/admin/operators.js'
-import { startTestApp } from '../helpers/app.js'
+import { buildRollouts, startTestApp } from '../helpers/app.js'
 import { Agent, hiddenField } from '../helpers/browser-agent.js'
 import { chromiumMissing, launchChromium, screenshot } from '../helpers/browser.js'
 
@@ -66,7 +65,7 @@ t.test(
     await Promise.all([ops.waitForURL(/\/admin\/rollouts\/\d+$/), ops.click('button:has-text("Create rollout")')])
     const rolloutUrl = ops.url()
     // Users are measured in the background; once that is done a reload shows the figures.
-    await waitForRolloutBuilds(app.app)
+    await buildRollouts(app.app)
     await ops.reload()
     const lacking = async () =>
       Number(await ops.locator('.stat:has(.label:text-is("lack some scope")) .value').textContent())

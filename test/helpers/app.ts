@@ -48,6 +48,12 @@ export async function freePort(): Promise<number> {
   })
 }
 
+/** One pass of the rollout-build job (as the dashboard's kick starts it), then waits for the builds. */
+export async function buildRollouts(app: FastifyInstance): Promise<void> {
+  await app.jobs.run('rollout-build')
+  await app.jobs.idle()
+}
+
 export async function startTestApp(t: Teardown, options: TestAppOptions = {}): Promise<TestApp> {
   const dataDir = mkdtempSync(join(tmpdir(), 'scope-ledger-test-'))
   const port = await freePort()

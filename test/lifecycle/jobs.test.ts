@@ -2,7 +2,6 @@
 // after a grant change, and stops with the app.
 import t from 'tap'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { kickRevocations } from '../../src/grants/jobs.js'
 import { startTestApp } from '../helpers/app.js'
 import { connectUser } from './helpers.js'
 
@@ -10,7 +9,7 @@ t.test('with background jobs on, queued revocations are sent without a manual ru
   const app = await startTestApp(t, { backgroundJobs: true })
   const first = await connectUser(app)
   await connectUser(app, { agent: first.agent })
-  kickRevocations(app.app)
+  app.app.jobs.kick('revocations')
   let rows: Array<{ status: string }> = []
   for (let i = 0; i < 100; i++) {
     rows = await app.db.selectFrom('token_revocations').select('status').execute()
@@ -30,7 +29,7 @@ t.test('with background jobs off, kicking does nothing', async (t) => {
   const app = await startTestApp(t)
   const first = await connectUser(app)
   await connectUser(app, { agent: first.agent })
-  kickRevocations(app.app)
+  app.app.jobs.kick('revocations')
   await sleep(200)
   const rows = await app.db.selectFrom('token_revocations').select('status').execute()
   t.ok(rows.length > 0 && rows.every((r) => r.status === 'pending'))

@@ -7,7 +7,7 @@ import { listIssuers } from '../../src/carta/api.js'
 import { loadConfig } from '../../src/config.js'
 import { openDatabase } from '../../src/db/index.js'
 import { withAccessToken } from '../../src/grants/access.js'
-import { TokenCipher } from '../../src/grants/token-cipher.js'
+import { createDeps } from '../../src/deps.js'
 
 const input = JSON.parse(process.argv[2]!) as {
   env: Record<string, string>
@@ -17,12 +17,7 @@ const input = JSON.parse(process.argv[2]!) as {
 }
 const config = loadConfig(input.env)
 const db = await openDatabase(config.database)
-const deps = {
-  config,
-  db,
-  clock: { now: () => Date.now() + input.clockOffsetMs },
-  cipher: new TokenCipher(config.tokenKeys),
-}
+const deps = createDeps({ config, db, clock: { now: () => Date.now() + input.clockOffsetMs } })
 process.stdout.write('ready\n')
 const lines = createInterface({ input: process.stdin })
 for await (const line of lines) {

@@ -3,9 +3,8 @@
 // follows it through sandbox sign-in and consent; the user leaves the lacking list, the link shows
 // used, the counts move. A replayed callback in a third browser fails; a different Carta identity
 // returning through a link gets 403 and nothing is recorded.
-import { waitForRolloutBuilds } from '../../src/rollouts/build-jobs.js'
 import t, { type Test } from 'tap'
-import { type TestApp, startTestApp } from '../helpers/app.js'
+import { buildRollouts, type TestApp, startTestApp } from '../helpers/app.js'
 import { Agent, type AgentResponse, hiddenField } from '../helpers/browser-agent.js'
 import { appId, auditRows, operatorAgent } from './fixtures.js'
 
@@ -107,7 +106,7 @@ t.test(
     t.equal(created.status, 303, 'rollout created')
     const rolloutUrl = new URL(created.location!, app.url).href
     const rolloutId = Number(/\/admin\/rollouts\/(\d+)$/.exec(created.location!)![1])
-    await waitForRolloutBuilds(app.app) // the users are measured in the background
+    await buildRollouts(app.app) // the users are measured in the background
 
     let page = await ops.get(rolloutUrl)
     t.equal(page.status, 200)

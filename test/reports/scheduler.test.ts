@@ -8,7 +8,6 @@ import t from 'tap'
 import { buildApp } from '../../src/app.js'
 import { ManualClock, systemClock } from '../../src/clock.js'
 import { openDatabase } from '../../src/db/index.js'
-import { reportSchedulerOf } from '../../src/reports/routes.js'
 import { nextSlot } from '../../src/reports/scheduler.js'
 import { startTestApp } from '../helpers/app.js'
 import { seedCoverage } from './fixtures.js'
@@ -28,7 +27,7 @@ t.test('a slot fires when the clock reaches it, keyed by the scheduled time, onc
   const clock = new ManualClock(iso('2025-01-15T05:59:00Z'))
   const app = await startTestApp(t, { clock, env: { REPORT_CRON: '0 6 * * *', REPORT_TIMEZONE: 'UTC' } })
   await seedCoverage(app.db, clock.now())
-  const scheduler = reportSchedulerOf(app.app)
+  const scheduler = app.app.jobs.get('reports').scheduler
   t.equal(scheduler.pendingSlot, iso('2025-01-15T06:00:00Z'))
   t.equal(await scheduler.tick(), null, 'not due yet')
   t.equal((await app.db.selectFrom('report_runs').selectAll().execute()).length, 0)
@@ -68,7 +67,7 @@ t.test('a failed scheduled run is recorded and logged, and the next slot still r
   app.config.reports.dir = join(blocker, 'reports')
 
   clock.set(iso('2025-01-15T06:00:01Z'))
-  const failed = await reportSchedulerOf(app.app).tick()
+  const failed = await app.app.jobs.get('reports').scheduler.tick()
   t.equal(failed?.status, 'failed')
   t.match(await app.db.selectFrom('report_runs').selectAll().executeTakeFirst(), {
     status: 'failed',
@@ -81,7 +80,7 @@ t.test('a failed scheduled run is recorded and logged, and the next slot still r
 
   app.config.reports.dir = goodDir
   clock.set(iso('2025-01-16T06:00:01Z'))
-  const next = await reportSchedulerOf(app.app).tick()
+  const next = await app.app.jobs.get('reports').scheduler.tick()
   t.equal(next?.status, 'succeeded', 'the schedule keeps going')
   t.equal(readdirSync(goodDir).length, 3)
 })
@@ -107,7 +106,10 @@ t.test('two app instances on one database firing the same slot: one run, one set
   })
 
   clock.set(iso('2025-01-15T06:00:00.500Z'))
-  const outcomes = await Promise.all([reportSchedulerOf(first.app).tick(), reportSchedulerOf(second).tick()])
+  const outcomes = await Promise.all([
+    first.app.jobs.get('reports').scheduler.tick(),
+    second.jobs.get('reports').scheduler.tick(),
+  ])
   t.same(outcomes.map((o) => o?.status).sort(), ['skipped', 'succeeded'])
   const runs = await first.db.selectFrom('report_runs').selectAll().execute()
   t.equal(runs.length, 1, 'one run row')

@@ -8,10 +8,9 @@ import { buildApp } from '../../src/app.js'
 import type { ManualClock } from '../../src/clock.js'
 import { type Db, openDatabase } from '../../src/db/index.js'
 import { BUILD_LEASE_MS, buildChunk, finishBuild, runRolloutBuild, takeBuildLease } from '../../src/rollouts/build.js'
-import { waitForRolloutBuilds } from '../../src/rollouts/build-jobs.js'
 import { buildRolloutMembership, exactCounts, storedCounts } from '../../src/rollouts/membership.js'
 import { startRollout } from '../../src/rollouts/rollouts.js'
-import { startTestApp } from '../helpers/app.js'
+import { buildRollouts, startTestApp } from '../helpers/app.js'
 import { addGrant, addUser, appId, breakGrant, signedInOperator } from './fixtures.js'
 
 const V1 = ['read_issuer_info', 'read_user_info']
@@ -247,7 +246,7 @@ t.test(
       logStream: new Writable({ write: (_c, _e, done) => done() }),
     })
     await restarted.ready()
-    await waitForRolloutBuilds(restarted)
+    await buildRollouts(restarted)
     await restarted.close()
     t.match(await buildRow(db, id), { status: 'ready', done: 50, owner: null }, 'resumed, and no chunk measured twice')
     await assertSameAsReference(t, db, id, await referenceRollout(db, v2, now), 'resumed')
@@ -354,7 +353,7 @@ t.test(
       scopes: V2,
     })
     t.equal(created.status, 303)
-    await waitForRolloutBuilds(ctx.app)
+    await buildRollouts(ctx.app)
     const page = await agent.get(new URL(created.location!, url).toString())
     t.match(page.text, '>Issue link</button>')
     t.notMatch(page.text, 'name="return_to"')

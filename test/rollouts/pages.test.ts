@@ -1,8 +1,7 @@
 import t from 'tap'
-import { startTestApp } from '../helpers/app.js'
+import { buildRollouts, startTestApp } from '../helpers/app.js'
 import { hiddenField } from '../helpers/browser-agent.js'
 import { listLacking } from '../../src/rollouts/lacking.js'
-import { waitForRolloutBuilds } from '../../src/rollouts/build-jobs.js'
 import { addGrant, addUser, appId, breakGrant, signedInOperator } from './fixtures.js'
 
 const V1 = ['read_issuer_info', 'read_user_info']
@@ -62,7 +61,7 @@ t.test('creating a rollout: validation, then the page, archive', async (t) => {
   })
   t.equal(created.status, 303)
   // The route returns before the membership is measured; the build runs in the background.
-  await waitForRolloutBuilds(ctx.app)
+  await buildRollouts(ctx.app)
   t.equal(
     (await db.selectFrom('rollouts').select('build_status').where('id', '=', 1).executeTakeFirstOrThrow()).build_status,
     'ready',
