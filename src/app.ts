@@ -7,7 +7,7 @@ import formbody from '@fastify/formbody'
 import helmet from '@fastify/helmet'
 import rateLimit from '@fastify/rate-limit'
 import session from '@fastify/session'
-import Fastify, { type FastifyError, type FastifyInstance } from 'fastify'
+import Fastify, { type FastifyInstance } from 'fastify'
 import type { Clock } from './clock.js'
 import type { Config } from './config.js'
 import type { Db } from './db/index.js'
@@ -15,7 +15,9 @@ import { createDeps } from './deps.js'
 import depsPlugin from './http/plugins/deps.js'
 import jobsPlugin from './http/plugins/jobs.js'
 import { DatabaseSessionStore } from './sessions/store.js'
-import { PageError, renderError, viewsDir } from './web/render.js'
+import { viewsDir } from './web/render.js'
+import { DomainError } from './errors.js'
+import errorsPlugin from './http/plugins/errors.js'
 import adminRoutes from './admin/routes.js'
 import lifecycleRoutes from './admin/lifecycle-routes.js'
 import auditRoutes from './audit/routes.js'
@@ -115,42 +117,7 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
   await app.register(csrf, { sessionPlugin: '@fastify/session' })
   await app.register(rateLimit, { global: false })
 
-  app.setErrorHandler(async (error: FastifyError, request, reply) => {
-    if (error instanceof PageError) {
-      request.log.warn({ status: error.statusCode, reason: error.message }, error.title)
-      return renderError(request, reply, error.statusCode, error.title, error.message, error.extra)
-    }
-    if (error.statusCode === 429) {
-      request.log.warn('rate limit reached')
-      return renderError(request, reply, 429, 'Too many requests', 'Please wait a minute and try again.')
-    }
-    if (error.code?.startsWith('FST_CSRF')) {
-      request.log.warn({ code: error.code }, 'CSRF check failed')
-      return renderError(
-        request,
-        reply,
-        403,
-        'This form has expired',
-        'The page was open too long or came from elsewhere. Go back, reload the page and submit again.',
-      )
-    }
-    if (error.validation || (error.statusCode && error.statusCode >= 400 && error.statusCode < 500)) {
-      request.log.warn({ status: error.statusCode ?? 400, reason: error.message }, 'bad request')
-      return renderError(request, reply, error.statusCode ?? 400, 'Bad request', error.message)
-    }
-    request.log.error({ err: error }, 'unhandled error')
-    return renderError(
-      request,
-      reply,
-      500,
-      'Something went wrong',
-      'The error has been logged. Please try again in a moment.',
-    )
-  })
-  app.setNotFoundHandler(async (request, reply) => {
-    request.log.info('not found')
-    return renderError(request, reply, 404, 'Page not found', 'There is nothing at this address.')
-  })
+  await app.register(errorsPlugin)
 
   // The one stylesheet and the progressive-enhancement script, served by the app itself.
   const assets: Record<string, [string, string]> = {
@@ -159,7 +126,7 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
   }
   app.get<{ Params: { name: string } }>('/assets/:name', async (request, reply) => {
     const asset = assets[request.params.name]
-    if (!asset) throw new PageError(404, 'Page not found', 'There is nothing at this address.')
+    if (!asset) throw new DomainError('request.not_found', `no asset ${request.params.name}`, {})
     return reply.type(asset[0]).header('cache-control', 'public, max-age=300').send(asset[1])
   })
   app.get('/healthz', async () => ({ ok: true }))

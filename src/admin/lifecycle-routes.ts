@@ -6,15 +6,13 @@ import type { Db } from '../db/index.js'
 import { retireApp, revokeGrantByOperator } from '../grants/lifecycle.js'
 import { processDueRevocations, revocationCountsByApp } from '../grants/revocation.js'
 import { parseScopes } from '../scopes.js'
-import { PageError, renderPage } from '../web/render.js'
+import { DomainError } from '../errors.js'
+import { renderPage } from '../web/render.js'
 import { operatorActor, requireOperator } from './guard.js'
 
 function idParam(value: string, what: string): number {
   if (!/^\d{1,15}$/.test(value))
-    throw new PageError(404, `${what} not found`, `There is no ${what.toLowerCase()} with that id.`, {
-      backHref: '/admin',
-      backLabel: 'Back to the dashboard',
-    })
+    throw new DomainError('request.not_found', `not a ${what.toLowerCase()} id: ${value.slice(0, 20)}`, {})
   return Number(value)
 }
 
@@ -48,11 +46,7 @@ async function userSummary(db: Db, userId: number) {
     ])
     .where('end_users.id', '=', userId)
     .executeTakeFirst()
-  if (!user)
-    throw new PageError(404, 'User not found', `There is no end user with id ${userId}.`, {
-      backHref: '/admin',
-      backLabel: 'Back to the dashboard',
-    })
+  if (!user) throw new DomainError('user.not_found', `There is no end user ${userId}.`, { userId })
   const revocations = await db
     .selectFrom('token_revocations')
     .innerJoin('grants', 'grants.id', 'token_revocations.grant_id')
@@ -99,16 +93,9 @@ export default async function lifecycleRoutes(app: FastifyInstance): Promise<voi
     { preHandler: requireOperator },
     async (request, reply) => {
       const target = await findAppById(db, idParam(request.params.id, 'App'))
-      if (!target)
-        throw new PageError(404, 'App not found', 'There is no app with that id.', {
-          backHref: '/admin/apps',
-          backLabel: 'Back to apps',
-        })
+      if (!target) throw new DomainError('app.not_found', 'There is no such app.', { appId: Number(request.params.id) })
       if (target.status === 'retired')
-        throw new PageError(409, 'Already retired', `${target.name} was already retired.`, {
-          backHref: '/admin/apps',
-          backLabel: 'Back to apps',
-        })
+        throw new DomainError('app.already_retired', `${target.name} was already retired.`, { name: target.name })
       const others = (await listApps(db)).filter(
         (a) => a.environment === target.environment && a.status === 'active' && a.id !== target.id,
       )

@@ -2,7 +2,8 @@
 // The password is read from stdin when piped (first line), otherwise generated and printed once.
 import { systemClock } from '../clock.js'
 import { openRuntime } from '../runtime.js'
-import { OperatorError, createOperator, resetOperatorPassword } from './operators.js'
+import { isDomainError } from '../errors.js'
+import { createOperator, resetOperatorPassword } from './operators.js'
 import { generatePassword } from './passwords.js'
 
 export const operatorUsage =
@@ -28,7 +29,7 @@ export async function operatorCommand(args: string[]): Promise<number> {
     if (action === 'create') await createOperator(db, username, password, systemClock.now())
     else await resetOperatorPassword(db, username, password)
   } catch (err) {
-    if (err instanceof OperatorError) {
+    if (isDomainError(err, 'operator.invalid')) {
       console.error(err.message)
       return 1
     }

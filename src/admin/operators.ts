@@ -2,28 +2,29 @@
 import type { Selectable } from 'kysely'
 import type { Db } from '../db/index.js'
 import { isUniqueViolation } from '../db/dialect.js'
+import { DomainError, isDomainError } from '../errors.js'
 import type { OperatorTable } from '../rollouts/tables.js'
 import { MIN_PASSWORD_LENGTH, generatePassword, hashPassword, timingDummyHash, verifyPassword } from './passwords.js'
 
 export type OperatorRow = Selectable<OperatorTable>
 
-export class OperatorError extends Error {
-  override name = 'OperatorError'
+/** An operator account request that cannot be honoured (bad name or password, duplicate, unknown). */
+function invalid(message: string): DomainError<'operator.invalid'> {
+  return new DomainError('operator.invalid', message, {})
 }
 
 const USERNAME = /^[a-z0-9][a-z0-9._-]{0,63}$/
 
 export function validateUsername(username: string): string {
   const value = username.trim().toLowerCase()
-  if (!USERNAME.test(value))
-    throw new OperatorError('Usernames are 1–64 characters: lowercase letters, digits, ".", "_" or "-".')
+  if (!USERNAME.test(value)) throw invalid('Usernames are 1–64 characters: lowercase letters, digits, ".", "_" or "-".')
   return value
 }
 
 export function validatePassword(password: string): void {
   if (password.length < MIN_PASSWORD_LENGTH)
-    throw new OperatorError(`Passwords must be at least ${MIN_PASSWORD_LENGTH} characters.`)
-  if (password.length > 1024) throw new OperatorError('Passwords may be at most 1024 characters.')
+    throw invalid(`Passwords must be at least ${MIN_PASSWORD_LENGTH} characters.`)
+  if (password.length > 1024) throw invalid('Passwords may be at most 1024 characters.')
 }
 
 export async function createOperator(db: Db, username: string, password: string, now: number): Promise<OperatorRow> {
@@ -37,7 +38,7 @@ export async function createOperator(db: Db, username: string, password: string,
       .returningAll()
       .executeTakeFirstOrThrow()
   } catch (err) {
-    if (isUniqueViolation(err)) throw new OperatorError(`An operator named "${name}" already exists.`)
+    if (isUniqueViolation(err)) throw invalid(`An operator named "${name}" already exists.`)
     throw err
   }
 }
@@ -51,7 +52,7 @@ export async function resetOperatorPassword(db: Db, username: string, password: 
     .set({ password_hash })
     .where('username', '=', name)
     .executeTakeFirst()
-  if (Number(result.numUpdatedRows) === 0) throw new OperatorError(`No operator named "${name}".`)
+  if (Number(result.numUpdatedRows) === 0) throw invalid(`No operator named "${name}".`)
 }
 
 /** The operator for these credentials, or null. Unknown names still pay one scrypt (timing). */
@@ -92,7 +93,7 @@ export async function ensureFirstOperator(db: Db, now: number): Promise<{ userna
   try {
     await createOperator(db, 'admin', password, now)
   } catch (err) {
-    if (err instanceof OperatorError) return null
+    if (isDomainError(err, 'operator.invalid')) return null
     throw err
   }
   return { username: 'admin', password }

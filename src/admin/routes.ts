@@ -7,15 +7,10 @@ import { parseScopes } from '../scopes.js'
 import { rolloutSummary } from '../rollouts/coverage.js'
 import { filterQuery, listLacking, parseLackingFilter } from '../rollouts/lacking.js'
 import { latestLinks, linkContextFrom } from '../rollouts/links.js'
-import {
-  RolloutValidationError,
-  archiveRollout,
-  findRollout,
-  listRollouts,
-  startRollout,
-} from '../rollouts/rollouts.js'
+import { archiveRollout, findRollout, listRollouts, startRollout } from '../rollouts/rollouts.js'
 import { userPageData } from '../rollouts/users.js'
-import { PageError, renderPage } from '../web/render.js'
+import { DomainError, isDomainError } from '../errors.js'
+import { renderPage } from '../web/render.js'
 import { operatorActor, requireOperator } from './guard.js'
 import { checkOperatorCredentials } from './operators.js'
 
@@ -40,10 +35,7 @@ function fields(body: Body | undefined, name: string): string[] {
 
 function idParam(value: string, what: string): number {
   if (!/^\d{1,15}$/.test(value))
-    throw new PageError(404, `${what} not found`, `There is no ${what.toLowerCase()} with this id.`, {
-      backHref: '/admin',
-      backLabel: 'Back to rollouts',
-    })
+    throw new DomainError('request.not_found', `not a ${what.toLowerCase()} id: ${value.slice(0, 20)}`, {})
   return Number(value)
 }
 
@@ -164,8 +156,8 @@ export default async function adminRoutes(app: FastifyInstance): Promise<void> {
       app.jobs.kick('rollout-build')
       return reply.redirect(`/admin/rollouts/${id}`, 303)
     } catch (err) {
-      if (!(err instanceof RolloutValidationError)) throw err
-      request.log.warn({ field: err.field, reason: err.message }, 'rollout form rejected')
+      if (!isDomainError(err, 'rollout.invalid')) throw err
+      request.log.warn({ field: err.details.field, reason: err.message }, 'rollout form rejected')
       return dashboard(
         request,
         reply,
@@ -173,7 +165,7 @@ export default async function adminRoutes(app: FastifyInstance): Promise<void> {
           appId: Number.isNaN(input.appId) ? undefined : input.appId,
           name: input.name,
           scopes: input.scopes,
-          error: { field: err.field, message: err.message },
+          error: { field: err.details.field, message: err.message },
         },
         400,
       )
@@ -183,11 +175,7 @@ export default async function adminRoutes(app: FastifyInstance): Promise<void> {
   app.post<{ Params: { id: string } }>('/admin/rollouts/:id/archive', guardedPost, async (request, reply) => {
     const id = idParam(request.params.id, 'Rollout')
     const rollout = await findRollout(db, id)
-    if (!rollout)
-      throw new PageError(404, 'Rollout not found', 'There is no rollout with this id.', {
-        backHref: '/admin',
-        backLabel: 'Back to rollouts',
-      })
+    if (!rollout) throw new DomainError('rollout.not_found', `There is no rollout ${id}.`, { rolloutId: id })
     const archived = await archiveRollout(db, id, operatorActor(request), clock.now())
     if (archived) request.log.info({ rolloutId: id }, 'rollout archived')
     return reply.redirect(`/admin/rollouts/${id}`, 303)
@@ -199,16 +187,12 @@ export default async function adminRoutes(app: FastifyInstance): Promise<void> {
     async (request, reply) => {
       const id = idParam(request.params.id, 'Rollout')
       const rollout = await findRollout(db, id)
-      if (!rollout)
-        throw new PageError(404, 'Rollout not found', 'There is no rollout with this id.', {
-          backHref: '/admin',
-          backLabel: 'Back to rollouts',
-        })
+      if (!rollout) throw new DomainError('rollout.not_found', `There is no rollout ${id}.`, { rolloutId: id })
       const filter = parseLackingFilter(request.query)
       const afterRaw = request.query.after
       const after = typeof afterRaw === 'string' && afterRaw !== '' ? afterRaw : undefined
       if (afterRaw !== undefined && typeof afterRaw !== 'string')
-        throw new PageError(400, 'Bad page cursor', 'This page link is malformed.')
+        throw new DomainError('lacking.bad_cursor', 'This page link is malformed.', {})
       const [summary, page, apps] = await Promise.all([
         rolloutSummary(db, id, rollout.required_scopes),
         listLacking(db, id, filter, after ? { after } : {}),
@@ -259,11 +243,7 @@ export default async function adminRoutes(app: FastifyInstance): Promise<void> {
   app.get<{ Params: { id: string } }>('/admin/users/:id', guarded, async (request, reply) => {
     const id = idParam(request.params.id, 'User')
     const data = await userPageData(db, id, clock.now())
-    if (!data)
-      throw new PageError(404, 'User not found', 'There is no end user with this id.', {
-        backHref: '/admin',
-        backLabel: 'Back to rollouts',
-      })
+    if (!data) throw new DomainError('user.not_found', `There is no end user ${id}.`, { userId: id })
     const title = data.user.email ?? data.user.name ?? data.user.cartaUserId ?? `User ${id}`
     return renderPage(request, reply, 'admin/user', { title, ...data, formatTime })
   })

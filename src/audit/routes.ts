@@ -3,7 +3,8 @@
 import { Readable } from 'node:stream'
 import type { FastifyInstance } from 'fastify'
 import { requireOperator } from '../admin/guard.js'
-import { PageError, renderPage } from '../web/render.js'
+import { DomainError } from '../errors.js'
+import { renderPage } from '../web/render.js'
 import {
   type AuditFilters,
   CSV_HEADER,
@@ -38,36 +39,30 @@ function parseFilters(query: AuditQuery): { filters: AuditFilters; form: Require
   const filters: AuditFilters = {}
   if (form.user) {
     if (!/^\d{1,15}$/.test(form.user))
-      throw new PageError(400, 'Invalid filter', 'The user filter must be a user id (a whole number).', {
-        backHref: '/admin/audit',
-        backLabel: 'Back to the audit trail',
+      throw new DomainError('request.invalid', 'The user filter must be a user id (a whole number).', {
+        title: 'Invalid filter',
       })
     filters.userId = Number(form.user)
   }
   if (form.type) {
     if (!/^[a-z_]{1,40}\.[a-z_]{1,40}$/.test(form.type))
-      throw new PageError(400, 'Invalid filter', 'Unknown event type.', {
-        backHref: '/admin/audit',
-        backLabel: 'Back to the audit trail',
-      })
+      throw new DomainError('request.invalid', 'Unknown event type.', { title: 'Invalid filter' })
     filters.type = form.type
   }
   for (const field of ['from', 'to'] as const) {
     if (!form[field]) continue
     const day = parseDay(form[field])
     if (day === null)
-      throw new PageError(400, 'Invalid filter', `The "${field}" date must be a date like 2025-01-31.`, {
-        backHref: '/admin/audit',
-        backLabel: 'Back to the audit trail',
+      throw new DomainError('request.invalid', `The "${field}" date must be a date like 2025-01-31.`, {
+        title: 'Invalid filter',
       })
     // Dates are whole UTC days; "to" includes its own day.
     if (field === 'from') filters.fromMs = day
     else filters.toMs = day + DAY_MS
   }
   if (filters.fromMs !== undefined && filters.toMs !== undefined && filters.fromMs >= filters.toMs) {
-    throw new PageError(400, 'Invalid filter', 'The "from" date must not be after the "to" date.', {
-      backHref: '/admin/audit',
-      backLabel: 'Back to the audit trail',
+    throw new DomainError('request.invalid', 'The "from" date must not be after the "to" date.', {
+      title: 'Invalid filter',
     })
   }
   return { filters, form }
@@ -87,10 +82,7 @@ export default async function auditRoutes(app: FastifyInstance): Promise<void> {
     const { filters, form } = parseFilters(request.query)
     const before = decodeCursor(request.query.before)
     if (before === 'invalid')
-      throw new PageError(400, 'Invalid page', 'That page link is malformed.', {
-        backHref: '/admin/audit',
-        backLabel: 'Back to the audit trail',
-      })
+      throw new DomainError('request.invalid', 'That page link is malformed.', { title: 'Invalid page' })
     const page = await listAuditEvents(db, filters, { before, limit: PAGE_SIZE })
     const types = [...KNOWN_AUDIT_TYPES] as string[]
     if (form.type && !types.includes(form.type)) types.push(form.type)

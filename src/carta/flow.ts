@@ -1,18 +1,18 @@
 // The connect flow (DESIGN §3.1): beginAuthorization sends the browser to Carta with a fresh
 // state and PKCE challenge; completeAuthorization checks what comes back, talks to Carta, and
-// records the grant in one transaction. Every refusal is a PageError (clear page + warn log).
+// records the grant in one transaction. Every refusal is a DomainError (clear page + warn log).
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import * as client from 'openid-client'
 import { recordAudit } from '../audit/events.js'
 import type { CartaAppConfig } from '../config.js'
-import { IdentityMismatchError, LinkUnavailableError, recordGrant } from '../grants/record.js'
+import { recordGrant } from '../grants/record.js'
 import { findEndUser } from '../users/end-users.js'
 import { type AppRow, appConfigFor, appScopes, findAppById } from './apps.js'
 import { CartaApiError, type CartaUser, fetchUser } from './api.js'
 import { CartaOAuthError, type TokenSet, buildAuthorizationUrl, exchangeCode, safeCode } from './oauth-client.js'
 import { consumeState, createState } from './states.js'
 import { formatScopes, missingScopes, parseScopes } from '../scopes.js'
-import { PageError } from '../web/render.js'
+import { DomainError, isDomainError, type Retry } from '../errors.js'
 
 declare module 'fastify' {
   interface Session {
@@ -46,11 +46,10 @@ export async function beginAuthorization(
   const scopes = parseScopes(options.scopes.join(' '))
   const outside = missingScopes(scopes, appScopes(app))
   if (scopes.length === 0 || outside.length) {
-    throw new PageError(
-      409,
-      'This connection cannot start',
-      `The app "${app.name}" cannot request ${outside.length ? outside.join(', ') : 'an empty set of permissions'}.`,
-    )
+    throw new DomainError('connect.bad_scopes', `App ${app.key} cannot request ${outside.join(' ') || 'nothing'}.`, {
+      app: app.name,
+      outside,
+    })
   }
   const now = clock.now()
   // Saving the session gives it a stable id (saveUninitialized is off) to bind the state to.
@@ -86,18 +85,11 @@ export async function beginAuthorization(
 /** The declared (secret-bearing) config of an active app, or a 404/409 page. */
 export function usableApp(apps: CartaAppConfig[], app: AppRow): CartaAppConfig {
   if (app.status !== 'active') {
-    throw new PageError(409, 'This Carta app is retired', `"${app.name}" no longer accepts new connections.`, {
-      retryHref: '/carta/connect',
-      retryLabel: 'Connect with the current app',
-    })
+    throw new DomainError('app.retired', `${app.name} is retired.`, { name: app.name })
   }
   const appConfig = appConfigFor(apps, app)
   if (!appConfig)
-    throw new PageError(
-      409,
-      'This Carta app is not configured',
-      `"${app.name}" is no longer declared in the apps file.`,
-    )
+    throw new DomainError('app.not_configured', `${app.name} is not in the apps file.`, { name: app.name })
   return appConfig
 }
 
@@ -105,8 +97,6 @@ function safeReturnTo(value: string | undefined): string | null {
   // Local paths only: no scheme, no protocol-relative "//host", no backslash tricks.
   return value?.startsWith('/') && !value.startsWith('//') && !value.includes('\\') ? value : null
 }
-
-const START_AGAIN = { retryHref: '/carta/connect', retryLabel: 'Start again' }
 
 export interface CallbackQuery {
   state?: string
@@ -122,56 +112,31 @@ export async function completeAuthorization(
   const { config, db, clock, cipher } = request.server.deps
   const query = request.query
   const state = typeof query.state === 'string' ? query.state : ''
-  if (!state)
-    throw new PageError(
-      400,
-      'This sign-in cannot be completed',
-      'The answer from Carta carries no state. Please start again.',
-      START_AGAIN,
-    )
+  if (!state) throw new DomainError('connect.no_state', 'The callback carries no state.', { retry: 'start' })
 
   const consumed = await consumeState(db, state, request.session.sessionId, clock.now())
   if (!consumed.ok) {
     request.log.warn({ reason: consumed.reason }, 'OAuth state rejected')
-    throw new PageError(
-      400,
-      'This sign-in link is no longer valid',
-      'It was already used, has expired (after 10 minutes), or was started in another browser. Please start again.',
-      START_AGAIN,
-    )
+    throw new DomainError('connect.state_rejected', `OAuth state rejected: ${consumed.reason}`, {
+      retry: 'start',
+      reason: consumed.reason,
+    })
   }
   const stateRow = consumed.row
   const app = await findAppById(db, stateRow.app_id)
-  if (!app) throw new PageError(409, 'This Carta app is not configured', 'The app this sign-in started with is gone.')
+  if (!app) throw new DomainError('app.not_configured', `App ${stateRow.app_id} is gone.`, { name: null })
   const appConfig = usableApp(config.apps, app)
-  const retry: Record<string, string> = stateRow.link_id
-    ? {}
-    : { retryHref: `/carta/connect?app=${encodeURIComponent(app.key)}`, retryLabel: 'Connect again' }
+  const retry: Retry = stateRow.link_id ? { retry: 'none' } : { retry: 'app', appKey: app.key }
 
   if (typeof query.error === 'string') {
     const code = safeCode(query.error)
     if (code === 'access_denied') {
-      throw new PageError(
-        403,
-        'You declined the connection',
-        'You declined to give Scope Ledger access to your Carta account, so nothing was connected. You can try again whenever you like.',
-        retry,
-      )
+      throw new DomainError('connect.declined', 'The user declined at Carta.', retry)
     }
-    throw new PageError(
-      502,
-      'Carta could not authorize the connection',
-      `Carta answered with the error "${code}". Nothing was connected.`,
-      retry,
-    )
+    throw new DomainError('connect.carta_error', `Carta answered ${code}.`, { ...retry, error: code })
   }
   if (typeof query.code !== 'string' || !query.code) {
-    throw new PageError(
-      400,
-      'This sign-in cannot be completed',
-      'The answer from Carta carries no authorization code.',
-      START_AGAIN,
-    )
+    throw new DomainError('connect.no_code', 'The callback carries no code.', { retry: 'start' })
   }
 
   const requested = parseScopes(stateRow.requested_scopes)
@@ -197,12 +162,10 @@ export async function completeAuthorization(
   const unasked = missingScopes(granted, requested)
   if (unasked.length) {
     request.log.warn({ app: app.key, unasked }, 'Carta granted scopes that were not requested')
-    throw new PageError(
-      502,
-      'Carta granted a permission we did not ask for',
-      `Carta's answer included ${unasked.join(', ')}, which Scope Ledger did not request. Nothing was recorded.`,
-      retry,
-    )
+    throw new DomainError('connect.unrequested_scope', `Carta granted unrequested ${unasked.join(' ')}.`, {
+      ...retry,
+      scopes: unasked,
+    })
   }
 
   let user: CartaUser | null = null
@@ -212,12 +175,10 @@ export async function completeAuthorization(
     } catch (err) {
       const e = err instanceof CartaApiError ? err : new CartaApiError('unavailable', 'user lookup failed')
       request.log.warn({ app: app.key, kind: e.kind, reason: e.message }, 'Carta user lookup failed')
-      throw new PageError(
-        e.details.timeout ? 504 : 502,
-        'Carta did not tell us who you are',
-        'Reading your Carta profile failed, so nothing was recorded. Please try again in a moment.',
-        retry,
-      )
+      throw new DomainError('connect.user_unknown', `Carta user lookup failed: ${e.message}`, {
+        ...retry,
+        timeout: Boolean(e.details.timeout),
+      })
     }
   }
 
@@ -253,15 +214,8 @@ export async function completeAuthorization(
       now,
     })
   } catch (err) {
-    if (err instanceof LinkUnavailableError) {
-      throw new PageError(
-        410,
-        'This link has already been used or has expired',
-        'Ask the team that sent it for a new one. Nothing was changed.',
-      )
-    }
-    if (err instanceof IdentityMismatchError && stateRow.expected_user_id) {
-      return identityMismatch(request, stateRow.expected_user_id, stateRow.link_id, app.id, err.reason, now)
+    if (isDomainError(err, 'connect.identity_mismatch') && stateRow.expected_user_id) {
+      return identityMismatch(request, stateRow.expected_user_id, stateRow.link_id, app.id, err.details.reason, now)
     }
     throw err
   }
@@ -308,50 +262,31 @@ async function identityMismatch(
     { expectedUserId, linkId, reason },
     'reauthorization refused: Carta identity does not match the link',
   )
-  throw new PageError(
-    403,
-    'You are signed in to Carta as a different person',
-    'This link was made for someone else’s Carta account, so nothing was changed. Sign out of Carta, then open the link again and sign in as the person it was sent to.',
-  )
+  throw new DomainError('connect.identity_mismatch', `Carta identity does not match the link: ${reason}`, { reason })
 }
 
-function exchangeFailure(err: unknown, retry: Record<string, string>): PageError {
+function exchangeFailure(err: unknown, retry: Retry): DomainError {
   const e = err instanceof CartaOAuthError ? err : new CartaOAuthError('unavailable', 'code exchange failed')
   switch (e.kind) {
     case 'invalid_grant':
-      return new PageError(
-        400,
-        'Carta did not accept this sign-in',
-        'The authorization code was refused by Carta (invalid_grant): it may have expired or been used already. Please connect again.',
-        retry,
-      )
+      return new DomainError('connect.code_refused', 'Carta refused the code (invalid_grant).', retry)
     case 'rejected':
-      return new PageError(
-        502,
-        'Carta refused the connection',
-        `Carta answered the token request with the error "${e.details.error ?? 'unknown'}". Nothing was recorded.`,
-        retry,
+      return new DomainError(
+        'connect.token_refused',
+        `Carta refused the token request: ${e.details.error ?? 'unknown'}`,
+        {
+          ...retry,
+          error: e.details.error ?? 'unknown',
+        },
       )
     case 'unavailable':
       return e.details.timeout
-        ? new PageError(
-            504,
-            'Carta did not answer in time',
-            'Carta took too long to answer, so nothing was recorded. Please try again in a moment.',
-            retry,
-          )
-        : new PageError(
-            502,
-            'Carta is unavailable',
-            `Carta could not complete the sign-in (${e.message}). Nothing was recorded; please try again in a moment.`,
-            retry,
-          )
+        ? new DomainError('connect.carta_timeout', 'Carta did not answer in time.', retry)
+        : new DomainError('connect.carta_unavailable', `Carta is unavailable: ${e.message}`, {
+            ...retry,
+            detail: e.message,
+          })
     case 'malformed':
-      return new PageError(
-        502,
-        'Carta sent an answer we could not read',
-        'The token answer from Carta was not a valid OAuth response, so nothing was recorded.',
-        retry,
-      )
+      return new DomainError('connect.carta_malformed', 'The token answer was not a valid OAuth response.', retry)
   }
 }

@@ -1,7 +1,7 @@
 // /carta/connect starts the Carta authorization-code flow; /carta/callback completes it.
 // Both are rate limited per client IP (DESIGN §5); the logic lives in flow.ts.
 import type { FastifyInstance } from 'fastify'
-import { PageError } from '../web/render.js'
+import { DomainError } from '../errors.js'
 import { appScopes, currentApp, findAppByKey } from './apps.js'
 import { type CallbackQuery, CALLBACK_PATH, beginAuthorization, completeAuthorization } from './flow.js'
 
@@ -14,15 +14,8 @@ export default async function cartaRoutes(app: FastifyInstance): Promise<void> {
     const target = key ? await findAppByKey(db, key) : await currentApp(db, config.defaultEnvironment)
     if (!target) {
       throw key
-        ? new PageError(404, 'Unknown Carta app', `There is no Carta app called "${key.slice(0, 64)}".`, {
-            retryHref: '/carta/connect',
-            retryLabel: 'Connect with the current app',
-          })
-        : new PageError(
-            409,
-            'No Carta app is available',
-            `No current app is configured for the ${config.defaultEnvironment} environment.`,
-          )
+        ? new DomainError('app.unknown_key', `There is no Carta app called "${key.slice(0, 64)}".`, { key })
+        : new DomainError('app.no_current', 'No current Carta app.', { environment: config.defaultEnvironment })
     }
     return beginAuthorization(request, reply, { app: target, scopes: appScopes(target) })
   })

@@ -6,11 +6,12 @@ import { appScopes, currentApp } from '../carta/apps.js'
 import type { CartaAppConfig } from '../config.js'
 import { CartaApiError, fetchCapTableSummary, listIssuers } from '../carta/api.js'
 import { beginAuthorization } from '../carta/flow.js'
-import { CartaUnavailableError, ReconnectRequiredError, withAccessToken } from '../grants/access.js'
+import { DomainError, isDomainError } from '../errors.js'
+import { cartaFailure, withAccessToken } from '../grants/access.js'
 import { missingScopes, parseScopes } from '../scopes.js'
-import { PageError, renderPage } from '../web/render.js'
+import { renderPage } from '../web/render.js'
 import { parseCapTable } from './cap-table.js'
-import { describeScope, findFeature, type Feature } from './catalog.js'
+import { findFeature, type Feature } from './catalog.js'
 import { loadUserGrant, renderGate, renderReconnect, requireFeature } from './gate.js'
 
 const ISSUER_ID = /^[A-Za-z0-9_.:-]{1,128}$/
@@ -26,7 +27,7 @@ async function useCarta<T>(
   try {
     return { ok: true, value: await withAccessToken(deps, access.grantId, (token, ctx) => fn(token, ctx.app)) }
   } catch (err) {
-    if (err instanceof ReconnectRequiredError)
+    if (isDomainError(err, 'grant.reconnect_required'))
       return { ok: false, reply: await renderReconnect(request, reply, access.environment) }
     if (err instanceof CartaApiError) {
       if (err.kind === 'forbidden') {
@@ -48,13 +49,8 @@ async function useCarta<T>(
           ),
         }
       }
-      if (err.kind === 'not_found')
-        throw new PageError(404, 'Not found on Carta', 'Carta has no such company for your account.', {
-          backHref: '/features/issuers',
-          backLabel: 'Back to your companies',
-        })
-      if (err.kind === 'unavailable') throw new CartaUnavailableError(503, err.message)
-      throw new CartaUnavailableError(502, err.message)
+      if (err.kind === 'not_found') throw new DomainError('carta.not_found', 'Carta has no such company.', {})
+      throw cartaFailure(err.kind === 'unavailable' ? 'unavailable' : 'bad_answer', err.message)
     }
     throw err
   }
@@ -84,16 +80,13 @@ export default async function featureRoutes(app: FastifyInstance): Promise<void>
     async (request, reply) => {
       const { issuerId } = request.params
       if (!ISSUER_ID.test(issuerId))
-        throw new PageError(400, 'Invalid company id', 'That company id is not valid.', {
-          backHref: '/features/issuers',
-          backLabel: 'Back to your companies',
-        })
+        throw new DomainError('request.invalid', 'That company id is not valid.', { title: 'Invalid company id' })
       const result = await useCarta(request, reply, (token, cartaApp) =>
         fetchCapTableSummary(cartaApp, token, issuerId, { timeoutMs: config.cartaTimeoutMs }),
       )
       if (!result.ok) return result.reply
       const table = parseCapTable(result.value)
-      if (!table) throw new CartaUnavailableError(502, 'cap table summary holds no share classes')
+      if (!table) throw cartaFailure('bad_answer', 'cap table summary holds no share classes')
       return renderPage(request, reply, 'features/cap-table', {
         title: `Cap table · ${table.issuerName ?? issuerId}`,
         issuerId,
@@ -109,24 +102,21 @@ export default async function featureRoutes(app: FastifyInstance): Promise<void>
     { preHandler: app.csrfProtection },
     async (request, reply) => {
       const feature: Feature | undefined = findFeature(request.params.key)
-      if (!feature) throw new PageError(404, 'Unknown feature', 'There is no such feature.')
+      if (!feature) throw new DomainError('request.not_found', `no feature ${request.params.key}`, {})
       const userId = request.session.endUserId
       const state = userId ? await loadUserGrant(db, userId) : undefined
       if (!state) return reply.redirect('/', 303)
       const target = await currentApp(db, state.environment ?? config.defaultEnvironment)
       if (!target)
-        throw new PageError(
-          409,
-          'No Carta app is available',
-          'No current Carta app is configured for your account. Please contact the operator.',
-        )
+        throw new DomainError('app.no_current', 'No current Carta app for this environment.', {
+          environment: state.environment ?? config.defaultEnvironment,
+        })
       const lacking = missingScopes(feature.scopes, appScopes(target))
       if (lacking.length > 0) {
-        throw new PageError(
-          409,
-          'Not available yet',
-          `This integration cannot ask for this permission yet: ${lacking.map(describeScope).join(' ')}`,
-        )
+        throw new DomainError('feature.not_requestable', `The current app cannot request ${lacking.join(', ')}.`, {
+          feature: feature.key,
+          missing: lacking,
+        })
       }
       const requested = typeof request.body?.returnTo === 'string' ? request.body.returnTo : ''
       // Only our own feature pages; anything else (absolute URLs, //host) falls back to the feature.

@@ -20,7 +20,7 @@ import { CartaApiError } from '../carta/api.js'
 import { CartaOAuthError, refreshTokens, type TokenSet } from '../carta/oauth-client.js'
 import { syncUserRollouts } from '../rollouts/membership.js'
 import { formatScopes, parseScopes, sameScopes } from '../scopes.js'
-import { PageError } from '../web/render.js'
+import { DomainError } from '../errors.js'
 import { markGrantBroken } from './lifecycle.js'
 import type { TokenCipher } from './token-cipher.js'
 import { readTokens, type StoredTokens } from './tokens.js'
@@ -45,40 +45,16 @@ const LEASE_MS = 30_000
 const WAIT_MS = 15_000
 const POLL_MS = 50
 
-/** The grant can no longer be used: the user has to connect again. Rendered as the reconnect page. */
-export class ReconnectRequiredError extends PageError {
-  constructor(
-    readonly grantId: number,
-    readonly reason: string,
-  ) {
-    super(
-      409,
-      'Reconnect to Carta',
-      'Your connection to Carta has ended (it was revoked or expired). Connect again to keep using Scope Ledger.',
-      {
-        retryHref: '/carta/connect',
-        retryLabel: 'Reconnect to Carta',
-        reconnect: true,
-      },
-    )
-    this.name = 'ReconnectRequiredError'
-  }
+/** The grant can no longer be used (broken, revoked, gone): the user has to connect again. */
+export function reconnectRequired(grantId: number, reason: string): DomainError<'grant.reconnect_required'> {
+  return new DomainError('grant.reconnect_required', `Grant ${grantId} cannot be used: ${reason}.`, { grantId, reason })
 }
 
-/** Carta could not be reached or answered nonsense; nothing about the grant was changed. */
-export class CartaUnavailableError extends PageError {
-  constructor(status: 502 | 503, detail: string) {
-    super(
-      status,
-      status === 503 ? 'Carta is not answering' : 'Carta gave an unexpected answer',
-      status === 503
-        ? 'Carta could not be reached just now. Your connection is fine: please try again in a minute.'
-        : 'Carta answered in a way we could not use. Your connection is unchanged: please try again later.',
-    )
-    this.name = 'CartaUnavailableError'
-    this.detail = detail
-  }
-  readonly detail: string
+/** Carta could not be reached (unavailable) or answered nonsense (bad_answer); the grant is unchanged. */
+export function cartaFailure(kind: 'unavailable' | 'bad_answer', detail: string): DomainError {
+  return kind === 'unavailable'
+    ? new DomainError('carta.unavailable', `Carta is unavailable: ${detail}`, { detail })
+    : new DomainError('carta.bad_answer', `Carta gave an unexpected answer: ${detail}`, { detail })
 }
 
 export interface AccessContext {
@@ -103,14 +79,13 @@ export async function withAccessToken<T>(
     .select(['grants.id', 'grants.user_id', 'grants.status', 'oauth_apps.key as app_key'])
     .where('grants.id', '=', grantId)
     .executeTakeFirst()
-  if (grant?.status !== 'active')
-    throw new ReconnectRequiredError(grantId, grant ? `grant ${grant.status}` : 'no grant')
+  if (grant?.status !== 'active') throw reconnectRequired(grantId, grant ? `grant ${grant.status}` : 'no grant')
   const app = appConfigFor(deps.config.apps, { key: grant.app_key })
-  if (!app) throw new CartaUnavailableError(502, `app ${grant.app_key} no longer declared`)
+  if (!app) throw cartaFailure('bad_answer', `app ${grant.app_key} no longer declared`)
   const ctx: AccessContext = { grantId, userId: grant.user_id, app }
 
   let tokens = await readTokens(deps.db, deps.cipher, grantId)
-  if (!tokens) throw new ReconnectRequiredError(grantId, 'no stored tokens')
+  if (!tokens) throw reconnectRequired(grantId, 'no stored tokens')
   let refreshed = false
   if (tokens.expiresAt !== null && tokens.expiresAt - deps.clock.now() < REFRESH_MARGIN_MS) {
     tokens = await refreshGrant(deps, ctx, tokens.version)
@@ -128,7 +103,7 @@ export async function withAccessToken<T>(
 
 /**
  * Returns tokens newer than `seenVersion`: refreshes them if no one else is doing so, otherwise
- * waits for whoever is. Throws ReconnectRequiredError or CartaUnavailableError.
+ * waits for whoever is. Throws grant.reconnect_required, carta.unavailable or carta.bad_answer.
  */
 export async function refreshGrant(deps: AccessDeps, ctx: AccessContext, seenVersion: number): Promise<StoredTokens> {
   // Layer 1, per app instance (two instances in one test process still meet at layer 2).
@@ -161,22 +136,22 @@ async function leaseOrWait(deps: AccessDeps, ctx: AccessContext, seenVersion: nu
       .select(['version'])
       .where('grant_id', '=', ctx.grantId)
       .executeTakeFirst()
-    if (!row) throw new ReconnectRequiredError(ctx.grantId, 'tokens removed')
+    if (!row) throw reconnectRequired(ctx.grantId, 'tokens removed')
     if (row.version !== seenVersion) {
       // Someone else refreshed (or the grant was replaced): use what they stored.
       const fresh = await readTokens(db, deps.cipher, ctx.grantId)
       await assertStillActive(db, ctx.grantId)
-      if (!fresh) throw new ReconnectRequiredError(ctx.grantId, 'tokens removed')
+      if (!fresh) throw reconnectRequired(ctx.grantId, 'tokens removed')
       return fresh
     }
-    if (performance.now() > deadline) throw new CartaUnavailableError(503, 'timed out waiting for another refresh')
+    if (performance.now() > deadline) throw cartaFailure('unavailable', 'timed out waiting for another refresh')
     await sleep(POLL_MS)
   }
 }
 
 async function assertStillActive(db: Db, grantId: number): Promise<void> {
   const grant = await db.selectFrom('grants').select(['status']).where('id', '=', grantId).executeTakeFirst()
-  if (grant?.status !== 'active') throw new ReconnectRequiredError(grantId, `grant ${grant?.status ?? 'gone'}`)
+  if (grant?.status !== 'active') throw reconnectRequired(grantId, `grant ${grant?.status ?? 'gone'}`)
 }
 
 async function releaseLease(db: Db, grantId: number, owner: string): Promise<void> {
@@ -198,7 +173,7 @@ async function performRefresh(
   const stored = await readTokens(db, cipher, ctx.grantId)
   if (!stored || stored.version !== seenVersion) {
     await releaseLease(db, ctx.grantId, owner)
-    if (!stored) throw new ReconnectRequiredError(ctx.grantId, 'tokens removed')
+    if (!stored) throw reconnectRequired(ctx.grantId, 'tokens removed')
     return stored
   }
   if (!stored.refreshToken) {
@@ -211,7 +186,7 @@ async function performRefresh(
         .where('grant_id', '=', ctx.grantId)
         .execute()
     })
-    throw new ReconnectRequiredError(ctx.grantId, 'no refresh token')
+    throw reconnectRequired(ctx.grantId, 'no refresh token')
   }
 
   let fresh: TokenSet
@@ -225,7 +200,7 @@ async function performRefresh(
         { grantId: ctx.grantId, kind: e.kind, reason: e.message },
         'token refresh failed; grant left as is',
       )
-      throw new CartaUnavailableError(e.kind === 'unavailable' ? 503 : 502, e.message)
+      throw cartaFailure(e.kind === 'unavailable' ? 'unavailable' : 'bad_answer', e.message)
     }
     // invalid_grant: another process may have rotated the token meanwhile (its lease expired
     // under ours, or it never saw ours). Re-read before declaring the grant broken.
@@ -250,7 +225,7 @@ async function performRefresh(
       { grantId: ctx.grantId, userId: ctx.userId },
       'refresh token rejected (invalid_grant): grant marked broken',
     )
-    throw new ReconnectRequiredError(ctx.grantId, 'invalid_grant')
+    throw reconnectRequired(ctx.grantId, 'invalid_grant')
   }
 
   const now = clock.now()
@@ -333,7 +308,7 @@ async function performRefresh(
   if (result === 'lost') {
     // Our lease expired and another process stored newer tokens first; theirs win.
     const current = await readTokens(db, cipher, ctx.grantId)
-    if (!current) throw new ReconnectRequiredError(ctx.grantId, 'tokens removed')
+    if (!current) throw reconnectRequired(ctx.grantId, 'tokens removed')
     return current
   }
   deps.log?.info({ grantId: ctx.grantId, scopesChanged: result === 'changed' }, 'access token refreshed')

@@ -6,7 +6,7 @@ import type { Db } from '../db/index.js'
 import type { Database } from '../db/schema.js'
 import { recordAudit } from '../audit/events.js'
 import { syncUserRollouts, syncUsersOnApp } from '../rollouts/membership.js'
-import { PageError } from '../web/render.js'
+import { DomainError } from '../errors.js'
 
 type Trx = Transaction<Database>
 
@@ -112,11 +112,7 @@ export async function revokeGrantByOperator(
       .select(['id', 'active_grant_id'])
       .where('id', '=', userId)
       .executeTakeFirst()
-    if (!user)
-      throw new PageError(404, 'User not found', `There is no end user with id ${userId}.`, {
-        backHref: '/admin',
-        backLabel: 'Back to the dashboard',
-      })
+    if (!user) throw new DomainError('user.not_found', `There is no end user ${userId}.`, { userId })
     const grant = user.active_grant_id
       ? await trx
           .selectFrom('grants')
@@ -125,12 +121,7 @@ export async function revokeGrantByOperator(
           .executeTakeFirst()
       : undefined
     if (!grant || (grant.status !== 'active' && grant.status !== 'broken')) {
-      throw new PageError(
-        409,
-        'Nothing to revoke',
-        'This user has no active grant: it was already revoked or replaced.',
-        { backHref: '/admin', backLabel: 'Back to the dashboard' },
-      )
+      throw new DomainError('grant.nothing_to_revoke', `User ${userId} has no active grant to revoke.`, { userId })
     }
     const queued = await enqueueGrantRevocation(trx, grant.id, now)
     await trx.deleteFrom('grant_tokens').where('grant_id', '=', grant.id).execute()
@@ -175,16 +166,9 @@ export async function retireApp(
   const { actor, now } = options
   const result = await db.transaction().execute(async (trx) => {
     const app = await trx.selectFrom('oauth_apps').selectAll().where('id', '=', appId).executeTakeFirst()
-    if (!app)
-      throw new PageError(404, 'App not found', `There is no app with id ${appId}.`, {
-        backHref: '/admin/apps',
-        backLabel: 'Back to apps',
-      })
+    if (!app) throw new DomainError('app.not_found', `There is no app ${appId}.`, { appId })
     if (app.status === 'retired')
-      throw new PageError(409, 'Already retired', `${app.name} was already retired.`, {
-        backHref: '/admin/apps',
-        backLabel: 'Back to apps',
-      })
+      throw new DomainError('app.already_retired', `${app.name} was already retired.`, { name: app.name })
     let newCurrentAppId: number | null = null
     if (app.is_current === 1) {
       const candidates = await trx
@@ -195,12 +179,10 @@ export async function retireApp(
         .where('id', '!=', app.id)
         .execute()
       if (candidates.length === 0) {
-        throw new PageError(
-          409,
-          'Cannot retire the only app',
-          `${app.name} is the current ${app.environment} app and no other active ${app.environment} app could take over. Declare a new app in the apps file first.`,
-          { backHref: '/admin/apps', backLabel: 'Back to apps' },
-        )
+        throw new DomainError('app.last_current', `${app.name} is the only active ${app.environment} app.`, {
+          name: app.name,
+          environment: app.environment,
+        })
       }
       const chosen = options.newCurrentAppId
         ? candidates.find((c) => c.id === options.newCurrentAppId)
@@ -208,12 +190,11 @@ export async function retireApp(
           ? candidates[0]
           : undefined
       if (!chosen) {
-        throw new PageError(
-          400,
-          'Choose the new current app',
-          `${app.name} is the current ${app.environment} app: pick which active ${app.environment} app new connections should use instead.`,
-          { backHref: `/admin/apps/${app.id}/retire`, backLabel: 'Back to the retire page' },
-        )
+        throw new DomainError('app.successor_needed', `${app.name} is current: name the app that takes over.`, {
+          appId: app.id,
+          name: app.name,
+          environment: app.environment,
+        })
       }
       await trx.updateTable('oauth_apps').set({ is_current: 1, updated_at: now }).where('id', '=', chosen.id).execute()
       newCurrentAppId = chosen.id

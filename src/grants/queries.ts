@@ -4,7 +4,8 @@ import { CartaApiError, type CartaIssuer, listIssuers } from '../carta/api.js'
 import type { Db } from '../db/index.js'
 import type { GrantStatus } from '../db/schema.js'
 import { parseScopes } from '../scopes.js'
-import { type AccessDeps, ReconnectRequiredError, withAccessToken } from './access.js'
+import { isDomainError } from '../errors.js'
+import { type AccessDeps, withAccessToken } from './access.js'
 
 export interface HomeGrant {
   userId: number
@@ -102,7 +103,7 @@ export async function issuersForGrant(
   } catch (err) {
     const reason = err instanceof CartaApiError ? `${err.kind}: ${err.message}` : (err as Error).message
     deps.log?.warn({ grantId: grant.id, reason }, 'issuer list unavailable')
-    if (err instanceof ReconnectRequiredError) return { status: 'reconnect' }
+    if (isDomainError(err, 'grant.reconnect_required')) return { status: 'reconnect' }
     if (err instanceof CartaApiError && err.kind === 'forbidden')
       return { status: 'unavailable', message: 'Carta says this connection may not list issuers.' }
     return {

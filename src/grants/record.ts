@@ -2,6 +2,7 @@
 // (DESIGN §3.1), so a failure at any step leaves no half-written rows.
 import type { Kysely } from 'kysely'
 import { recordAudit } from '../audit/events.js'
+import { DomainError } from '../errors.js'
 import type { TokenSet } from '../carta/oauth-client.js'
 import type { Database } from '../db/schema.js'
 import { consumeLink } from '../rollouts/links.js'
@@ -43,20 +44,9 @@ export interface RecordedGrant {
   createdLocalKey: string | null
 }
 
-/** The link was already used or expired (consumeLink said no); everything was rolled back. */
-export class LinkUnavailableError extends Error {
-  constructor() {
-    super('reauthorization link already used or expired')
-    this.name = 'LinkUnavailableError'
-  }
-}
-
-/** The returning Carta identity is not the link's user; everything was rolled back. */
-export class IdentityMismatchError extends Error {
-  constructor(readonly reason: string) {
-    super(`identity mismatch: ${reason}`)
-    this.name = 'IdentityMismatchError'
-  }
+/** The returning Carta identity is not the link's user; everything is rolled back. */
+function identityMismatch(reason: string): DomainError<'connect.identity_mismatch'> {
+  return new DomainError('connect.identity_mismatch', `Carta identity does not match the link: ${reason}`, { reason })
 }
 
 export async function recordGrant(
@@ -142,7 +132,8 @@ export async function recordGrant(
     })
     await syncUserRollouts(trx, userId, now)
     if (input.linkId) {
-      if (!(await consumeLink(trx, input.linkId, grantId, now))) throw new LinkUnavailableError()
+      if (!(await consumeLink(trx, input.linkId, grantId, now)))
+        throw new DomainError('connect.link_unavailable', 'The link was used or expired meanwhile.', {})
     }
     return { userId, grantId, supersededGrantId: previous.at(-1)?.id ?? null, createdLocalKey }
   })
@@ -155,10 +146,10 @@ async function targetUser(
   if (input.expectedUserId) {
     // Link flow: the grant belongs to the link's user, provided Carta says it is the same person.
     const user = await findEndUser(trx, input.expectedUserId)
-    if (!user) throw new IdentityMismatchError('the link’s user no longer exists')
+    if (!user) throw identityMismatch('the link’s user no longer exists')
     if (user.carta_user_id !== null) {
-      if (!input.identity) throw new IdentityMismatchError('Carta identity not shared (read_user_info not granted)')
-      if (input.identity.cartaUserId !== user.carta_user_id) throw new IdentityMismatchError('different Carta user')
+      if (!input.identity) throw identityMismatch('Carta identity not shared (read_user_info not granted)')
+      if (input.identity.cartaUserId !== user.carta_user_id) throw identityMismatch('different Carta user')
       await trx
         .updateTable('end_users')
         .set({
@@ -170,8 +161,7 @@ async function targetUser(
         .execute()
     } else if (input.identity) {
       const other = await findEndUserByCartaId(trx, input.identity.cartaUserId)
-      if (other && other.id !== user.id)
-        throw new IdentityMismatchError('Carta user already belongs to another end user')
+      if (other && other.id !== user.id) throw identityMismatch('Carta user already belongs to another end user')
       await adoptIdentity(trx, user.id, input.identity, input.now)
     }
     return { userId: user.id, createdLocalKey: null }

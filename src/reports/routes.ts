@@ -4,7 +4,8 @@
 import type { FastifyInstance } from 'fastify'
 import { recordAudit } from '../audit/events.js'
 import { operatorActor, requireOperator } from '../admin/guard.js'
-import { PageError, renderPage } from '../web/render.js'
+import { DomainError } from '../errors.js'
+import { renderPage } from '../web/render.js'
 import { readReportFile } from './files.js'
 import { CONTENT_TYPES, type ReportFormat, localTime, renderReport } from './formats.js'
 import {
@@ -77,7 +78,7 @@ export default async function reportRoutes(app: FastifyInstance): Promise<void> 
 
   app.post('/admin/reports/run', { preHandler: [requireOperator, app.csrfProtection] }, async (request, reply) => {
     const outcome = await runReport({ ...context, log: request.log }, { slotKey: manualSlotKey(), trigger: 'manual' })
-    if (outcome.status === 'skipped') throw new PageError(409, 'Report not run', 'That run is already recorded.')
+    if (outcome.status === 'skipped') throw new DomainError('report.not_run', 'That run is already recorded.', {})
     // Delivery retries can take a while: finish it in the background, recorded on the run.
     if (outcome.status === 'succeeded') void outcome.delivery.catch(() => null)
     if (outcome.runId) {
@@ -96,25 +97,17 @@ export default async function reportRoutes(app: FastifyInstance): Promise<void> 
     async (request, reply) => {
       const match = /^report\.(json|csv|html)$/.exec(request.params.file)
       const id = Number(request.params.id)
-      const notFound = () =>
-        new PageError(404, 'Report not found', 'There is no report file at this address.', {
-          backHref: '/admin/reports',
-          backLabel: 'Back to reports',
-        })
+      const notFound = () => new DomainError('report.not_found', 'There is no report file at this address.', {})
       if (!match || !/^\d{1,12}$/.test(request.params.id)) throw notFound()
       const format = match[1] as ReportFormat
       const run = await findRun(db, id)
       if (!run) throw notFound()
       if (run.status !== 'succeeded') {
-        throw new PageError(
-          404,
-          'No report for this run',
-          `Run ${run.id} ${run.status === 'failed' ? `failed: ${run.error ?? 'unknown error'}` : 'is still running'}.`,
-          {
-            backHref: '/admin/reports',
-            backLabel: 'Back to reports',
-          },
-        )
+        throw new DomainError('report.unavailable', `Run ${run.id} has no report.`, {
+          runId: run.id,
+          status: run.status,
+          error: run.error,
+        })
       }
       const files = runFiles(run)
       const name = files[format] ?? `coverage-run-${run.id}.${format}`

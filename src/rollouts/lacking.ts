@@ -5,7 +5,7 @@
 import { type Expression, expressionBuilder, type Kysely, type SqlBool, sql } from 'kysely'
 import type { Database } from '../db/schema.js'
 import { parseScopes } from '../scopes.js'
-import { PageError } from '../web/render.js'
+import { DomainError } from '../errors.js'
 import type { MemberReason, MemberState, RolloutMemberMissingTable, RolloutMemberTable } from './tables.js'
 
 /** The tables a lacking-list walk reads: the member row `m`, and `mm` when walking a scope's missing rows. */
@@ -57,7 +57,8 @@ function one(query: Query, name: string): string | undefined {
   const v = query[name]
   const value = Array.isArray(v) ? v[0] : v
   if (value === undefined || value === null) return undefined
-  if (typeof value !== 'string') throw new PageError(400, 'Bad filter', `The "${name}" value is not understood.`)
+  if (typeof value !== 'string')
+    throw new DomainError('request.invalid', `The "${name}" value is not understood.`, { title: 'Bad filter' })
   const trimmed = value.trim()
   return trimmed === '' ? undefined : trimmed
 }
@@ -68,25 +69,26 @@ export function parseLackingFilter(query: Query): LackingFilter {
   const sort = one(query, 'sort')
   if (sort !== undefined) {
     if (!(LACKING_SORTS as readonly string[]).includes(sort))
-      throw new PageError(400, 'Bad sort', `Sort by one of: ${LACKING_SORTS.join(', ')}.`)
+      throw new DomainError('request.invalid', `Sort by one of: ${LACKING_SORTS.join(', ')}.`, { title: 'Bad sort' })
     filter.sort = sort as LackingSort
   }
   const scope = one(query, 'scope')
   if (scope !== undefined) {
     if (!/^[\x21\x23-\x5B\x5D-\x7E]{1,200}$/.test(scope))
-      throw new PageError(400, 'Unknown scope', "That scope is not one of this rollout's required scopes.")
+      throw new DomainError('lacking.unknown_scope', `"${scope}" is not a scope name.`, { scope })
     filter.scope = scope
   }
   const app = one(query, 'app')
   if (app !== undefined) {
-    if (!/^\d{1,9}$/.test(app))
-      throw new PageError(400, 'Unknown app', 'The app filter must name one of the listed apps.')
+    if (!/^\d{1,9}$/.test(app)) throw new DomainError('lacking.unknown_app', `"${app}" is not an app id.`, { appId: 0 })
     filter.appId = Number(app)
   }
   const q = one(query, 'q')
   if (q !== undefined) {
     if (q.length > 200)
-      throw new PageError(400, 'Search too long', 'Search by a Carta user id or an email (at most 200 characters).')
+      throw new DomainError('request.invalid', 'Search by a Carta user id or an email (at most 200 characters).', {
+        title: 'Search too long',
+      })
     filter.search = q
   }
   return filter
@@ -115,11 +117,7 @@ export function encodeCursor(sort: LackingSort, row: { authorizedAt: number; use
 /** `<userId>` for the user sort, `<authorizedAt>.<userId>` for the time sorts; 400 otherwise. */
 export function decodeCursor(sort: LackingSort, value: string): Cursor {
   const bad = () =>
-    new PageError(
-      400,
-      'Bad page cursor',
-      'This page link is malformed or belongs to another sort order. Start again from the first page.',
-    )
+    new DomainError('lacking.bad_cursor', 'This page cursor is malformed or belongs to another sort order.', {})
   if (sort === 'user') {
     if (!/^\d{1,15}$/.test(value)) throw bad()
     return { userId: Number(value) }
@@ -147,13 +145,15 @@ export async function listLacking(
     .select('required_scopes')
     .where('id', '=', rolloutId)
     .executeTakeFirst()
-  if (!rollout) throw new PageError(404, 'Rollout not found', 'There is no rollout with this id.')
+  if (!rollout) throw new DomainError('rollout.not_found', `There is no rollout ${rolloutId}.`, { rolloutId })
   if (filter.scope !== undefined && !parseScopes(rollout.required_scopes).includes(filter.scope)) {
-    throw new PageError(400, 'Unknown scope', `"${filter.scope}" is not one of this rollout's required scopes.`)
+    throw new DomainError('lacking.unknown_scope', `"${filter.scope}" is not one of this rollout's required scopes.`, {
+      scope: filter.scope,
+    })
   }
   if (filter.appId !== undefined) {
     const app = await db.selectFrom('oauth_apps').select('id').where('id', '=', filter.appId).executeTakeFirst()
-    if (!app) throw new PageError(400, 'Unknown app', 'The app filter must name one of the listed apps.')
+    if (!app) throw new DomainError('lacking.unknown_app', `There is no app ${filter.appId}.`, { appId: filter.appId })
   }
   const limit = Math.min(Math.max(page.limit ?? PAGE_SIZE, 1), 1000)
   const cursor = page.after !== undefined ? decodeCursor(filter.sort, page.after) : undefined

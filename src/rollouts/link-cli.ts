@@ -6,9 +6,9 @@ import { once } from 'node:events'
 import { parseArgs } from 'node:util'
 import { systemClock } from '../clock.js'
 import { type Runtime, openRuntime } from '../runtime.js'
-import { PageError } from '../web/render.js'
+import { isDomainError } from '../errors.js'
 import { parseLackingFilter } from './lacking.js'
-import { LinkIssueError, exportLinksCsv, linkContextFrom } from './links.js'
+import { exportLinksCsv, linkContextFrom } from './links.js'
 
 export const exportLinksUsage =
   'Usage: npm run cli -- export-links <rollout id> [--scope SCOPE] [--app APP_ID] [--q SEARCH] [--out FILE]   (CSV to stdout without --out)'
@@ -58,7 +58,7 @@ export async function exportLinksCommand(
     )
     return 0
   } catch (err) {
-    if (err instanceof LinkIssueError || err instanceof PageError) {
+    if (isDomainError(err)) {
       console.error(err.message)
       return 1
     }

@@ -8,11 +8,11 @@ import { recordAudit } from '../audit/events.js'
 import { appConfigFor, appScopes, findAppById } from '../carta/apps.js'
 import { beginAuthorization } from '../carta/flow.js'
 import { missingScopes, parseScopes } from '../scopes.js'
-import { PageError, renderPage } from '../web/render.js'
+import { DomainError } from '../errors.js'
+import { renderPage } from '../web/render.js'
 import { type LackingFilter, filterQuery, listLacking, parseLackingFilter } from './lacking.js'
 import { describeScopes } from './link-permissions.js'
 import {
-  LinkIssueError,
   type LinkRow,
   exportLinksCsv,
   issueLink,
@@ -36,7 +36,7 @@ export default async function reauthLinkRoutes(app: FastifyInstance): Promise<vo
   app.get<TokenParams>('/reauthorize/:token', { config: oauthLimit }, async (request, reply) => {
     const { link, rollout } = await followLink(request)
     const target = await findAppById(db, rollout.app_id)
-    if (!target) throw new PageError(500, 'Something went wrong', 'The app for this link is missing.')
+    if (!target) throw new Error(`the app of rollout ${rollout.id} is missing`)
     const requested = appScopes(target)
     const held = await heldScopes(link.user_id)
     const added = missingScopes(requested, held)
@@ -100,35 +100,15 @@ export default async function reauthLinkRoutes(app: FastifyInstance): Promise<vo
     request.log.warn({ reason, linkId: link?.id ?? claimedId }, 'reauthorization link refused')
     switch (reason) {
       case 'tampered':
-        throw new PageError(
-          404,
-          'This link is not valid',
-          'The address may be cut short or mistyped. Open the link exactly as you received it, or ask for a new one.',
-        )
+        throw new DomainError('link.tampered', 'The link token is malformed or its signature is wrong.', {})
       case 'expired':
-        throw new PageError(
-          410,
-          'This link has expired — ask for a new one',
-          `Links work for ${config.linkTtlDays} days. Ask whoever sent it for a new link.`,
-        )
+        throw new DomainError('link.expired', 'The link has expired.', { ttlDays: config.linkTtlDays })
       case 'used':
-        throw new PageError(
-          410,
-          'This link has already been used',
-          'Each link works once. If you are still asked to update your permissions, ask for a new link.',
-        )
+        throw new DomainError('link.used', 'The link was already used.', {})
       case 'archived':
-        throw new PageError(
-          410,
-          'This link is no longer needed',
-          'The permission update it was sent for has ended. There is nothing more to do.',
-        )
+        throw new DomainError('link.archived', "The link's rollout is archived.", {})
       default:
-        throw new PageError(
-          409,
-          'This link cannot be used right now',
-          'The Carta app it points to is no longer accepting connections. Ask for a new link.',
-        )
+        throw new DomainError('link.app_unavailable', "The link's app accepts no connections.", {})
     }
   }
 
@@ -153,10 +133,10 @@ export default async function reauthLinkRoutes(app: FastifyInstance): Promise<vo
       const rolloutId = idParam(request.params.id)
       const userId = Number(request.body?.user_id)
       if (!Number.isSafeInteger(userId) || userId < 1)
-        throw new PageError(400, 'No user chosen', 'The form did not say which user the link is for.')
-      const issued = await issueOrPage(() =>
-        issueLink(db, context, { rolloutId, userId, issuedBy: operatorActor(request) }),
-      )
+        throw new DomainError('request.invalid', 'The form did not say which user the link is for.', {
+          title: 'No user chosen',
+        })
+      const issued = await issueLink(db, context, { rolloutId, userId, issuedBy: operatorActor(request) })
       request.log.info(
         { rolloutId, userId, linkId: issued.link.id, reused: issued.reused },
         issued.reused ? 'reauthorization link reused' : 'reauthorization link issued',
@@ -177,9 +157,7 @@ export default async function reauthLinkRoutes(app: FastifyInstance): Promise<vo
     async (request, reply) => {
       const rolloutId = idParam(request.params.id)
       const filter = parseLackingFilter(request.body ?? {})
-      const result = await issueOrPage(() =>
-        issueLinksBulk(db, context, { rolloutId, filter, issuedBy: operatorActor(request) }),
-      )
+      const result = await issueLinksBulk(db, context, { rolloutId, filter, issuedBy: operatorActor(request) })
       request.log.info({ rolloutId, ...result }, 'reauthorization links issued in bulk')
       const query = filterQuery(filter)
       return renderPage(request, reply, 'admin/links-bulk', {
@@ -208,9 +186,9 @@ export default async function reauthLinkRoutes(app: FastifyInstance): Promise<vo
         .select(['id', 'status'])
         .where('id', '=', rolloutId)
         .executeTakeFirst()
-      if (!rollout) throw new PageError(404, 'Rollout not found', `There is no rollout ${rolloutId}.`)
+      if (!rollout) throw new DomainError('rollout.not_found', `There is no rollout ${rolloutId}.`, { rolloutId })
       if (rollout.status !== 'active')
-        throw new PageError(409, 'Rollout archived', 'An archived rollout issues no more links.')
+        throw new DomainError('rollout.archived', 'An archived rollout issues no more links.', { rolloutId })
       // Refuse a bad filter (unknown scope or app) with a page, before the file starts streaming.
       await listLacking(db, rolloutId, filter, { limit: 1 })
       const out = new PassThrough()
@@ -251,7 +229,8 @@ export default async function reauthLinkRoutes(app: FastifyInstance): Promise<vo
         .select(['id', 'carta_user_id', 'email', 'name'])
         .where('id', '=', userId)
         .executeTakeFirst()
-      if (!rollout || !user) throw new PageError(404, 'Not found', 'There is no such rollout or user.')
+      if (!rollout) throw new DomainError('rollout.not_found', `There is no rollout ${rolloutId}.`, { rolloutId })
+      if (!user) throw new DomainError('user.not_found', `There is no end user ${userId}.`, { userId })
       const member = await db
         .selectFrom('rollout_members')
         .select(['state', 'missing_scopes'])
@@ -295,19 +274,9 @@ export default async function reauthLinkRoutes(app: FastifyInstance): Promise<vo
   }
 }
 
-async function issueOrPage<T>(issue: () => Promise<T>): Promise<T> {
-  try {
-    return await issue()
-  } catch (err) {
-    if (!(err instanceof LinkIssueError)) throw err
-    if (err.reason === 'archived') throw new PageError(409, 'Rollout archived', err.message)
-    throw new PageError(404, 'Not found', err.message)
-  }
-}
-
 function idParam(value: string): number {
   if (!/^\d{1,12}$/.test(value) || Number(value) < 1)
-    throw new PageError(404, 'Page not found', 'There is nothing at this address.')
+    throw new DomainError('request.not_found', `not an id: ${value.slice(0, 20)}`, {})
   return Number(value)
 }
 

@@ -10,6 +10,7 @@ import type { Clock } from '../clock.js'
 import type { Config } from '../config.js'
 import type { Database } from '../db/schema.js'
 import { recordAudit } from '../audit/events.js'
+import { DomainError } from '../errors.js'
 import { type LackingFilter, type LackingRow, listLacking } from './lacking.js'
 import type { ReauthLinkTable } from './tables.js'
 
@@ -161,16 +162,6 @@ export async function consumeLink(
 
 // --- issuing -------------------------------------------------------------------------------------
 
-export class LinkIssueError extends Error {
-  constructor(
-    readonly reason: 'no-rollout' | 'archived' | 'no-user',
-    message: string,
-  ) {
-    super(message)
-    this.name = 'LinkIssueError'
-  }
-}
-
 export interface IssuedLink {
   link: LinkRow
   url: string
@@ -201,9 +192,11 @@ async function activeRollout(
     .select(['id', 'name', 'app_id', 'status', 'required_scopes'])
     .where('id', '=', rolloutId)
     .executeTakeFirst()
-  if (!rollout) throw new LinkIssueError('no-rollout', `There is no rollout ${rolloutId}.`)
+  if (!rollout) throw new DomainError('rollout.not_found', `There is no rollout ${rolloutId}.`, { rolloutId })
   if (rollout.status !== 'active')
-    throw new LinkIssueError('archived', `Rollout "${rollout.name}" is archived; it issues no more links.`)
+    throw new DomainError('rollout.archived', `Rollout "${rollout.name}" is archived; it issues no more links.`, {
+      rolloutId,
+    })
   return rollout
 }
 
@@ -220,7 +213,7 @@ export async function issueLink(
   return db.transaction().execute(async (trx) => {
     await activeRollout(trx, input.rolloutId)
     const user = await trx.selectFrom('end_users').select('id').where('id', '=', input.userId).executeTakeFirst()
-    if (!user) throw new LinkIssueError('no-user', `There is no user ${input.userId}.`)
+    if (!user) throw new DomainError('user.not_found', `There is no user ${input.userId}.`, { userId: input.userId })
     const existing = await outstandingLink(trx, input.rolloutId, input.userId, now)
     if (existing) return { link: existing, url: linkUrl(context, existing), reused: true }
     const values = newLinkRow(context, input.rolloutId, input.userId, input.issuedBy, now)

@@ -4,6 +4,7 @@
 // record but no longer maintained.
 import type { Selectable } from 'kysely'
 import { recordAudit } from '../audit/events.js'
+import { DomainError } from '../errors.js'
 import type { Db } from '../db/index.js'
 import { formatScopes, missingScopes, parseScopes } from '../scopes.js'
 import { type BuildOptions, type BuildStats, runRolloutBuild } from './build.js'
@@ -25,14 +26,8 @@ export interface NewRollout {
 }
 
 /** A rollout form that does not validate; `field` names the input at fault. */
-export class RolloutValidationError extends Error {
-  constructor(
-    readonly field: 'name' | 'app' | 'scopes',
-    message: string,
-  ) {
-    super(message)
-    this.name = 'RolloutValidationError'
-  }
+function invalid(field: 'name' | 'app' | 'scopes', message: string): DomainError<'rollout.invalid'> {
+  return new DomainError('rollout.invalid', message, { field })
 }
 
 export const MAX_NAME_LENGTH = 120
@@ -43,24 +38,21 @@ export async function validateNewRollout(
   input: NewRollout,
 ): Promise<{ name: string; appId: number; scopes: string[] }> {
   const name = input.name.trim()
-  if (!name) throw new RolloutValidationError('name', 'Give the rollout a name.')
-  if (name.length > MAX_NAME_LENGTH)
-    throw new RolloutValidationError('name', `The name may be at most ${MAX_NAME_LENGTH} characters.`)
-  if (!Number.isSafeInteger(input.appId) || input.appId <= 0)
-    throw new RolloutValidationError('app', 'Choose the target app.')
+  if (!name) throw invalid('name', 'Give the rollout a name.')
+  if (name.length > MAX_NAME_LENGTH) throw invalid('name', `The name may be at most ${MAX_NAME_LENGTH} characters.`)
+  if (!Number.isSafeInteger(input.appId) || input.appId <= 0) throw invalid('app', 'Choose the target app.')
   const app = await db
     .selectFrom('oauth_apps')
     .select(['id', 'scopes', 'status'])
     .where('id', '=', input.appId)
     .executeTakeFirst()
-  if (!app) throw new RolloutValidationError('app', 'The chosen target app does not exist.')
-  if (app.status !== 'active')
-    throw new RolloutValidationError('app', 'The chosen target app is retired; choose an active app.')
+  if (!app) throw invalid('app', 'The chosen target app does not exist.')
+  if (app.status !== 'active') throw invalid('app', 'The chosen target app is retired; choose an active app.')
   const scopes = parseScopes(input.scopes.join(' '))
-  if (scopes.length === 0) throw new RolloutValidationError('scopes', 'Choose at least one required scope.')
+  if (scopes.length === 0) throw invalid('scopes', 'Choose at least one required scope.')
   const foreign = missingScopes(scopes, parseScopes(app.scopes))
   if (foreign.length)
-    throw new RolloutValidationError(
+    throw invalid(
       'scopes',
       `The target app does not request ${foreign.join(', ')}; required scopes must be a subset of its scopes.`,
     )

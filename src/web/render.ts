@@ -13,20 +13,6 @@ export const eta = new Eta({
   autoTrim: false,
 })
 
-/** An error a route throws to end the request with a clear page (and the right status). */
-export class PageError extends Error {
-  constructor(
-    readonly statusCode: number,
-    readonly title: string,
-    message: string,
-    /** Extra template data for the error page, e.g. { retryHref: '/carta/connect' }. */
-    readonly extra: Record<string, unknown> = {},
-  ) {
-    super(message)
-    this.name = 'PageError'
-  }
-}
-
 /** Data every page's layout may read. */
 export interface PageData {
   title: string
@@ -63,7 +49,7 @@ async function csrfTokenFor(reply: FastifyReply): Promise<string | null> {
   return await generate.call(reply)
 }
 
-/** Renders the error page. Used by the app's error handler; routes throw PageError instead. */
+/** Renders the error page. Used by the error plugin; routes throw a DomainError instead. */
 export async function renderError(
   request: FastifyRequest,
   reply: FastifyReply,

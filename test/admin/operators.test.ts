@@ -25,9 +25,9 @@ t.test('first operator on an empty ledger, once', async (t) => {
   t.ok(first && first.password.length >= 20)
   t.ok(await checkOperatorCredentials(ctx.db, 'admin', first!.password, ctx.clock.now()))
   t.equal(await ensureFirstOperator(ctx.db, ctx.clock.now()), null, 'not again once an operator exists')
-  await t.rejects(createOperator(ctx.db, 'admin', 'another long password', 1), { name: 'OperatorError' })
-  await t.rejects(createOperator(ctx.db, 'Bad Name!', 'another long password', 1), { name: 'OperatorError' })
-  await t.rejects(createOperator(ctx.db, 'short', 'tiny', 1), { name: 'OperatorError' })
+  await t.rejects(createOperator(ctx.db, 'admin', 'another long password', 1), { code: 'operator.invalid' })
+  await t.rejects(createOperator(ctx.db, 'Bad Name!', 'another long password', 1), { code: 'operator.invalid' })
+  await t.rejects(createOperator(ctx.db, 'short', 'tiny', 1), { code: 'operator.invalid' })
 })
 
 t.test('CLI: operator create / reset-password, password from stdin or generated', async (t) => {

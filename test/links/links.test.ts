@@ -152,7 +152,7 @@ t.test('issue, reuse, expiry, single use and archived rollouts against the datab
   const refused = await issueLink(db, context, { rolloutId: rollout.id, userId, issuedBy: 'operator:ops' }).catch(
     (err: unknown) => err,
   )
-  t.match(refused, { name: 'LinkIssueError', reason: 'archived' }, 'archived rollout: no more links')
+  t.match(refused, { code: 'rollout.archived' }, 'archived rollout: no more links')
 })
 
 t.test('LINK_TTL_DAYS sets the expiry', async (t) => {

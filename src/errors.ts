@@ -1,0 +1,82 @@
+// Errors of the application: a code naming what went wrong, a plain sentence (for logs and the
+// CLI) and the facts the page needs. No status codes, no links: the HTTP layer maps each code to a
+// page once (src/http/error-pages.ts), and the coming API maps the same codes to problem+json
+// (RFC 9457). See src/README.md, "Errors".
+
+/** Where a failed connection may start over (the callback's retry button). */
+export type Retry = { retry: 'start' } | { retry: 'app'; appKey: string } | { retry: 'none' }
+
+/** Every error code with the details its page needs. */
+export interface ErrorDetails {
+  /** A request the schema could not express a rule for (e.g. a date range upside down). */
+  'request.invalid': { title: string }
+  'request.not_found': Record<string, never>
+  'operator.invalid': Record<string, never>
+  'rollout.invalid': { field: 'name' | 'app' | 'scopes' }
+  'rollout.not_found': { rolloutId: number }
+  /** An archived rollout issues no more links. */
+  'rollout.archived': { rolloutId: number }
+  'user.not_found': { userId: number }
+  'app.not_found': { appId: number }
+  'app.unknown_key': { key: string }
+  'app.no_current': { environment: string }
+  'app.already_retired': { name: string }
+  'app.last_current': { name: string; environment: string }
+  'app.successor_needed': { appId: number; name: string; environment: string }
+  /** Retired apps accept no new connections. */
+  'app.retired': { name: string }
+  'app.not_configured': { name: string | null }
+  'grant.nothing_to_revoke': { userId: number }
+  /** The grant is broken, revoked or gone: only a new connection helps. */
+  'grant.reconnect_required': { grantId: number; reason: string }
+  /** Carta could not be reached (or timed out); nothing was changed. */
+  'carta.unavailable': { detail: string }
+  /** Carta answered in a way we could not use; nothing was changed. */
+  'carta.bad_answer': { detail: string }
+  'carta.not_found': Record<string, never>
+  'feature.not_requestable': { feature: string; missing: string[] }
+  'lacking.unknown_scope': { scope: string }
+  'lacking.unknown_app': { appId: number }
+  'lacking.bad_cursor': Record<string, never>
+  'link.tampered': Record<string, never>
+  'link.expired': { ttlDays: number }
+  'link.used': Record<string, never>
+  'link.archived': Record<string, never>
+  'link.app_unavailable': Record<string, never>
+  'connect.bad_scopes': { app: string; outside: string[] }
+  'connect.no_state': Retry
+  'connect.state_rejected': Retry & { reason: string }
+  'connect.no_code': Retry
+  'connect.declined': Retry
+  'connect.carta_error': Retry & { error: string }
+  'connect.code_refused': Retry
+  'connect.token_refused': Retry & { error: string }
+  'connect.carta_timeout': Retry
+  'connect.carta_unavailable': Retry & { detail: string }
+  'connect.carta_malformed': Retry
+  'connect.unrequested_scope': Retry & { scopes: string[] }
+  'connect.user_unknown': Retry & { timeout: boolean }
+  'connect.identity_mismatch': { reason: string }
+  'connect.link_unavailable': Record<string, never>
+  'report.not_run': Record<string, never>
+  'report.not_found': Record<string, never>
+  'report.unavailable': { runId: number; status: string; error: string | null }
+}
+
+export type ErrorCode = keyof ErrorDetails
+
+export class DomainError<C extends ErrorCode = ErrorCode> extends Error {
+  constructor(
+    readonly code: C,
+    message: string,
+    readonly details: ErrorDetails[C],
+  ) {
+    super(message)
+    this.name = 'DomainError'
+  }
+}
+
+/** True when `err` is a DomainError (with `code`, when given). */
+export function isDomainError<C extends ErrorCode>(err: unknown, code?: C): err is DomainError<C> {
+  return err instanceof DomainError && (code === undefined || err.code === code)
+}

@@ -1,0 +1,51 @@
+// The one place errors become pages (src/README.md, "Errors"): domain errors by their code
+// (../error-pages.ts), Fastify's own errors (validation, CSRF, rate limit, bad requests) by kind,
+// anything else as a 500 page and an error log line. Also the 404 page for unknown addresses.
+import type { FastifyError } from 'fastify'
+import fp from 'fastify-plugin'
+import { isDomainError } from '../../errors.js'
+import { renderError } from '../../web/render.js'
+import { errorPage } from '../error-pages.js'
+
+export default fp(
+  async (app) => {
+    app.setErrorHandler(async (error: FastifyError, request, reply) => {
+      if (isDomainError(error)) {
+        const { status, title, message, ...links } = errorPage(error, request.url)
+        request.log.warn({ status, code: error.code, reason: message }, title)
+        return renderError(request, reply, status, title, message, links)
+      }
+      if (error.statusCode === 429) {
+        request.log.warn('rate limit reached')
+        return renderError(request, reply, 429, 'Too many requests', 'Please wait a minute and try again.')
+      }
+      if (error.code?.startsWith('FST_CSRF')) {
+        request.log.warn({ code: error.code }, 'CSRF check failed')
+        return renderError(
+          request,
+          reply,
+          403,
+          'This form has expired',
+          'The page was open too long or came from elsewhere. Go back, reload the page and submit again.',
+        )
+      }
+      if (error.validation || (error.statusCode && error.statusCode >= 400 && error.statusCode < 500)) {
+        request.log.warn({ status: error.statusCode ?? 400, reason: error.message }, 'bad request')
+        return renderError(request, reply, error.statusCode ?? 400, 'Bad request', error.message)
+      }
+      request.log.error({ err: error }, 'unhandled error')
+      return renderError(
+        request,
+        reply,
+        500,
+        'Something went wrong',
+        'The error has been logged. Please try again in a moment.',
+      )
+    })
+    app.setNotFoundHandler(async (request, reply) => {
+      request.log.info('not found')
+      return renderError(request, reply, 404, 'Page not found', 'There is nothing at this address.')
+    })
+  },
+  { name: 'errors' },
+)
