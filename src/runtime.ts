@@ -1,7 +1,7 @@
 // Start-up shared by the server and the CLI: config → database → migrations → declared apps.
 import { systemClock } from './clock.js'
 import { type Config, loadConfig } from './config.js'
-import { syncApps } from './carta/apps.js'
+import { syncApps } from './apps/apps.js'
 import { type Db, openDatabase } from './db/index.js'
 import { migrateToLatest } from './db/migrate.js'
 

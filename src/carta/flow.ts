@@ -7,19 +7,12 @@ import { recordAudit } from '../audit/events.js'
 import type { CartaAppConfig } from '../config.js'
 import { recordGrant } from '../grants/record.js'
 import { findEndUser } from '../users/end-users.js'
-import { type AppRow, appConfigFor, appScopes, findAppById } from './apps.js'
+import { type AppRow, appConfigFor, appScopes, findAppById } from '../apps/apps.js'
 import { CartaApiError, type CartaUser, fetchUser } from './api.js'
 import { CartaOAuthError, type TokenSet, buildAuthorizationUrl, exchangeCode, safeCode } from './oauth-client.js'
 import { consumeState, createState } from './states.js'
 import { formatScopes, missingScopes, parseScopes } from '../scopes.js'
 import { DomainError, isDomainError, type Retry } from '../errors.js'
-
-declare module 'fastify' {
-  interface Session {
-    /** Set when a connect flow starts so the session is saved and its id can bind the state. */
-    connectStartedAt?: number
-  }
-}
 
 export const CALLBACK_PATH = '/carta/callback'
 

@@ -1,11 +1,10 @@
-// The end of a grant's life: broken (Carta refused its refresh token), revoked by an operator,
-// or stranded on a retired app. Each change is one transaction that also keeps rollout
-// membership (syncUserRollouts) and the audit trail in step.
+// The end of a grant's life: broken (Carta refused its refresh token) or revoked by an operator.
+// Each change is one transaction that also keeps rollout membership and the audit trail in step.
 import type { Transaction } from 'kysely'
 import type { Db } from '../db/index.js'
 import type { Database } from '../db/schema.js'
 import { recordAudit } from '../audit/events.js'
-import { syncUserRollouts, syncUsersOnApp } from '../rollouts/membership.js'
+import { syncUserRollouts } from '../rollouts/membership.js'
 import { DomainError } from '../errors.js'
 
 type Trx = Transaction<Database>
@@ -146,73 +145,4 @@ export async function revokeGrantByOperator(
     })
     return { userId, grantId: grant.id, queued }
   })
-}
-
-export interface RetireResult {
-  appId: number
-  newCurrentAppId: number | null
-}
-
-/**
- * Retires an app: no new connection uses it and its users need to reauthorize in every rollout.
- * The current app of an environment may be retired only if another active app of that
- * environment takes over as current (`newCurrentAppId`), so connect always has an app to use.
- */
-export async function retireApp(
-  db: Db,
-  appId: number,
-  options: { newCurrentAppId?: number | null; actor: string; now: number },
-): Promise<RetireResult> {
-  const { actor, now } = options
-  const result = await db.transaction().execute(async (trx) => {
-    const app = await trx.selectFrom('oauth_apps').selectAll().where('id', '=', appId).executeTakeFirst()
-    if (!app) throw new DomainError('app.not_found', `There is no app ${appId}.`, { appId })
-    if (app.status === 'retired')
-      throw new DomainError('app.already_retired', `${app.name} was already retired.`, { name: app.name })
-    let newCurrentAppId: number | null = null
-    if (app.is_current === 1) {
-      const candidates = await trx
-        .selectFrom('oauth_apps')
-        .select(['id', 'name'])
-        .where('environment', '=', app.environment)
-        .where('status', '=', 'active')
-        .where('id', '!=', app.id)
-        .execute()
-      if (candidates.length === 0) {
-        throw new DomainError('app.last_current', `${app.name} is the only active ${app.environment} app.`, {
-          name: app.name,
-          environment: app.environment,
-        })
-      }
-      const chosen = options.newCurrentAppId
-        ? candidates.find((c) => c.id === options.newCurrentAppId)
-        : candidates.length === 1
-          ? candidates[0]
-          : undefined
-      if (!chosen) {
-        throw new DomainError('app.successor_needed', `${app.name} is current: name the app that takes over.`, {
-          appId: app.id,
-          name: app.name,
-          environment: app.environment,
-        })
-      }
-      await trx.updateTable('oauth_apps').set({ is_current: 1, updated_at: now }).where('id', '=', chosen.id).execute()
-      newCurrentAppId = chosen.id
-    }
-    await trx
-      .updateTable('oauth_apps')
-      .set({ status: 'retired', is_current: 0, retired_at: now, updated_at: now })
-      .where('id', '=', app.id)
-      .execute()
-    await recordAudit(trx, now, {
-      type: 'app.retired',
-      actor,
-      appId: app.id,
-      details: { key: app.key, environment: app.environment, wasCurrent: app.is_current === 1, newCurrentAppId },
-    })
-    return { appId: app.id, newCurrentAppId }
-  })
-  // Membership of every user on the app, in batches of its own (may touch many users).
-  await db.transaction().execute((trx) => syncUsersOnApp(trx, appId, now))
-  return result
 }

@@ -112,3 +112,25 @@ export async function issuersForGrant(
     }
   }
 }
+
+/** Active grants per app id (index grants_app_status). */
+export async function activeGrantsByApp(db: Db): Promise<Map<number, number>> {
+  const rows = await db
+    .selectFrom('grants')
+    .select((eb) => ['app_id', eb.fn.countAll().as('n')])
+    .where('status', '=', 'active')
+    .groupBy('app_id')
+    .execute()
+  return new Map(rows.map((r) => [r.app_id, Number(r.n)]))
+}
+
+/** The scopes of the user's active grant, sorted (none when the user has no active grant). */
+export async function heldScopes(db: Db, userId: number): Promise<string[]> {
+  const rows = await db
+    .selectFrom('end_users as u')
+    .innerJoin('grant_scopes as s', 's.grant_id', 'u.active_grant_id')
+    .select('s.scope')
+    .where('u.id', '=', userId)
+    .execute()
+  return parseScopes(rows.map((r) => r.scope).join(' '))
+}

@@ -9,7 +9,7 @@ import type { Db } from '../db/index.js'
 import type { Job } from '../jobs/runner.js'
 import type { Logger } from '../log.js'
 import { recordAudit } from '../audit/events.js'
-import { appConfigFor } from '../carta/apps.js'
+import { appConfigFor } from '../apps/apps.js'
 import { CartaOAuthError, revokeToken } from '../carta/oauth-client.js'
 import type { TokenCipher } from './token-cipher.js'
 

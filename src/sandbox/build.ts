@@ -8,7 +8,7 @@ import formbody from '@fastify/formbody'
 import helmet from '@fastify/helmet'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { type Clock, systemClock } from '../clock.js'
-import { viewsDir } from '../web/render.js'
+import { viewsDir } from '../views.js'
 import { sandboxPlugin } from './plugin.js'
 import { type SandboxClient, SandboxStore } from './store.js'
 

@@ -4,7 +4,7 @@
 import { createHmac } from 'node:crypto'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { formatScopes, parseScopes } from '../scopes.js'
-import { eta } from '../web/render.js'
+import { eta } from '../views.js'
 import { type DemoUser, demoUsers, describeScope, findDemoIssuer, findDemoUser } from './data.js'
 import { type FailEndpoint, OAuthError, type SandboxStore, safeEqual, single } from './store.js'
 

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { createOperator } from '../../src/admin/operators.js'
-import { safeNext } from '../../src/admin/routes.js'
+import { safeNext } from '../../src/http/routes/admin/sign-in.js'
 import { Agent, hiddenField } from '../helpers/browser-agent.js'
 import { startTestApp } from '../helpers/app.js'
 import { OPERATOR_PASSWORD, signedInOperator, signedSessionCookie } from '../rollouts/fixtures.js'

@@ -8,7 +8,7 @@
 import { mkdirSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { sql } from 'kysely'
-import { syncApps } from '../../src/carta/apps.js'
+import { syncApps } from '../../src/apps/apps.js'
 import { loadConfig, projectRoot } from '../../src/config.js'
 import { openDatabase } from '../../src/db/index.js'
 import { isPostgres } from '../../src/db/dialect.js'
@@ -17,7 +17,7 @@ import { rolloutSummary } from '../../src/rollouts/coverage.js'
 import { type LackingFilter, encodeCursor, listLacking } from '../../src/rollouts/lacking.js'
 import { DEFAULT_CHUNK_SIZE } from '../../src/rollouts/build.js'
 import { buildUntilReady, startRollout } from '../../src/rollouts/rollouts.js'
-import { userPageData } from '../../src/rollouts/users.js'
+import { userPageData } from '../../src/admin/user-page.js'
 import { seed, seededSize } from './seed.js'
 
 const USERS = Number(process.env.BENCH_USERS ?? 1_000_000)

@@ -2,7 +2,7 @@
 import t from 'tap'
 import { ManualClock } from '../../src/clock.js'
 import type { Session } from 'fastify'
-import { DatabaseSessionStore } from '../../src/sessions/store.js'
+import { DatabaseSessionStore } from '../../src/http/plugins/session-store.js'
 import { engines, openTestDb } from './engines.js'
 
 /** Session data as it comes back from JSON (the cookie's expiry is a string there). */

@@ -1,7 +1,7 @@
 // Retiring an app (issue 5 §3): no new connections, its users lacking in every rollout, and the
 // current app of an environment only retired when another can take over.
 import t from 'tap'
-import { currentApp } from '../../src/carta/apps.js'
+import { currentApp } from '../../src/apps/apps.js'
 import { createRollout } from '../../src/rollouts/rollouts.js'
 import { startTestApp } from '../helpers/app.js'
 import { hiddenField } from '../helpers/browser-agent.js'

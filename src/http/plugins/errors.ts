@@ -4,7 +4,7 @@
 import type { FastifyError } from 'fastify'
 import fp from 'fastify-plugin'
 import { isDomainError } from '../../errors.js'
-import { renderError } from '../../web/render.js'
+import { renderError } from '../render.js'
 import { errorPage } from '../error-pages.js'
 
 export default fp(

@@ -1,134 +1,33 @@
-// Reauthorization link routes. Public: the page a link opens and its one button (no operator
-// session). Operator: issue one, issue in bulk for the rollout page's filter, export CSV, and a
-// page per user's link.
+// An operator's reauthorization links for a rollout: issue one (or hand back the open one),
+// issue for everyone the rollout page's filter lists, export them as CSV, and one user's link page.
 import { PassThrough } from 'node:stream'
-import type { FastifyInstance, FastifyRequest } from 'fastify'
-import { operatorActor, requireOperator } from '../admin/guard.js'
-import { recordAudit } from '../audit/events.js'
-import { appConfigFor, appScopes, findAppById } from '../carta/apps.js'
-import { beginAuthorization } from '../carta/flow.js'
-import { missingScopes, parseScopes } from '../scopes.js'
-import { DomainError } from '../errors.js'
-import { renderPage } from '../web/render.js'
-import { type LackingFilter, filterQuery, listLacking, parseLackingFilter } from './lacking.js'
-import { describeScopes } from './link-permissions.js'
+import type { FastifyInstance } from 'fastify'
+import type { Db } from '../../../db/index.js'
+import { DomainError } from '../../../errors.js'
+import { type LackingFilter, filterQuery, listLacking, parseLackingFilter } from '../../../rollouts/lacking.js'
 import {
-  type LinkRow,
   exportLinksCsv,
   issueLink,
   issueLinksBulk,
   latestLinks,
   linkContextFrom,
   linkState,
-  resolveLink,
-} from './links.js'
+} from '../../../rollouts/links.js'
+import { parseScopes } from '../../../scopes.js'
+import { formatTime, isoDate } from '../../../time.js'
+import { renderPage } from '../../render.js'
+import { operatorActor } from './access.js'
 
-type TokenParams = { Params: { token: string } }
 type RolloutParams = { Params: { id: string } }
 
-export default async function reauthLinkRoutes(app: FastifyInstance): Promise<void> {
+export default async function links(app: FastifyInstance): Promise<void> {
   const { config, db, clock } = app.deps
   const context = linkContextFrom(config, clock)
-  const oauthLimit = { rateLimit: { max: config.rateLimits.oauthPerMinute, timeWindow: '1 minute' } }
-
-  // --- public ------------------------------------------------------------------------------------
-
-  app.get<TokenParams>('/reauthorize/:token', { config: oauthLimit }, async (request, reply) => {
-    const { link, rollout } = await followLink(request)
-    const target = await findAppById(db, rollout.app_id)
-    if (!target) throw new Error(`the app of rollout ${rollout.id} is missing`)
-    const requested = appScopes(target)
-    const held = await heldScopes(link.user_id)
-    const added = missingScopes(requested, held)
-    return renderPage(request, reply, 'reauthorize', {
-      title: 'Update your Carta permissions',
-      csrf: true,
-      action: `/reauthorize/${request.params.token}`,
-      rolloutName: rollout.name,
-      added: describeScopes(added),
-      kept: describeScopes(requested.filter((s) => !added.includes(s))),
-      expiresOn: isoDate(link.expires_at),
-    })
-  })
-
-  app.post<TokenParams>(
-    '/reauthorize/:token',
-    { config: oauthLimit, preHandler: app.csrfProtection },
-    async (request, reply) => {
-      const { link, rollout } = await followLink(request)
-      const target = await findAppById(db, rollout.app_id)
-      if (target?.status !== 'active' || !appConfigFor(config.apps, target)) {
-        await refuse(request, 'app_unavailable', link)
-      }
-      request.log.info({ linkId: link.id, rolloutId: rollout.id }, 'reauthorization link followed')
-      // The state is bound to this browser's session server-side (src/carta/states.ts), so the
-      // callback only completes here; the callback consumes the link and checks the identity.
-      return beginAuthorization(request, reply, {
-        app: target!,
-        scopes: appScopes(target!),
-        linkId: link.id,
-        expectedUserId: link.user_id,
-        returnTo: '/?reauthorized=1',
-      })
-    },
-  )
-
-  /** The link behind the URL, or a refusal page (audited, logged without the token). */
-  async function followLink(
-    request: FastifyRequest<TokenParams>,
-  ): Promise<{ link: LinkRow; rollout: { id: number; name: string; app_id: number } }> {
-    const resolved = await resolveLink(db, config.linkSigningSecret, request.params.token, clock.now())
-    if (resolved.ok) return resolved
-    if (resolved.reason === 'tampered') return refuse(request, 'tampered', null, resolved.linkId)
-    return refuse(request, resolved.reason, resolved.link)
-  }
-
-  async function refuse(
-    request: FastifyRequest,
-    reason: string,
-    link: LinkRow | null,
-    claimedId: number | null = null,
-  ): Promise<never> {
-    const now = clock.now()
-    await recordAudit(db, now, {
-      type: 'link.rejected',
-      actor: 'anonymous',
-      userId: link?.user_id ?? null,
-      rolloutId: link?.rollout_id ?? null,
-      details: { reason, linkId: link?.id ?? claimedId, method: request.method },
-    })
-    request.log.warn({ reason, linkId: link?.id ?? claimedId }, 'reauthorization link refused')
-    switch (reason) {
-      case 'tampered':
-        throw new DomainError('link.tampered', 'The link token is malformed or its signature is wrong.', {})
-      case 'expired':
-        throw new DomainError('link.expired', 'The link has expired.', { ttlDays: config.linkTtlDays })
-      case 'used':
-        throw new DomainError('link.used', 'The link was already used.', {})
-      case 'archived':
-        throw new DomainError('link.archived', "The link's rollout is archived.", {})
-      default:
-        throw new DomainError('link.app_unavailable', "The link's app accepts no connections.", {})
-    }
-  }
-
-  async function heldScopes(userId: number): Promise<string[]> {
-    const rows = await db
-      .selectFrom('end_users as u')
-      .innerJoin('grant_scopes as s', 's.grant_id', 'u.active_grant_id')
-      .select('s.scope')
-      .where('u.id', '=', userId)
-      .execute()
-    return parseScopes(rows.map((r) => r.scope).join(' '))
-  }
-
-  // --- operator ----------------------------------------------------------------------------------
-
-  const operatorPost = { preHandler: [requireOperator, app.csrfProtection] }
+  const csrf = { preHandler: app.csrfProtection }
 
   app.post<RolloutParams & { Body: { user_id?: string; return_to?: string } }>(
-    '/admin/rollouts/:id/links',
-    operatorPost,
+    '/rollouts/:id/links',
+    csrf,
     async (request, reply) => {
       const rolloutId = idParam(request.params.id)
       const userId = Number(request.body?.user_id)
@@ -152,8 +51,8 @@ export default async function reauthLinkRoutes(app: FastifyInstance): Promise<vo
   )
 
   app.post<RolloutParams & { Body: Record<string, unknown> }>(
-    '/admin/rollouts/:id/links/bulk',
-    operatorPost,
+    '/rollouts/:id/links/bulk',
+    csrf,
     async (request, reply) => {
       const rolloutId = idParam(request.params.id)
       const filter = parseLackingFilter(request.body ?? {})
@@ -175,8 +74,7 @@ export default async function reauthLinkRoutes(app: FastifyInstance): Promise<vo
   // A GET that issues links: the export must hand out a working link on every row. Issuing is
   // idempotent (outstanding links are reused) and the file only reaches the operator.
   app.get<RolloutParams & { Querystring: Record<string, unknown> }>(
-    '/admin/rollouts/:id/links.csv',
-    { preHandler: requireOperator },
+    '/rollouts/:id/links.csv',
     async (request, reply) => {
       const rolloutId = idParam(request.params.id)
       const filter = parseLackingFilter(request.query ?? {})
@@ -214,8 +112,7 @@ export default async function reauthLinkRoutes(app: FastifyInstance): Promise<vo
   )
 
   app.get<{ Params: { id: string; userId: string }; Querystring: { issued?: string; reused?: string } }>(
-    '/admin/rollouts/:id/links/:userId',
-    { preHandler: requireOperator },
+    '/rollouts/:id/links/:userId',
     async (request, reply) => {
       const rolloutId = idParam(request.params.id)
       const userId = idParam(request.params.userId)
@@ -256,12 +153,12 @@ export default async function reauthLinkRoutes(app: FastifyInstance): Promise<vo
         links: links.map((l) => ({
           id: l.id,
           state: linkState(l, now),
-          issuedAt: isoTime(l.issued_at),
-          expiresAt: isoTime(l.expires_at),
-          usedAt: l.used_at ? isoTime(l.used_at) : null,
+          issuedAt: formatTime(l.issued_at),
+          expiresAt: formatTime(l.expires_at),
+          usedAt: l.used_at ? formatTime(l.used_at) : null,
           issuedBy: l.issued_by,
         })),
-        latestExpires: latest ? isoTime(latest.expiresAt) : null,
+        latestExpires: latest ? formatTime(latest.expiresAt) : null,
         notice: request.query.reused ? 'reused' : request.query.issued ? 'issued' : null,
         ttlDays: config.linkTtlDays,
       })
@@ -280,7 +177,7 @@ function idParam(value: string): number {
   return Number(value)
 }
 
-async function describeFilter(db: FastifyInstance['deps']['db'], filter: LackingFilter): Promise<string> {
+async function describeFilter(db: Db, filter: LackingFilter): Promise<string> {
   const parts: string[] = []
   if (filter.scope) parts.push(`missing ${filter.scope}`)
   if (filter.appId !== undefined) {
@@ -289,12 +186,4 @@ async function describeFilter(db: FastifyInstance['deps']['db'], filter: Lacking
   }
   if (filter.search) parts.push(`matching "${filter.search}"`)
   return parts.length ? `Users ${parts.join(', ')}` : 'Every user needing action'
-}
-
-function isoDate(ms: number): string {
-  return new Date(ms).toISOString().slice(0, 10)
-}
-
-function isoTime(ms: number): string {
-  return `${new Date(ms).toISOString().slice(0, 16).replace('T', ' ')} UTC`
 }

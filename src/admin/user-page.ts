@@ -1,8 +1,10 @@
-// Data for the operator's user page: identity, active grant, full grant history, rollout
-// memberships, reauthorization links and recent audit events. Every query is by an indexed
-// user id (grants_user, reauth_links_user, audit_events_user, rollout_members primary key).
+// Data for the operator's user pages: identity, active grant, full grant history, rollout
+// memberships, reauthorization links and recent audit events; and the revoke page's summary.
+// Every query is by an indexed user id (grants_user, reauth_links_user, audit_events_user,
+// rollout_members primary key).
 import type { Kysely } from 'kysely'
 import type { Database } from '../db/schema.js'
+import { DomainError } from '../errors.js'
 import { parseScopes } from '../scopes.js'
 
 export interface UserPageData {
@@ -162,4 +164,45 @@ export async function userPageData(db: Kysely<Database>, userId: number, now: nu
     })),
     audit,
   }
+}
+
+/** The revoke page's view of a user: identity, active grant and revocations still pending or failed. */
+export async function revokeSummary(db: Kysely<Database>, userId: number) {
+  const user = await db
+    .selectFrom('end_users')
+    .leftJoin('grants', 'grants.id', 'end_users.active_grant_id')
+    .leftJoin('oauth_apps', 'oauth_apps.id', 'grants.app_id')
+    .select([
+      'end_users.id',
+      'end_users.name',
+      'end_users.email',
+      'end_users.carta_user_id',
+      'end_users.status',
+      'grants.id as grant_id',
+      'grants.status as grant_status',
+      'grants.granted_scopes',
+      'grants.created_at as granted_at',
+      'oauth_apps.name as app_name',
+    ])
+    .where('end_users.id', '=', userId)
+    .executeTakeFirst()
+  if (!user) throw new DomainError('user.not_found', `There is no end user ${userId}.`, { userId })
+  const revocations = await db
+    .selectFrom('token_revocations')
+    .innerJoin('grants', 'grants.id', 'token_revocations.grant_id')
+    .select([
+      'token_revocations.id',
+      'token_revocations.grant_id',
+      'token_revocations.token_type_hint',
+      'token_revocations.status',
+      'token_revocations.attempts',
+      'token_revocations.last_error',
+      'token_revocations.next_attempt_at',
+    ])
+    .where('grants.user_id', '=', userId)
+    .where('token_revocations.status', 'in', ['pending', 'failed'])
+    .orderBy('token_revocations.id', 'desc')
+    .limit(20)
+    .execute()
+  return { ...user, scopes: parseScopes(user.granted_scopes), revocations }
 }

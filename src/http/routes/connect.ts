@@ -1,11 +1,11 @@
 // /carta/connect starts the Carta authorization-code flow; /carta/callback completes it.
-// Both are rate limited per client IP (DESIGN §5); the logic lives in flow.ts.
+// Both are rate limited per client IP; the flow itself lives in src/carta/flow.ts.
 import type { FastifyInstance } from 'fastify'
-import { DomainError } from '../errors.js'
-import { appScopes, currentApp, findAppByKey } from './apps.js'
-import { type CallbackQuery, CALLBACK_PATH, beginAuthorization, completeAuthorization } from './flow.js'
+import { DomainError } from '../../errors.js'
+import { appScopes, currentApp, findAppByKey } from '../../apps/apps.js'
+import { type CallbackQuery, CALLBACK_PATH, beginAuthorization, completeAuthorization } from '../../carta/flow.js'
 
-export default async function cartaRoutes(app: FastifyInstance): Promise<void> {
+export default async function connect(app: FastifyInstance): Promise<void> {
   const { config, db } = app.deps
   const rateLimit = { max: config.rateLimits.oauthPerMinute, timeWindow: '1 minute' }
 

@@ -1,27 +1,18 @@
-// Operator dashboard: sign-in/out, rollouts (list, create, archive), the rollout page with its
-// coverage summary and lacking list, and the user page. Handlers stay thin: the queries live in
-// src/rollouts/* and src/admin/operators.ts.
+// The operator dashboard: the rollouts list with the create form, archiving, and a rollout's page
+// (coverage summary, the lacking list with its filters and keyset pages, link state per row).
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { listApps } from '../carta/apps.js'
-import { parseScopes } from '../scopes.js'
-import { rolloutSummary } from '../rollouts/coverage.js'
-import { filterQuery, listLacking, parseLackingFilter } from '../rollouts/lacking.js'
-import { latestLinks, linkContextFrom } from '../rollouts/links.js'
-import { archiveRollout, findRollout, listRollouts, startRollout } from '../rollouts/rollouts.js'
-import { userPageData } from '../rollouts/users.js'
-import { DomainError, isDomainError } from '../errors.js'
-import { renderPage } from '../web/render.js'
-import { operatorActor, requireOperator } from './guard.js'
-import { checkOperatorCredentials } from './operators.js'
+import { listApps } from '../../../apps/apps.js'
+import { DomainError, isDomainError } from '../../../errors.js'
+import { rolloutSummary } from '../../../rollouts/coverage.js'
+import { filterQuery, listLacking, parseLackingFilter } from '../../../rollouts/lacking.js'
+import { latestLinks, linkContextFrom } from '../../../rollouts/links.js'
+import { archiveRollout, findRollout, listRollouts, startRollout } from '../../../rollouts/rollouts.js'
+import { parseScopes } from '../../../scopes.js'
+import { formatTime } from '../../../time.js'
+import { renderPage } from '../../render.js'
+import { operatorActor } from './access.js'
 
 type Body = Record<string, string | string[] | undefined>
-
-/** Only local dashboard paths: never an absolute URL, `//host` or a backslash trick (open redirect). */
-export function safeNext(value: unknown): string {
-  if (typeof value !== 'string') return '/admin'
-  if (!/^\/admin(?:[/?#]|$)/.test(value) || value.startsWith('//') || /[\\\r\n\t]/.test(value)) return '/admin'
-  return value
-}
 
 function field(body: Body | undefined, name: string): string {
   const v = body?.[name]
@@ -39,67 +30,9 @@ function idParam(value: string, what: string): number {
   return Number(value)
 }
 
-export function formatTime(ms: number | null | undefined): string {
-  if (ms === null || ms === undefined) return '—'
-  return `${new Date(ms).toISOString().slice(0, 16).replace('T', ' ')} UTC`
-}
-
-export default async function adminRoutes(app: FastifyInstance): Promise<void> {
+export default async function rollouts(app: FastifyInstance): Promise<void> {
   const { db, clock, config } = app.deps
-  const signInLimit = { rateLimit: { max: config.rateLimits.signInPerMinute, timeWindow: '1 minute' } }
-  const guarded = { preHandler: requireOperator }
-  const guardedPost = { preHandler: [requireOperator, app.csrfProtection] }
-
-  // --- sign-in ---------------------------------------------------------------------------------
-
-  const signInPage = (
-    request: FastifyRequest,
-    reply: FastifyReply,
-    data: { next: string; username?: string; error?: string },
-    status = 200,
-  ) =>
-    renderPage(
-      request,
-      reply,
-      'admin/sign-in',
-      { title: 'Operator sign-in', csrf: true, username: '', error: null, ...data },
-      status,
-    )
-
-  app.get<{ Querystring: { next?: string } }>('/admin/sign-in', { config: signInLimit }, async (request, reply) => {
-    const next = safeNext(request.query.next)
-    if (request.session.operatorId) return reply.redirect(next, 303)
-    return signInPage(request, reply, { next })
-  })
-
-  app.post<{ Body: Body }>(
-    '/admin/sign-in',
-    { config: signInLimit, preHandler: app.csrfProtection },
-    async (request, reply) => {
-      const username = field(request.body, 'username').slice(0, 200)
-      const password = field(request.body, 'password')
-      const next = safeNext(field(request.body, 'next'))
-      const operator = username && password ? await checkOperatorCredentials(db, username, password, clock.now()) : null
-      if (!operator) {
-        // Never the password; the username helps spot guessing.
-        request.log.warn({ username }, 'operator sign-in failed')
-        return signInPage(request, reply, { next, username, error: 'Wrong username or password.' }, 401)
-      }
-      // A new session id at sign-in, so a planted or leaked pre-login id is worthless (session fixation).
-      await request.session.regenerate()
-      request.session.operatorId = operator.id
-      request.session.operatorName = operator.username
-      request.log.info({ operator: operator.username }, 'operator signed in')
-      return reply.redirect(next, 303)
-    },
-  )
-
-  app.post('/admin/sign-out', { preHandler: app.csrfProtection }, async (request, reply) => {
-    const name = request.session.operatorName
-    await request.session.destroy()
-    if (name) request.log.info({ operator: name }, 'operator signed out')
-    return reply.redirect('/admin/sign-in', 303)
-  })
+  const csrf = { preHandler: app.csrfProtection }
 
   // --- rollouts --------------------------------------------------------------------------------
 
@@ -137,12 +70,12 @@ export default async function adminRoutes(app: FastifyInstance): Promise<void> {
     )
   }
 
-  app.get<{ Querystring: { app?: string } }>('/admin', guarded, async (request, reply) => {
+  app.get<{ Querystring: { app?: string } }>('/', async (request, reply) => {
     const appId = request.query.app && /^\d{1,9}$/.test(request.query.app) ? Number(request.query.app) : undefined
     return dashboard(request, reply, { appId })
   })
 
-  app.post<{ Body: Body }>('/admin/rollouts', guardedPost, async (request, reply) => {
+  app.post<{ Body: Body }>('/rollouts', csrf, async (request, reply) => {
     const appField = field(request.body, 'app_id')
     const input = {
       name: field(request.body, 'name'),
@@ -172,7 +105,7 @@ export default async function adminRoutes(app: FastifyInstance): Promise<void> {
     }
   })
 
-  app.post<{ Params: { id: string } }>('/admin/rollouts/:id/archive', guardedPost, async (request, reply) => {
+  app.post<{ Params: { id: string } }>('/rollouts/:id/archive', csrf, async (request, reply) => {
     const id = idParam(request.params.id, 'Rollout')
     const rollout = await findRollout(db, id)
     if (!rollout) throw new DomainError('rollout.not_found', `There is no rollout ${id}.`, { rolloutId: id })
@@ -182,8 +115,7 @@ export default async function adminRoutes(app: FastifyInstance): Promise<void> {
   })
 
   app.get<{ Params: { id: string }; Querystring: Record<string, string | string[]> }>(
-    '/admin/rollouts/:id',
-    guarded,
+    '/rollouts/:id',
     async (request, reply) => {
       const id = idParam(request.params.id, 'Rollout')
       const rollout = await findRollout(db, id)
@@ -237,14 +169,4 @@ export default async function adminRoutes(app: FastifyInstance): Promise<void> {
       })
     },
   )
-
-  // --- users -----------------------------------------------------------------------------------
-
-  app.get<{ Params: { id: string } }>('/admin/users/:id', guarded, async (request, reply) => {
-    const id = idParam(request.params.id, 'User')
-    const data = await userPageData(db, id, clock.now())
-    if (!data) throw new DomainError('user.not_found', `There is no end user ${id}.`, { userId: id })
-    const title = data.user.email ?? data.user.name ?? data.user.cartaUserId ?? `User ${id}`
-    return renderPage(request, reply, 'admin/user', { title, ...data, formatTime })
-  })
 }

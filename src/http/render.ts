@@ -1,17 +1,6 @@
 // Server-rendered pages: Eta templates in views/, one layout, and one way to show an error page.
-import { join } from 'node:path'
-import { Eta } from 'eta'
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import { projectRoot } from '../config.js'
-
-export const viewsDir = join(projectRoot, 'views')
-
-export const eta = new Eta({
-  views: viewsDir,
-  cache: process.env.NODE_ENV === 'production',
-  autoEscape: true,
-  autoTrim: false,
-})
+import { eta } from '../views.js'
 
 /** Data every page's layout may read. */
 export interface PageData {

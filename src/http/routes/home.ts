@@ -1,11 +1,11 @@
 // The end user's home page: what Scope Ledger does and a Connect button, or, once connected,
 // who they are, which app, the scopes Carta granted and the issuers those scopes let us read.
 import type { FastifyInstance } from 'fastify'
-import { listApps } from '../carta/apps.js'
-import { homeGrant, issuersForGrant } from '../grants/queries.js'
-import { renderPage } from './render.js'
+import { listApps } from '../../apps/apps.js'
+import { homeGrant, issuersForGrant } from '../../grants/queries.js'
+import { renderPage } from '../render.js'
 
-export default async function homeRoutes(app: FastifyInstance): Promise<void> {
+export default async function home(app: FastifyInstance): Promise<void> {
   const { config, db } = app.deps
 
   app.get<{ Querystring: { reauthorized?: string } }>('/', async (request, reply) => {

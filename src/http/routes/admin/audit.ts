@@ -2,9 +2,8 @@
 // newest first with keyset paging, and the same filters exported as CSV.
 import { Readable } from 'node:stream'
 import type { FastifyInstance } from 'fastify'
-import { requireOperator } from '../admin/guard.js'
-import { DomainError } from '../errors.js'
-import { renderPage } from '../web/render.js'
+import { DomainError } from '../../../errors.js'
+import { renderPage } from '../../render.js'
 import {
   type AuditFilters,
   CSV_HEADER,
@@ -16,7 +15,7 @@ import {
   KNOWN_AUDIT_TYPES,
   listAuditEvents,
   parseDay,
-} from './queries.js'
+} from '../../../audit/queries.js'
 
 const PAGE_SIZE = 50
 
@@ -75,10 +74,10 @@ function queryString(form: Record<string, string>, extra: Record<string, string>
   return text ? `?${text}` : ''
 }
 
-export default async function auditRoutes(app: FastifyInstance): Promise<void> {
+export default async function audit(app: FastifyInstance): Promise<void> {
   const { db } = app.deps
 
-  app.get<{ Querystring: AuditQuery }>('/admin/audit', { preHandler: requireOperator }, async (request, reply) => {
+  app.get<{ Querystring: AuditQuery }>('/audit', async (request, reply) => {
     const { filters, form } = parseFilters(request.query)
     const before = decodeCursor(request.query.before)
     if (before === 'invalid')
@@ -100,7 +99,7 @@ export default async function auditRoutes(app: FastifyInstance): Promise<void> {
     })
   })
 
-  app.get<{ Querystring: AuditQuery }>('/admin/audit.csv', { preHandler: requireOperator }, async (request, reply) => {
+  app.get<{ Querystring: AuditQuery }>('/audit.csv', async (request, reply) => {
     const { filters } = parseFilters(request.query)
     request.log.info({ filters }, 'audit CSV export')
     async function* lines(): AsyncGenerator<string> {

@@ -1,11 +1,11 @@
-// The sandbox Carta mounted inside the app (app.ts registers this under /sandbox when
+// The sandbox Carta mounted inside the app (routes/index.ts registers this under /sandbox when
 // config.sandboxEnabled). Its clients are the apps declared with "sandbox" URLs; the only
 // registered redirect URI is the app's own callback, matched exactly as Carta does.
 import { createHmac } from 'node:crypto'
 import type { FastifyInstance } from 'fastify'
-import type { Config } from '../config.js'
-import { sandboxPlugin } from './plugin.js'
-import { type SandboxClient, SandboxStore } from './store.js'
+import type { Config } from '../../config.js'
+import { sandboxPlugin } from '../../sandbox/plugin.js'
+import { type SandboxClient, SandboxStore } from '../../sandbox/store.js'
 
 /** Registered clients for the mounted sandbox: every app in config.apps with `sandbox: true`. */
 export function sandboxClientsFromConfig(config: Config): SandboxClient[] {
@@ -23,7 +23,7 @@ export function sandboxClientsFromConfig(config: Config): SandboxClient[] {
   return [...clients.values()]
 }
 
-export default async function sandboxRoutes(app: FastifyInstance): Promise<void> {
+export default async function sandbox(app: FastifyInstance): Promise<void> {
   const { config, clock } = app.deps
   const store = new SandboxStore(sandboxClientsFromConfig(config), clock)
   // Derived from the session secret so a restart keeps demo users signed in; never the same value.

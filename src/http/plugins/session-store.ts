@@ -3,8 +3,8 @@
 import type { SessionStore } from '@fastify/session'
 import type { Session } from 'fastify'
 import type { Kysely } from 'kysely'
-import type { Clock } from '../clock.js'
-import type { Database } from '../db/schema.js'
+import type { Clock } from '../../clock.js'
+import type { Database } from '../../db/schema.js'
 
 const DEFAULT_TTL_MS = 24 * 60 * 60 * 1000
 

@@ -1,18 +1,95 @@
 // Feature pages behind scope gates: the issuer list (read_issuer_info) and an issuer's cap table
 // summary (read_issuer_capitalizationtablesummary), both read from Carta with the user's token
-// (refreshed when needed, src/grants/access.ts). A 403 from Carta is shown as the gate page.
+// (refreshed when needed, src/grants/access.ts). requireFeature(key) stands in front of each:
+//  - no connected end user in this browser → back to the start page;
+//  - grant broken or revoked → the reconnect page (409);
+//  - a needed scope missing → the gate page (403) naming it in plain words, with a Reauthorize
+//    button — never a raw 403 from Carta (src/README.md, "Feature gate").
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { appScopes, currentApp } from '../carta/apps.js'
-import type { CartaAppConfig } from '../config.js'
-import { CartaApiError, fetchCapTableSummary, listIssuers } from '../carta/api.js'
-import { beginAuthorization } from '../carta/flow.js'
-import { DomainError, isDomainError } from '../errors.js'
-import { cartaFailure, withAccessToken } from '../grants/access.js'
-import { missingScopes, parseScopes } from '../scopes.js'
-import { renderPage } from '../web/render.js'
-import { parseCapTable } from './cap-table.js'
-import { findFeature, type Feature } from './catalog.js'
-import { loadUserGrant, renderGate, renderReconnect, requireFeature } from './gate.js'
+import { appScopes, currentApp } from '../../apps/apps.js'
+import { CartaApiError, fetchCapTableSummary, listIssuers } from '../../carta/api.js'
+import { beginAuthorization } from '../../carta/flow.js'
+import type { CartaAppConfig } from '../../config.js'
+import { DomainError, isDomainError } from '../../errors.js'
+import { type FeatureAccess, checkFeature, loadUserGrant } from '../../features/access.js'
+import { parseCapTable } from '../../features/cap-table.js'
+import { type Feature, describeScope, findFeature } from '../../features/catalog.js'
+import { cartaFailure, withAccessToken } from '../../grants/access.js'
+import { missingScopes, parseScopes } from '../../scopes.js'
+import { renderPage } from '../render.js'
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** Set by requireFeature for the feature's handler. */
+    featureAccess?: FeatureAccess
+  }
+}
+
+/** The reconnect prompt: plain words and a button that starts a fresh connection. */
+async function renderReconnect(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  environment: 'playground' | 'production' | null,
+): Promise<FastifyReply> {
+  const { db, config } = request.server.deps
+  const app = await currentApp(db, environment ?? config.defaultEnvironment)
+  request.log.info({ userId: request.session.endUserId }, 'feature needs a reconnect')
+  return renderPage(
+    request,
+    reply,
+    'reconnect',
+    {
+      title: 'Reconnect to Carta',
+      connectHref: app ? `/carta/connect?app=${encodeURIComponent(app.key)}` : '/carta/connect',
+    },
+    409,
+  )
+}
+
+/** The gate page: which permissions are missing, in plain words, and the Reauthorize button. */
+async function renderGate(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  feature: Feature,
+  missing: string[],
+  returnTo: string,
+): Promise<FastifyReply> {
+  request.log.info(
+    { userId: request.session.endUserId, feature: feature.key, missing },
+    'feature gate: missing permission',
+  )
+  return renderPage(
+    request,
+    reply,
+    'features/gate',
+    {
+      title: `${feature.title} needs your permission`,
+      csrf: true,
+      feature,
+      missing: missing.map((scope) => ({ scope, words: describeScope(scope) })),
+      returnTo,
+    },
+    403,
+  )
+}
+
+export function requireFeature(featureKey: string) {
+  const feature = findFeature(featureKey)
+  if (!feature) throw new Error(`requireFeature: unknown feature "${featureKey}"`)
+  return async function featureGate(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> {
+    const decision = await checkFeature(request.server.deps.db, request.session.endUserId, feature)
+    switch (decision.kind) {
+      case 'no_user':
+        return reply.redirect('/', 303)
+      case 'reconnect':
+        return renderReconnect(request, reply, decision.environment)
+      case 'missing':
+        return renderGate(request, reply, feature, decision.missing, request.url)
+      case 'allowed':
+        request.featureAccess = decision.access
+    }
+  }
+}
 
 const ISSUER_ID = /^[A-Za-z0-9_.:-]{1,128}$/
 
@@ -56,7 +133,7 @@ async function useCarta<T>(
   }
 }
 
-export default async function featureRoutes(app: FastifyInstance): Promise<void> {
+export default async function features(app: FastifyInstance): Promise<void> {
   const { config, db } = app.deps
 
   app.get('/features/issuers', { preHandler: requireFeature('issuers') }, async (request, reply) => {

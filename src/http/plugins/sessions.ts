@@ -1,0 +1,39 @@
+// Cookies, sessions in the database (session-store.ts: they survive restarts and every instance
+// sees them) and CSRF protection for every form. The session's fields are declared here, once.
+import cookie from '@fastify/cookie'
+import csrf from '@fastify/csrf-protection'
+import session from '@fastify/session'
+import fp from 'fastify-plugin'
+import { DatabaseSessionStore } from './session-store.js'
+
+declare module 'fastify' {
+  interface Session {
+    /** End user connected in this browser. */
+    endUserId?: number
+    /** Local identity for a user whose Carta identity is unknown (no read_user_info). */
+    localKey?: string
+    operatorId?: number
+    operatorName?: string
+    /** Set when a connect flow starts so the session is saved and its id can bind the state. */
+    connectStartedAt?: number
+  }
+}
+
+export const SESSION_COOKIE = 'sl_session'
+const DAY_MS = 24 * 60 * 60 * 1000
+
+export default fp(
+  async (app) => {
+    const { config, db, clock } = app.deps
+    await app.register(cookie)
+    await app.register(session, {
+      secret: config.sessionSecret,
+      cookieName: SESSION_COOKIE,
+      store: new DatabaseSessionStore(db, clock),
+      saveUninitialized: false,
+      cookie: { httpOnly: true, sameSite: 'lax', secure: config.cookieSecure, path: '/', maxAge: DAY_MS },
+    })
+    await app.register(csrf, { sessionPlugin: '@fastify/session' })
+  },
+  { name: 'sessions', dependencies: ['deps'] },
+)

@@ -1,0 +1,22 @@
+// Everything under /admin, as one encapsulated plugin whose onRequest hook is the operator guard
+// (access.ts): the ONE place access to operator pages is decided.
+import type { FastifyInstance } from 'fastify'
+import { guard } from './access.js'
+import apps from './apps.js'
+import audit from './audit.js'
+import links from './links.js'
+import reports from './reports.js'
+import rollouts from './rollouts.js'
+import signIn from './sign-in.js'
+import users from './users.js'
+
+export default async function admin(app: FastifyInstance): Promise<void> {
+  app.addHook('onRequest', guard)
+  await app.register(signIn)
+  await app.register(rollouts)
+  await app.register(links)
+  await app.register(users)
+  await app.register(apps)
+  await app.register(audit)
+  await app.register(reports)
+}

@@ -1,0 +1,20 @@
+// Every route module of the application, one line each (src/README.md, "Where each kind of change
+// goes"). /admin is one encapsulated plugin with its own guard (admin/index.ts).
+import type { FastifyInstance } from 'fastify'
+import admin from './admin/index.js'
+import assets from './assets.js'
+import connect from './connect.js'
+import features from './features.js'
+import home from './home.js'
+import reauthorize from './reauthorize.js'
+import sandbox from './sandbox.js'
+
+export default async function routes(app: FastifyInstance): Promise<void> {
+  await app.register(assets)
+  await app.register(home)
+  await app.register(connect)
+  await app.register(features)
+  await app.register(reauthorize)
+  await app.register(admin, { prefix: '/admin' })
+  if (app.deps.config.sandboxEnabled) await app.register(sandbox, { prefix: '/sandbox' })
+}
