@@ -2,7 +2,7 @@
 // (at, id) order so page 1000 costs what page 1 costs (DESIGN §6). Audit rows are append-only:
 // this module only ever SELECTs.
 import type { Selectable } from 'kysely'
-import type { Db } from '../db/index.js'
+import { type Db, MAX_ID } from '../db/index.js'
 import type { AuditEventTable } from '../db/schema.js'
 
 export type AuditRow = Selectable<AuditEventTable>
@@ -75,11 +75,11 @@ export async function listAuditEvents(
 }
 
 /** Every matching event, newest first, in keyset batches (constant memory for the CSV export). */
-export async function* iterateAuditEvents(db: Db, filters: AuditFilters, batchSize = 500): AsyncGenerator<AuditRow> {
+export async function* auditEventBatches(db: Db, filters: AuditFilters, batchSize = 500): AsyncGenerator<AuditRow[]> {
   let before: AuditCursor | null = null
   for (;;) {
     const page: AuditPage = await listAuditEvents(db, filters, { before, limit: batchSize })
-    yield* page.rows
+    if (page.rows.length > 0) yield page.rows
     if (!page.next) return
     before = page.next
   }
@@ -91,8 +91,9 @@ export function encodeCursor(cursor: AuditCursor): string {
 
 export function decodeCursor(value: string | undefined): AuditCursor | null | 'invalid' {
   if (!value) return null
-  const match = /^(\d{1,16})\.(\d{1,16})$/.exec(value)
-  return match ? { at: Number(match[1]), id: Number(match[2]) } : 'invalid'
+  const match = /^(\d{1,16})\.(\d{1,10})$/.exec(value)
+  // An id past the column's range would be an error on PostgreSQL, not an empty page.
+  return match && Number(match[2]) <= MAX_ID ? { at: Number(match[1]), id: Number(match[2]) } : 'invalid'
 }
 
 /** YYYY-MM-DD (UTC) → epoch ms at the start of that day; null when not a real date. */

@@ -99,11 +99,11 @@ export interface CallbackQuery {
 
 /** Handles `/carta/callback`. Order matters: state first, so nothing else is trusted without it. */
 export async function completeAuthorization(
-  request: FastifyRequest<{ Querystring: CallbackQuery }>,
+  request: FastifyRequest,
   reply: FastifyReply,
+  query: CallbackQuery,
 ): Promise<FastifyReply> {
   const { config, db, clock, cipher } = request.server.deps
-  const query = request.query
   const state = typeof query.state === 'string' ? query.state : ''
   if (!state) throw new DomainError('connect.no_state', 'The callback carries no state.', { retry: 'start' })
 

@@ -5,6 +5,9 @@ import { createDialect, type DialectOptions } from './dialect.js'
 import type { Database } from './schema.js'
 
 export type Db = Kysely<Database>
+
+/** The largest id an `integer` column holds on PostgreSQL (int4); every id the app accepts is in 1..MAX_ID. */
+export const MAX_ID = 2_147_483_647
 export type { Database } from './schema.js'
 
 export class DatabaseUnavailableError extends Error {

@@ -11,6 +11,7 @@ import type { Config } from '../config.js'
 import type { Database } from '../db/schema.js'
 import { recordAudit } from '../audit/events.js'
 import { DomainError } from '../errors.js'
+import { parseScopes } from '../scopes.js'
 import { type LackingFilter, type LackingRow, listLacking } from './lacking.js'
 import type { ReauthLinkTable } from './tables.js'
 
@@ -279,6 +280,45 @@ export async function latestLinks(
   return result
 }
 
+/** One user's links in a rollout, for the operator's link page; throws when either is unknown. */
+export async function userLinks(db: Kysely<Database>, context: LinkContext, rolloutId: number, userId: number) {
+  const rollout = await db
+    .selectFrom('rollouts')
+    .select(['id', 'name', 'status'])
+    .where('id', '=', rolloutId)
+    .executeTakeFirst()
+  if (!rollout) throw new DomainError('rollout.not_found', `There is no rollout ${rolloutId}.`, { rolloutId })
+  const user = await db
+    .selectFrom('end_users')
+    .select(['id', 'carta_user_id', 'email', 'name'])
+    .where('id', '=', userId)
+    .executeTakeFirst()
+  if (!user) throw new DomainError('user.not_found', `There is no end user ${userId}.`, { userId })
+  const member = await db
+    .selectFrom('rollout_members')
+    .select(['state', 'missing_scopes'])
+    .where('rollout_id', '=', rolloutId)
+    .where('user_id', '=', userId)
+    .executeTakeFirst()
+  const links = await db
+    .selectFrom('reauth_links')
+    .selectAll()
+    .where('rollout_id', '=', rolloutId)
+    .where('user_id', '=', userId)
+    .orderBy('id', 'desc')
+    .limit(20)
+    .execute()
+  const now = context.clock.now()
+  const latest = (await latestLinks(db, rolloutId, [userId], context)).get(userId) ?? null
+  return {
+    rollout,
+    user,
+    member: member ? { state: member.state, missing: parseScopes(member.missing_scopes) } : null,
+    links: links.map((l) => ({ ...l, state: linkState(l, now) })),
+    latest,
+  }
+}
+
 // --- bulk and CSV over the lacking list's filter -------------------------------------------------
 // The rollout page's filter (scope, app, q) is parsed and walked by src/rollouts/lacking.ts, so
 // bulk issue and the CSV cover exactly the users the operator sees listed.
@@ -390,9 +430,11 @@ export async function exportLinksCsv(
   input: { rolloutId: number; filter: LackingFilter; issuedBy: string },
   write: (chunk: string) => Promise<void>,
 ): Promise<BulkResult> {
-  await write(csvLine(CSV_HEADER))
+  // The header goes out with the first rows, so a failure before them leaves nothing written.
+  let pending = csvLine(CSV_HEADER)
   const result = await ensureLinksForFilter(db, context, input, async (rows) => {
-    let chunk = ''
+    let chunk = pending
+    pending = ''
     for (const row of rows) {
       chunk += csvLine([
         row.userId,
@@ -405,6 +447,7 @@ export async function exportLinksCsv(
     }
     await write(chunk)
   })
+  if (pending) await write(pending)
   await recordAudit(db, context.clock.now(), {
     type: 'links.exported',
     actor: input.issuedBy,

@@ -2,10 +2,24 @@
 // the v1alpha1 API, and the JSON controls tests and the demo use. Mounted inside the app under
 // /sandbox (routes.ts) or run on its own port (build.ts). All state is in the SandboxStore.
 import { createHmac } from 'node:crypto'
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { formatScopes, parseScopes } from '../scopes.js'
 import { eta } from '../views.js'
 import { type DemoUser, demoUsers, describeScope, findDemoIssuer, findDemoUser } from './data.js'
+import {
+  AuthorizeQuery,
+  ClockControl,
+  ClockForm,
+  ConsentForm,
+  FailControl,
+  NextQuery,
+  ResetControl,
+  RevokeForm,
+  ShrinkControl,
+  SignInForm,
+  SignOutForm,
+  TokenForm,
+} from './schemas.js'
 import { type FailEndpoint, OAuthError, type SandboxStore, safeEqual, single } from './store.js'
 
 export interface SandboxPluginOptions {
@@ -25,6 +39,14 @@ export async function sandboxPlugin(app: FastifyInstance, options: SandboxPlugin
   // The prefix this plugin is mounted under ('' standalone, '/sandbox' inside the app).
   const base = app.prefix.replace(/\/+$/, '')
   const cookiePath = base || '/'
+
+  // A request its schema refuses gets an OAuth-style JSON error (RFC 6749 §5.2), as every other
+  // refusal of the sandbox; anything else goes to the host app's (or build.ts's) error handler.
+  app.setErrorHandler(async (error: FastifyError, request, reply) => {
+    if (!error.validation) throw error
+    request.log.warn({ reason: error.message }, 'sandbox: request refused by its schema')
+    return reply.code(400).send({ error: 'invalid_request', error_description: error.message })
+  })
 
   // --- sign-in cookie: the sandbox's own, scoped to its path, never the app's session ---------
 
@@ -91,7 +113,7 @@ export async function sandboxPlugin(app: FastifyInstance, options: SandboxPlugin
   })
 
   // The home page's button (a plain form, so it works without JavaScript).
-  app.post('/clock', async (request, reply) => {
+  app.post('/clock', { schema: { body: ClockForm } }, async (request, reply) => {
     const body = (request.body ?? {}) as Params
     if (!safeEqual(single(body, 'form_token') ?? '', store.formToken)) {
       return errorPage(request, reply, 403, 'This form has expired', 'Reload the sandbox home page and try again.')
@@ -101,7 +123,7 @@ export async function sandboxPlugin(app: FastifyInstance, options: SandboxPlugin
     return reply.code(303).redirect(`${base}/`)
   })
 
-  app.get<{ Querystring: Params }>('/login', async (request, reply) => {
+  app.get<{ Querystring: Params }>('/login', { schema: { querystring: NextQuery } }, async (request, reply) => {
     return signInPage(reply, safeNext(single(request.query, 'next')), null)
   })
 
@@ -113,7 +135,7 @@ export async function sandboxPlugin(app: FastifyInstance, options: SandboxPlugin
       users: demoUsers.map((u) => ({ ...u, issuers: u.issuerIds.map((id) => findDemoIssuer(id)!.dbaName) })),
     })
 
-  app.post('/login', async (request, reply) => {
+  app.post('/login', { schema: { body: SignInForm } }, async (request, reply) => {
     const body = (request.body ?? {}) as Params
     const user = findDemoUser(single(body, 'user_id') ?? '')
     if (!user)
@@ -123,7 +145,7 @@ export async function sandboxPlugin(app: FastifyInstance, options: SandboxPlugin
     return reply.code(303).redirect(safeNext(single(body, 'next')))
   })
 
-  app.post('/logout', async (request, reply) => {
+  app.post('/logout', { schema: { body: SignOutForm } }, async (request, reply) => {
     const body = (request.body ?? {}) as Params
     reply.clearCookie(USER_COOKIE, cookieOptions)
     return reply.code(303).redirect(`${base}/login?next=${encodeURIComponent(safeNext(single(body, 'next')))}`)
@@ -131,52 +153,56 @@ export async function sandboxPlugin(app: FastifyInstance, options: SandboxPlugin
 
   // --- authorization endpoint (RFC 6749 §4.1.1) --------------------------------------------
 
-  app.get<{ Querystring: Params }>('/o/authorize/', async (request, reply) => {
-    store.counters.authorizeRequests++
-    const query = request.query
-    let verified: ReturnType<SandboxStore['verifyClientAndRedirect']>
-    try {
-      verified = store.verifyClientAndRedirect(query)
-    } catch (err) {
-      if (!(err instanceof OAuthError)) throw err
-      // Never redirect to an unverified URI: show the error here instead (§4.1.2.1).
-      const title = err.error === 'invalid_client' ? 'Unknown application' : 'Invalid authorization request'
-      return errorPage(request, reply, 400, title, err.description)
-    }
-    const { client, redirectUri } = verified
-    const state = Array.isArray(query.state) ? null : (single(query, 'state') ?? null)
-    let params: ReturnType<SandboxStore['verifyAuthorizationParameters']>
-    try {
-      params = store.verifyAuthorizationParameters(client, query)
-    } catch (err) {
-      if (!(err instanceof OAuthError)) throw err
-      request.log.warn({ error: err.error, clientId: client.clientId }, 'sandbox: authorization request refused')
-      return redirectWith(reply, redirectUri, { error: err.error, error_description: err.description, state })
-    }
-    const user = signedInUser(request)
-    if (!user) return signInPage(reply, safeNext(request.url), client.name)
-    const pending = store.createPending({
-      clientId: client.clientId,
-      userId: user.id,
-      redirectUri,
-      state,
-      scopes: params.scopes,
-      codeChallenge: params.codeChallenge,
-    })
-    return render(reply, 'consent', {
-      title: `Authorize ${client.name}`,
-      user,
-      switchNext: request.url,
-      clientName: client.name,
-      requestId: pending.id,
-      redirectOrigin: new URL(redirectUri).origin,
-      scopes: params.scopes.map((name) => ({ name, description: describeScope(name) })),
-    })
-  })
+  app.get<{ Querystring: Params }>(
+    '/o/authorize/',
+    { schema: { querystring: AuthorizeQuery } },
+    async (request, reply) => {
+      store.counters.authorizeRequests++
+      const query = request.query
+      let verified: ReturnType<SandboxStore['verifyClientAndRedirect']>
+      try {
+        verified = store.verifyClientAndRedirect(query)
+      } catch (err) {
+        if (!(err instanceof OAuthError)) throw err
+        // Never redirect to an unverified URI: show the error here instead (§4.1.2.1).
+        const title = err.error === 'invalid_client' ? 'Unknown application' : 'Invalid authorization request'
+        return errorPage(request, reply, 400, title, err.description)
+      }
+      const { client, redirectUri } = verified
+      const state = Array.isArray(query.state) ? null : (single(query, 'state') ?? null)
+      let params: ReturnType<SandboxStore['verifyAuthorizationParameters']>
+      try {
+        params = store.verifyAuthorizationParameters(client, query)
+      } catch (err) {
+        if (!(err instanceof OAuthError)) throw err
+        request.log.warn({ error: err.error, clientId: client.clientId }, 'sandbox: authorization request refused')
+        return redirectWith(reply, redirectUri, { error: err.error, error_description: err.description, state })
+      }
+      const user = signedInUser(request)
+      if (!user) return signInPage(reply, safeNext(request.url), client.name)
+      const pending = store.createPending({
+        clientId: client.clientId,
+        userId: user.id,
+        redirectUri,
+        state,
+        scopes: params.scopes,
+        codeChallenge: params.codeChallenge,
+      })
+      return render(reply, 'consent', {
+        title: `Authorize ${client.name}`,
+        user,
+        switchNext: request.url,
+        clientName: client.name,
+        requestId: pending.id,
+        redirectOrigin: new URL(redirectUri).origin,
+        scopes: params.scopes.map((name) => ({ name, description: describeScope(name) })),
+      })
+    },
+  )
 
   // The consent decision. The single-use request id ties it to the page shown to this user, so a
   // cross-site post cannot forge consent (it plays the role of a CSRF token).
-  app.post('/o/authorize/', async (request, reply) => {
+  app.post('/o/authorize/', { schema: { body: ConsentForm } }, async (request, reply) => {
     const body = (request.body ?? {}) as Params
     const user = signedInUser(request)
     if (!user)
@@ -277,7 +303,7 @@ export async function sandboxPlugin(app: FastifyInstance, options: SandboxPlugin
       ? (request.body as Params)
       : null
 
-  app.post('/o/access_token/', async (request, reply) => {
+  app.post('/o/access_token/', { schema: { body: TokenForm } }, async (request, reply) => {
     store.counters.tokenRequests++
     if (injectedFailure(request, reply, 'token')) return reply
     const form = formBody(request)
@@ -320,7 +346,7 @@ export async function sandboxPlugin(app: FastifyInstance, options: SandboxPlugin
 
   // --- revocation endpoint (RFC 7009) --------------------------------------------------------
 
-  app.post('/o/revoke_token/', async (request, reply) => {
+  app.post('/o/revoke_token/', { schema: { body: RevokeForm } }, async (request, reply) => {
     if (injectedFailure(request, reply, 'revoke')) return reply
     const form = formBody(request)
     if (!form)
@@ -441,12 +467,20 @@ export async function sandboxPlugin(app: FastifyInstance, options: SandboxPlugin
     }
     return body as Params
   }
+  // Before the schema: a body that is not JSON is refused for its type, whatever it holds.
+  const jsonOnly = async (request: FastifyRequest, reply: FastifyReply) => {
+    if (/^application\/json\b/i.test(request.headers['content-type'] ?? '')) return
+    return reply.code(415).send({
+      error: 'unsupported_media_type',
+      error_description: 'Controls take a JSON body (content-type: application/json).',
+    })
+  }
   const badControl = (reply: FastifyReply, description: string) =>
     reply.code(400).send({ error: 'invalid_request', error_description: description })
 
   app.get('/_control/stats', async (_request, reply) => reply.header('cache-control', 'no-store').send(store.stats()))
 
-  app.post('/_control/clock', async (request, reply) => {
+  app.post('/_control/clock', { preValidation: jsonOnly, schema: { body: ClockControl } }, async (request, reply) => {
     const body = jsonBody(request, reply)
     if (!body) return reply
     const advance = body.advanceSeconds
@@ -457,7 +491,7 @@ export async function sandboxPlugin(app: FastifyInstance, options: SandboxPlugin
     return { offsetSeconds: store.offsetMs / 1000, now: store.now() }
   })
 
-  app.post('/_control/fail', async (request, reply) => {
+  app.post('/_control/fail', { preValidation: jsonOnly, schema: { body: FailControl } }, async (request, reply) => {
     const body = jsonBody(request, reply)
     if (!body) return reply
     const endpoint = body.endpoint
@@ -474,7 +508,7 @@ export async function sandboxPlugin(app: FastifyInstance, options: SandboxPlugin
     return { endpoint, status, times }
   })
 
-  app.post('/_control/shrink', async (request, reply) => {
+  app.post('/_control/shrink', { preValidation: jsonOnly, schema: { body: ShrinkControl } }, async (request, reply) => {
     const body = jsonBody(request, reply)
     if (!body) return reply
     const { userId, clientId, removeScopes } = body
@@ -492,7 +526,7 @@ export async function sandboxPlugin(app: FastifyInstance, options: SandboxPlugin
     return { matchedGrants: matched }
   })
 
-  app.post('/_control/reset', async (request, reply) => {
+  app.post('/_control/reset', { preValidation: jsonOnly, schema: { body: ResetControl } }, async (request, reply) => {
     const body = jsonBody(request, reply)
     if (!body) return reply
     store.reset()

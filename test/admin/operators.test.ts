@@ -35,7 +35,7 @@ t.test('CLI: operator create / reset-password, password from stdin or generated'
   const dbPath = join(ctx.dataDir, 'test.db')
   const env = { ...process.env, NODE_ENV: 'test', DATA_DIR: ctx.dataDir, DATABASE_PATH: dbPath, LOG_LEVEL: 'silent' }
   const cli = (args: string[], input: string) =>
-    spawnSync(process.execPath, ['--import=tsx', join(projectRoot, 'src/cli.ts'), ...args], {
+    spawnSync(process.execPath, ['--import=tsx', join(projectRoot, 'src/cli/main.ts'), ...args], {
       env,
       input,
       encoding: 'utf8',

@@ -141,3 +141,29 @@ t.test('CSV fields are quoted and spreadsheet formulas neutralised', async (t) =
   t.equal(csvField('=HYPERLINK("x")'), '"\'=HYPERLINK(""x"")"')
   t.equal(csvField(null), '')
 })
+
+t.test('a CSV export that fails mid-stream is cut off, not ended: the download is visibly incomplete', async (t) => {
+  const app = await startTestApp(t)
+  const operator = await signInOperator(app)
+  const cookie = `sl_session=${operator.cookieValue(app.url, 'sl_session')}`
+  const now = app.clock.now()
+  for (let i = 0; i < 600; i++) await recordAudit(app.db, now - i, { type: 'grant.created', actor: 'system' })
+  // An event whose time no date can hold: turning it into a CSV line throws. Newest first, it
+  // comes in the second batch of 500, after the first has gone out.
+  await recordAudit(app.db, -9e15, { type: 'grant.created', actor: 'system' })
+
+  const res = await fetch(`${app.url}/admin/audit.csv`, { headers: { cookie } })
+  t.equal(res.status, 200, 'the download started')
+  await t.rejects(res.text(), 'reading the body fails: the transfer was aborted, not ended')
+  t.ok(
+    app.logs.some((l) => l.level === 50 && String(l.msg).includes('CSV export failed mid-stream')),
+    'the failure is logged',
+  )
+  t.equal((await fetch(`${app.url}/healthz`)).status, 200, 'the server carries on')
+
+  // Failing before the first row: an ordinary error page, nothing streamed.
+  await app.db.deleteFrom('audit_events').where('at', '>', 0).execute()
+  const early = await fetch(`${app.url}/admin/audit.csv`, { headers: { cookie } })
+  t.equal(early.status, 500)
+  t.match(await early.text(), /Something went wrong/)
+})

@@ -14,7 +14,7 @@ import {
   signLinkToken,
   verifyLinkToken,
 } from '../../src/rollouts/links.js'
-import { parseLackingFilter } from '../../src/rollouts/lacking.js'
+import { lackingFilter } from '../../src/rollouts/lacking.js'
 import { startTestApp } from '../helpers/app.js'
 import { appId, auditRows, createMember, createRollout } from './fixtures.js'
 
@@ -214,8 +214,8 @@ t.test('bulk issue counts against the filter and reuses open links', async (t) =
     clock.now(),
   )
 
-  const filter = async (input: Record<string, string>) => parseLackingFilter(input)
-  const v1App = String(await appId(db, 'production-v1'))
+  const filter = async (input: { scope?: string; app?: number; q?: string }) => lackingFilter(input)
+  const v1App = await appId(db, 'production-v1')
 
   const byScope = await issueLinksBulk(db, context, {
     rolloutId: rollout.id,

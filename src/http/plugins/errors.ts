@@ -29,6 +29,11 @@ export default fp(
           'The page was open too long or came from elsewhere. Go back, reload the page and submit again.',
         )
       }
+      // A path that fails its schema (e.g. an id past the column's range) names nothing that exists.
+      if (error.validation && error.validationContext === 'params') {
+        request.log.info({ reason: error.message }, 'not found')
+        return renderError(request, reply, 404, 'Page not found', 'There is nothing at this address.')
+      }
       if (error.validation || (error.statusCode && error.statusCode >= 400 && error.statusCode < 500)) {
         request.log.warn({ status: error.statusCode ?? 400, reason: error.message }, 'bad request')
         return renderError(request, reply, error.statusCode ?? 400, 'Bad request', error.message)

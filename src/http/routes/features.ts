@@ -5,7 +5,9 @@
 //  - grant broken or revoked → the reconnect page (409);
 //  - a needed scope missing → the gate page (403) naming it in plain words, with a Reauthorize
 //    button — never a raw 403 from Carta (src/README.md, "Feature gate").
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import { Type } from 'typebox'
 import { appScopes, currentApp } from '../../apps/apps.js'
 import { CartaApiError, fetchCapTableSummary, listIssuers } from '../../carta/api.js'
 import { beginAuthorization } from '../../carta/flow.js'
@@ -13,10 +15,11 @@ import type { CartaAppConfig } from '../../config.js'
 import { DomainError, isDomainError } from '../../errors.js'
 import { type FeatureAccess, checkFeature, loadUserGrant } from '../../features/access.js'
 import { parseCapTable } from '../../features/cap-table.js'
-import { type Feature, describeScope, findFeature } from '../../features/catalog.js'
+import { FEATURES, type Feature, describeScope, findFeature } from '../../features/catalog.js'
 import { cartaFailure, withAccessToken } from '../../grants/access.js'
 import { missingScopes, parseScopes } from '../../scopes.js'
 import { renderPage } from '../render.js'
+import { Text } from '../schemas.js'
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -133,7 +136,7 @@ async function useCarta<T>(
   }
 }
 
-export default async function features(app: FastifyInstance): Promise<void> {
+const features: FastifyPluginAsyncTypebox = async (app) => {
   const { config, db } = app.deps
 
   app.get('/features/issuers', { preHandler: requireFeature('issuers') }, async (request, reply) => {
@@ -151,9 +154,9 @@ export default async function features(app: FastifyInstance): Promise<void> {
     })
   })
 
-  app.get<{ Params: { issuerId: string } }>(
+  app.get(
     '/features/issuers/:issuerId/cap-table',
-    { preHandler: requireFeature('cap-table') },
+    { preHandler: requireFeature('cap-table'), schema: { params: Type.Object({ issuerId: Text(1000) }) } },
     async (request, reply) => {
       const { issuerId } = request.params
       if (!ISSUER_ID.test(issuerId))
@@ -174,12 +177,15 @@ export default async function features(app: FastifyInstance): Promise<void> {
 
   // Reauthorize from the gate page: the CURRENT app of the user's environment, with all of that
   // app's scopes (Carta's advice: one consent for everything the integration now needs).
-  app.post<{ Params: { key: string }; Body: { returnTo?: string } }>(
+  const ReauthorizeSchema = {
+    params: Type.Object({ key: Type.Enum(FEATURES.map((f) => f.key)) }),
+    body: Type.Object({ returnTo: Type.Optional(Type.String({ maxLength: 2048 })) }),
+  }
+  app.post(
     '/features/:key/reauthorize',
-    { preHandler: app.csrfProtection },
+    { preHandler: app.csrfProtection, schema: ReauthorizeSchema },
     async (request, reply) => {
-      const feature: Feature | undefined = findFeature(request.params.key)
-      if (!feature) throw new DomainError('request.not_found', `no feature ${request.params.key}`, {})
+      const feature = findFeature(request.params.key)!
       const userId = request.session.endUserId
       const state = userId ? await loadUserGrant(db, userId) : undefined
       if (!state) return reply.redirect('/', 303)
@@ -195,7 +201,7 @@ export default async function features(app: FastifyInstance): Promise<void> {
           missing: lacking,
         })
       }
-      const requested = typeof request.body?.returnTo === 'string' ? request.body.returnTo : ''
+      const requested = request.body.returnTo ?? ''
       // Only our own feature pages; anything else (absolute URLs, //host) falls back to the feature.
       const returnTo =
         /^\/features\/[A-Za-z0-9_./:-]*$/.test(requested) && !requested.includes('..') ? requested : feature.path
@@ -204,3 +210,5 @@ export default async function features(app: FastifyInstance): Promise<void> {
     },
   )
 }
+
+export default features

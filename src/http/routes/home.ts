@@ -1,14 +1,17 @@
 // The end user's home page: what Scope Ledger does and a Connect button, or, once connected,
 // who they are, which app, the scopes Carta granted and the issuers those scopes let us read.
-import type { FastifyInstance } from 'fastify'
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { Type } from 'typebox'
 import { listApps } from '../../apps/apps.js'
 import { homeGrant, issuersForGrant } from '../../grants/queries.js'
 import { renderPage } from '../render.js'
 
-export default async function home(app: FastifyInstance): Promise<void> {
+const home: FastifyPluginAsyncTypebox = async (app) => {
   const { config, db } = app.deps
 
-  app.get<{ Querystring: { reauthorized?: string } }>('/', async (request, reply) => {
+  // ?reauthorized=1: back from a reauthorization link (src/http/routes/reauthorize.ts).
+  const schema = { querystring: Type.Object({ reauthorized: Type.Optional(Type.Enum(['1'])) }) }
+  app.get('/', { schema }, async (request, reply) => {
     const apps = (await listApps(db)).filter((a) => a.status === 'active' && config.apps.some((c) => c.key === a.key))
     const userId = request.session.endUserId
     const home = userId ? await homeGrant(db, userId) : undefined
@@ -26,3 +29,5 @@ export default async function home(app: FastifyInstance): Promise<void> {
     })
   })
 }
+
+export default home

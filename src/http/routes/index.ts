@@ -1,6 +1,7 @@
 // Every route module of the application, one line each (src/README.md, "Where each kind of change
 // goes"). /admin is one encapsulated plugin with its own guard (admin/index.ts).
 import type { FastifyInstance } from 'fastify'
+import { blankFieldsAbsent } from '../input.js'
 import admin from './admin/index.js'
 import assets from './assets.js'
 import connect from './connect.js'
@@ -9,12 +10,19 @@ import home from './home.js'
 import reauthorize from './reauthorize.js'
 import sandbox from './sandbox.js'
 
-export default async function routes(app: FastifyInstance): Promise<void> {
+/** The application's own pages: blank form and query fields count as absent (../input.ts). */
+async function pages(app: FastifyInstance): Promise<void> {
+  app.addHook('preValidation', blankFieldsAbsent)
   await app.register(assets)
   await app.register(home)
   await app.register(connect)
   await app.register(features)
   await app.register(reauthorize)
   await app.register(admin, { prefix: '/admin' })
+}
+
+export default async function routes(app: FastifyInstance): Promise<void> {
+  await app.register(pages)
+  // The stand-in for Carta reads its input the way Carta would (RFC 6749 forms), untouched.
   if (app.deps.config.sandboxEnabled) await app.register(sandbox, { prefix: '/sandbox' })
 }

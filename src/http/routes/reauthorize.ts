@@ -1,7 +1,9 @@
 // The page a reauthorization link opens (/reauthorize/<token>, no operator session) and its one
 // button, which starts the Carta flow with the rollout's app. Refusals are audited and logged
 // without the token.
-import type { FastifyInstance, FastifyRequest } from 'fastify'
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import type { FastifyRequest } from 'fastify'
+import { Type } from 'typebox'
 import { appConfigFor, appScopes, findAppById } from '../../apps/apps.js'
 import { recordAudit } from '../../audit/events.js'
 import { beginAuthorization } from '../../carta/flow.js'
@@ -12,15 +14,17 @@ import { type LinkRow, resolveLink } from '../../rollouts/links.js'
 import { missingScopes } from '../../scopes.js'
 import { isoDate } from '../../time.js'
 import { renderPage } from '../render.js'
+import { Text } from '../schemas.js'
 
-type TokenParams = { Params: { token: string } }
+// Any token is looked at (and a refusal audited); resolveLink checks its shape and signature.
+const TokenParams = Type.Object({ token: Text(1000) })
 
-export default async function reauthorize(app: FastifyInstance): Promise<void> {
+const reauthorize: FastifyPluginAsyncTypebox = async (app) => {
   const { config, db, clock } = app.deps
   const oauthLimit = { rateLimit: { max: config.rateLimits.oauthPerMinute, timeWindow: '1 minute' } }
 
-  app.get<TokenParams>('/reauthorize/:token', { config: oauthLimit }, async (request, reply) => {
-    const { link, rollout } = await followLink(request)
+  app.get('/reauthorize/:token', { config: oauthLimit, schema: { params: TokenParams } }, async (request, reply) => {
+    const { link, rollout } = await followLink(request, request.params.token)
     const target = await findAppById(db, rollout.app_id)
     if (!target) throw new Error(`the app of rollout ${rollout.id} is missing`)
     const requested = appScopes(target)
@@ -37,11 +41,11 @@ export default async function reauthorize(app: FastifyInstance): Promise<void> {
     })
   })
 
-  app.post<TokenParams>(
+  app.post(
     '/reauthorize/:token',
-    { config: oauthLimit, preHandler: app.csrfProtection },
+    { config: oauthLimit, preHandler: app.csrfProtection, schema: { params: TokenParams } },
     async (request, reply) => {
-      const { link, rollout } = await followLink(request)
+      const { link, rollout } = await followLink(request, request.params.token)
       const target = await findAppById(db, rollout.app_id)
       if (target?.status !== 'active' || !appConfigFor(config.apps, target)) {
         await refuse(request, 'app_unavailable', link)
@@ -61,9 +65,10 @@ export default async function reauthorize(app: FastifyInstance): Promise<void> {
 
   /** The link behind the URL, or a refusal page (audited, logged without the token). */
   async function followLink(
-    request: FastifyRequest<TokenParams>,
+    request: FastifyRequest,
+    token: string,
   ): Promise<{ link: LinkRow; rollout: { id: number; name: string; app_id: number } }> {
-    const resolved = await resolveLink(db, config.linkSigningSecret, request.params.token, clock.now())
+    const resolved = await resolveLink(db, config.linkSigningSecret, token, clock.now())
     if (resolved.ok) return resolved
     if (resolved.reason === 'tampered') return refuse(request, 'tampered', null, resolved.linkId)
     return refuse(request, resolved.reason, resolved.link)
@@ -98,3 +103,5 @@ export default async function reauthorize(app: FastifyInstance): Promise<void> {
     }
   }
 }
+
+export default reauthorize

@@ -1,6 +1,7 @@
 // The Carta apps an operator sees (/admin/apps): users and pending revocations per app, and
 // retiring an app (a confirm page, then a CSRF-protected POST).
-import type { FastifyInstance } from 'fastify'
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { Type } from 'typebox'
 import { findAppById, listApps } from '../../../apps/apps.js'
 import { retireApp } from '../../../apps/retire.js'
 import { DomainError } from '../../../errors.js'
@@ -9,14 +10,15 @@ import { revocationCountsByApp } from '../../../grants/revocation.js'
 import { parseScopes } from '../../../scopes.js'
 import { isoDate } from '../../../time.js'
 import { renderPage } from '../../render.js'
+import { Id, IdParams } from '../../schemas.js'
 import { operatorActor } from './access.js'
 
-function idParam(value: string): number {
-  if (!/^\d{1,15}$/.test(value)) throw new DomainError('request.not_found', `not an app id: ${value.slice(0, 20)}`, {})
-  return Number(value)
-}
+const RetireBody = Type.Object({
+  /** The active app of the same environment that becomes current (needed when retiring the current app). */
+  newCurrentAppId: Type.Optional(Id),
+})
 
-export default async function apps(app: FastifyInstance): Promise<void> {
+const apps: FastifyPluginAsyncTypebox = async (app) => {
   const { db, clock } = app.deps
 
   app.get('/apps', async (request, reply) => {
@@ -37,8 +39,8 @@ export default async function apps(app: FastifyInstance): Promise<void> {
     })
   })
 
-  app.get<{ Params: { id: string } }>('/apps/:id/retire', async (request, reply) => {
-    const appId = idParam(request.params.id)
+  app.get('/apps/:id/retire', { schema: { params: IdParams } }, async (request, reply) => {
+    const appId = request.params.id
     const target = await findAppById(db, appId)
     if (!target) throw new DomainError('app.not_found', `There is no app ${appId}.`, { appId })
     if (target.status === 'retired')
@@ -57,16 +59,17 @@ export default async function apps(app: FastifyInstance): Promise<void> {
     })
   })
 
-  app.post<{ Params: { id: string }; Body: { newCurrentAppId?: string } }>(
+  app.post(
     '/apps/:id/retire',
-    { preHandler: app.csrfProtection },
+    { preHandler: app.csrfProtection, schema: { params: IdParams, body: RetireBody } },
     async (request, reply) => {
-      const appId = idParam(request.params.id)
-      const raw = request.body?.newCurrentAppId
-      const newCurrentAppId = typeof raw === 'string' && /^\d{1,15}$/.test(raw) ? Number(raw) : null
+      const appId = request.params.id
+      const newCurrentAppId = request.body?.newCurrentAppId ?? null
       const result = await retireApp(db, appId, { newCurrentAppId, actor: operatorActor(request), now: clock.now() })
       request.log.info({ appId, newCurrentAppId: result.newCurrentAppId }, 'app retired by operator')
       return reply.redirect(`/admin/apps?retired=${appId}`, 303)
     },
   )
 }
+
+export default apps

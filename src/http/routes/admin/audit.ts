@@ -1,9 +1,12 @@
 // /admin/audit: the audit trail for operators, filtered by user, event type and date range,
 // newest first with keyset paging, and the same filters exported as CSV.
-import { Readable } from 'node:stream'
-import type { FastifyInstance } from 'fastify'
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { type Static, Type } from 'typebox'
 import { DomainError } from '../../../errors.js'
+import { isoDate } from '../../../time.js'
+import { sendCsv } from '../../csv.js'
 import { renderPage } from '../../render.js'
+import { Id, Matching } from '../../schemas.js'
 import {
   type AuditFilters,
   CSV_HEADER,
@@ -11,51 +14,39 @@ import {
   DAY_MS,
   decodeCursor,
   encodeCursor,
-  iterateAuditEvents,
+  auditEventBatches,
   KNOWN_AUDIT_TYPES,
   listAuditEvents,
   parseDay,
 } from '../../../audit/queries.js'
 
 const PAGE_SIZE = 50
+const DAY = '^[0-9]{4}-[0-9]{2}-[0-9]{2}$'
 
-interface AuditQuery {
-  user?: string
-  type?: string
-  from?: string
-  to?: string
-  before?: string
-}
+const AuditQuery = Type.Object({
+  user: Type.Optional(Id),
+  type: Type.Optional(Matching('^[a-z_]{1,40}\\.[a-z_]{1,40}$', 81)),
+  /** Whole UTC days, YYYY-MM-DD; "to" includes its own day. */
+  from: Type.Optional(Matching(DAY, 10)),
+  to: Type.Optional(Matching(DAY, 10)),
+  /** The next-page cursor (audit/queries.ts encodeCursor). */
+  before: Type.Optional(Matching('^[0-9]{1,16}\\.[0-9]{1,10}$', 30)),
+})
+type AuditQuery = Static<typeof AuditQuery>
 
-/** Query string → filters; a malformed value is a 400 page naming the field, never a silent ignore. */
-function parseFilters(query: AuditQuery): { filters: AuditFilters; form: Required<Omit<AuditQuery, 'before'>> } {
-  const form = {
-    user: (query.user ?? '').trim(),
-    type: (query.type ?? '').trim(),
-    from: (query.from ?? '').trim(),
-    to: (query.to ?? '').trim(),
-  }
+/** Validated query → filters; a date that does not exist, or a range upside down, is a 400 page. */
+function auditFilters(query: AuditQuery): AuditFilters {
   const filters: AuditFilters = {}
-  if (form.user) {
-    if (!/^\d{1,15}$/.test(form.user))
-      throw new DomainError('request.invalid', 'The user filter must be a user id (a whole number).', {
-        title: 'Invalid filter',
-      })
-    filters.userId = Number(form.user)
-  }
-  if (form.type) {
-    if (!/^[a-z_]{1,40}\.[a-z_]{1,40}$/.test(form.type))
-      throw new DomainError('request.invalid', 'Unknown event type.', { title: 'Invalid filter' })
-    filters.type = form.type
-  }
+  if (query.user !== undefined) filters.userId = query.user
+  if (query.type !== undefined) filters.type = query.type
   for (const field of ['from', 'to'] as const) {
-    if (!form[field]) continue
-    const day = parseDay(form[field])
+    const value = query[field]
+    if (value === undefined) continue
+    const day = parseDay(value)
     if (day === null)
       throw new DomainError('request.invalid', `The "${field}" date must be a date like 2025-01-31.`, {
         title: 'Invalid filter',
       })
-    // Dates are whole UTC days; "to" includes its own day.
     if (field === 'from') filters.fromMs = day
     else filters.toMs = day + DAY_MS
   }
@@ -64,7 +55,7 @@ function parseFilters(query: AuditQuery): { filters: AuditFilters; form: Require
       title: 'Invalid filter',
     })
   }
-  return { filters, form }
+  return filters
 }
 
 function queryString(form: Record<string, string>, extra: Record<string, string> = {}): string {
@@ -74,11 +65,18 @@ function queryString(form: Record<string, string>, extra: Record<string, string>
   return text ? `?${text}` : ''
 }
 
-export default async function audit(app: FastifyInstance): Promise<void> {
-  const { db } = app.deps
+const audit: FastifyPluginAsyncTypebox = async (app) => {
+  const { db, clock } = app.deps
+  const schema = { querystring: AuditQuery }
 
-  app.get<{ Querystring: AuditQuery }>('/audit', async (request, reply) => {
-    const { filters, form } = parseFilters(request.query)
+  app.get('/audit', { schema }, async (request, reply) => {
+    const filters = auditFilters(request.query)
+    const form = {
+      user: request.query.user === undefined ? '' : String(request.query.user),
+      type: request.query.type ?? '',
+      from: request.query.from ?? '',
+      to: request.query.to ?? '',
+    }
     const before = decodeCursor(request.query.before)
     if (before === 'invalid')
       throw new DomainError('request.invalid', 'That page link is malformed.', { title: 'Invalid page' })
@@ -99,18 +97,28 @@ export default async function audit(app: FastifyInstance): Promise<void> {
     })
   })
 
-  app.get<{ Querystring: AuditQuery }>('/audit.csv', async (request, reply) => {
-    const { filters } = parseFilters(request.query)
+  app.get('/audit.csv', { schema }, async (request, reply) => {
+    const filters = auditFilters(request.query)
     request.log.info({ filters }, 'audit CSV export')
-    async function* lines(): AsyncGenerator<string> {
-      yield `${CSV_HEADER.join(',')}\r\n`
-      for await (const row of iterateAuditEvents(db, filters)) yield csvLine(row)
-    }
-    const stamp = new Date(app.deps.clock.now()).toISOString().slice(0, 10)
-    return reply
-      .type('text/csv; charset=utf-8')
-      .header('content-disposition', `attachment; filename="audit-${stamp}.csv"`)
-      .header('cache-control', 'no-store')
-      .send(Readable.from(lines()))
+    return sendCsv(
+      request,
+      reply,
+      `audit-${isoDate(clock.now())}.csv`,
+      async (write) => {
+        // The header goes out with the first batch, so a failure before it is still an error page.
+        let pending = `${CSV_HEADER.join(',')}\r\n`
+        let rows = 0
+        for await (const batch of auditEventBatches(db, filters)) {
+          await write(pending + batch.map(csvLine).join(''))
+          pending = ''
+          rows += batch.length
+        }
+        if (pending) await write(pending)
+        return rows
+      },
+      (rows) => request.log.info({ rows }, 'audit CSV export finished'),
+    )
   })
 }
+
+export default audit

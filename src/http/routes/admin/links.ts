@@ -1,46 +1,41 @@
 // An operator's reauthorization links for a rollout: issue one (or hand back the open one),
 // issue for everyone the rollout page's filter lists, export them as CSV, and one user's link page.
-import { PassThrough } from 'node:stream'
-import type { FastifyInstance } from 'fastify'
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { Type } from 'typebox'
 import type { Db } from '../../../db/index.js'
 import { DomainError } from '../../../errors.js'
-import { type LackingFilter, filterQuery, listLacking, parseLackingFilter } from '../../../rollouts/lacking.js'
-import {
-  exportLinksCsv,
-  issueLink,
-  issueLinksBulk,
-  latestLinks,
-  linkContextFrom,
-  linkState,
-} from '../../../rollouts/links.js'
-import { parseScopes } from '../../../scopes.js'
+import { type LackingFilter, filterQuery, lackingFilter, listLacking } from '../../../rollouts/lacking.js'
+import { exportLinksCsv, issueLink, issueLinksBulk, linkContextFrom, userLinks } from '../../../rollouts/links.js'
+import { findRollout } from '../../../rollouts/rollouts.js'
 import { formatTime, isoDate } from '../../../time.js'
+import { sendCsv } from '../../csv.js'
 import { renderPage } from '../../render.js'
+import { Id, IdParams, LackingFilterFields } from '../../schemas.js'
 import { operatorActor } from './access.js'
 
-type RolloutParams = { Params: { id: string } }
+const IssueBody = Type.Object({
+  user_id: Id,
+  /** 'link': come back to the user's link page instead of the rollout page. */
+  return_to: Type.Optional(Type.Enum(['link'])),
+})
 
-export default async function links(app: FastifyInstance): Promise<void> {
+const links: FastifyPluginAsyncTypebox = async (app) => {
   const { config, db, clock } = app.deps
   const context = linkContextFrom(config, clock)
   const csrf = { preHandler: app.csrfProtection }
 
-  app.post<RolloutParams & { Body: { user_id?: string; return_to?: string } }>(
+  app.post(
     '/rollouts/:id/links',
-    csrf,
+    { ...csrf, schema: { params: IdParams, body: IssueBody } },
     async (request, reply) => {
-      const rolloutId = idParam(request.params.id)
-      const userId = Number(request.body?.user_id)
-      if (!Number.isSafeInteger(userId) || userId < 1)
-        throw new DomainError('request.invalid', 'The form did not say which user the link is for.', {
-          title: 'No user chosen',
-        })
+      const rolloutId = request.params.id
+      const userId = request.body.user_id
       const issued = await issueLink(db, context, { rolloutId, userId, issuedBy: operatorActor(request) })
       request.log.info(
         { rolloutId, userId, linkId: issued.link.id, reused: issued.reused },
         issued.reused ? 'reauthorization link reused' : 'reauthorization link issued',
       )
-      if (request.body?.return_to === 'link') {
+      if (request.body.return_to === 'link') {
         return reply.redirect(
           `/admin/rollouts/${rolloutId}/links/${userId}?${issued.reused ? 'reused' : 'issued'}=1`,
           303,
@@ -50,19 +45,19 @@ export default async function links(app: FastifyInstance): Promise<void> {
     },
   )
 
-  app.post<RolloutParams & { Body: Record<string, unknown> }>(
+  app.post(
     '/rollouts/:id/links/bulk',
-    csrf,
+    { ...csrf, schema: { params: IdParams, body: Type.Object(LackingFilterFields) } },
     async (request, reply) => {
-      const rolloutId = idParam(request.params.id)
-      const filter = parseLackingFilter(request.body ?? {})
+      const rolloutId = request.params.id
+      const filter = lackingFilter(request.body)
       const result = await issueLinksBulk(db, context, { rolloutId, filter, issuedBy: operatorActor(request) })
       request.log.info({ rolloutId, ...result }, 'reauthorization links issued in bulk')
       const query = filterQuery(filter)
       return renderPage(request, reply, 'admin/links-bulk', {
         title: 'Links issued',
         rolloutId,
-        rolloutName: await rolloutName(rolloutId),
+        rolloutName: (await findRollout(db, rolloutId))?.name ?? `Rollout ${rolloutId}`,
         result,
         filterText: await describeFilter(db, filter),
         backHref: `/admin/rollouts/${rolloutId}${query ? `?${query}` : ''}`,
@@ -73,86 +68,50 @@ export default async function links(app: FastifyInstance): Promise<void> {
 
   // A GET that issues links: the export must hand out a working link on every row. Issuing is
   // idempotent (outstanding links are reused) and the file only reaches the operator.
-  app.get<RolloutParams & { Querystring: Record<string, unknown> }>(
+  app.get(
     '/rollouts/:id/links.csv',
+    { schema: { params: IdParams, querystring: Type.Object(LackingFilterFields) } },
     async (request, reply) => {
-      const rolloutId = idParam(request.params.id)
-      const filter = parseLackingFilter(request.query ?? {})
+      const rolloutId = request.params.id
+      const filter = lackingFilter(request.query)
       const issuedBy = operatorActor(request)
-      const rollout = await db
-        .selectFrom('rollouts')
-        .select(['id', 'status'])
-        .where('id', '=', rolloutId)
-        .executeTakeFirst()
+      const rollout = await findRollout(db, rolloutId)
       if (!rollout) throw new DomainError('rollout.not_found', `There is no rollout ${rolloutId}.`, { rolloutId })
       if (rollout.status !== 'active')
         throw new DomainError('rollout.archived', 'An archived rollout issues no more links.', { rolloutId })
       // Refuse a bad filter (unknown scope or app) with a page, before the file starts streaming.
       await listLacking(db, rolloutId, filter, { limit: 1 })
-      const out = new PassThrough()
-      const write = async (chunk: string) => {
-        if (!out.write(chunk)) await new Promise((resolve) => out.once('drain', resolve))
-      }
-      exportLinksCsv(db, context, { rolloutId, filter, issuedBy }, write).then(
-        (result) => {
-          request.log.info({ rolloutId, ...result }, 'reauthorization links exported')
-          out.end()
-        },
-        (err: Error) => {
-          request.log.error({ err, rolloutId }, 'link export failed')
-          out.destroy(err)
-        },
+      return sendCsv(
+        request,
+        reply,
+        `rollout-${rolloutId}-links-${isoDate(clock.now())}.csv`,
+        (write) => exportLinksCsv(db, context, { rolloutId, filter, issuedBy }, write),
+        (result) => request.log.info({ rolloutId, ...result }, 'reauthorization links exported'),
       )
-      return reply
-        .type('text/csv; charset=utf-8')
-        .header('content-disposition', `attachment; filename="rollout-${rolloutId}-links-${isoDate(clock.now())}.csv"`)
-        .header('cache-control', 'no-store')
-        .send(out)
     },
   )
 
-  app.get<{ Params: { id: string; userId: string }; Querystring: { issued?: string; reused?: string } }>(
+  app.get(
     '/rollouts/:id/links/:userId',
+    {
+      schema: {
+        params: Type.Object({ id: Id, userId: Id }),
+        querystring: Type.Object({ issued: Type.Optional(Type.Enum(['1'])), reused: Type.Optional(Type.Enum(['1'])) }),
+      },
+    },
     async (request, reply) => {
-      const rolloutId = idParam(request.params.id)
-      const userId = idParam(request.params.userId)
-      const rollout = await db
-        .selectFrom('rollouts')
-        .select(['id', 'name', 'status'])
-        .where('id', '=', rolloutId)
-        .executeTakeFirst()
-      const user = await db
-        .selectFrom('end_users')
-        .select(['id', 'carta_user_id', 'email', 'name'])
-        .where('id', '=', userId)
-        .executeTakeFirst()
-      if (!rollout) throw new DomainError('rollout.not_found', `There is no rollout ${rolloutId}.`, { rolloutId })
-      if (!user) throw new DomainError('user.not_found', `There is no end user ${userId}.`, { userId })
-      const member = await db
-        .selectFrom('rollout_members')
-        .select(['state', 'missing_scopes'])
-        .where('rollout_id', '=', rolloutId)
-        .where('user_id', '=', userId)
-        .executeTakeFirst()
-      const links = await db
-        .selectFrom('reauth_links')
-        .selectAll()
-        .where('rollout_id', '=', rolloutId)
-        .where('user_id', '=', userId)
-        .orderBy('id', 'desc')
-        .limit(20)
-        .execute()
-      const now = clock.now()
-      const latest = (await latestLinks(db, rolloutId, [userId], context)).get(userId) ?? null
+      const { id: rolloutId, userId } = request.params
+      const data = await userLinks(db, context, rolloutId, userId)
+      const { user, latest } = data
       return renderPage(request, reply, 'admin/link', {
         title: `Link for ${user.email ?? user.carta_user_id ?? `user ${user.id}`}`,
-        rollout,
+        rollout: data.rollout,
         user,
-        member: member ? { state: member.state, missing: parseScopes(member.missing_scopes) } : null,
+        member: data.member,
         latest,
-        links: links.map((l) => ({
+        links: data.links.map((l) => ({
           id: l.id,
-          state: linkState(l, now),
+          state: l.state,
           issuedAt: formatTime(l.issued_at),
           expiresAt: formatTime(l.expires_at),
           usedAt: l.used_at ? formatTime(l.used_at) : null,
@@ -164,19 +123,11 @@ export default async function links(app: FastifyInstance): Promise<void> {
       })
     },
   )
-
-  async function rolloutName(id: number): Promise<string> {
-    const row = await db.selectFrom('rollouts').select('name').where('id', '=', id).executeTakeFirst()
-    return row?.name ?? `Rollout ${id}`
-  }
 }
 
-function idParam(value: string): number {
-  if (!/^\d{1,12}$/.test(value) || Number(value) < 1)
-    throw new DomainError('request.not_found', `not an id: ${value.slice(0, 20)}`, {})
-  return Number(value)
-}
+export default links
 
+/** The filter in words, for the bulk page. */
 async function describeFilter(db: Db, filter: LackingFilter): Promise<string> {
   const parts: string[] = []
   if (filter.scope) parts.push(`missing ${filter.scope}`)

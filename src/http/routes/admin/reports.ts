@@ -1,13 +1,15 @@
 // /admin/reports: latest runs, "Run report now", a server-rendered SVG trend per active rollout
 // (with a table of the same numbers), and the downloads. The schedule itself is a background job
 // (src/reports/scheduler.ts, run by app.jobs).
-import type { FastifyInstance } from 'fastify'
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { Type } from 'typebox'
 import { recordAudit } from '../../../audit/events.js'
 import { operatorActor } from './access.js'
 import { DomainError } from '../../../errors.js'
 import { renderPage } from '../../render.js'
+import { Id } from '../../schemas.js'
 import { readReportFile } from '../../../reports/files.js'
-import { CONTENT_TYPES, type ReportFormat, localTime, renderReport } from '../../../reports/formats.js'
+import { CONTENT_TYPES, REPORT_FORMATS, type ReportFormat, localTime, renderReport } from '../../../reports/formats.js'
 import {
   type ReportContext,
   findRun,
@@ -21,12 +23,12 @@ import {
 import { slotKey } from '../../../reports/scheduler.js'
 import { trendSvg } from '../../../reports/svg.js'
 
-export default async function reports(app: FastifyInstance): Promise<void> {
+const reports: FastifyPluginAsyncTypebox = async (app) => {
   const { config, db, clock } = app.deps
   const context: ReportContext = { db, config, clock, log: app.log }
   const scheduler = app.jobs.get('reports').scheduler
 
-  app.get<{ Querystring: { run?: string } }>('/reports', async (request, reply) => {
+  app.get('/reports', { schema: { querystring: Type.Object({ run: Type.Optional(Id) }) } }, async (request, reply) => {
     const tz = config.reports.timeZone
     const runs = await listRuns(db, 20)
     const rollouts = await db
@@ -46,8 +48,7 @@ export default async function reports(app: FastifyInstance): Promise<void> {
         }
       }),
     )
-    const ranId = Number(request.query.run)
-    const justRan = Number.isInteger(ranId) ? runs.find((r) => r.id === ranId) : undefined
+    const justRan = request.query.run === undefined ? undefined : runs.find((r) => r.id === request.query.run)
     return renderPage(request, reply, 'admin/reports', {
       title: 'Reports',
       csrf: true,
@@ -87,12 +88,11 @@ export default async function reports(app: FastifyInstance): Promise<void> {
     return reply.redirect(`/admin/reports?run=${outcome.runId}`, 303)
   })
 
-  app.get<{ Params: { id: string; file: string } }>('/reports/runs/:id/:file', async (request, reply) => {
-    const match = /^report\.(json|csv|html)$/.exec(request.params.file)
-    const id = Number(request.params.id)
+  const FileParams = Type.Object({ id: Id, file: Type.Enum(REPORT_FORMATS.map((f) => `report.${f}` as const)) })
+  app.get('/reports/runs/:id/:file', { schema: { params: FileParams } }, async (request, reply) => {
+    const { id } = request.params
     const notFound = () => new DomainError('report.not_found', 'There is no report file at this address.', {})
-    if (!match || !/^\d{1,12}$/.test(request.params.id)) throw notFound()
-    const format = match[1] as ReportFormat
+    const format = request.params.file.slice('report.'.length) as ReportFormat
     const run = await findRun(db, id)
     if (!run) throw notFound()
     if (run.status !== 'succeeded') {
@@ -121,3 +121,5 @@ export default async function reports(app: FastifyInstance): Promise<void> {
     return reply.send(body)
   })
 }
+
+export default reports

@@ -1,10 +1,19 @@
 // Operator sign-in and sign-out: the only /admin routes open to visitors (access 'public'), rate
 // limited per client IP.
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import { Type } from 'typebox'
 import { checkOperatorCredentials } from '../../../admin/operators.js'
 import { renderPage } from '../../render.js'
 
-type Body = Record<string, string | string[] | undefined>
+// `next` is any text: safeNext() keeps only local dashboard paths. Names and passwords are checked
+// by checkOperatorCredentials; a wrong one is a 401 page, never a schema error.
+const NextQuery = Type.Object({ next: Type.Optional(Type.String({ maxLength: 4096 })) })
+const SignInBody = Type.Object({
+  username: Type.Optional(Type.String({ maxLength: 1000 })),
+  password: Type.Optional(Type.String({ maxLength: 4096 })),
+  next: Type.Optional(Type.String({ maxLength: 4096 })),
+})
 
 /** Only local dashboard paths: never an absolute URL, `//host` or a backslash trick (open redirect). */
 export function safeNext(value: unknown): string {
@@ -13,12 +22,7 @@ export function safeNext(value: unknown): string {
   return value
 }
 
-function field(body: Body | undefined, name: string): string {
-  const v = body?.[name]
-  return (Array.isArray(v) ? v[0] : v) ?? ''
-}
-
-export default async function signIn(app: FastifyInstance): Promise<void> {
+const signIn: FastifyPluginAsyncTypebox = async (app) => {
   const { db, clock, config } = app.deps
   const signInConfig = {
     access: 'public' as const,
@@ -39,19 +43,19 @@ export default async function signIn(app: FastifyInstance): Promise<void> {
       status,
     )
 
-  app.get<{ Querystring: { next?: string } }>('/sign-in', { config: signInConfig }, async (request, reply) => {
+  app.get('/sign-in', { config: signInConfig, schema: { querystring: NextQuery } }, async (request, reply) => {
     const next = safeNext(request.query.next)
     if (request.session.operatorId) return reply.redirect(next, 303)
     return signInPage(request, reply, { next })
   })
 
-  app.post<{ Body: Body }>(
+  app.post(
     '/sign-in',
-    { config: signInConfig, preHandler: app.csrfProtection },
+    { config: signInConfig, preHandler: app.csrfProtection, schema: { body: SignInBody } },
     async (request, reply) => {
-      const username = field(request.body, 'username').slice(0, 200)
-      const password = field(request.body, 'password')
-      const next = safeNext(field(request.body, 'next'))
+      const username = (request.body.username ?? '').slice(0, 200)
+      const password = request.body.password ?? ''
+      const next = safeNext(request.body.next)
       const operator = username && password ? await checkOperatorCredentials(db, username, password, clock.now()) : null
       if (!operator) {
         // Never the password; the username helps spot guessing.
@@ -74,3 +78,5 @@ export default async function signIn(app: FastifyInstance): Promise<void> {
     return reply.redirect('/admin/sign-in', 303)
   })
 }
+
+export default signIn

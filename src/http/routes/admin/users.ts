@@ -1,50 +1,46 @@
 // An end user seen by an operator: the user page (identity, grants, memberships, links, audit)
 // and revoking their grant (a confirm page, then a CSRF-protected POST).
-import type { FastifyInstance } from 'fastify'
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { revokeSummary, userPageData } from '../../../admin/user-page.js'
 import { DomainError } from '../../../errors.js'
 import { revokeGrantByOperator } from '../../../grants/lifecycle.js'
 import { processDueRevocations } from '../../../grants/revocation.js'
 import { formatTime } from '../../../time.js'
 import { renderPage } from '../../render.js'
+import { IdParams } from '../../schemas.js'
 import { operatorActor } from './access.js'
 
-function idParam(value: string): number {
-  if (!/^\d{1,15}$/.test(value)) throw new DomainError('request.not_found', `not a user id: ${value.slice(0, 20)}`, {})
-  return Number(value)
-}
-
-export default async function users(app: FastifyInstance): Promise<void> {
+const users: FastifyPluginAsyncTypebox = async (app) => {
   const { db, clock } = app.deps
 
-  app.get<{ Params: { id: string } }>('/users/:id', async (request, reply) => {
-    const id = idParam(request.params.id)
+  const schema = { params: IdParams }
+
+  app.get('/users/:id', { schema }, async (request, reply) => {
+    const { id } = request.params
     const data = await userPageData(db, id, clock.now())
     if (!data) throw new DomainError('user.not_found', `There is no end user ${id}.`, { userId: id })
     const title = data.user.email ?? data.user.name ?? data.user.cartaUserId ?? `User ${id}`
     return renderPage(request, reply, 'admin/user', { title, ...data, formatTime })
   })
 
-  app.get<{ Params: { id: string } }>('/users/:id/revoke', async (request, reply) => {
-    const user = await revokeSummary(db, idParam(request.params.id))
+  app.get('/users/:id/revoke', { schema }, async (request, reply) => {
+    const user = await revokeSummary(db, request.params.id)
     const revocable = user.grant_id !== null && (user.grant_status === 'active' || user.grant_status === 'broken')
     return renderPage(request, reply, 'admin/revoke', { title: 'Revoke access', csrf: true, user, revocable })
   })
 
-  app.post<{ Params: { id: string } }>(
-    '/users/:id/revoke',
-    { preHandler: app.csrfProtection },
-    async (request, reply) => {
-      const userId = idParam(request.params.id)
-      const result = await revokeGrantByOperator(db, userId, operatorActor(request), clock.now())
-      // Immediate attempt after the commit; what fails stays queued for the worker's retries.
-      const sent = await processDueRevocations({ ...app.deps, log: request.log }, { grantId: result.grantId })
-      request.log.info({ userId, grantId: result.grantId, ...sent }, 'grant revoked by operator')
-      return renderPage(request, reply, 'admin/revoke-done', {
-        title: 'Access revoked',
-        user: await revokeSummary(db, userId),
-        sent,
-      })
-    },
-  )
+  app.post('/users/:id/revoke', { preHandler: app.csrfProtection, schema }, async (request, reply) => {
+    const userId = request.params.id
+    const result = await revokeGrantByOperator(db, userId, operatorActor(request), clock.now())
+    // Immediate attempt after the commit; what fails stays queued for the worker's retries.
+    const sent = await processDueRevocations({ ...app.deps, log: request.log }, { grantId: result.grantId })
+    request.log.info({ userId, grantId: result.grantId, ...sent }, 'grant revoked by operator')
+    return renderPage(request, reply, 'admin/revoke-done', {
+      title: 'Access revoked',
+      user: await revokeSummary(db, userId),
+      sent,
+    })
+  })
 }
+
+export default users

@@ -3,9 +3,9 @@
 // shows per-rollout progress on stderr, and exits non-zero when the run fails.
 import { systemClock } from '../clock.js'
 import { openRuntime } from '../runtime.js'
-import { summaryTable, toJson } from './formats.js'
-import { type ReportLogger, manualSlotKey, runReport } from './runs.js'
-import { webhookOrigin } from './webhook.js'
+import { summaryTable, toJson } from '../reports/formats.js'
+import { type ReportLogger, manualSlotKey, runReport } from '../reports/runs.js'
+import { webhookOrigin } from '../reports/webhook.js'
 
 export const reportUsage =
   'Usage: npm run cli -- report [--json] [--quiet]\n  --json   print the report JSON to stdout instead of the table\n  --quiet  no progress lines on stderr'

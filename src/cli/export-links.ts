@@ -6,12 +6,17 @@ import { once } from 'node:events'
 import { parseArgs } from 'node:util'
 import { systemClock } from '../clock.js'
 import { type Runtime, openRuntime } from '../runtime.js'
+import { Type } from 'typebox'
+import { Value } from 'typebox/value'
 import { isDomainError } from '../errors.js'
-import { parseLackingFilter } from './lacking.js'
-import { exportLinksCsv, linkContextFrom } from './links.js'
+import { Id, LackingFilterFields, Text } from '../http/schemas.js'
+import { lackingFilter } from '../rollouts/lacking.js'
+import { exportLinksCsv, linkContextFrom } from '../rollouts/links.js'
 
 export const exportLinksUsage =
   'Usage: npm run cli -- export-links <rollout id> [--scope SCOPE] [--app APP_ID] [--q SEARCH] [--out FILE]   (CSV to stdout without --out)'
+
+const ExportInput = Type.Object({ id: Id, ...LackingFilterFields, out: Type.Optional(Text(4096)) })
 
 const parseLinkArgs = (args: string[]) =>
   parseArgs({
@@ -32,21 +37,26 @@ export async function exportLinksCommand(
     return 2
   }
   const [id, ...extra] = parsed.positionals
-  if (!id || extra.length || !/^\d{1,12}$/.test(id)) {
-    console.error(exportLinksUsage)
+  // The same rules as the dashboard's filter (src/http/schemas.ts), checked here for the terminal.
+  const input = Value.Convert(ExportInput, { id, ...parsed.values })
+  if (!id || extra.length || !Value.Check(ExportInput, input)) {
+    const problem = [...Value.Errors(ExportInput, input)][0]
+    console.error(
+      `${problem ? `${problem.instancePath.slice(1) || 'input'} ${problem.message}\n` : ''}${exportLinksUsage}`,
+    )
     return 2
   }
   const { config, db } = await open()
   const out = parsed.values.out ? createWriteStream(parsed.values.out, { mode: 0o600 }) : process.stdout
   try {
-    const filter = parseLackingFilter({ scope: parsed.values.scope, app: parsed.values.app, q: parsed.values.q })
+    const filter = lackingFilter(input)
     const write = async (chunk: string) => {
       if (!out.write(chunk)) await once(out, 'drain')
     }
     const result = await exportLinksCsv(
       db,
       linkContextFrom(config, systemClock),
-      { rolloutId: Number(id), filter, issuedBy: 'cli' },
+      { rolloutId: input.id, filter, issuedBy: 'cli' },
       write,
     )
     if (out !== process.stdout) {

@@ -3,8 +3,8 @@
 import { systemClock } from '../clock.js'
 import { openRuntime } from '../runtime.js'
 import { isDomainError } from '../errors.js'
-import { createOperator, resetOperatorPassword } from './operators.js'
-import { generatePassword } from './passwords.js'
+import { createOperator, resetOperatorPassword } from '../admin/operators.js'
+import { generatePassword } from '../admin/passwords.js'
 
 export const operatorUsage =
   'Usage: npm run cli -- operator <create|reset-password> <username>   (pipe a password on stdin, or one is generated)'

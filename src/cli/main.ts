@@ -1,8 +1,8 @@
 // Command line: `npm run cli -- <command> [options]`. Each command lives in its own module.
-import { openRuntime } from './runtime.js'
-import { operatorCommand } from './admin/operator-cli.js'
-import { reportCommand } from './reports/cli.js'
-import { exportLinksCommand, exportLinksUsage } from './rollouts/link-cli.js'
+import { openRuntime } from '../runtime.js'
+import { operatorCommand } from './operator.js'
+import { reportCommand } from './report.js'
+import { exportLinksCommand, exportLinksUsage } from './export-links.js'
 
 type Command = { summary: string; run: (args: string[]) => Promise<number> }
 
