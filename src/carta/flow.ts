@@ -13,6 +13,7 @@ import { CartaOAuthError, type TokenSet, buildAuthorizationUrl, exchangeCode, sa
 import { consumeState, createState } from './states.js'
 import { formatScopes, missingScopes, parseScopes } from '../scopes.js'
 import { DomainError, isDomainError, type Retry } from '../errors.js'
+import { localRedirect } from '../http/redirect.js'
 
 export const CALLBACK_PATH = '/carta/callback'
 
@@ -59,7 +60,7 @@ export async function beginAuthorization(
       redirectUri,
       linkId: options.linkId ?? null,
       expectedUserId: options.expectedUserId ?? null,
-      returnTo: safeReturnTo(options.returnTo),
+      returnTo: options.returnTo === undefined ? null : localRedirect(options.returnTo, { fallback: '/' }),
     },
     now,
   )
@@ -84,11 +85,6 @@ export function usableApp(apps: CartaAppConfig[], app: AppRow): CartaAppConfig {
   if (!appConfig)
     throw new DomainError('app.not_configured', `${app.name} is not in the apps file.`, { name: app.name })
   return appConfig
-}
-
-function safeReturnTo(value: string | undefined): string | null {
-  // Local paths only: no scheme, no protocol-relative "//host", no backslash tricks.
-  return value?.startsWith('/') && !value.startsWith('//') && !value.includes('\\') ? value : null
 }
 
 export interface CallbackQuery {
@@ -229,7 +225,7 @@ export async function completeAuthorization(
     },
     'grant recorded',
   )
-  return reply.redirect(stateRow.return_to ?? '/', 303)
+  return reply.redirect(localRedirect(stateRow.return_to ?? '/', { fallback: '/' }), 303)
 }
 
 /** Link used by someone signed in to Carta as another person: record the attempt, nothing else. */

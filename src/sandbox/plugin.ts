@@ -4,6 +4,7 @@
 import { createHmac } from 'node:crypto'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { formatScopes, parseScopes } from '../scopes.js'
+import { localRedirect } from '../http/redirect.js'
 import { eta } from '../views.js'
 import { type DemoUser, demoUsers, describeScope, findDemoIssuer, findDemoUser } from './data.js'
 import {
@@ -62,11 +63,10 @@ export async function sandboxPlugin(app: FastifyInstance, options: SandboxPlugin
   }
   const cookieOptions = { path: cookiePath, httpOnly: true, sameSite: 'lax' as const, secure: options.cookieSecure }
 
-  // Only paths inside the sandbox may be a post-sign-in destination (no open redirect).
-  const safeNext = (value: string | undefined): string => {
-    if (value?.startsWith(`${base}/`) && !value.startsWith('//') && !/[\\\r\n]/.test(value)) return value
-    return `${base}/`
-  }
+  // Only paths inside the sandbox may be a post-sign-in destination (no open redirect), and only
+  // ones a Location header carries safely (src/http/redirect.ts).
+  const safeNext = (value: string | undefined): string =>
+    localRedirect(value, { within: `${base}/`, fallback: `${base}/` })
 
   const render = async (
     reply: FastifyReply,

@@ -1,6 +1,5 @@
 import t from 'tap'
 import { createOperator } from '../../src/admin/operators.js'
-import { safeNext } from '../../src/http/routes/admin/sign-in.js'
 import { Agent, hiddenField } from '../helpers/browser-agent.js'
 import { startTestApp } from '../helpers/app.js'
 import { OPERATOR_PASSWORD, signedInOperator, signedSessionCookie } from '../rollouts/fixtures.js'
@@ -145,20 +144,4 @@ t.test("an end user's session never reaches /admin", async (t) => {
   })
   t.equal(post.status, 303)
   t.equal((await ctx.db.selectFrom('rollouts').selectAll().execute()).length, 0)
-})
-
-t.test('next redirects stay inside the dashboard', async (t) => {
-  t.equal(safeNext('/admin/rollouts/3?scope=x'), '/admin/rollouts/3?scope=x')
-  t.equal(safeNext('/admin'), '/admin')
-  for (const bad of [
-    'https://evil.example/admin',
-    '//evil.example/admin',
-    '/administrator',
-    '/admin\\@evil',
-    '/',
-    undefined,
-    '/\\evil',
-  ]) {
-    t.equal(safeNext(bad), '/admin', String(bad))
-  }
 })

@@ -1,6 +1,7 @@
 // Sessions live in the database so every app instance sees the same ones.
 import t from 'tap'
 import { ManualClock } from '../../src/clock.js'
+import { type Logger, silentLogger } from '../../src/log.js'
 import type { Session } from 'fastify'
 import { DatabaseSessionStore } from '../../src/http/plugins/session-store.js'
 import { engines, openTestDb } from './engines.js'
@@ -16,9 +17,9 @@ for (const engine of engines()) {
   t.test(`${engine}: session store round trip, expiry and pruning`, async (t) => {
     const { db, another } = await openTestDb(t, engine)
     const clock = new ManualClock(1_795_000_000_000)
-    const store = new DatabaseSessionStore(db, clock)
+    const store = new DatabaseSessionStore(db, clock, silentLogger)
     // A second handle stands for a second app instance on the same database.
-    const otherInstance = new DatabaseSessionStore(await another(), clock)
+    const otherInstance = new DatabaseSessionStore(await another(), clock, silentLogger)
 
     const expires = new Date(clock.now() + 60_000).toISOString()
     await call((cb) => store.set('sid-1', session({ cookie: { expires }, endUserId: 7 }), cb))
@@ -46,5 +47,40 @@ for (const engine of engines()) {
     await call((cb) => otherInstance.destroy('sid-1', cb))
     t.equal(await call((cb) => store.get('sid-1', cb)), null, 'destroy on one instance signs out on all')
     t.equal(await call((cb) => store.get('never', cb)), null)
+  })
+}
+
+for (const engine of engines()) {
+  t.test(`${engine}: a callback that throws is logged, never an unhandled rejection`, async (t) => {
+    const { db } = await openTestDb(t, engine)
+    const errors: Array<{ obj: object; msg?: string }> = []
+    const log: Logger = { ...silentLogger, error: (obj, msg) => void errors.push({ obj, msg }) }
+    const store = new DatabaseSessionStore(db, new ManualClock(1_795_000_000_000), log)
+    const rejections: unknown[] = []
+    const onRejection = (reason: unknown) => rejections.push(reason)
+    process.on('unhandledRejection', onRejection)
+    t.teardown(() => void process.off('unhandledRejection', onRejection))
+
+    // What @fastify/session does: continue the response inside the callback; here it throws, as
+    // Node does for a header value it refuses (ERR_INVALID_CHAR).
+    const boom = () => {
+      throw new TypeError('Invalid character in header content ["location"]')
+    }
+    await new Promise<void>((resolve) =>
+      store.set('sid-x', session({ cookie: {} }), () => {
+        resolve()
+        boom()
+      }),
+    )
+    await new Promise<void>((resolve) =>
+      store.get('sid-x', () => {
+        resolve()
+        boom()
+      }),
+    )
+    await new Promise((resolve) => setTimeout(resolve, 20))
+    t.same(rejections, [], 'no unhandled rejection')
+    t.equal(errors.length, 2, 'each throw is logged')
+    t.match(errors[0], { msg: 'a request failed after the session store answered' })
   })
 }

@@ -30,6 +30,8 @@ export interface TestAppOptions {
   env?: Record<string, string>
   clock?: Clock
   backgroundJobs?: boolean
+  /** Adds test-only routes before the app starts listening. */
+  extend?: (app: FastifyInstance) => void
 }
 
 interface Teardown {
@@ -82,6 +84,7 @@ export async function startTestApp(t: Teardown, options: TestAppOptions = {}): P
     },
   })
   const app = await buildApp({ config, db, clock, backgroundJobs: options.backgroundJobs ?? false, logStream })
+  options.extend?.(app)
   await app.listen({ host: '127.0.0.1', port })
   let closed = false
   const close = async () => {

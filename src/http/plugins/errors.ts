@@ -1,6 +1,7 @@
 // The one place errors become pages (src/README.md, "Errors"): domain errors by their code
 // (../error-pages.ts), Fastify's own errors (validation, CSRF, rate limit, bad requests) by kind,
 // anything else as a 500 page and an error log line. Also the 404 page for unknown addresses.
+import { validateHeaderValue } from 'node:http'
 import type { FastifyError } from 'fastify'
 import fp from 'fastify-plugin'
 import { isDomainError } from '../../errors.js'
@@ -46,6 +47,22 @@ export default fp(
         'Something went wrong',
         'The error has been logged. Please try again in a moment.',
       )
+    })
+    // Node refuses a header value holding a control or non-Latin-1 character while writing the
+    // response, after every hook has run. Checked here first, such a value becomes a 500 page and
+    // a log line (the header is dropped) instead of a request that never answers.
+    app.addHook('onSend', async (request, reply, payload) => {
+      for (const [name, value] of Object.entries(reply.getHeaders())) {
+        if (value === undefined) continue
+        try {
+          for (const one of Array.isArray(value) ? value : [value]) validateHeaderValue(name, String(one))
+        } catch (err) {
+          reply.removeHeader(name)
+          request.log.error({ err, header: name }, 'refused a response header Node cannot send')
+          throw new Error(`response header ${name} holds a character HTTP cannot carry`)
+        }
+      }
+      return payload
     })
     app.setNotFoundHandler(async (request, reply) => {
       request.log.info('not found')

@@ -1,10 +1,17 @@
 // @fastify/session store in the database, so sessions survive restarts and are shared by every
 // app instance on one database (the in-memory default is neither).
+//
+// @fastify/session continues the request (its onSend hook, then the response) inside these
+// callbacks. Called from a promise reaction, anything that throws there (say, Node refusing a
+// header while writing the response) would become an unhandled rejection, and Node ends the
+// process on one. So each callback runs once the database work settled, outside the promise
+// chain's reach: whatever it throws is logged here and cannot end the process.
 import type { SessionStore } from '@fastify/session'
 import type { Session } from 'fastify'
 import type { Kysely } from 'kysely'
 import type { Clock } from '../../clock.js'
 import type { Database } from '../../db/schema.js'
+import type { Logger } from '../../log.js'
 
 const DEFAULT_TTL_MS = 24 * 60 * 60 * 1000
 
@@ -15,44 +22,62 @@ export class DatabaseSessionStore implements SessionStore {
   constructor(
     private readonly db: Kysely<Database>,
     private readonly clock: Clock,
+    private readonly log: Logger,
   ) {}
 
   set(sid: string, session: Session, callback: Callback): void {
-    const expires = session.cookie?.expires
-      ? new Date(session.cookie.expires).getTime()
-      : this.clock.now() + DEFAULT_TTL_MS
-    const data = JSON.stringify(session)
-    this.db
-      .insertInto('sessions')
-      .values({ sid, data, expires_at: expires })
-      .onConflict((oc) => oc.column('sid').doUpdateSet({ data, expires_at: expires }))
-      .execute()
-      .then(() => callback(), callback)
+    const write = async () => {
+      const expires = session.cookie?.expires
+        ? new Date(session.cookie.expires).getTime()
+        : this.clock.now() + DEFAULT_TTL_MS
+      const data = JSON.stringify(session)
+      await this.db
+        .insertInto('sessions')
+        .values({ sid, data, expires_at: expires })
+        .onConflict((oc) => oc.column('sid').doUpdateSet({ data, expires_at: expires }))
+        .execute()
+    }
+    this.settle(write(), () => callback(), callback)
   }
 
   get(sid: string, callback: SessionCallback): void {
-    this.db
-      .selectFrom('sessions')
-      .select(['data', 'expires_at'])
-      .where('sid', '=', sid)
-      .executeTakeFirst()
-      .then((row) => {
-        if (!row || row.expires_at <= this.clock.now()) return callback(null, null)
-        callback(null, JSON.parse(row.data))
-      }, callback)
+    const read = async (): Promise<Session | null> => {
+      const row = await this.db
+        .selectFrom('sessions')
+        .select(['data', 'expires_at'])
+        .where('sid', '=', sid)
+        .executeTakeFirst()
+      if (!row || row.expires_at <= this.clock.now()) return null
+      return JSON.parse(row.data) as Session
+    }
+    this.settle(read(), (session) => callback(null, session), callback)
   }
 
   destroy(sid: string, callback: Callback): void {
-    this.db
-      .deleteFrom('sessions')
-      .where('sid', '=', sid)
-      .execute()
-      .then(() => callback(), callback)
+    const remove = async () => {
+      await this.db.deleteFrom('sessions').where('sid', '=', sid).execute()
+    }
+    this.settle(remove(), () => callback(), callback)
   }
 
   /** Deletes expired sessions; run periodically. */
   async prune(): Promise<number> {
     const result = await this.db.deleteFrom('sessions').where('expires_at', '<=', this.clock.now()).executeTakeFirst()
     return Number(result.numDeletedRows)
+  }
+
+  /** Hands the outcome to @fastify/session; a throw from its continuation is logged, never rejected. */
+  private settle<T>(work: Promise<T>, ok: (value: T) => void, fail: (err: unknown) => void): void {
+    const guarded = (run: () => void) => {
+      try {
+        run()
+      } catch (err) {
+        this.log.error({ err }, 'a request failed after the session store answered')
+      }
+    }
+    work.then(
+      (value) => guarded(() => ok(value)),
+      (err: unknown) => guarded(() => fail(err)),
+    )
   }
 }

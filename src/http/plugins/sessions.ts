@@ -29,7 +29,7 @@ export default fp(
     await app.register(session, {
       secret: config.sessionSecret,
       cookieName: SESSION_COOKIE,
-      store: new DatabaseSessionStore(db, clock),
+      store: new DatabaseSessionStore(db, clock, app.log),
       saveUninitialized: false,
       cookie: { httpOnly: true, sameSite: 'lax', secure: config.cookieSecure, path: '/', maxAge: DAY_MS },
     })

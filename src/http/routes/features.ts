@@ -18,6 +18,7 @@ import { parseCapTable } from '../../features/cap-table.js'
 import { FEATURES, type Feature, describeScope, findFeature } from '../../features/catalog.js'
 import { cartaFailure, withAccessToken } from '../../grants/access.js'
 import { missingScopes, parseScopes } from '../../scopes.js'
+import { localRedirect } from '../redirect.js'
 import { renderPage } from '../render.js'
 import { Text } from '../schemas.js'
 
@@ -203,8 +204,7 @@ const features: FastifyPluginAsyncTypebox = async (app) => {
       }
       const requested = request.body.returnTo ?? ''
       // Only our own feature pages; anything else (absolute URLs, //host) falls back to the feature.
-      const returnTo =
-        /^\/features\/[A-Za-z0-9_./:-]*$/.test(requested) && !requested.includes('..') ? requested : feature.path
+      const returnTo = localRedirect(requested, { within: '/features/', fallback: feature.path })
       request.log.info({ userId, feature: feature.key, app: target.key }, 'reauthorizing for a feature')
       return beginAuthorization(request, reply, { app: target, scopes: appScopes(target), returnTo })
     },

@@ -4,9 +4,10 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { Type } from 'typebox'
 import { checkOperatorCredentials } from '../../../admin/operators.js'
+import { localRedirect } from '../../redirect.js'
 import { renderPage } from '../../render.js'
 
-// `next` is any text: safeNext() keeps only local dashboard paths. Names and passwords are checked
+// `next` is any text: safeNext keeps only dashboard paths a Location header carries safely. Names and passwords are checked
 // by checkOperatorCredentials; a wrong one is a 401 page, never a schema error.
 const NextQuery = Type.Object({ next: Type.Optional(Type.String({ maxLength: 4096 })) })
 const SignInBody = Type.Object({
@@ -15,12 +16,8 @@ const SignInBody = Type.Object({
   next: Type.Optional(Type.String({ maxLength: 4096 })),
 })
 
-/** Only local dashboard paths: never an absolute URL, `//host` or a backslash trick (open redirect). */
-export function safeNext(value: unknown): string {
-  if (typeof value !== 'string') return '/admin'
-  if (!/^\/admin(?:[/?#]|$)/.test(value) || value.startsWith('//') || /[\\\r\n\t]/.test(value)) return '/admin'
-  return value
-}
+/** Where to go after signing in: a dashboard page (../../redirect.ts), else the dashboard. */
+const safeNext = (value: unknown) => localRedirect(value, { within: '/admin', fallback: '/admin' })
 
 const signIn: FastifyPluginAsyncTypebox = async (app) => {
   const { db, clock, config } = app.deps
