@@ -3,7 +3,7 @@ import type { Selectable } from 'kysely'
 import type { Db } from '../db/index.js'
 import { isUniqueViolation } from '../db/dialect.js'
 import { DomainError, isDomainError } from '../errors.js'
-import type { OperatorTable } from '../rollouts/tables.js'
+import type { OperatorTable } from './tables.js'
 import { MIN_PASSWORD_LENGTH, generatePassword, hashPassword, timingDummyHash, verifyPassword } from './passwords.js'
 
 export type OperatorRow = Selectable<OperatorTable>

@@ -70,6 +70,6 @@ export async function retireApp(
     return { appId: app.id, newCurrentAppId }
   })
   // Membership of every user on the app, in batches of its own (may touch many users).
-  await db.transaction().execute((trx) => syncUsersOnApp(trx, appId, now))
+  await db.transaction().execute((trx) => syncUsersOnApp(trx, appId))
   return result
 }

@@ -11,7 +11,7 @@ import { Value } from 'typebox/value'
 import { isDomainError } from '../errors.js'
 import { Id, LackingFilterFields, Text } from '../http/schemas.js'
 import { lackingFilter } from '../rollouts/lacking.js'
-import { exportLinksCsv, linkContextFrom } from '../rollouts/links.js'
+import { exportLinksCsv, linkContextFrom } from '../links/links.js'
 
 export const exportLinksUsage =
   'Usage: npm run cli -- export-links <rollout id> [--scope SCOPE] [--app APP_ID] [--q SEARCH] [--out FILE]   (CSV to stdout without --out)'

@@ -1,7 +1,10 @@
-// Table types for Kysely. Each area declares its own tables beside its code; this file joins them.
+// Table types for Kysely. The core ledger's tables are declared here; each other module declares
+// its own beside its code (admin, rollouts, links, reports), and this file joins them.
 import type { Generated } from 'kysely'
-import type { RolloutTables } from '../rollouts/tables.js'
+import type { AdminTables } from '../admin/tables.js'
+import type { LinkTables } from '../links/tables.js'
 import type { ReportTables } from '../reports/tables.js'
+import type { RolloutTables } from '../rollouts/tables.js'
 
 /** Epoch milliseconds (bigint column). */
 export type Millis = number
@@ -139,4 +142,4 @@ export interface CoreTables {
   audit_events: AuditEventTable
 }
 
-export interface Database extends CoreTables, RolloutTables, ReportTables {}
+export interface Database extends CoreTables, AdminTables, RolloutTables, LinkTables, ReportTables {}

@@ -18,10 +18,9 @@ import { recordAudit } from '../audit/events.js'
 import { appConfigFor } from '../apps/apps.js'
 import { CartaApiError } from '../carta/api.js'
 import { CartaOAuthError, refreshTokens, type TokenSet } from '../carta/oauth-client.js'
-import { syncUserRollouts } from '../rollouts/membership.js'
-import { formatScopes, parseScopes, sameScopes } from '../scopes.js'
+import { parseScopes } from '../scopes.js'
 import { DomainError } from '../errors.js'
-import { markGrantBroken } from './lifecycle.js'
+import { changeGrant } from './change.js'
 import type { TokenCipher } from './token-cipher.js'
 import { readTokens, type StoredTokens } from './tokens.js'
 
@@ -179,7 +178,12 @@ async function performRefresh(
   if (!stored.refreshToken) {
     // Expired and nothing to refresh with: only a new authorization helps.
     await db.transaction().execute(async (trx) => {
-      await markGrantBroken(trx, ctx.grantId, 'access token expired and Carta issued no refresh token', clock.now())
+      await changeGrant(
+        trx,
+        cipher,
+        { kind: 'broken', grantId: ctx.grantId, reason: 'access token expired and Carta issued no refresh token' },
+        clock.now(),
+      )
       await trx
         .updateTable('grant_tokens')
         .set({ refresh_lock_owner: null, refresh_lock_until: null })
@@ -214,7 +218,12 @@ async function performRefresh(
       return again
     }
     await db.transaction().execute(async (trx) => {
-      await markGrantBroken(trx, ctx.grantId, 'Carta rejected the refresh token (invalid_grant)', clock.now())
+      await changeGrant(
+        trx,
+        cipher,
+        { kind: 'broken', grantId: ctx.grantId, reason: 'Carta rejected the refresh token (invalid_grant)' },
+        clock.now(),
+      )
       await trx
         .updateTable('grant_tokens')
         .set({ refresh_lock_owner: null, refresh_lock_until: null })
@@ -253,43 +262,21 @@ async function performRefresh(
       .executeTakeFirst()
     if (Number(written.numUpdatedRows) !== 1) return 'lost' as const
 
+    // RFC 6749 §5.1: an absent `scope` means unchanged; a present one is what the token holds now.
+    const scopes =
+      fresh.scope === undefined
+        ? { changed: false }
+        : await changeGrant(
+            trx,
+            cipher,
+            { kind: 'scopes', grantId: ctx.grantId, scopes: parseScopes(fresh.scope), via: 'refresh' },
+            now,
+          )
     const grant = await trx
       .selectFrom('grants')
-      .select(['granted_scopes', 'app_id'])
+      .select(['app_id'])
       .where('id', '=', ctx.grantId)
       .executeTakeFirstOrThrow()
-    const before = parseScopes(grant.granted_scopes)
-    // RFC 6749 §5.1: an absent `scope` means unchanged; a present one is what the token holds now.
-    const after = fresh.scope === undefined ? before : parseScopes(fresh.scope)
-    const changed = !sameScopes(before, after)
-    if (changed) {
-      await trx
-        .updateTable('grants')
-        .set({ granted_scopes: formatScopes(after), scopes_source: 'reported' })
-        .where('id', '=', ctx.grantId)
-        .execute()
-      await trx.deleteFrom('grant_scopes').where('grant_id', '=', ctx.grantId).execute()
-      if (after.length > 0)
-        await trx
-          .insertInto('grant_scopes')
-          .values(after.map((scope) => ({ grant_id: ctx.grantId, scope })))
-          .execute()
-      await syncUserRollouts(trx, ctx.userId, now)
-      await recordAudit(trx, now, {
-        type: 'grant.scopes_changed',
-        actor: 'system',
-        userId: ctx.userId,
-        grantId: ctx.grantId,
-        appId: grant.app_id,
-        details: {
-          before,
-          after,
-          removed: before.filter((s) => !after.includes(s)),
-          added: after.filter((s) => !before.includes(s)),
-          via: 'refresh',
-        },
-      })
-    }
     await recordAudit(trx, now, {
       type: 'grant.refreshed',
       actor: 'system',
@@ -303,7 +290,7 @@ async function performRefresh(
         refreshTokenRotated: fresh.refreshToken !== null,
       },
     })
-    return changed ? ('changed' as const) : ('same' as const)
+    return scopes.changed ? ('changed' as const) : ('same' as const)
   })
   if (result === 'lost') {
     // Our lease expired and another process stored newer tokens first; theirs win.

@@ -5,7 +5,9 @@
 import { randomInt } from 'node:crypto'
 import type { Clock } from '../clock.js'
 import type { Config } from '../config.js'
+import type { Transaction } from 'kysely'
 import type { Db } from '../db/index.js'
+import type { Database } from '../db/schema.js'
 import type { Job } from '../jobs/runner.js'
 import type { Logger } from '../log.js'
 import { recordAudit } from '../audit/events.js'
@@ -41,6 +43,46 @@ const BASE_DELAY_MS = 60_000
 const MAX_DELAY_MS = 6 * 60 * 60 * 1000
 /** A lease longer than one revocation call (timeout) so a slow send is not picked up twice. */
 const LEASE_MS = 2 * 60_000
+
+/**
+ * Queues RFC 7009 revocation of a grant's stored tokens: the refresh token first (revoking it
+ * SHOULD also end the access tokens of the same grant, RFC 7009 §2.1), then the access token for
+ * servers that do not. The ciphertext is copied as is; the worker decrypts it when it sends.
+ */
+export async function enqueueGrantRevocation(
+  trx: Transaction<Database>,
+  grantId: number,
+  now: number,
+): Promise<number> {
+  const tokens = await trx
+    .selectFrom('grant_tokens')
+    .innerJoin('grants', 'grants.id', 'grant_tokens.grant_id')
+    .select(['grant_tokens.key_id', 'grant_tokens.access_token', 'grant_tokens.refresh_token', 'grants.app_id'])
+    .where('grant_tokens.grant_id', '=', grantId)
+    .executeTakeFirst()
+  if (!tokens) return 0
+  const rows = [
+    ...(tokens.refresh_token ? [{ token: tokens.refresh_token, token_type_hint: 'refresh_token' as const }] : []),
+    { token: tokens.access_token, token_type_hint: 'access_token' as const },
+  ]
+  for (const row of rows) {
+    await trx
+      .insertInto('token_revocations')
+      .values({
+        grant_id: grantId,
+        app_id: tokens.app_id,
+        key_id: tokens.key_id,
+        ...row,
+        next_attempt_at: now,
+        last_error: null,
+        lock_until: null,
+        created_at: now,
+        done_at: null,
+      })
+      .execute()
+  }
+  return rows.length
+}
 
 /** 1 min × 2^(attempts−1), capped at 6 h, ±20 % jitter so many failed rows do not retry in lockstep. */
 export function backoffMs(attempts: number, jitter: (max: number) => number = (max) => randomInt(max + 1)): number {

@@ -1,6 +1,6 @@
 // Every background job of the application, by name: one line per job (src/README.md,
 // "Where each kind of change goes"). The HTTP layer's jobs plugin runs them (src/http/plugins/jobs.ts).
-import { stateCleanupJob } from '../carta/states.js'
+import { stateCleanupJob } from '../flows/states.js'
 import type { AppDeps } from '../deps.js'
 import { revocationJob } from '../grants/revocation.js'
 import type { Logger } from '../log.js'

@@ -122,7 +122,7 @@ async function loadMemberInputs(db: Trx, userId: number): Promise<Omit<MemberInp
  * inside the transaction that changed the user's active grant, its scopes, its status or the
  * user's status.
  */
-export async function syncUserRollouts(db: Trx, userId: number, _now: number): Promise<void> {
+export async function syncUserRollouts(db: Trx, userId: number): Promise<void> {
   const rollouts = await db
     .selectFrom('rollouts')
     .select(['id', 'required_scopes'])
@@ -421,7 +421,7 @@ export async function storedCounts(db: Db, rolloutId: number): Promise<Map<strin
  * lacking in every active rollout, set-based, adjusting the counters by the same deltas.
  * A retired app's users must move to a live app even if they hold every scope.
  */
-export async function syncUsersOnApp(db: Trx, appId: number, _now: number): Promise<void> {
+export async function syncUsersOnApp(db: Trx, appId: number): Promise<void> {
   const app = await db.selectFrom('oauth_apps').select('status').where('id', '=', appId).executeTakeFirst()
   if (!app) return
   const rollouts = await db.selectFrom('rollouts').select('id').where('status', '=', 'active').execute()

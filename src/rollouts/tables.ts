@@ -1,15 +1,6 @@
-// Table types for operators, rollouts and reauthorization links (migrations/0002_rollouts.ts).
+// Table types of rollouts, their members and counters (migrations/0002_rollouts.ts, 0004).
 import type { Generated } from 'kysely'
 import type { Millis } from '../db/schema.js'
-
-export interface OperatorTable {
-  id: Generated<number>
-  username: string
-  /** scrypt$N$r$p$salt$hash (see src/admin/passwords.ts). */
-  password_hash: string
-  created_at: Millis
-  last_sign_in_at: Millis | null
-}
 
 export interface RolloutTable {
   id: Generated<number>
@@ -64,23 +55,9 @@ export interface RolloutCountTable {
   count: Generated<number>
 }
 
-export interface ReauthLinkTable {
-  id: Generated<number>
-  rollout_id: number
-  user_id: number
-  nonce: string
-  issued_by: string
-  issued_at: Millis
-  expires_at: Millis
-  used_at: Millis | null
-  used_grant_id: number | null
-}
-
 export interface RolloutTables {
-  operators: OperatorTable
   rollouts: RolloutTable
   rollout_members: RolloutMemberTable
   rollout_member_missing: RolloutMemberMissingTable
   rollout_counts: RolloutCountTable
-  reauth_links: ReauthLinkTable
 }

@@ -6,7 +6,8 @@ import Database from 'better-sqlite3'
 import t from 'tap'
 import { listIssuers } from '../../src/carta/api.js'
 import { withAccessToken } from '../../src/grants/access.js'
-import { recordGrant } from '../../src/grants/record.js'
+import { changeGrant } from '../../src/grants/change.js'
+import { resolveEndUser } from '../../src/users/end-users.js'
 import { startTestApp } from '../helpers/app.js'
 import { bearerToken, startFakeCarta } from '../helpers/fake-carta.js'
 import { connectUser, expireTokens, sandboxStats, tokenVersion } from './helpers.js'
@@ -73,22 +74,32 @@ t.test(
       .where('key', '=', 'fake-prod')
       .executeTakeFirstOrThrow()
     const initial = bearerToken().body as { access_token: string; refresh_token: string }
-    const { grantId } = await recordGrant(app.db, app.app.deps.cipher, {
-      appId: appRow.id,
-      appKey: 'fake-prod',
-      requestedScopes: ['read_issuer_info', 'read_user_info'],
-      grantedScopes: ['read_issuer_info', 'read_user_info'],
-      scopesSource: 'assumed',
-      tokens: {
-        accessToken: initial.access_token,
-        refreshToken: initial.refresh_token,
-        expiresAt: app.clock.now() + 3600_000,
-        tokenType: 'Bearer',
-        scope: undefined,
-      },
-      identity: { cartaUserId: 'carta-user-1', email: 'ada@example.com', name: 'Ada' },
-      localKey: null,
-      now: app.clock.now(),
+    const now = app.clock.now()
+    const { grantId } = await app.db.transaction().execute(async (trx) => {
+      const identity = { cartaUserId: 'carta-user-1', email: 'ada@example.com', name: 'Ada' }
+      const { user } = await resolveEndUser(trx, { identity, localKey: null, now })
+      const scopes = ['read_issuer_info', 'read_user_info']
+      return changeGrant(
+        trx,
+        app.app.deps.cipher,
+        {
+          kind: 'granted',
+          userId: user.id,
+          app: { id: appRow.id, key: 'fake-prod' },
+          requested: scopes,
+          granted: scopes,
+          source: 'assumed',
+          tokens: {
+            accessToken: initial.access_token,
+            refreshToken: initial.refresh_token,
+            expiresAt: now + 3600_000,
+            tokenType: 'Bearer',
+            scope: undefined,
+          },
+          actor: 'test',
+        },
+        now,
+      )
     })
     const cipher = app.app.deps.cipher
     const side = new Database((app.config.database as { path: string }).path)

@@ -5,7 +5,7 @@ import t from 'tap'
 import { ManualClock } from '../../src/clock.js'
 import { openDatabase } from '../../src/db/index.js'
 import { exportLinksCommand } from '../../src/cli/export-links.js'
-import { linkUrl } from '../../src/rollouts/links.js'
+import { linkUrl } from '../../src/links/links.js'
 import { startTestApp } from '../helpers/app.js'
 import { auditRows, createMember, createRollout } from './fixtures.js'
 

@@ -13,7 +13,7 @@ import {
   resolveLink,
   signLinkToken,
   verifyLinkToken,
-} from '../../src/rollouts/links.js'
+} from '../../src/links/links.js'
 import { lackingFilter } from '../../src/rollouts/lacking.js'
 import { startTestApp } from '../helpers/app.js'
 import { appId, auditRows, createMember, createRollout } from './fixtures.js'

@@ -4,7 +4,7 @@
 import t, { type Test } from 'tap'
 import { ManualClock } from '../../src/clock.js'
 import type { Db } from '../../src/db/index.js'
-import { issueLink, linkContextFrom, linkUrl } from '../../src/rollouts/links.js'
+import { issueLink, linkContextFrom, linkUrl } from '../../src/links/links.js'
 import { type TestApp, startTestApp } from '../helpers/app.js'
 import { Agent, hiddenField } from '../helpers/browser-agent.js'
 import { auditRows, createMember, createRollout, operatorAgent } from './fixtures.js'

@@ -71,7 +71,7 @@ export async function addGrant(db: Db, userId: number, appKey: string, scopes: s
       .set({ active_grant_id: grant.id, status: 'connected', updated_at: now })
       .where('id', '=', userId)
       .execute()
-    await syncUserRollouts(trx, userId, now)
+    await syncUserRollouts(trx, userId)
     return grant.id
   })
 }
@@ -90,7 +90,7 @@ export async function breakGrant(db: Db, userId: number, now: number): Promise<v
       .set({ status: 'needs_reconnect', updated_at: now })
       .where('id', '=', userId)
       .execute()
-    await syncUserRollouts(trx, userId, now)
+    await syncUserRollouts(trx, userId)
   })
 }
 

@@ -118,7 +118,7 @@ t.test('set-based creation, then counters kept right by deltas as users reconnec
     .execute()
   await db.transaction().execute(async (trx) => {
     const { syncUserRollouts } = await import('../../src/rollouts/membership.js')
-    for (const u of [alice, bob, carol, dave, erin]) await syncUserRollouts(trx, u, now)
+    for (const u of [alice, bob, carol, dave, erin]) await syncUserRollouts(trx, u)
   })
   t.same(
     await db.selectFrom('rollout_members').selectAll().where('rollout_id', '=', id).orderBy('user_id').execute(),
@@ -162,7 +162,7 @@ t.test('set-based creation, then counters kept right by deltas as users reconnec
     .set({ status: 'retired', is_current: 0, retired_at: now })
     .where('id', '=', v1)
     .execute()
-  await db.transaction().execute((trx) => syncUsersOnApp(trx, v1, now))
+  await db.transaction().execute((trx) => syncUsersOnApp(trx, v1))
   const erinSecond = await db
     .selectFrom('rollout_members')
     .selectAll()
@@ -175,7 +175,7 @@ t.test('set-based creation, then counters kept right by deltas as users reconnec
   // A later per-user sync agrees with the set-based retirement.
   await db.transaction().execute(async (trx) => {
     const { syncUserRollouts } = await import('../../src/rollouts/membership.js')
-    await syncUserRollouts(trx, erin, now)
+    await syncUserRollouts(trx, erin)
   })
   await assertCounts(t, db, second, { covered: 4, lacking: 1 }, 'per-user sync after retirement')
   await addGrant(db, erin, 'production-v2', ['read_user_info'], now + 7000)

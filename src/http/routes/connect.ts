@@ -1,10 +1,13 @@
-// /carta/connect starts the Carta authorization-code flow; /carta/callback completes it.
-// Both are rate limited per client IP; the flow itself lives in src/carta/flow.ts.
+// /carta/connect starts the Carta authorization-code flow; /carta/callback completes it. Both are
+// rate limited per client IP; the flow itself is src/flows/connect.ts. Here: the browser session
+// (the state is bound to it; a new session id once a user is connected) and the redirects.
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
-import { DomainError } from '../../errors.js'
 import { appScopes, currentApp, findAppByKey } from '../../apps/apps.js'
-import { CALLBACK_PATH, beginAuthorization, completeAuthorization } from '../../carta/flow.js'
+import { DomainError } from '../../errors.js'
+import { CALLBACK_PATH, completeConnect } from '../../flows/connect.js'
+import { sendToCarta } from '../authorize.js'
+import { localRedirect } from '../redirect.js'
 import { Text } from '../schemas.js'
 
 // Carta's answer (RFC 6749 §4.1.2): state and code, or error (with optional description and
@@ -28,12 +31,28 @@ const connect: FastifyPluginAsyncTypebox = async (app) => {
         ? new DomainError('app.unknown_key', `There is no Carta app called "${key.slice(0, 64)}".`, { key })
         : new DomainError('app.no_current', 'No current Carta app.', { environment: config.defaultEnvironment })
     }
-    return beginAuthorization(request, reply, { app: target, scopes: appScopes(target) })
+    return sendToCarta(request, reply, { app: target, scopes: appScopes(target) })
   })
 
-  app.get(CALLBACK_PATH, { config: { rateLimit }, schema: { querystring: CallbackQuery } }, async (request, reply) =>
-    completeAuthorization(request, reply, request.query),
-  )
+  app.get(CALLBACK_PATH, { config: { rateLimit }, schema: { querystring: CallbackQuery } }, async (request, reply) => {
+    const connected = await completeConnect(
+      app.deps,
+      {
+        query: request.query,
+        currentUrl: new URL(request.url, config.publicUrl),
+        sessionId: request.session.sessionId,
+        localKey: request.session.localKey ?? null,
+      },
+      request.log,
+    )
+    // A new session id now that this browser is bound to a user (session fixation, RFC 9700 §4.1 spirit).
+    await request.session.regenerate(['localKey', 'operatorId', 'operatorName'])
+    if (connected.createdLocalKey) request.session.localKey = connected.createdLocalKey
+    request.session.endUserId = connected.userId
+    // The superseded grant's tokens were queued for revocation: send them now, not at the next tick.
+    if (connected.supersededGrantId) app.jobs.kick('revocations')
+    return reply.redirect(localRedirect(connected.returnTo ?? '/', { fallback: '/' }), 303)
+  })
 }
 
 export default connect

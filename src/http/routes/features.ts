@@ -10,7 +10,6 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import { Type } from 'typebox'
 import { appScopes, currentApp } from '../../apps/apps.js'
 import { CartaApiError, fetchCapTableSummary, listIssuers } from '../../carta/api.js'
-import { beginAuthorization } from '../../carta/flow.js'
 import type { CartaAppConfig } from '../../config.js'
 import { DomainError, isDomainError } from '../../errors.js'
 import { type FeatureAccess, checkFeature, loadUserGrant } from '../../features/access.js'
@@ -18,6 +17,7 @@ import { parseCapTable } from '../../features/cap-table.js'
 import { FEATURES, type Feature, describeScope, findFeature } from '../../features/catalog.js'
 import { cartaFailure, withAccessToken } from '../../grants/access.js'
 import { missingScopes, parseScopes } from '../../scopes.js'
+import { sendToCarta } from '../authorize.js'
 import { localRedirect } from '../redirect.js'
 import { renderPage } from '../render.js'
 import { Text } from '../schemas.js'
@@ -206,7 +206,7 @@ const features: FastifyPluginAsyncTypebox = async (app) => {
       // Only our own feature pages; anything else (absolute URLs, //host) falls back to the feature.
       const returnTo = localRedirect(requested, { within: '/features/', fallback: feature.path })
       request.log.info({ userId, feature: feature.key, app: target.key }, 'reauthorizing for a feature')
-      return beginAuthorization(request, reply, { app: target, scopes: appScopes(target), returnTo })
+      return sendToCarta(request, reply, { app: target, scopes: appScopes(target), returnTo })
     },
   )
 }

@@ -31,7 +31,7 @@ const users: FastifyPluginAsyncTypebox = async (app) => {
 
   app.post('/users/:id/revoke', { preHandler: app.csrfProtection, schema }, async (request, reply) => {
     const userId = request.params.id
-    const result = await revokeGrantByOperator(db, userId, operatorActor(request), clock.now())
+    const result = await revokeGrantByOperator(app.deps, userId, operatorActor(request), clock.now())
     // Immediate attempt after the commit; what fails stays queued for the worker's retries.
     const sent = await processDueRevocations({ ...app.deps, log: request.log }, { grantId: result.grantId })
     request.log.info({ userId, grantId: result.grantId, ...sent }, 'grant revoked by operator')

@@ -12,7 +12,7 @@ import type { Database } from '../db/schema.js'
 import { recordAudit } from '../audit/events.js'
 import { DomainError } from '../errors.js'
 import { parseScopes } from '../scopes.js'
-import { type LackingFilter, type LackingRow, listLacking } from './lacking.js'
+import { type LackingFilter, type LackingRow, listLacking } from '../rollouts/lacking.js'
 import type { ReauthLinkTable } from './tables.js'
 
 export type LinkRow = Selectable<ReauthLinkTable>

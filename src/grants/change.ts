@@ -1,0 +1,265 @@
+// Every change to a user's grants goes through changeGrant(), inside the caller's transaction: the
+// grant rows, the user's active grant and status, the audit event, and what depends on them —
+// today the rollout membership and its counters (src/README.md, "Grants"). A new consequence of a
+// grant change (say, an outbox row for a webhook) is added here, once, and no caller can miss it.
+import type { Transaction } from 'kysely'
+import { recordAudit } from '../audit/events.js'
+import type { TokenSet } from '../carta/oauth-client.js'
+import type { Database, GrantStatus } from '../db/schema.js'
+import { syncUserRollouts } from '../rollouts/membership.js'
+import { formatScopes, parseScopes, sameScopes } from '../scopes.js'
+import { enqueueGrantRevocation } from './revocation.js'
+import type { TokenCipher } from './token-cipher.js'
+import { storeTokens } from './tokens.js'
+
+type Trx = Transaction<Database>
+
+export type GrantChange =
+  /** A new authorization: the user's new active grant; any previous one is superseded. */
+  | {
+      kind: 'granted'
+      userId: number
+      app: { id: number; key: string }
+      requested: string[]
+      granted: string[]
+      /** reported: the token response listed the scopes; assumed: it did not (RFC 6749 §5.1). */
+      source: 'reported' | 'assumed'
+      tokens: TokenSet
+      actor: string
+      /** Extra facts for the grant.created event (e.g. the link it came through). */
+      details?: Record<string, unknown>
+    }
+  /** The token now holds other scopes (a refresh reported them, RFC 6749 §5.1). */
+  | { kind: 'scopes'; grantId: number; scopes: string[]; via: 'refresh' }
+  /** Carta will not refresh it any more (invalid_grant, RFC 6749 §5.2, or no refresh token). */
+  | { kind: 'broken'; grantId: number; reason: string }
+  /** An operator revoked it: its tokens are queued for revocation at Carta (RFC 7009). */
+  | { kind: 'revoked'; grantId: number; actor: string }
+
+export interface GrantChangeResult {
+  userId: number
+  grantId: number
+  /** False when nothing needed writing (the grant had already ended, or its scopes are the same). */
+  changed: boolean
+  /** 'granted': the grant it replaced, whose tokens were queued for revocation. */
+  supersededGrantId: number | null
+  /** Token revocations queued by this change. */
+  queuedRevocations: number
+}
+
+export async function changeGrant(
+  trx: Trx,
+  cipher: TokenCipher,
+  change: GrantChange,
+  now: number,
+): Promise<GrantChangeResult> {
+  const result = await apply(trx, cipher, change, now)
+  // What depends on a user's grants, kept in step in the same transaction.
+  if (result.changed) await syncUserRollouts(trx, result.userId)
+  return result
+}
+
+async function apply(trx: Trx, cipher: TokenCipher, change: GrantChange, now: number): Promise<GrantChangeResult> {
+  switch (change.kind) {
+    case 'granted':
+      return grant(trx, cipher, change, now)
+    case 'scopes':
+      return changeScopes(trx, change, now)
+    case 'broken':
+    case 'revoked':
+      return end(trx, change, now)
+  }
+}
+
+async function grant(
+  trx: Trx,
+  cipher: TokenCipher,
+  change: Extract<GrantChange, { kind: 'granted' }>,
+  now: number,
+): Promise<GrantChangeResult> {
+  const { userId, actor } = change
+  const previous = await trx
+    .selectFrom('grants')
+    .select(['id', 'app_id'])
+    .where('user_id', '=', userId)
+    .where('status', '=', 'active')
+    .execute()
+  const granted = formatScopes(change.granted)
+  const { id: grantId } = await trx
+    .insertInto('grants')
+    .values({
+      user_id: userId,
+      app_id: change.app.id,
+      requested_scopes: formatScopes(change.requested),
+      granted_scopes: granted,
+      scopes_source: change.source,
+      status: 'active',
+      status_reason: null,
+      created_at: now,
+      ended_at: null,
+      superseded_by: null,
+    })
+    .returning('id')
+    .executeTakeFirstOrThrow()
+  const scopes = parseScopes(granted)
+  if (scopes.length)
+    await trx
+      .insertInto('grant_scopes')
+      .values(scopes.map((scope) => ({ grant_id: grantId, scope })))
+      .execute()
+  await storeTokens(trx, cipher, grantId, change.tokens, now)
+
+  // One active grant per user: the previous one is superseded and its tokens queued for
+  // revocation at Carta (RFC 7009); the revocation job sends them after this commits.
+  let queued = 0
+  for (const old of previous) {
+    await trx
+      .updateTable('grants')
+      .set({ status: 'superseded', ended_at: now, superseded_by: grantId })
+      .where('id', '=', old.id)
+      .execute()
+    // Revocation rows carry the ciphertext as is; the live copy goes (no unused secrets at rest).
+    queued += await enqueueGrantRevocation(trx, old.id, now)
+    await trx.deleteFrom('grant_tokens').where('grant_id', '=', old.id).execute()
+    await recordAudit(trx, now, {
+      type: 'grant.superseded',
+      actor,
+      userId,
+      grantId: old.id,
+      appId: old.app_id,
+      details: { supersededBy: grantId },
+    })
+  }
+  await trx
+    .updateTable('end_users')
+    .set({ active_grant_id: grantId, status: 'connected', updated_at: now })
+    .where('id', '=', userId)
+    .execute()
+  await recordAudit(trx, now, {
+    type: 'grant.created',
+    actor,
+    userId,
+    grantId,
+    appId: change.app.id,
+    details: {
+      app: change.app.key,
+      requested: formatScopes(change.requested),
+      granted,
+      source: change.source,
+      ...change.details,
+    },
+  })
+  return {
+    userId,
+    grantId,
+    changed: true,
+    supersededGrantId: previous.at(-1)?.id ?? null,
+    queuedRevocations: queued,
+  }
+}
+
+async function changeScopes(
+  trx: Trx,
+  change: Extract<GrantChange, { kind: 'scopes' }>,
+  now: number,
+): Promise<GrantChangeResult> {
+  const grant = await trx
+    .selectFrom('grants')
+    .select(['user_id', 'app_id', 'granted_scopes'])
+    .where('id', '=', change.grantId)
+    .executeTakeFirstOrThrow()
+  const before = parseScopes(grant.granted_scopes)
+  const after = parseScopes(change.scopes.join(' '))
+  const unchanged = { userId: grant.user_id, grantId: change.grantId, supersededGrantId: null, queuedRevocations: 0 }
+  if (sameScopes(before, after)) return { ...unchanged, changed: false }
+  await trx
+    .updateTable('grants')
+    .set({ granted_scopes: formatScopes(after), scopes_source: 'reported' })
+    .where('id', '=', change.grantId)
+    .execute()
+  await trx.deleteFrom('grant_scopes').where('grant_id', '=', change.grantId).execute()
+  if (after.length > 0)
+    await trx
+      .insertInto('grant_scopes')
+      .values(after.map((scope) => ({ grant_id: change.grantId, scope })))
+      .execute()
+  await recordAudit(trx, now, {
+    type: 'grant.scopes_changed',
+    actor: 'system',
+    userId: grant.user_id,
+    grantId: change.grantId,
+    appId: grant.app_id,
+    details: {
+      before,
+      after,
+      removed: before.filter((s) => !after.includes(s)),
+      added: after.filter((s) => !before.includes(s)),
+      via: change.via,
+    },
+  })
+  return { ...unchanged, changed: true }
+}
+
+async function end(
+  trx: Trx,
+  change: Extract<GrantChange, { kind: 'broken' | 'revoked' }>,
+  now: number,
+): Promise<GrantChangeResult> {
+  const grant = await trx
+    .selectFrom('grants')
+    .select(['id', 'user_id', 'app_id', 'status'])
+    .where('id', '=', change.grantId)
+    .executeTakeFirstOrThrow()
+  const unchanged = { userId: grant.user_id, grantId: grant.id, supersededGrantId: null, queuedRevocations: 0 }
+  // Only a live grant breaks; an operator may also revoke one that already broke.
+  const endable: GrantStatus[] = change.kind === 'broken' ? ['active'] : ['active', 'broken']
+  if (!endable.includes(grant.status)) return { ...unchanged, changed: false }
+
+  let queued = 0
+  if (change.kind === 'revoked') {
+    // Revoked here means unusable here too: queue the tokens for Carta and drop the live copy.
+    queued = await enqueueGrantRevocation(trx, grant.id, now)
+    await trx.deleteFrom('grant_tokens').where('grant_id', '=', grant.id).execute()
+  }
+  const reason = change.kind === 'broken' ? change.reason : `revoked by ${change.actor}`
+  await trx
+    .updateTable('grants')
+    .set({ status: change.kind, status_reason: reason, ended_at: now })
+    .where('id', '=', grant.id)
+    .where('status', 'in', endable)
+    .execute()
+  const user = await trx
+    .selectFrom('end_users')
+    .select(['id', 'active_grant_id'])
+    .where('id', '=', grant.user_id)
+    .executeTakeFirstOrThrow()
+  if (user.active_grant_id === grant.id) {
+    await trx
+      .updateTable('end_users')
+      .set({ status: 'needs_reconnect', updated_at: now })
+      .where('id', '=', user.id)
+      .execute()
+  }
+  await recordAudit(
+    trx,
+    now,
+    change.kind === 'broken'
+      ? {
+          type: 'grant.broken',
+          actor: 'system',
+          userId: grant.user_id,
+          grantId: grant.id,
+          appId: grant.app_id,
+          details: { reason },
+        }
+      : {
+          type: 'grant.revoked_by_operator',
+          actor: change.actor,
+          userId: grant.user_id,
+          grantId: grant.id,
+          appId: grant.app_id,
+          details: { previousStatus: grant.status, queuedRevocations: queued },
+        },
+  )
+  return { ...unchanged, changed: true, queuedRevocations: queued }
+}
