@@ -3,8 +3,35 @@
 import type { Kysely } from 'kysely'
 import type { Database } from '../db/schema.js'
 
+/**
+ * Every event type the app writes, once: the writer accepts only these, and the audit page's
+ * filter offers exactly these.
+ */
+export const AUDIT_EVENT_TYPES = [
+  'grant.created',
+  'grant.superseded',
+  'grant.refreshed',
+  'grant.scopes_changed',
+  'grant.broken',
+  'grant.revoked_by_operator',
+  'token.revoked',
+  'token.revocation_failed',
+  'link.issued',
+  'links.issued_bulk',
+  'links.exported',
+  'link.used',
+  'link.rejected',
+  'link.identity_mismatch',
+  'rollout.created',
+  'rollout.archived',
+  'app.retired',
+  'report.run',
+] as const
+
+export type AuditEventType = (typeof AUDIT_EVENT_TYPES)[number]
+
 export interface AuditEvent {
-  type: string
+  type: AuditEventType
   /** "user:<id>", "operator:<username>", "system" or "anonymous". */
   actor: string
   userId?: number | null

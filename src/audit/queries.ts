@@ -4,33 +4,14 @@
 import type { Selectable } from 'kysely'
 import { type Db, MAX_ID } from '../db/index.js'
 import type { AuditEventTable } from '../db/schema.js'
+import { csvLine } from '../csv.js'
+import type { AuditEventType } from './events.js'
 
 export type AuditRow = Selectable<AuditEventTable>
 
-/** Event types written by the app, for the filter's select (a free-text type is still accepted). */
-export const KNOWN_AUDIT_TYPES = [
-  'grant.created',
-  'grant.superseded',
-  'grant.refreshed',
-  'grant.scopes_changed',
-  'grant.broken',
-  'grant.revoked_by_operator',
-  'token.revoked',
-  'token.revocation_failed',
-  'link.issued',
-  'link.used',
-  'rollout.created',
-  'rollout.archived',
-  'app.retired',
-  'operator.signed_in',
-  'operator.signed_out',
-  'operator.created',
-  'report.generated',
-] as const
-
 export interface AuditFilters {
   userId?: number
-  type?: string
+  type?: AuditEventType
   /** Inclusive lower bound, epoch ms. */
   fromMs?: number
   /** Exclusive upper bound, epoch ms. */
@@ -104,20 +85,11 @@ export function parseDay(value: string): number | null {
   return new Date(ms).toISOString().slice(0, 10) === value ? ms : null
 }
 
-const DAY_MS = 24 * 60 * 60 * 1000
-export { DAY_MS }
-
-/** RFC 4180 field: quoted when it holds a comma, quote or line break; a leading =+-@ is neutralised (CSV injection). */
-export function csvField(value: unknown): string {
-  let text = value === null || value === undefined ? '' : String(value)
-  if (/^[=+\-@\t\r]/.test(text)) text = `'${text}`
-  return /[",\r\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text
-}
-
 export const CSV_HEADER = ['id', 'at_iso', 'type', 'actor', 'user_id', 'grant_id', 'app_id', 'rollout_id', 'details']
 
-export function csvLine(row: AuditRow): string {
-  return `${[
+/** One audit event as a CSV record (src/csv.ts). */
+export function auditCsvLine(row: AuditRow): string {
+  return csvLine([
     row.id,
     new Date(Number(row.at)).toISOString(),
     row.type,
@@ -127,7 +99,5 @@ export function csvLine(row: AuditRow): string {
     row.app_id,
     row.rollout_id,
     row.details,
-  ]
-    .map(csvField)
-    .join(',')}\r\n`
+  ])
 }

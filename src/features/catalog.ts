@@ -31,22 +31,3 @@ export const FEATURES: readonly Feature[] = [
 export function findFeature(key: string): Feature | undefined {
   return FEATURES.find((f) => f.key === key)
 }
-
-// Plain words for the permissions a person is asked for (what Carta's consent screen says).
-const SCOPE_WORDS: Record<string, string> = {
-  read_user_info: 'See your name and email address on Carta.',
-  read_issuer_info: 'See the list of companies you have access to on Carta.',
-  read_issuer_capitalizationtablesummary: "See a summary of each company's cap table: share classes and share counts.",
-  read_issuer_securities: 'See the securities issued by your companies.',
-  read_issuer_stakeholders: 'See the stakeholders of your companies.',
-  read_investor_investments: 'See your investments.',
-}
-
-/** A scope in plain words; Carta scope names follow read_<area> / readwrite_<area>. */
-export function describeScope(scope: string): string {
-  const known = SCOPE_WORDS[scope]
-  if (known) return known
-  const m = /^(read|readwrite)_(.+)$/.exec(scope)
-  if (m) return `${m[1] === 'read' ? 'See' : 'See and change'} your ${m[2]!.replace(/_/g, ' ')} data on Carta.`
-  return `The Carta permission "${scope}".`
-}

@@ -6,11 +6,12 @@ import type { Kysely, Selectable } from 'kysely'
 import type { Clock } from '../clock.js'
 import type { Database, OAuthStateTable } from '../db/schema.js'
 import type { Job } from '../jobs/runner.js'
+import { DAY_MS } from '../time.js'
 
 export const STATE_TTL_MS = 10 * 60 * 1000
 export const PRUNE_EVERY_MS = 10 * 60 * 1000
 /** Used/expired rows are kept a day for diagnosis ("replayed" vs "unknown"), then deleted. */
-const KEEP_MS = 24 * 60 * 60 * 1000
+const KEEP_MS = DAY_MS
 
 export type StateRow = Selectable<OAuthStateTable>
 

@@ -2,7 +2,7 @@
 // the error page offers. The error plugin (plugins/errors.ts) renders it; an /api route will map
 // the same entries to problem+json (RFC 9457: status and title as they are, type from the code).
 import type { DomainError, ErrorCode, ErrorDetails, Retry } from '../errors.js'
-import { describeScope } from '../features/catalog.js'
+import { describeScope } from '../scopes.js'
 
 export interface ErrorPage {
   status: number

@@ -10,15 +10,16 @@ import type { Clock } from '../clock.js'
 import type { Config } from '../config.js'
 import type { Database } from '../db/schema.js'
 import { recordAudit } from '../audit/events.js'
+import { csvLine } from '../csv.js'
 import { DomainError } from '../errors.js'
 import { parseScopes } from '../scopes.js'
+import { DAY_MS } from '../time.js'
 import { type LackingFilter, type LackingRow, listLacking } from '../rollouts/lacking.js'
 import type { ReauthLinkTable } from './tables.js'
 
 export type LinkRow = Selectable<ReauthLinkTable>
 export type LinkState = 'sent' | 'used' | 'expired'
 
-const DAY_MS = 24 * 60 * 60 * 1000
 const NONCE_BYTES = 16
 const PAYLOAD_CHARS = 32 // base64url of 24 bytes, no padding
 const TOKEN_SHAPE = /^[A-Za-z0-9_-]{32}\.[A-Za-z0-9_-]{43}$/
@@ -403,22 +404,6 @@ export async function issueLinksBulk(
 // --- CSV -----------------------------------------------------------------------------------------
 
 export const CSV_HEADER = ['user_id', 'carta_user_id', 'email', 'missing_scopes', 'link_url', 'expires_at']
-
-/**
- * One RFC 4180 field: quoted when it holds a comma, quote, CR or LF (quotes doubled). Text that a
- * spreadsheet would run as a formula (= + - @ tab CR first) gets a leading apostrophe (OWASP
- * "CSV injection"); emails and ids come from Carta, not from us.
- */
-export function csvField(value: string | number | null): string {
-  if (value === null) return ''
-  let text = String(value)
-  if (typeof value === 'string' && /^[=+\-@\t\r]/.test(text)) text = `'${text}`
-  return /[",\r\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text
-}
-
-export function csvLine(fields: Array<string | number | null>): string {
-  return `${fields.map(csvField).join(',')}\r\n`
-}
 
 /**
  * The CSV export: header, then one row per user matching the filter, each with a working link

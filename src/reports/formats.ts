@@ -1,5 +1,7 @@
 // The report's file formats (JSON, CSV, HTML) and the terminal summary. All are pure functions
 // of a ReportDocument, so a file that went missing can be rebuilt byte for byte from the DB.
+import { csvLine } from '../csv.js'
+import { eta } from '../views.js'
 import type { ReportTrigger } from './tables.js'
 import type { RolloutCoverage } from './snapshot.js'
 
@@ -84,10 +86,10 @@ export function toJson(doc: ReportDocument): string {
  */
 export function toCsv(doc: ReportDocument): string {
   const taken = new Date(doc.takenAt).toISOString()
-  const lines = ['run_id,taken_at,rollout_id,rollout_name,measure,key,value']
+  const lines = [csvLine(['run_id', 'taken_at', 'rollout_id', 'rollout_name', 'measure', 'key', 'value'])]
   for (const r of doc.rollouts) {
     const row = (measure: string, key: string, value: number | null) =>
-      lines.push([doc.runId, taken, r.rolloutId, csvCell(r.name), measure, csvCell(key), value ?? ''].join(','))
+      lines.push(csvLine([doc.runId, taken, r.rolloutId, r.name, measure, key, value]))
     row('members', '', r.members)
     row('active_users', '', r.activeUsers)
     row('covered', '', r.covered)
@@ -101,13 +103,7 @@ export function toCsv(doc: ReportDocument): string {
     row('links_issued_24h', '', r.links.issued24h)
     row('links_used_24h', '', r.links.used24h)
   }
-  return `${lines.join('\r\n')}\r\n`
-}
-
-/** RFC 4180 quoting; a leading = + - @ is neutralised so spreadsheets do not run it as a formula. */
-export function csvCell(value: string): string {
-  const safe = /^[=+\-@\t\r]/.test(value) ? `'${value}` : value
-  return /[",\r\n]/.test(safe) ? `"${safe.replace(/"/g, '""')}"` : safe
+  return lines.join('')
 }
 
 export function escapeHtml(value: string): string {
@@ -121,42 +117,14 @@ export function escapeHtml(value: string): string {
 
 const pct = (v: number | null) => (v === null ? '—' : `${v.toFixed(1)} %`)
 
-/** A self-contained page (inline styles, no scripts) that reads well when opened from disk. */
+/** A self-contained page (inline styles, no scripts) that reads well when opened from disk (views/report.eta). */
 export function toHtml(doc: ReportDocument): string {
-  const when = localTime(doc.takenAt, doc.timeZone)
-  const sections = doc.rollouts.map((r) => {
-    const scopes = Object.entries(r.lackingByScope)
-      .map(([s, n]) => `<tr><td><code>${escapeHtml(s)}</code></td><td class="n">${n}</td></tr>`)
-      .join('')
-    const apps = r.usersByApp
-      .map(
-        (a) =>
-          `<tr><td>${escapeHtml(a.appName)} <code>${escapeHtml(a.appKey)}</code></td><td class="n">${a.users}</td></tr>`,
-      )
-      .join('')
-    return `<section>
-<h2>${escapeHtml(r.name)} <small>target ${escapeHtml(r.targetApp)}</small></h2>
-<table class="totals"><tr><th>Members</th><th>With an active grant</th><th>Covered</th><th>Lacking</th><th>Need reconnect</th><th>Coverage</th></tr>
-<tr><td class="n">${r.members}</td><td class="n">${r.activeUsers}</td><td class="n">${r.covered}</td><td class="n">${r.lacking}</td><td class="n">${r.reconnect}</td><td class="n">${pct(r.coveragePct)}</td></tr></table>
-<h3>Lacking per required scope</h3><table><tr><th>Scope</th><th>Users lacking it</th></tr>${scopes}</table>
-<h3>Users per app</h3><table><tr><th>App</th><th>Users</th></tr>${apps || '<tr><td colspan="2">No user has an active grant.</td></tr>'}</table>
-<h3>Reauthorization links</h3><table><tr><th></th><th>Total</th><th>Last 24 h</th></tr>
-<tr><td>Issued</td><td class="n">${r.links.issued}</td><td class="n">${r.links.issued24h}</td></tr>
-<tr><td>Used</td><td class="n">${r.links.used}</td><td class="n">${r.links.used24h}</td></tr></table>
-</section>`
+  return eta.render('report', {
+    doc,
+    when: localTime(doc.takenAt, doc.timeZone),
+    takenIso: new Date(doc.takenAt).toISOString(),
+    pct,
   })
-  return `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Scope coverage report ${escapeHtml(when)}</title>
-<style>body{font:15px/1.5 system-ui,sans-serif;color:#1d2330;max-width:960px;margin:24px auto;padding:0 16px}
-table{border-collapse:collapse;margin:0 0 12px}th,td{border-bottom:1px solid #d9dee7;padding:4px 10px;text-align:left}
-td.n{text-align:right;font-variant-numeric:tabular-nums}small{color:#5b6475;font-weight:normal}section{margin:0 0 28px}</style>
-</head><body>
-<h1>Scope coverage report</h1>
-<p>Taken ${escapeHtml(when)} (${new Date(doc.takenAt).toISOString()}) · run ${doc.runId} · ${doc.trigger === 'schedule' ? `scheduled slot ${escapeHtml(doc.slotKey)}` : 'run on demand'}</p>
-<p>Coverage = covered ÷ users with an active grant. Users who must reconnect are counted apart.</p>
-${sections.join('\n') || '<p>No active rollout.</p>'}
-</body></html>
-`
 }
 
 /** Plain-text table for the terminal (and the webhook message). */

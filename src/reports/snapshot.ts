@@ -5,8 +5,7 @@ import { storedCounts } from '../rollouts/membership.js'
 import type { Kysely } from 'kysely'
 import type { Database } from '../db/schema.js'
 import { parseScopes } from '../scopes.js'
-
-export const DAY_MS = 24 * 60 * 60 * 1000
+import { DAY_MS } from '../time.js'
 
 export interface AppUsers {
   appId: number

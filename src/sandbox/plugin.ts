@@ -3,10 +3,10 @@
 // /sandbox (routes.ts) or run on its own port (build.ts). All state is in the SandboxStore.
 import { createHmac } from 'node:crypto'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { formatScopes, parseScopes } from '../scopes.js'
+import { describeScope, formatScopes, parseScopes } from '../scopes.js'
 import { localRedirect } from '../http/redirect.js'
 import { eta } from '../views.js'
-import { type DemoUser, demoUsers, describeScope, findDemoIssuer, findDemoUser } from './data.js'
+import { type DemoUser, demoUsers, findDemoIssuer, findDemoUser } from './data.js'
 import {
   AuthorizeQuery,
   ClockControl,

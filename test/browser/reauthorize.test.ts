@@ -109,7 +109,7 @@ t.test(
     const linkResponse = await user.goto(link)
     t.equal(linkResponse?.status(), 200)
     t.ok(
-      await user.getByText("See the summary of each company's cap table").isVisible(),
+      await user.getByText("See a summary of each company's cap table").isVisible(),
       'the new permission in plain words',
     )
     await screenshot(user, '05-user-link-page-no-js')

@@ -130,7 +130,7 @@ t.test(
     const benBrowser = new Agent()
     const linkPage = await benBrowser.get(link!)
     t.equal(linkPage.status, 200)
-    t.match(linkPage.text, 'See the summary of each company&#39;s cap table')
+    t.match(linkPage.text, 'See a summary of each company&#39;s cap table')
     const go = await benBrowser.post(link!, { _csrf: hiddenField(linkPage.text, '_csrf') })
     t.equal(go.status, 303, 'the button sends the browser to Carta')
     const authorize = new URL(go.location!)

@@ -1,10 +1,8 @@
-// The link module without HTTP: signing, verification, expiry, single use, bulk issue and CSV fields.
+// The link module without HTTP: signing, verification, expiry, single use and bulk issue.
 import t from 'tap'
 import { ManualClock } from '../../src/clock.js'
 import {
   consumeLink,
-  csvField,
-  csvLine,
   issueLink,
   issueLinksBulk,
   latestLinks,
@@ -284,17 +282,4 @@ t.test('bulk issue walks past one batch', async (t) => {
     .select((eb) => eb.fn.count('user_id').distinct().as('n'))
     .executeTakeFirstOrThrow()
   t.equal(Number(n.n), 1203, 'each user once')
-})
-
-t.test('CSV fields are quoted per RFC 4180 and formula-safe', async (t) => {
-  t.equal(csvField('plain'), 'plain')
-  t.equal(csvField(12), '12')
-  t.equal(csvField(null), '')
-  t.equal(csvField('a,b'), '"a,b"')
-  t.equal(csvField('say "hi"'), '"say ""hi"""')
-  t.equal(csvField('line\nbreak'), '"line\nbreak"')
-  t.equal(csvField('=HYPERLINK("x")'), `"'=HYPERLINK(""x"")"`)
-  t.equal(csvField('+1'), "'+1")
-  t.equal(csvField(-1), '-1', 'numbers are not text')
-  t.equal(csvLine(['a', 'b,c', null]), 'a,"b,c",\r\n')
 })

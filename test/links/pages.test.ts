@@ -65,7 +65,7 @@ t.test('a valid link shows the new permissions in plain words and one button', a
   const browser = new Agent()
   const page = await browser.get(issued.url)
   t.equal(page.status, 200)
-  t.match(page.text, 'See the summary of each company&#39;s cap table', 'the missing scope in plain words')
+  t.match(page.text, 'See a summary of each company&#39;s cap table', 'the missing scope in plain words')
   t.match(page.text, 'read_issuer_capitalizationtablesummary', 'and its name')
   t.match(page.text, 'Cap table summary for reports', 'why: the rollout')
   t.match(page.text, 'Permissions you already granted')
@@ -100,7 +100,7 @@ t.test('an unknown scope shows its raw name', async (t) => {
   const page = await new Agent().get(issued.url)
   t.equal(page.status, 200)
   t.match(page.text, /<span class="scope">read_widget_frobs<\/span>/)
-  t.match(page.text, 'See the companies you have access to on Carta')
+  t.match(page.text, 'See the list of companies you have access to on Carta')
 })
 
 t.test('bad links: clear page, right status, one audit row, nothing else written', async (t) => {

@@ -12,8 +12,7 @@ import type { Kysely } from 'kysely'
 import type { Clock } from '../../clock.js'
 import type { Database } from '../../db/schema.js'
 import type { Logger } from '../../log.js'
-
-const DEFAULT_TTL_MS = 24 * 60 * 60 * 1000
+import { DAY_MS } from '../../time.js'
 
 type Callback = Parameters<SessionStore['set']>[2]
 type SessionCallback = Parameters<SessionStore['get']>[1]
@@ -27,9 +26,7 @@ export class DatabaseSessionStore implements SessionStore {
 
   set(sid: string, session: Session, callback: Callback): void {
     const write = async () => {
-      const expires = session.cookie?.expires
-        ? new Date(session.cookie.expires).getTime()
-        : this.clock.now() + DEFAULT_TTL_MS
+      const expires = session.cookie?.expires ? new Date(session.cookie.expires).getTime() : this.clock.now() + DAY_MS
       const data = JSON.stringify(session)
       await this.db
         .insertInto('sessions')

@@ -4,6 +4,7 @@ import cookie from '@fastify/cookie'
 import csrf from '@fastify/csrf-protection'
 import session from '@fastify/session'
 import fp from 'fastify-plugin'
+import { DAY_MS } from '../../time.js'
 import { DatabaseSessionStore } from './session-store.js'
 
 declare module 'fastify' {
@@ -20,7 +21,6 @@ declare module 'fastify' {
 }
 
 export const SESSION_COOKIE = 'sl_session'
-const DAY_MS = 24 * 60 * 60 * 1000
 
 export default fp(
   async (app) => {

@@ -3,7 +3,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
 import { linkAuthorization, linkPage } from '../../flows/reauthorize.js'
-import { describeScopes } from '../../links/permissions.js'
+import { describeScopes } from '../../scopes.js'
 import { isoDate } from '../../time.js'
 import { sendToCarta } from '../authorize.js'
 import { renderPage } from '../render.js'
