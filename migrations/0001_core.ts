@@ -2,8 +2,15 @@
 // pending revocations, OAuth state, sessions and the audit trail.
 // Portable across SQLite and PostgreSQL: times are epoch milliseconds in bigint columns,
 // booleans are 0/1 integers, JSON is text.
-import type { Kysely } from 'kysely'
-import { idColumn } from '../src/db/dialect.js'
+import { type ColumnDefinitionBuilder, type Kysely, PostgresAdapter } from 'kysely'
+
+// Frozen with this migration (migrations never import application code): an auto-incrementing
+// integer primary key, `serial` (int4) on PostgreSQL and the rowid alias on SQLite.
+function idColumn(db: Kysely<any>): ['serial' | 'integer', (c: ColumnDefinitionBuilder) => ColumnDefinitionBuilder] {
+  return db.getExecutor().adapter instanceof PostgresAdapter
+    ? ['serial', (c) => c.primaryKey()]
+    : ['integer', (c) => c.primaryKey().autoIncrement()]
+}
 
 export async function up(db: Kysely<any>): Promise<void> {
   await db.schema

@@ -3,8 +3,15 @@
 // result of comparing the user's active grant to the rollout's required scopes, maintained
 // when the user's grant changes. The lacking list is then a keyset walk over an index, and
 // summary counts come from rollout_counts, kept in step in the same transactions.
-import type { Kysely } from 'kysely'
-import { idColumn } from '../src/db/dialect.js'
+import { type ColumnDefinitionBuilder, type Kysely, PostgresAdapter } from 'kysely'
+
+// Frozen with this migration (migrations never import application code): an auto-incrementing
+// integer primary key, `serial` (int4) on PostgreSQL and the rowid alias on SQLite.
+function idColumn(db: Kysely<any>): ['serial' | 'integer', (c: ColumnDefinitionBuilder) => ColumnDefinitionBuilder] {
+  return db.getExecutor().adapter instanceof PostgresAdapter
+    ? ['serial', (c) => c.primaryKey()]
+    : ['integer', (c) => c.primaryKey().autoIncrement()]
+}
 
 export async function up(db: Kysely<any>): Promise<void> {
   await db.schema

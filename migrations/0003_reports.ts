@@ -1,8 +1,15 @@
 // Coverage reports: one report_runs row per run (scheduled slot or manual), one
 // coverage_snapshots row per (run, active rollout). The UNIQUE slot_key is what makes a schedule
 // slot run exactly once across app instances sharing the database: whoever inserts it runs.
-import type { Kysely } from 'kysely'
-import { idColumn } from '../src/db/dialect.js'
+import { type ColumnDefinitionBuilder, type Kysely, PostgresAdapter } from 'kysely'
+
+// Frozen with this migration (migrations never import application code): an auto-incrementing
+// integer primary key, `serial` (int4) on PostgreSQL and the rowid alias on SQLite.
+function idColumn(db: Kysely<any>): ['serial' | 'integer', (c: ColumnDefinitionBuilder) => ColumnDefinitionBuilder] {
+  return db.getExecutor().adapter instanceof PostgresAdapter
+    ? ['serial', (c) => c.primaryKey()]
+    : ['integer', (c) => c.primaryKey().autoIncrement()]
+}
 
 export async function up(db: Kysely<any>): Promise<void> {
   await db.schema

@@ -1,8 +1,7 @@
-// The one place that knows which SQL engine is underneath. Everything else in src/ writes
-// portable Kysely queries; migrations ask here for the few column shapes that differ.
+// The one place in src/ that knows which SQL engine is underneath. Everything else writes
+// portable Kysely queries (migrations, frozen in time, carry their own copy of what they need).
 import Database from 'better-sqlite3'
 import {
-  type ColumnDefinitionBuilder,
   type ColumnMetadata,
   type DatabaseIntrospector,
   type DatabaseMetadata,
@@ -167,16 +166,6 @@ export async function refreshPlannerStatistics<DB>(db: Kysely<DB>, tables: strin
 
 export function isPostgres<DB>(db: Kysely<DB>): boolean {
   return db.getExecutor().adapter instanceof PostgresAdapter
-}
-
-/**
- * An auto-incrementing integer primary key: `serial` (int4, 2^31 ids: 700× the 3M-grant design
- * scale) on PostgreSQL, the rowid alias on SQLite. Foreign keys to it are `integer` on both.
- */
-export function idColumn<DB>(
-  db: Kysely<DB>,
-): ['serial' | 'integer', (c: ColumnDefinitionBuilder) => ColumnDefinitionBuilder] {
-  return isPostgres(db) ? ['serial', (c) => c.primaryKey()] : ['integer', (c) => c.primaryKey().autoIncrement()]
 }
 
 /** True when an error is a unique-constraint violation on either engine. */

@@ -1,24 +1,14 @@
-// Applies the files in migrations/ in name order. Schema changes only ever add a new file.
-import { readdir } from 'node:fs/promises'
-import { join } from 'node:path'
-import { pathToFileURL } from 'node:url'
-import { type Migration, type MigrationProvider, type MigrationResultSet, Migrator } from 'kysely'
-import { projectRoot } from '../config.js'
+// Applies the files in migrations/ in name order (Kysely's FileMigrationProvider). Schema changes
+// only ever add a new file; a migration never imports application code (it is frozen in time).
+import { promises as fs } from 'node:fs'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { FileMigrationProvider, type MigrationResultSet, Migrator } from 'kysely'
 import { currentSchema } from './dialect.js'
 import type { Db } from './index.js'
 
-export const migrationsDir = join(projectRoot, 'migrations')
-
-class DirectoryMigrationProvider implements MigrationProvider {
-  async getMigrations(): Promise<Record<string, Migration>> {
-    const files = (await readdir(migrationsDir)).filter((f) => /^\d{4}_[a-z0-9_]+\.ts$/.test(f)).sort()
-    const migrations: Record<string, Migration> = {}
-    for (const file of files) {
-      migrations[file.replace(/\.ts$/, '')] = (await import(pathToFileURL(join(migrationsDir, file)).href)) as Migration
-    }
-    return migrations
-  }
-}
+/** migrations/ beside this code: the .ts files under tsx, their compiled .js under dist/. */
+export const migrationsDir = fileURLToPath(new URL('../../migrations', import.meta.url))
 
 export class MigrationError extends Error {
   override name = 'MigrationError'
@@ -34,7 +24,7 @@ export async function migrateToLatest(db: Db): Promise<MigrationResultSet> {
   })
   const migrator = new Migrator({
     db,
-    provider: new DirectoryMigrationProvider(),
+    provider: new FileMigrationProvider({ fs, path, migrationFolder: migrationsDir }),
     ...(migrationTableSchema ? { migrationTableSchema } : {}),
   })
   const result = await migrator.migrateToLatest()

@@ -1,6 +1,6 @@
 // The token store: a grant's access and refresh token, encrypted with AES-256-GCM (TokenCipher),
 // never in clear in the database, a log, a page or a cookie (DESIGN §5).
-import type { Kysely } from 'kysely'
+import type { Kysely, Transaction } from 'kysely'
 import type { TokenSet } from '../carta/oauth-client.js'
 import type { Database } from '../db/schema.js'
 import type { TokenCipher } from './token-cipher.js'
@@ -20,7 +20,7 @@ export interface StoredTokens {
  * current key; the key id is kept beside them so rotated keys keep decrypting.
  */
 export async function storeTokens(
-  db: Kysely<Database>,
+  db: Transaction<Database>,
   cipher: TokenCipher,
   grantId: number,
   tokens: TokenSet,

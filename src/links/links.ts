@@ -5,7 +5,7 @@
 // server-side secret (for the operator's copy box). The MAC makes ids unguessable and untamperable;
 // the nonce, checked against the row, makes a link from a deleted-and-reused id worthless.
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto'
-import type { Kysely, Selectable } from 'kysely'
+import type { Kysely, Selectable, Transaction } from 'kysely'
 import type { Clock } from '../clock.js'
 import type { Config } from '../config.js'
 import type { Database } from '../db/schema.js'
@@ -132,7 +132,7 @@ function equalStrings(a: string, b: string): boolean {
  * Writes the `link.used` audit event in the same transaction.
  */
 export async function consumeLink(
-  db: Kysely<Database>,
+  db: Transaction<Database>,
   linkId: number,
   grantId: number,
   now: number,

@@ -1,7 +1,7 @@
 // End users: the people who connected Carta. Identified by Carta's user id when read_user_info
-// was granted, otherwise by a local key bound to their browser session (DESIGN §2).
+// was granted, otherwise by a local key bound to their browser session (src/README.md, "Data model").
 import { randomBytes } from 'node:crypto'
-import type { Kysely, Selectable } from 'kysely'
+import type { Kysely, Selectable, Transaction } from 'kysely'
 import type { Database, EndUserTable } from '../db/schema.js'
 
 export type EndUserRow = Selectable<EndUserTable>
@@ -31,7 +31,7 @@ export async function findEndUserByCartaId(db: Kysely<Database>, cartaUserId: st
  * with a fresh local key that the caller must store in the session.
  */
 export async function resolveEndUser(
-  trx: Kysely<Database>,
+  trx: Transaction<Database>,
   input: { identity: CartaIdentity | null; localKey: string | null; now: number },
 ): Promise<{ user: EndUserRow; createdLocalKey: string | null }> {
   const { identity, localKey, now } = input
@@ -76,7 +76,7 @@ export async function resolveEndUser(
 
 /** Records the Carta identity on a user that had none. */
 export async function adoptIdentity(
-  trx: Kysely<Database>,
+  trx: Transaction<Database>,
   userId: number,
   identity: CartaIdentity,
   now: number,
@@ -89,7 +89,7 @@ export async function adoptIdentity(
 }
 
 async function insertUser(
-  trx: Kysely<Database>,
+  trx: Transaction<Database>,
   values: { carta_user_id: string | null; local_key: string | null; email: string | null; name: string | null },
   now: number,
 ): Promise<number> {

@@ -50,6 +50,9 @@ t.test('issue, reuse, expiry, single use and archived rollouts against the datab
   const clock = new ManualClock(Date.parse('2025-03-01T10:00:00Z'))
   const app = await startTestApp(t, { clock })
   const { db } = app
+  // consumeLink runs inside the callback's grant transaction; here each call gets its own.
+  const consumed = (linkId: number, grantId: number) =>
+    db.transaction().execute((trx) => consumeLink(trx, linkId, grantId, clock.now()))
   const context = linkContextFrom(app.config, clock)
   const rollout = await createRollout(db, { now: clock.now() })
   const userId = await createMember(
@@ -103,15 +106,15 @@ t.test('issue, reuse, expiry, single use and archived rollouts against the datab
   t.match(await resolveLink(db, app.config.linkSigningSecret, token, clock.now()), { ok: true })
   clock.set(first.link.expires_at)
   t.match(await resolveLink(db, app.config.linkSigningSecret, token, clock.now()), { ok: false, reason: 'expired' })
-  t.equal(await consumeLink(db, first.link.id, 1, clock.now()), false, 'an expired link cannot be consumed')
+  t.equal(await consumed(first.link.id, 1), false, 'an expired link cannot be consumed')
   t.equal((await latestLinks(db, rollout.id, [userId], context)).get(userId)?.state, 'expired')
   const renewed = await issueLink(db, context, { rolloutId: rollout.id, userId, issuedBy: 'operator:ops' })
   t.equal(renewed.reused, false, 'an expired link is not reused')
   t.not(renewed.url, first.url)
 
   // Single use: the second consume fails; the audit event lands once.
-  t.equal(await consumeLink(db, renewed.link.id, 7, clock.now()), true)
-  t.equal(await consumeLink(db, renewed.link.id, 8, clock.now()), false)
+  t.equal(await consumed(renewed.link.id, 7), true)
+  t.equal(await consumed(renewed.link.id, 8), false)
   const used = await db
     .selectFrom('reauth_links')
     .selectAll()
@@ -146,7 +149,7 @@ t.test('issue, reuse, expiry, single use and archived rollouts against the datab
     ok: false,
     reason: 'archived',
   })
-  t.equal(await consumeLink(db, open.link.id, 13, clock.now()), false, 'archived rollout: consume refuses')
+  t.equal(await consumed(open.link.id, 13), false, 'archived rollout: consume refuses')
   const refused = await issueLink(db, context, { rolloutId: rollout.id, userId, issuedBy: 'operator:ops' }).catch(
     (err: unknown) => err,
   )
