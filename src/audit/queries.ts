@@ -1,5 +1,5 @@
 // Reading the audit trail: filters (user, type, date range), newest first, keyset pages over the
-// (at, id) order so page 1000 costs what page 1 costs (DESIGN §6). Audit rows are append-only:
+// (at, id) order so page 1000 costs what page 1 costs (src/README.md, "Scale"). Audit rows are append-only:
 // this module only ever SELECTs.
 import type { Selectable } from 'kysely'
 import { type Db, MAX_ID } from '../db/index.js'

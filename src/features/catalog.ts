@@ -1,4 +1,4 @@
-// Features of the integration and the Carta scopes each needs (DESIGN §2 "Feature"). A route
+// Features of the integration and the Carta scopes each needs (src/README.md, "Data model"). A route
 // declares its feature with requireFeature(key); users lacking a scope get the gate page.
 
 export interface Feature {

@@ -1,5 +1,5 @@
 // The token store: a grant's access and refresh token, encrypted with AES-256-GCM (TokenCipher),
-// never in clear in the database, a log, a page or a cookie (DESIGN §5).
+// never in clear in the database, a log, a page or a cookie (src/README.md, "Non-negotiables").
 import type { Kysely, Transaction } from 'kysely'
 import type { TokenSet } from '../carta/oauth-client.js'
 import type { Database } from '../db/schema.js'

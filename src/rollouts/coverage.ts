@@ -1,5 +1,5 @@
 // A rollout's coverage summary, read from the delta-maintained rollout_counts (one indexed
-// range read): the dashboard never rescans grants (DESIGN §6).
+// range read): the dashboard never rescans grants (src/README.md, "Scale").
 import type { Db } from '../db/index.js'
 import { parseScopes } from '../scopes.js'
 

@@ -1,6 +1,6 @@
 // Rollout membership: one row per (rollout, end user) comparing the user's active grant with the
 // rollout's required scopes, plus rollout_counts kept in step by deltas in the same transaction,
-// so the dashboard never rescans 3M grants (DESIGN §6).
+// so the dashboard never rescans 3M grants (src/README.md, "Scale").
 //
 // States:
 //   covered   – the active grant holds every required scope (holding MORE is still covered;

@@ -1,5 +1,5 @@
 // buildSandbox(options): the sandbox Carta as its own Fastify server (not listening yet), for
-// running it on a separate port — e.g. several app instances sharing one "Carta" (issue 6).
+// running it on a separate port — e.g. several app instances sharing one "Carta" (src/README.md, "Several instances").
 import { randomBytes } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'

@@ -1,4 +1,4 @@
-// Issue 3 item 6 in a real browser: the operator signs in, creates a rollout, copies a user's
+// Reauthorization in a real browser: the operator signs in, creates a rollout, copies a user's
 // reauthorization link; the user, in another browser context with JavaScript OFF, follows it
 // through sandbox sign-in and consent; the operator reloads and the user is gone, counts moved.
 // Screenshots of every page land in test-output/screenshots/.

@@ -139,7 +139,7 @@ export async function startOidcCarta(t: { teardown(fn: () => unknown): void }, s
           token_endpoint_auth_method: 'client_secret_basic',
         },
       ],
-      // Carta's paths (DESIGN §1), not oidc-provider's defaults.
+      // Carta's paths (README, "The apps file"), not oidc-provider's defaults.
       routes: { authorization: '/o/authorize/', token: '/o/access_token/', revocation: '/o/revoke_token/' },
       scopes,
       claims: { openid: ['sub'] },

@@ -8,8 +8,8 @@ import t, { type Test } from 'tap'
 import { localRedirect } from '../../src/http/redirect.js'
 import { startTestApp } from '../helpers/app.js'
 import { Agent, hiddenField } from '../helpers/browser-agent.js'
-import { connectUser } from '../lifecycle/helpers.js'
-import { OPERATOR_PASSWORD, signedInOperator } from '../rollouts/fixtures.js'
+import { connectUser } from '../helpers/connect.js'
+import { OPERATOR_PASSWORD, signedInOperator } from '../helpers/ledger.js'
 
 const CONTROLS = [...Array.from({ length: 0x20 }, (_, i) => i), 0x7f].map((c) => String.fromCharCode(c))
 const NON_ASCII = ['漢', 'é', '😀', '\u00a0', '\u2028']

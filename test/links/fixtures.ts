@@ -1,13 +1,19 @@
-// Rows for link tests written straight into the database: users with an active grant on an app,
-// a rollout, and the membership rows the rollouts module maintains (rollout_members + missing).
+// Rollouts and members for the link tests. A member is an end user with a grant recorded through
+// the product's changeGrant (test/helpers/ledger.ts), so the membership rows of every active
+// rollout are exactly what the rollouts module writes.
 import type { Db } from '../../src/db/index.js'
-import { formatScopes, missingScopes } from '../../src/scopes.js'
+import { formatScopes } from '../../src/scopes.js'
+import type { TestApp } from '../helpers/app.js'
 import type { Agent } from '../helpers/browser-agent.js'
-import { appId, signedInOperator } from '../rollouts/fixtures.js'
+import { type Ledger, addGrant, addUser, appId, signedInOperator } from '../helpers/ledger.js'
 
 export { appId }
-import type { TestApp } from '../helpers/app.js'
 
+/**
+ * An active rollout whose build is done, created empty: users who already exist are not measured
+ * into it (the builder is tested in test/rollouts/); users granted afterwards join it through
+ * changeGrant, as they would join any active rollout.
+ */
 export async function createRollout(
   db: Db,
   input: { name?: string; appKey?: string; scopes?: string[]; now: number },
@@ -40,87 +46,11 @@ export interface UserInput {
   granted: string[]
 }
 
-/** A user with an active grant, and their membership row in the rollout (as the rollouts module would write it). */
-export async function createMember(
-  db: Db,
-  rollout: { id: number; scopes: string[] },
-  user: UserInput,
-  now: number,
-): Promise<number> {
-  const app = await appId(db, user.appKey)
-  const { id: userId } = await db
-    .insertInto('end_users')
-    .values({
-      carta_user_id: user.cartaUserId,
-      local_key: null,
-      email: user.email,
-      name: user.email,
-      active_grant_id: null,
-      status: 'connected',
-      created_at: now,
-      updated_at: now,
-    })
-    .returning('id')
-    .executeTakeFirstOrThrow()
-  const { id: grantId } = await db
-    .insertInto('grants')
-    .values({
-      user_id: userId,
-      app_id: app,
-      requested_scopes: formatScopes(user.granted),
-      granted_scopes: formatScopes(user.granted),
-      scopes_source: 'reported',
-      status: 'active',
-      status_reason: null,
-      created_at: now,
-      ended_at: null,
-      superseded_by: null,
-    })
-    .returning('id')
-    .executeTakeFirstOrThrow()
-  if (user.granted.length)
-    await db
-      .insertInto('grant_scopes')
-      .values(user.granted.map((scope) => ({ grant_id: grantId, scope })))
-      .execute()
-  await db.updateTable('end_users').set({ active_grant_id: grantId }).where('id', '=', userId).execute()
-  await setMembership(db, rollout, Number(userId), app, user.granted, now)
-  return Number(userId)
-}
-
-export async function setMembership(
-  db: Db,
-  rollout: { id: number; scopes: string[] },
-  userId: number,
-  app: number,
-  granted: string[],
-  now: number,
-): Promise<void> {
-  const missing = missingScopes(rollout.scopes, granted)
-  await db.deleteFrom('rollout_members').where('rollout_id', '=', rollout.id).where('user_id', '=', userId).execute()
-  await db
-    .deleteFrom('rollout_member_missing')
-    .where('rollout_id', '=', rollout.id)
-    .where('user_id', '=', userId)
-    .execute()
-  await db
-    .insertInto('rollout_members')
-    .values({
-      rollout_id: rollout.id,
-      user_id: userId,
-      app_id: app,
-      state: missing.length ? 'lacking' : 'covered',
-      needs_action: missing.length ? 1 : 0,
-      missing_scopes: formatScopes(missing),
-      reason: missing.length ? 'missing_scopes' : null,
-      authorized_at: now,
-    })
-    .execute()
-  if (missing.length)
-    await db
-      .insertInto('rollout_member_missing')
-      .values(missing.map((scope) => ({ rollout_id: rollout.id, scope, user_id: userId })))
-      .execute()
+/** A user with an active grant on an app: a member of every active rollout. */
+export async function createMember(ledger: Ledger, user: UserInput, now: number): Promise<number> {
+  const userId = await addUser(ledger.db, now, { carta: user.cartaUserId, email: user.email, name: user.email })
+  await addGrant(ledger, userId, user.appKey, user.granted, now)
+  return userId
 }
 
 export async function auditRows(db: Db, type?: string) {
@@ -129,7 +59,7 @@ export async function auditRows(db: Db, type?: string) {
   return (await q.execute()).map((r) => ({ ...r, details: JSON.parse(r.details) as Record<string, unknown> }))
 }
 
-/** An Agent signed in as an operator through the real sign-in page (rollouts engineer's helper). */
+/** An Agent signed in as an operator through the real sign-in page. */
 export async function operatorAgent(test: TestApp, username = 'ops'): Promise<Agent> {
   return signedInOperator(test.db, test.url, test.clock.now(), username)
 }

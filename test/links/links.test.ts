@@ -56,8 +56,7 @@ t.test('issue, reuse, expiry, single use and archived rollouts against the datab
   const context = linkContextFrom(app.config, clock)
   const rollout = await createRollout(db, { now: clock.now() })
   const userId = await createMember(
-    db,
-    rollout,
+    app.app.deps,
     {
       cartaUserId: 'c-1',
       email: 'ann@example.com',
@@ -161,8 +160,7 @@ t.test('LINK_TTL_DAYS sets the expiry', async (t) => {
   const app = await startTestApp(t, { clock, env: { LINK_TTL_DAYS: '3' } })
   const rollout = await createRollout(app.db, { now: clock.now() })
   const userId = await createMember(
-    app.db,
-    rollout,
+    app.app.deps,
     { cartaUserId: 'c-1', email: 'a@example.com', appKey: 'production-v1', granted: ['read_user_info'] },
     clock.now(),
   )
@@ -179,42 +177,46 @@ t.test('bulk issue counts against the filter and reuses open links', async (t) =
   const app = await startTestApp(t, { clock })
   const { db } = app
   const context = linkContextFrom(app.config, clock)
-  const rollout = await createRollout(db, { now: clock.now() })
   const v1 = ['read_issuer_info', 'read_user_info']
+  // Another rollout's members never leak in: eve joins `other` before `rollout` exists (an empty
+  // rollout measures nobody who came before it, see fixtures.ts), so she is a member of `other` only.
+  const other = await createRollout(db, { name: 'Other', now: clock.now() })
+  const eve = await createMember(
+    app.app.deps,
+    { cartaUserId: 'c-eve', email: 'eve@example.com', appKey: 'production-v1', granted: v1 },
+    clock.now(),
+  )
+  t.ok(
+    await db
+      .selectFrom('rollout_members')
+      .select('user_id')
+      .where('rollout_id', '=', other.id)
+      .where('user_id', '=', eve)
+      .executeTakeFirst(),
+    'eve is a member of the other rollout',
+  )
+  const rollout = await createRollout(db, { now: clock.now() })
   const ids: Record<string, number> = {}
   ids.ann = await createMember(
-    db,
-    rollout,
+    app.app.deps,
     { cartaUserId: 'c-ann', email: 'ann@example.com', appKey: 'production-v1', granted: v1 },
     clock.now(),
   )
   ids.bob = await createMember(
-    db,
-    rollout,
+    app.app.deps,
     { cartaUserId: 'c-bob', email: 'bob@example.org', appKey: 'production-v1', granted: ['read_user_info'] },
     clock.now(),
   )
   ids.cat = await createMember(
-    db,
-    rollout,
+    app.app.deps,
     { cartaUserId: 'c-cat', email: 'cat@example.com', appKey: 'playground', granted: ['read_user_info'] },
     clock.now(),
   )
   ids.dan = await createMember(
-    db,
-    rollout,
+    app.app.deps,
     { cartaUserId: 'c-dan', email: 'dan@example.com', appKey: 'production-v2', granted: rollout.scopes },
     clock.now(),
   )
-  // Another rollout's members never leak in.
-  const other = await createRollout(db, { name: 'Other', now: clock.now() })
-  await createMember(
-    db,
-    other,
-    { cartaUserId: 'c-eve', email: 'eve@example.com', appKey: 'production-v1', granted: v1 },
-    clock.now(),
-  )
-
   const filter = async (input: { scope?: string; app?: number; q?: string }) => lackingFilter(input)
   const v1App = await appId(db, 'production-v1')
 
@@ -268,8 +270,7 @@ t.test('bulk issue walks past one batch', async (t) => {
   const rollout = await createRollout(db, { now: clock.now() })
   for (let i = 0; i < 1203; i++) {
     await createMember(
-      db,
-      rollout,
+      app.app.deps,
       { cartaUserId: `c-${i}`, email: `u${i}@example.com`, appKey: 'production-v1', granted: ['read_user_info'] },
       clock.now(),
     )

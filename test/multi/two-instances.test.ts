@@ -1,4 +1,4 @@
-// Two real app processes on one PostgreSQL schema behind one sandbox Carta (issue 6): a user
+// Two real app processes on one PostgreSQL schema behind one sandbox Carta: a user
 // connects on A and reauthorizes through a link on B with the session A gave them; the report
 // scheduler on both produces one run per slot; concurrent refreshes on both spend the rotating
 // refresh token once. Runs only with TEST_DATABASE_URL or TEST_DATABASE_URL_PG.

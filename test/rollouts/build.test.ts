@@ -11,39 +11,39 @@ import { BUILD_LEASE_MS, buildChunk, finishBuild, runRolloutBuild, takeBuildLeas
 import { buildRolloutMembership, exactCounts, storedCounts } from '../../src/rollouts/membership.js'
 import { startRollout } from '../../src/rollouts/rollouts.js'
 import { buildRollouts, startTestApp } from '../helpers/app.js'
-import { addGrant, addUser, appId, breakGrant, signedInOperator } from './fixtures.js'
+import { type Ledger, addGrant, addUser, appId, breakGrant, signedInOperator } from '../helpers/ledger.js'
 
 const V1 = ['read_issuer_info', 'read_user_info']
 const V2 = ['read_issuer_capitalizationtablesummary', 'read_issuer_info', 'read_user_info']
 const CAP = 'read_issuer_capitalizationtablesummary'
 
 /** A mixed ledger: covered, partial, on v1, on the (later retired) playground, broken, never connected. */
-async function seedUsers(db: Db, now: number, count: number): Promise<number[]> {
+async function seedUsers(ledger: Ledger, now: number, count: number): Promise<number[]> {
   const ids: number[] = []
   for (let i = 0; i < count; i++) {
-    const u = await addUser(db, now - i, { carta: `c-${i}`, email: `u${i}@example.com` })
+    const u = await addUser(ledger.db, now - i, { carta: `c-${i}`, email: `u${i}@example.com` })
     ids.push(u)
     const at = now - 1000 * (i % 13)
     switch (i % 7) {
       case 0:
-        await addGrant(db, u, 'production-v2', [...V2, 'readwrite_more'], at)
+        await addGrant(ledger, u, 'production-v2', [...V2, 'readwrite_more'], at)
         break
       case 1:
-        await addGrant(db, u, 'production-v2', ['read_issuer_info'], at)
+        await addGrant(ledger, u, 'production-v2', ['read_issuer_info'], at)
         break
       case 2:
-        await addGrant(db, u, 'production-v1', V1, at)
+        await addGrant(ledger, u, 'production-v1', V1, at)
         break
       case 3:
-        await addGrant(db, u, 'playground', V2, at)
+        await addGrant(ledger, u, 'playground', V2, at)
         break
       case 4:
-        await addGrant(db, u, 'production-v2', V2, at)
-        await breakGrant(db, u, at + 10)
+        await addGrant(ledger, u, 'production-v2', V2, at)
+        await breakGrant(ledger, u, at + 10)
         break
       case 5:
-        await addGrant(db, u, 'production-v1', ['read_user_info'], at - 5000)
-        await addGrant(db, u, 'production-v2', V2, at)
+        await addGrant(ledger, u, 'production-v1', ['read_user_info'], at - 5000)
+        await addGrant(ledger, u, 'production-v2', V2, at)
         break
       default:
         break // never completed a grant
@@ -111,7 +111,7 @@ t.test('chunked build equals the one-shot build', async (t) => {
   const { db } = ctx
   const now = ctx.clock.now()
   const v2 = await appId(db, 'production-v2')
-  const ids = await seedUsers(db, now, 300)
+  const ids = await seedUsers(ctx.app.deps, now, 300)
   // A retired app: its users are lacking even when they hold every scope.
   await db
     .updateTable('oauth_apps')
@@ -151,7 +151,7 @@ t.test('users who reconnect, break or appear mid-build end up right', async (t) 
   const { db } = ctx
   const now = ctx.clock.now()
   const v2 = await appId(db, 'production-v2')
-  const ids = await seedUsers(db, now, 60)
+  const ids = await seedUsers(ctx.app.deps, now, 60)
   const id = await startRollout(db, { name: 'Cap table', appId: v2, scopes: V2 }, 'operator:test', now)
 
   const measuredEarly = ids[3]! // on v1, in the first chunk
@@ -172,11 +172,11 @@ t.test('users who reconnect, break or appear mid-build end up right', async (t) 
       )
       if (chunks === 1) {
         t.ok(cursor >= measuredEarly && cursor < measuredLate, 'one user measured, the other not yet')
-        await addGrant(db, measuredEarly, 'production-v2', V2, now + 100) // row exists: sync updates it
-        await addGrant(db, measuredLate, 'production-v2', V2, now + 100) // no row yet: sync inserts it, the chunk keeps it
-        await breakGrant(db, brokenLate, now + 200)
+        await addGrant(ctx.app.deps, measuredEarly, 'production-v2', V2, now + 100) // row exists: sync updates it
+        await addGrant(ctx.app.deps, measuredLate, 'production-v2', V2, now + 100) // no row yet: sync inserts it, the chunk keeps it
+        await breakGrant(ctx.app.deps, brokenLate, now + 200)
         const newcomer = await addUser(db, now + 300, { carta: 'c-new', email: 'new@example.com' })
-        await addGrant(db, newcomer, 'production-v1', V1, now + 300) // synced at once
+        await addGrant(ctx.app.deps, newcomer, 'production-v1', V1, now + 300) // synced at once
         created.push(newcomer, await addUser(db, now + 300, { email: 'silent@example.com' })) // no grant, no sync
       }
     },
@@ -224,7 +224,7 @@ t.test(
     const clock = ctx.clock as ManualClock
     const now = clock.now()
     const v2 = await appId(db, 'production-v2')
-    await seedUsers(db, now, 50)
+    await seedUsers(ctx.app.deps, now, 50)
     const id = await startRollout(db, { name: 'Cap table', appId: v2, scopes: V2 }, 'operator:test', now)
     // The crashed builder: took the lease, measured two chunks, then vanished holding it.
     t.ok(await takeBuildLease(db, id, 'crashed', now))
@@ -262,7 +262,7 @@ t.test('two builders on two connections racing for one rollout never double-coun
   const { db } = ctx
   const now = ctx.clock.now()
   const v2 = await appId(db, 'production-v2')
-  await seedUsers(db, now, 120)
+  await seedUsers(ctx.app.deps, now, 120)
   const other = await openDatabase(ctx.config.database)
   t.teardown(() => other.destroy())
 
@@ -305,7 +305,7 @@ t.test(
     const ids: number[] = []
     for (let i = 0; i < 30; i++) {
       const u = await addUser(db, now, { carta: `c-${i}`, email: `p${String(i).padStart(2, '0')}@example.com` })
-      await addGrant(db, u, 'production-v1', V1, now)
+      await addGrant(ctx.app.deps, u, 'production-v1', V1, now)
       ids.push(u)
     }
     const id = await startRollout(db, { name: 'Cap table', appId: v2, scopes: V2 }, 'operator:test', now)
@@ -344,7 +344,7 @@ t.test(
     const now = ctx.clock.now()
     const agent = await signedInOperator(db, url, now)
     const u = await addUser(db, now, { carta: 'c-1', email: 'one@example.com' })
-    await addGrant(db, u, 'production-v1', V1, now)
+    await addGrant(ctx.app.deps, u, 'production-v1', V1, now)
     const dash = await agent.get(`${url}/admin`)
     const created = await agent.post(`${url}/admin/rollouts`, {
       _csrf: hiddenCsrf(dash.text),

@@ -3,7 +3,7 @@ import type { Test } from 'tap'
 import { computeMembership, exactCounts, storedCounts, syncUsersOnApp } from '../../src/rollouts/membership.js'
 import { createRollout } from '../../src/rollouts/rollouts.js'
 import { startTestApp } from '../helpers/app.js'
-import { addGrant, addUser, appId, breakGrant } from './fixtures.js'
+import { addGrant, addUser, appId, breakGrant } from '../helpers/ledger.js'
 
 const V1 = ['read_issuer_info', 'read_user_info']
 const V2 = ['read_issuer_capitalizationtablesummary', 'read_issuer_info', 'read_user_info']
@@ -53,14 +53,14 @@ t.test('set-based creation, then counters kept right by deltas as users reconnec
   const v2 = await appId(db, 'production-v2')
 
   const alice = await addUser(db, now, { carta: 'c-alice', email: 'alice@example.com' })
-  await addGrant(db, alice, 'production-v1', V1, now - 3000)
+  await addGrant(ctx.app.deps, alice, 'production-v1', V1, now - 3000)
   const bob = await addUser(db, now, { carta: 'c-bob', email: 'bob@example.com' })
-  await addGrant(db, bob, 'production-v2', [...V2, 'readwrite_extra'], now - 2000) // more than required
+  await addGrant(ctx.app.deps, bob, 'production-v2', [...V2, 'readwrite_extra'], now - 2000) // more than required
   const carol = await addUser(db, now, { email: 'carol@example.com' })
-  await addGrant(db, carol, 'production-v2', ['read_issuer_info'], now - 1000) // partial grant
+  await addGrant(ctx.app.deps, carol, 'production-v2', ['read_issuer_info'], now - 1000) // partial grant
   const dave = await addUser(db, now, { carta: 'c-dave' })
-  await addGrant(db, dave, 'production-v2', V2, now - 500)
-  await breakGrant(db, dave, now - 100) // token broke: must reconnect
+  await addGrant(ctx.app.deps, dave, 'production-v2', V2, now - 500)
+  await breakGrant(ctx.app.deps, dave, now - 100) // token broke: must reconnect
   const erin = await addUser(db, now, { carta: 'c-erin' }) // never completed a grant
 
   const id = await createRollout(db, { name: 'Cap table', appId: v2, scopes: V2 }, 'operator:ops', now)
@@ -126,16 +126,16 @@ t.test('set-based creation, then counters kept right by deltas as users reconnec
     'sync of unchanged users changes nothing',
   )
 
-  await addGrant(db, alice, 'production-v2', V2, now + 1000)
+  await addGrant(ctx.app.deps, alice, 'production-v2', V2, now + 1000)
   t.match(await state(alice), { state: 'covered', app_id: v2 })
   await assertCounts(t, db, id, { covered: 2, lacking: 1, [`app:${v2}`]: 3 }, 'alice reauthorized with every scope')
 
-  await addGrant(db, carol, 'production-v2', ['read_issuer_info', 'read_user_info'], now + 2000)
+  await addGrant(ctx.app.deps, carol, 'production-v2', ['read_issuer_info', 'read_user_info'], now + 2000)
   t.match(await state(carol), { state: 'lacking', missing_scopes: 'read_issuer_capitalizationtablesummary' })
   await assertCounts(t, db, id, { covered: 2, lacking: 1, 'missing:read_user_info': 2 }, 'carol granted one more scope')
 
-  await addGrant(db, dave, 'production-v2', [...V2, 'readwrite_extra'], now + 3000)
-  await addGrant(db, erin, 'production-v1', V1, now + 4000)
+  await addGrant(ctx.app.deps, dave, 'production-v2', [...V2, 'readwrite_extra'], now + 3000)
+  await addGrant(ctx.app.deps, erin, 'production-v1', V1, now + 4000)
   await assertCounts(t, db, id, { members: 5, covered: 3, lacking: 2, [`app:${v1}`]: 1 }, 'dave and erin connected')
   t.notOk(
     await db
@@ -147,11 +147,11 @@ t.test('set-based creation, then counters kept right by deltas as users reconnec
     'no missing rows for a covered user',
   )
 
-  await breakGrant(db, bob, now + 5000)
+  await breakGrant(ctx.app.deps, bob, now + 5000)
   await assertCounts(t, db, id, { covered: 2, reconnect: 1 }, 'bob broke')
 
   const frank = await addUser(db, now, { carta: 'c-frank' })
-  await addGrant(db, frank, 'production-v2', V2, now + 6000)
+  await addGrant(ctx.app.deps, frank, 'production-v2', V2, now + 6000)
   await assertCounts(t, db, id, { members: 6, covered: 3 }, 'a new user joins the rollout on first grant')
 
   // Retiring production-v1 moves its users (erin) to lacking even if they held every scope.
@@ -178,14 +178,14 @@ t.test('set-based creation, then counters kept right by deltas as users reconnec
     await syncUserRollouts(trx, erin)
   })
   await assertCounts(t, db, second, { covered: 4, lacking: 1 }, 'per-user sync after retirement')
-  await addGrant(db, erin, 'production-v2', ['read_user_info'], now + 7000)
+  await addGrant(ctx.app.deps, erin, 'production-v2', ['read_user_info'], now + 7000)
   await assertCounts(t, db, second, { covered: 5 }, 'erin moved to v2')
 
   // Archived rollouts are no longer maintained.
   const { archiveRollout } = await import('../../src/rollouts/rollouts.js')
   t.ok(await archiveRollout(db, second, 'operator:ops', now))
   const before = await storedCounts(db, second)
-  await breakGrant(db, erin, now + 8000)
+  await breakGrant(ctx.app.deps, erin, now + 8000)
   t.same(await storedCounts(db, second), before, 'archived counters untouched')
   const audit = await db
     .selectFrom('audit_events')

@@ -1,5 +1,5 @@
 // The sandbox on its own port: buildSandbox() in-process, and `tsx src/sandbox/standalone.ts`
-// as a child process (as the multi-instance tests of issue 6 run it).
+// as a child process (as the multi-instance tests in test/multi/ run it).
 import { type ChildProcess, spawn } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'

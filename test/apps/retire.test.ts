@@ -1,11 +1,11 @@
-// Retiring an app (issue 5 §3): no new connections, its users lacking in every rollout, and the
+// Retiring an app: no new connections, its users lacking in every rollout, and the
 // current app of an environment only retired when another can take over.
 import t from 'tap'
 import { currentApp } from '../../src/apps/apps.js'
 import { createRollout } from '../../src/rollouts/rollouts.js'
 import { startTestApp } from '../helpers/app.js'
 import { hiddenField } from '../helpers/browser-agent.js'
-import { connectUser, signInOperator } from './helpers.js'
+import { connectUser, signInOperator } from '../helpers/connect.js'
 
 t.test("a retired app's users are listed as lacking; connect refuses it", async (t) => {
   const app = await startTestApp(t)

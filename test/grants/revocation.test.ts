@@ -1,4 +1,4 @@
-// Revocation queue (issue 5 §2): superseded tokens are revoked at Carta (RFC 7009); a failure is
+// Revocation queue: superseded tokens are revoked at Carta (RFC 7009); a failure is
 // retried with backoff and visible; an operator can revoke a user's grant.
 import t from 'tap'
 import { backoffMs, MAX_ATTEMPTS, processDueRevocations } from '../../src/grants/revocation.js'
@@ -6,7 +6,7 @@ import { readTokens } from '../../src/grants/tokens.js'
 import type { ManualClock } from '../../src/clock.js'
 import { startTestApp } from '../helpers/app.js'
 import { hiddenField } from '../helpers/browser-agent.js'
-import { connectUser, sandboxControl, sandboxStats, signInOperator } from './helpers.js'
+import { connectUser, sandboxControl, sandboxStats, signInOperator } from '../helpers/connect.js'
 
 t.test('backoff doubles from one minute, capped at six hours, with jitter', async (t) => {
   const none = () => 0

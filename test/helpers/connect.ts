@@ -2,8 +2,8 @@
 // embedded sandbox, sign an operator in, read sandbox counters, move the shared clock.
 import type { ManualClock } from '../../src/clock.js'
 import { createOperator } from '../../src/admin/operators.js'
-import type { TestApp } from '../helpers/app.js'
-import { Agent, type AgentResponse, hiddenField } from '../helpers/browser-agent.js'
+import type { TestApp } from './app.js'
+import { Agent, type AgentResponse, hiddenField } from './browser-agent.js'
 import { answerConsent, signIn } from '../sandbox/helpers.js'
 
 export interface Connected {

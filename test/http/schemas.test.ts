@@ -6,7 +6,7 @@ import t from 'tap'
 import { createRollout } from '../../src/rollouts/rollouts.js'
 import { startTestApp } from '../helpers/app.js'
 import { hiddenField } from '../helpers/browser-agent.js'
-import { addGrant, addUser, appId, signedInOperator } from '../rollouts/fixtures.js'
+import { addGrant, addUser, appId, signedInOperator } from '../helpers/ledger.js'
 
 const TOO_BIG = '2147483648'
 const NUL = '%00'
@@ -16,7 +16,7 @@ t.test('ids past the integer range and control characters: 400/404 pages, never 
   const { db, url } = ctx
   const now = ctx.clock.now()
   const user = await addUser(db, now, { carta: 'c-1', email: 'one@example.com' })
-  await addGrant(db, user, 'production-v1', ['read_user_info', 'read_issuer_info'], now)
+  await addGrant(ctx.app.deps, user, 'production-v1', ['read_user_info', 'read_issuer_info'], now)
   const v2 = await appId(db, 'production-v2')
   const rollout = await createRollout(
     db,

@@ -1,4 +1,4 @@
-// Two processes on one database (issue 5 §6): the DB lease makes it one refresh in total; and
+// Two processes on one database: the DB lease makes it one refresh in total; and
 // invalid_grant after another process already rotated the token does not break the grant.
 import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
@@ -10,7 +10,7 @@ import { changeGrant } from '../../src/grants/change.js'
 import { resolveEndUser } from '../../src/users/end-users.js'
 import { startTestApp } from '../helpers/app.js'
 import { bearerToken, startFakeCarta } from '../helpers/fake-carta.js'
-import { connectUser, expireTokens, sandboxStats, tokenVersion } from './helpers.js'
+import { connectUser, expireTokens, sandboxStats, tokenVersion } from '../helpers/connect.js'
 
 const script = fileURLToPath(new URL('./second-process.ts', import.meta.url))
 

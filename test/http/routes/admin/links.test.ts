@@ -2,12 +2,12 @@
 // written, no token in the logs), CSRF on every POST, and the operator routes (issue one, bulk,
 // CSV checked against the database).
 import t, { type Test } from 'tap'
-import { ManualClock } from '../../src/clock.js'
-import type { Db } from '../../src/db/index.js'
-import { issueLink, linkContextFrom, linkUrl } from '../../src/links/links.js'
-import { type TestApp, startTestApp } from '../helpers/app.js'
-import { Agent, hiddenField } from '../helpers/browser-agent.js'
-import { auditRows, createMember, createRollout, operatorAgent } from './fixtures.js'
+import { ManualClock } from '../../../../src/clock.js'
+import type { Db } from '../../../../src/db/index.js'
+import { issueLink, linkContextFrom, linkUrl } from '../../../../src/links/links.js'
+import { type TestApp, startTestApp } from '../../../helpers/app.js'
+import { Agent, hiddenField } from '../../../helpers/browser-agent.js'
+import { auditRows, createMember, createRollout, operatorAgent } from '../../../links/fixtures.js'
 
 const DAY = 24 * 60 * 60 * 1000
 const TABLES = [
@@ -39,8 +39,7 @@ async function setup(t: Tap, env: Record<string, string> = {}) {
   const app = await startTestApp(t, { clock, env })
   const rollout = await createRollout(app.db, { name: 'Cap table summary for reports', now: clock.now() })
   const userId = await createMember(
-    app.db,
-    rollout,
+    app.app.deps,
     {
       cartaUserId: 'c-ann',
       email: 'ann@example.com',
@@ -81,8 +80,7 @@ t.test('an unknown scope shows its raw name', async (t) => {
   const app = await startTestApp(t, { clock })
   const rollout = await createRollout(app.db, { now: clock.now() })
   const userId = await createMember(
-    app.db,
-    rollout,
+    app.app.deps,
     { cartaUserId: 'c-1', email: 'a@example.com', appKey: 'production-v1', granted: ['read_user_info'] },
     clock.now(),
   )
@@ -155,8 +153,7 @@ t.test('bad links: clear page, right status, one audit row, nothing else written
 
   const archivedRollout = await createRollout(app.db, { name: 'Old', now: clock.now() })
   await createMember(
-    app.db,
-    archivedRollout,
+    app.app.deps,
     { cartaUserId: 'c-bob', email: 'bob@example.com', appKey: 'production-v1', granted: ['read_user_info'] },
     clock.now(),
   ).catch(() => 0)
@@ -226,14 +223,12 @@ t.test('link pages are rate limited', async (t) => {
 t.test('operator routes: sign-in required, CSRF, issue one (reused, not multiplied), bulk, CSV', async (t) => {
   const { app, clock, rollout, userId } = await setup(t)
   const bob = await createMember(
-    app.db,
-    rollout,
+    app.app.deps,
     { cartaUserId: 'c-bob', email: '=bob,"b"@example.org', appKey: 'playground', granted: ['read_user_info'] },
     clock.now(),
   )
   await createMember(
-    app.db,
-    rollout,
+    app.app.deps,
     { cartaUserId: 'c-dan', email: 'dan@example.com', appKey: 'production-v2', granted: rollout.scopes },
     clock.now(),
   )

@@ -3,11 +3,11 @@
 import { existsSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
-import { ManualClock } from '../../src/clock.js'
-import { manualSlotKey, runReport } from '../../src/reports/runs.js'
-import { Agent, hiddenField } from '../helpers/browser-agent.js'
-import { startTestApp } from '../helpers/app.js'
-import { ALL, insertMember, insertUser, memoryLog, operatorAgent, seedCoverage } from './fixtures.js'
+import { ManualClock } from '../../../../src/clock.js'
+import { manualSlotKey, runReport } from '../../../../src/reports/runs.js'
+import { Agent, hiddenField } from '../../../helpers/browser-agent.js'
+import { startTestApp } from '../../../helpers/app.js'
+import { ALL, insertMember, insertUser, memoryLog, operatorAgent, seedCoverage } from '../../../reports/fixtures.js'
 
 const HOUR = 3_600_000
 

@@ -5,7 +5,7 @@ import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
-import { freePort } from '../helpers/app.js'
+import { freePort } from './helpers/app.js'
 
 function run(env: Record<string, string>, untilOutput?: RegExp): Promise<{ code: number | null; output: string }> {
   return new Promise((resolve) => {

@@ -1,4 +1,4 @@
-// Refresh single-flight (issue 5 §1): one refresh at the sandbox for ten concurrent requests,
+// Refresh single-flight: one refresh at the sandbox for ten concurrent requests,
 // scopes recorded from the refresh response, invalid_grant → broken grant + reconnect prompt.
 import t from 'tap'
 import { listIssuers } from '../../src/carta/api.js'
@@ -7,7 +7,7 @@ import { readTokens } from '../../src/grants/tokens.js'
 import { createRollout } from '../../src/rollouts/rollouts.js'
 import { startTestApp } from '../helpers/app.js'
 import { basic, tokenRequest } from '../sandbox/helpers.js'
-import { connectUser, expireTokens, sandboxControl, sandboxStats, tokenVersion } from './helpers.js'
+import { connectUser, expireTokens, sandboxControl, sandboxStats, tokenVersion } from '../helpers/connect.js'
 
 t.test('ten concurrent page loads with an expired token cause exactly one refresh', async (t) => {
   const app = await startTestApp(t)

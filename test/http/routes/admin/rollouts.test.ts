@@ -1,8 +1,8 @@
 import t from 'tap'
-import { buildRollouts, startTestApp } from '../helpers/app.js'
-import { hiddenField } from '../helpers/browser-agent.js'
-import { listLacking } from '../../src/rollouts/lacking.js'
-import { addGrant, addUser, appId, breakGrant, signedInOperator } from './fixtures.js'
+import { buildRollouts, startTestApp } from '../../../helpers/app.js'
+import { hiddenField } from '../../../helpers/browser-agent.js'
+import { listLacking } from '../../../../src/rollouts/lacking.js'
+import { addGrant, addUser, appId, breakGrant, signedInOperator } from '../../../helpers/ledger.js'
 
 const V1 = ['read_issuer_info', 'read_user_info']
 const V2 = ['read_issuer_capitalizationtablesummary', 'read_issuer_info', 'read_user_info']
@@ -15,9 +15,9 @@ t.test('creating a rollout: validation, then the page, archive', async (t) => {
   const agent = await signedInOperator(db, url, now)
   const v2 = await appId(db, 'production-v2')
   const u1 = await addUser(db, now, { carta: 'c-1', email: 'one@example.com' })
-  await addGrant(db, u1, 'production-v1', V1, now - 1000)
+  await addGrant(ctx.app.deps, u1, 'production-v1', V1, now - 1000)
   const u2 = await addUser(db, now, { carta: 'c-2', email: 'two@example.com' })
-  await addGrant(db, u2, 'production-v2', [...V2, 'readwrite_more'], now - 500)
+  await addGrant(ctx.app.deps, u2, 'production-v2', [...V2, 'readwrite_more'], now - 500)
 
   const dash = await agent.get(`${url}/admin`)
   t.equal(dash.status, 200)
@@ -97,7 +97,7 @@ t.test('creating a rollout: validation, then the page, archive', async (t) => {
   t.match(dash2.text, /50%<\/strong> <span class="muted">\(1 of 2\)/)
 
   // Everyone covered → plain empty state.
-  await addGrant(db, u1, 'production-v2', V2, now)
+  await addGrant(ctx.app.deps, u1, 'production-v2', V2, now)
   const done = await agent.get(`${url}/admin/rollouts/1`)
   t.match(done.text, 'Everyone holds the required scopes')
   const filtered = await agent.get(`${url}/admin/rollouts/1?q=nobody`)
@@ -139,18 +139,18 @@ t.test('lacking list: keyset paging without duplicates or gaps, filters, sorts, 
     // Several users share an authorization time so the (time, id) keyset must break ties.
     const at = now - 1000 * (i % 17)
     if (i % 5 === 0)
-      await addGrant(db, u, 'production-v2', V2, at) // covered
-    else if (i % 5 === 1) await addGrant(db, u, 'production-v2', ['read_issuer_info'], at)
+      await addGrant(ctx.app.deps, u, 'production-v2', V2, at) // covered
+    else if (i % 5 === 1) await addGrant(ctx.app.deps, u, 'production-v2', ['read_issuer_info'], at)
     else if (i % 5 === 4) {
-      await addGrant(db, u, 'production-v2', V2, at)
-      await breakGrant(db, u, at)
-    } else await addGrant(db, u, 'production-v1', V1, at)
+      await addGrant(ctx.app.deps, u, 'production-v2', V2, at)
+      await breakGrant(ctx.app.deps, u, at)
+    } else await addGrant(ctx.app.deps, u, 'production-v1', V1, at)
     if (i % 5 !== 0) expected.all.push(u)
     if (i % 5 !== 0) expected.cap.push(u)
     if (i % 5 === 1 || i % 5 === 4) expected.user.push(u)
     if (i % 5 === 2 || i % 5 === 3) expected.onV1.push(u)
   }
-  const { createRollout } = await import('../../src/rollouts/rollouts.js')
+  const { createRollout } = await import('../../../../src/rollouts/rollouts.js')
   const rid = await createRollout(db, { name: 'R', appId: v2, scopes: V2 }, 'operator:test', now)
 
   const walk = async (filter: Parameters<typeof listLacking>[2]) => {
@@ -231,9 +231,9 @@ t.test('user page', async (t) => {
   const { db, url } = ctx
   const now = ctx.clock.now()
   const u = await addUser(db, now, { carta: 'c-9', email: 'nine@example.com', name: 'Nina' })
-  await addGrant(db, u, 'production-v1', ['read_user_info'], now - 5000)
-  await addGrant(db, u, 'production-v2', V1, now)
-  const { recordAudit } = await import('../../src/audit/events.js')
+  await addGrant(ctx.app.deps, u, 'production-v1', ['read_user_info'], now - 5000)
+  await addGrant(ctx.app.deps, u, 'production-v2', V1, now)
+  const { recordAudit } = await import('../../../../src/audit/events.js')
   await recordAudit(db, now, {
     type: 'grant.created',
     actor: `user:${u}`,

@@ -3,7 +3,7 @@
 import t from 'tap'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { startTestApp } from '../helpers/app.js'
-import { connectUser } from './helpers.js'
+import { connectUser } from '../helpers/connect.js'
 
 t.test('with background jobs on, queued revocations are sent without a manual run', async (t) => {
   const app = await startTestApp(t, { backgroundJobs: true })

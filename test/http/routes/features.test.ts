@@ -1,11 +1,11 @@
-// Feature gates (issue 5 §4): a user lacking the cap-table scope sees a plain-words gate page with
+// Feature gates: a user lacking the cap-table scope sees a plain-words gate page with
 // a Reauthorize button; after reauthorizing through the sandbox the feature works and the old
 // token is revoked. Carta's own 403 never reaches the user raw.
 import t from 'tap'
-import { processDueRevocations } from '../../src/grants/revocation.js'
-import { startTestApp } from '../helpers/app.js'
-import { Agent, hiddenField } from '../helpers/browser-agent.js'
-import { connectUser, finishAuthorization, sandboxControl } from '../lifecycle/helpers.js'
+import { processDueRevocations } from '../../../src/grants/revocation.js'
+import { startTestApp } from '../../helpers/app.js'
+import { Agent, hiddenField } from '../../helpers/browser-agent.js'
+import { connectUser, finishAuthorization, sandboxControl } from '../../helpers/connect.js'
 
 t.test('not connected: feature pages send the browser to the start page', async (t) => {
   const app = await startTestApp(t)

@@ -6,7 +6,7 @@
 import t, { type Test } from 'tap'
 import { buildRollouts, type TestApp, startTestApp } from '../helpers/app.js'
 import { Agent, type AgentResponse, hiddenField } from '../helpers/browser-agent.js'
-import { appId, auditRows, operatorAgent } from './fixtures.js'
+import { appId, auditRows, operatorAgent } from '../links/fixtures.js'
 
 const V2 = ['read_issuer_capitalizationtablesummary', 'read_issuer_info', 'read_user_info']
 

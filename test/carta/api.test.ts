@@ -4,7 +4,7 @@ import { parseIssuers, parseUser, CartaApiError } from '../../src/carta/api.js'
 import { Agent } from '../helpers/browser-agent.js'
 import { startTestApp } from '../helpers/app.js'
 import { startFakeCarta } from '../helpers/fake-carta.js'
-import { beginConnect, callback } from './flow-helpers.js'
+import { beginConnect, callback } from '../flows/helpers.js'
 
 t.test('token_type "bearer" lower-case, expires_in as a string, extra fields, no scope', async (t) => {
   const fake = await startFakeCarta(t)

@@ -7,7 +7,7 @@ import { join } from 'node:path'
 import t from 'tap'
 import { projectRoot } from '../../src/config.js'
 import { openRuntime } from '../../src/runtime.js'
-import { seedCoverage } from './fixtures.js'
+import { seedCoverage } from '../reports/fixtures.js'
 
 function cli(
   args: string[],

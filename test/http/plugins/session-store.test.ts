@@ -1,10 +1,10 @@
 // Sessions live in the database so every app instance sees the same ones.
 import t from 'tap'
-import { ManualClock } from '../../src/clock.js'
-import { type Logger, silentLogger } from '../../src/log.js'
+import { ManualClock } from '../../../src/clock.js'
+import { type Logger, silentLogger } from '../../../src/log.js'
 import type { Session } from 'fastify'
-import { DatabaseSessionStore } from '../../src/http/plugins/session-store.js'
-import { engines, openTestDb } from './engines.js'
+import { DatabaseSessionStore } from '../../../src/http/plugins/session-store.js'
+import { engines, openTestDb } from '../../db/engines.js'
 
 /** Session data as it comes back from JSON (the cookie's expiry is a string there). */
 const session = (data: object) => data as Session

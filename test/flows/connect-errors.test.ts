@@ -1,10 +1,10 @@
-// Every bad input of issue 2 item 7: each gets a clear page with the right status, a warn log
+// Every bad input of the callback: each gets a clear page with the right status, a warn log
 // line that does not contain the code, and no rows in the ledger.
 import t, { type Test } from 'tap'
 import { Agent } from '../helpers/browser-agent.js'
 import { startTestApp } from '../helpers/app.js'
 import { bearerToken, startFakeCarta } from '../helpers/fake-carta.js'
-import { EMPTY_LEDGER, beginConnect, callback, ledgerCounts, warnLines } from './flow-helpers.js'
+import { EMPTY_LEDGER, beginConnect, callback, ledgerCounts, warnLines } from './helpers.js'
 
 const CODE = 'the-secret-authorization-code-4711'
 

@@ -2,7 +2,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
-import { ConfigError, isLoopbackUrl, loadConfig } from '../../src/config.js'
+import { ConfigError, isLoopbackUrl, loadConfig } from '../src/config.js'
 
 const dataDir = mkdtempSync(join(tmpdir(), 'sl-config-'))
 const base = { NODE_ENV: 'test', DATA_DIR: dataDir }

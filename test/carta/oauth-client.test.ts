@@ -7,7 +7,7 @@ import { formatScopes, parseScopes } from '../../src/scopes.js'
 import { Agent } from '../helpers/browser-agent.js'
 import { startTestApp } from '../helpers/app.js'
 import { startOidcCarta } from '../helpers/oidc-provider.js'
-import { beginConnect } from './flow-helpers.js'
+import { beginConnect } from '../flows/helpers.js'
 
 const SCOPES = ['read_issuer_info', 'read_user_info', 'readwrite_demo']
 

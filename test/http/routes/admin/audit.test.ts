@@ -1,13 +1,13 @@
-// Audit trail (issue 5 §5): the whole story of a user in /admin/audit, filters, keyset pages,
+// Audit trail: the whole story of a user in /admin/audit, filters, keyset pages,
 // CSV with the same filters, and no token or secret in any event.
 import t from 'tap'
-import type { ManualClock } from '../../src/clock.js'
-import { AUDIT_EVENT_TYPES, recordAudit } from '../../src/audit/events.js'
-import { processDueRevocations } from '../../src/grants/revocation.js'
-import { readTokens } from '../../src/grants/tokens.js'
-import { startTestApp } from '../helpers/app.js'
-import { hiddenField } from '../helpers/browser-agent.js'
-import { connectUser, expireTokens, finishAuthorization, signInOperator } from '../lifecycle/helpers.js'
+import type { ManualClock } from '../../../../src/clock.js'
+import { AUDIT_EVENT_TYPES, recordAudit } from '../../../../src/audit/events.js'
+import { processDueRevocations } from '../../../../src/grants/revocation.js'
+import { readTokens } from '../../../../src/grants/tokens.js'
+import { startTestApp } from '../../../helpers/app.js'
+import { hiddenField } from '../../../helpers/browser-agent.js'
+import { connectUser, expireTokens, finishAuthorization, signInOperator } from '../../../helpers/connect.js'
 
 t.test('full flow: every event on the audit page, filters, CSV, and no secret anywhere', async (t) => {
   const app = await startTestApp(t)

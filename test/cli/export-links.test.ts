@@ -7,15 +7,14 @@ import { openDatabase } from '../../src/db/index.js'
 import { exportLinksCommand } from '../../src/cli/export-links.js'
 import { linkUrl } from '../../src/links/links.js'
 import { startTestApp } from '../helpers/app.js'
-import { auditRows, createMember, createRollout } from './fixtures.js'
+import { auditRows, createMember, createRollout } from '../links/fixtures.js'
 
 t.test('export-links writes the CSV, issues missing links, and refuses bad input', async (t) => {
   const clock = new ManualClock(Date.parse('2025-03-01T10:00:00Z'))
   const app = await startTestApp(t, { clock })
   const rollout = await createRollout(app.db, { now: clock.now() })
   const ann = await createMember(
-    app.db,
-    rollout,
+    app.app.deps,
     {
       cartaUserId: 'c-ann',
       email: 'ann@example.com',
@@ -25,8 +24,7 @@ t.test('export-links writes the CSV, issues missing links, and refuses bad input
     clock.now(),
   )
   await createMember(
-    app.db,
-    rollout,
+    app.app.deps,
     { cartaUserId: 'c-dan', email: 'dan@example.com', appKey: 'production-v2', granted: rollout.scopes },
     clock.now(),
   )

@@ -1,8 +1,8 @@
 import t from 'tap'
-import { createOperator } from '../../src/admin/operators.js'
-import { Agent, hiddenField } from '../helpers/browser-agent.js'
-import { startTestApp } from '../helpers/app.js'
-import { OPERATOR_PASSWORD, signedInOperator, signedSessionCookie } from '../rollouts/fixtures.js'
+import { createOperator } from '../../../../src/admin/operators.js'
+import { Agent, hiddenField } from '../../../helpers/browser-agent.js'
+import { startTestApp } from '../../../helpers/app.js'
+import { OPERATOR_PASSWORD, signedInOperator, signedSessionCookie } from '../../../helpers/ledger.js'
 
 t.test(
   'right password signs in with a new session id; wrong password gets 401 and a log line without it',

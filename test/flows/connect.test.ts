@@ -5,7 +5,7 @@ import t, { type Test } from 'tap'
 import { readTokens } from '../../src/grants/tokens.js'
 import { Agent, hiddenField } from '../helpers/browser-agent.js'
 import { type TestApp, startTestApp } from '../helpers/app.js'
-import { beginConnect } from './flow-helpers.js'
+import { beginConnect } from './helpers.js'
 
 const ALL_V2 = ['read_issuer_capitalizationtablesummary', 'read_issuer_info', 'read_user_info']
 
