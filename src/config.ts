@@ -73,7 +73,18 @@ export class ConfigError extends Error {
 
 type Env = Record<string, string | undefined>
 
-export const projectRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..')
+/**
+ * The repository's root (views/, the default data/ and apps file are found from it): the nearest
+ * folder above this module holding package.json, whether it runs from src/ (tsx) or dist/src/.
+ */
+export const projectRoot = findProjectRoot(dirname(fileURLToPath(import.meta.url)))
+
+function findProjectRoot(from: string): string {
+  for (let dir = from; ; dir = dirname(dir)) {
+    if (existsSync(resolve(dir, 'package.json'))) return dir
+    if (dirname(dir) === dir) return resolve(from, '..')
+  }
+}
 export const defaultAppsFile = resolve(projectRoot, 'src/carta/sandbox-apps.json')
 
 const SANDBOX_URL = 'sandbox'
