@@ -4,7 +4,8 @@
 import { systemClock } from '../clock.js'
 import { openRuntime } from '../runtime.js'
 import { summaryTable, toJson } from '../reports/formats.js'
-import { type ReportLogger, manualSlotKey, runReport } from '../reports/runs.js'
+import type { Logger } from '../log.js'
+import { manualSlotKey, runReport } from '../reports/runs.js'
 import { webhookOrigin } from '../reports/webhook.js'
 
 export const reportUsage =
@@ -20,7 +21,7 @@ export async function reportCommand(args: string[]): Promise<number> {
   const quiet = args.includes('--quiet')
   const { config, db } = await openRuntime()
   // Only warnings and errors reach the terminal (stderr), as plain sentences.
-  const log: ReportLogger = {
+  const log: Logger = {
     info: () => {},
     warn: (obj, msg) => console.error(`warning: ${msg} ${JSON.stringify(obj)}`),
     error: (obj, msg) => console.error(`error: ${msg}${'error' in obj ? `: ${(obj as { error: string }).error}` : ''}`),

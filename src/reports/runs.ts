@@ -8,6 +8,7 @@ import type { Clock } from '../clock.js'
 import type { Config } from '../config.js'
 import type { Db } from '../db/index.js'
 import { isUniqueViolation } from '../db/dialect.js'
+import type { Logger } from '../log.js'
 import { parseScopes } from '../scopes.js'
 import { writeFilesAtomically, removeFiles } from './files.js'
 import { REPORT_FORMATS, type ReportDocument, type ReportFormat, renderReport, reportFileName } from './formats.js'
@@ -26,18 +27,12 @@ export type RunRow = Selectable<ReportRunTable>
 export type SnapshotRow = Selectable<CoverageSnapshotTable>
 export type ReportFiles = Partial<Record<ReportFormat, string>>
 
-/** The subset of pino's logger the runner uses (the CLI passes its own). */
-export interface ReportLogger {
-  info(obj: object, msg: string): void
-  warn(obj: object, msg: string): void
-  error(obj: object, msg: string): void
-}
-
 export interface ReportContext {
   db: Db
   config: Pick<Config, 'reports' | 'publicUrl'>
   clock: Clock
-  log: ReportLogger
+  /** The app's logger, or the CLI's console adapter. */
+  log: Logger
   delivery?: DeliveryOptions
 }
 
@@ -303,4 +298,18 @@ export async function failInterruptedRuns(db: Db, now: number, olderThanMs = 60 
     .where('started_at', '<', now - olderThanMs)
     .executeTakeFirst()
   return Number(result.numUpdatedRows)
+}
+
+/** Coverage trends of every active rollout (the reports page's charts): the last `limit` snapshots each. */
+export async function activeRolloutTrends(
+  db: Db,
+  limit = 60,
+): Promise<Array<{ id: number; name: string; points: TrendPoint[] }>> {
+  const rollouts = await db
+    .selectFrom('rollouts')
+    .select(['id', 'name'])
+    .where('status', '=', 'active')
+    .orderBy('id')
+    .execute()
+  return Promise.all(rollouts.map(async (r) => ({ ...r, points: await rolloutTrend(db, r.id, limit) })))
 }

@@ -4,6 +4,7 @@
 import { storedCounts } from '../rollouts/membership.js'
 import type { Kysely } from 'kysely'
 import type { Database } from '../db/schema.js'
+import type { Logger } from '../log.js'
 import { parseScopes } from '../scopes.js'
 import { DAY_MS } from '../time.js'
 
@@ -47,10 +48,6 @@ export interface SnapshotDetail {
   usersByApp: AppUsers[]
 }
 
-export interface SnapshotLog {
-  warn(obj: object, msg: string): void
-}
-
 export function coveragePct(covered: number, activeUsers: number): number | null {
   return activeUsers > 0 ? Math.round((covered / activeUsers) * 1000) / 10 : null
 }
@@ -62,7 +59,7 @@ export function coveragePct(covered: number, activeUsers: number): number | null
 export async function computeSnapshot(
   db: Kysely<Database>,
   now: number,
-  options: { log?: SnapshotLog; onProgress?: (done: number, total: number, name: string) => void } = {},
+  options: { log?: Logger; onProgress?: (done: number, total: number, name: string) => void } = {},
 ): Promise<Snapshot> {
   const rollouts = await db
     .selectFrom('rollouts')
@@ -161,7 +158,7 @@ async function rolloutCoverage(
 }
 
 /** The dashboard's live counters should equal the exact counts; say so in the log when not. */
-async function crossCheckCounters(db: Kysely<Database>, c: RolloutCoverage, log?: SnapshotLog): Promise<void> {
+async function crossCheckCounters(db: Kysely<Database>, c: RolloutCoverage, log?: Logger): Promise<void> {
   if (!log) return
   const counters = await storedCounts(db, c.rolloutId)
   if (counters.size === 0) return

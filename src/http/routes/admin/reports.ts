@@ -16,7 +16,7 @@ import {
   listRuns,
   loadReportDocument,
   manualSlotKey,
-  rolloutTrend,
+  activeRolloutTrends,
   runFiles,
   runReport,
 } from '../../../reports/runs.js'
@@ -31,23 +31,12 @@ const reports: FastifyPluginAsyncTypebox = async (app) => {
   app.get('/reports', { schema: { querystring: Type.Object({ run: Type.Optional(Id) }) } }, async (request, reply) => {
     const tz = config.reports.timeZone
     const runs = await listRuns(db, 20)
-    const rollouts = await db
-      .selectFrom('rollouts')
-      .select(['id', 'name'])
-      .where('status', '=', 'active')
-      .orderBy('id')
-      .execute()
-    const trends = await Promise.all(
-      rollouts.map(async (r) => {
-        const points = await rolloutTrend(db, r.id, 60)
-        return {
-          id: r.id,
-          name: r.name,
-          svg: trendSvg(points, { title: `Coverage of ${r.name} over time`, timeZone: tz }),
-          rows: points.map((p) => ({ ...p, when: localTime(p.takenAt, tz) })).reverse(),
-        }
-      }),
-    )
+    const trends = (await activeRolloutTrends(db, 60)).map(({ id, name, points }) => ({
+      id,
+      name,
+      svg: trendSvg(points, { title: `Coverage of ${name} over time`, timeZone: tz }),
+      rows: points.map((p) => ({ ...p, when: localTime(p.takenAt, tz) })).reverse(),
+    }))
     const justRan = request.query.run === undefined ? undefined : runs.find((r) => r.id === request.query.run)
     return renderPage(request, reply, 'admin/reports', {
       title: 'Reports',
