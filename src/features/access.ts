@@ -1,4 +1,4 @@
-// Whether a user may use a feature (src/README.md, "Feature gate"): a connected user whose active
+// Whether a user may use a feature (src/README.md, "Flows"): a connected user whose active
 // grant holds every scope the feature needs. The HTTP layer turns each answer into a page.
 import type { Db } from '../db/index.js'
 import { missingScopes, parseScopes } from '../scopes.js'

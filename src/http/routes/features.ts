@@ -4,7 +4,7 @@
 //  - no connected end user in this browser → back to the start page;
 //  - grant broken or revoked → the reconnect page (409);
 //  - a needed scope missing → the gate page (403) naming it in plain words, with a Reauthorize
-//    button — never a raw 403 from Carta (src/README.md, "Feature gate").
+//    button — never a raw 403 from Carta (src/README.md, "Flows").
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { Type } from 'typebox'
