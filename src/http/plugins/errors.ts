@@ -4,7 +4,7 @@
 import { validateHeaderValue } from 'node:http'
 import type { FastifyError } from 'fastify'
 import fp from 'fastify-plugin'
-import { isDomainError } from '../../errors.js'
+import { DomainError, isDomainError } from '../../errors.js'
 import { renderError } from '../render.js'
 import { errorPage } from '../error-pages.js'
 
@@ -30,12 +30,22 @@ export default fp(
           'The page was open too long or came from elsewhere. Go back, reload the page and submit again.',
         )
       }
-      // A path that fails its schema (e.g. an id past the column's range) names nothing that exists.
-      if (error.validation && error.validationContext === 'params') {
-        request.log.info({ reason: error.message }, 'not found')
-        return renderError(request, reply, 404, 'Page not found', 'There is nothing at this address.')
+      // A path that fails its schema (e.g. an id past the column's range) names nothing that exists;
+      // other input that fails is a bad request. Both pages come from the same table.
+      if (error.validation) {
+        const notFound = error.validationContext === 'params'
+        const page = errorPage(
+          notFound
+            ? new DomainError('request.not_found', error.message, {})
+            : new DomainError('request.invalid', error.message, { title: 'Bad request' }),
+          request.url,
+        )
+        const { status, title, message, ...links } = page
+        if (notFound) request.log.info({ reason: error.message }, 'not found')
+        else request.log.warn({ status, reason: error.message }, 'bad request')
+        return renderError(request, reply, status, title, message, links)
       }
-      if (error.validation || (error.statusCode && error.statusCode >= 400 && error.statusCode < 500)) {
+      if (error.statusCode && error.statusCode >= 400 && error.statusCode < 500) {
         request.log.warn({ status: error.statusCode ?? 400, reason: error.message }, 'bad request')
         return renderError(request, reply, error.statusCode ?? 400, 'Bad request', error.message)
       }
