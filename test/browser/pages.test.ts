@@ -75,9 +75,13 @@ t.test(
               .slice(0, 5)
               .map((el) => `${el.tagName.toLowerCase()}${el.id ? `#${el.id}` : ''}.${[...el.classList].join('.')}`),
           }))
-          t.ok(scrollWidth <= innerWidth, `no sideways scrolling at ${width} px (${scrollWidth} > ${innerWidth})`, {
-            wide,
-          })
+          t.ok(
+            scrollWidth <= innerWidth,
+            `no sideways scrolling at ${width} px (page ${scrollWidth} px wide, window ${innerWidth} px)`,
+            {
+              wide,
+            },
+          )
           if (AXE_WIDTHS.has(width)) {
             const violations = await runAxe(page)
             const blocking = violations.filter((v) => BLOCKING_IMPACTS.includes(v.impact ?? ''))
