@@ -67,8 +67,8 @@ export interface ApiCallOptions {
 
 export const USER_PATH = '/v1alpha1/user'
 export const ISSUERS_PATH = '/v1alpha1/issuers'
-export const capTablePath = (issuerId: string) =>
-  `/v1alpha1/issuers/${encodeURIComponent(issuerId)}/capitalizationTable`
+export const capTablePath = (issuerId: string | number) =>
+  `/v1alpha1/issuers/${encodeURIComponent(String(issuerId).trim())}/capitalizationTable`
 
 /** GET {api}/v1alpha1/user (scope read_user_info). */
 export async function fetchUser(
@@ -115,7 +115,8 @@ export async function listIssuers(
 export async function fetchCapTableSummary(
   app: CartaAppConfig,
   accessToken: string,
-  issuerId: string,
+  /** Carta's ids are protobuf int64: a string or a number is fine. */
+  issuerId: string | number,
   options: ApiCallOptions = {},
 ): Promise<CapTableSummary> {
   const body = await getJson(app, accessToken, capTablePath(issuerId), 'issuer cap table', options)

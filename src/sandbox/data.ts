@@ -328,5 +328,5 @@ export function describeScope(scope: string): string {
   // Carta scope names are read_<area> / readwrite_<area>: say that much for unknown ones.
   const m = /^(read|readwrite)_(.+)$/.exec(scope)
   if (m) return `${m[1] === 'read' ? 'See' : 'See and change'} your ${m[2]!.replace(/_/g, ' ')} data.`
-  return 'Access described by Carta as ' + scope + '.'
+  return `Access described by Carta as ${scope}.`
 }

@@ -14,7 +14,15 @@ import {
   findDemoIssuer,
   findDemoUser,
 } from './data.js'
-import { ACCESS_TOKEN_TTL_S, type FailEndpoint, OAuthError, type SandboxStore, safeEqual, single } from './store.js'
+import {
+  ACCESS_TOKEN_TTL_S,
+  type FailEndpoint,
+  OAuthError,
+  type SandboxStore,
+  safeEqual,
+  single,
+  type TokenResponse,
+} from './store.js'
 
 export interface SandboxPluginOptions {
   store: SandboxStore
@@ -50,7 +58,7 @@ export async function sandboxPlugin(app: FastifyInstance, options: SandboxPlugin
 
   // Only paths inside the sandbox may be a post-sign-in destination (no open redirect).
   const safeNext = (value: string | undefined): string => {
-    if (value && value.startsWith(`${base}/`) && !value.startsWith('//') && !/[\\\r\n]/.test(value)) return value
+    if (value?.startsWith(`${base}/`) && !value.startsWith('//') && !/[\\\r\n]/.test(value)) return value
     return `${base}/`
   }
 
@@ -85,7 +93,7 @@ export async function sandboxPlugin(app: FastifyInstance, options: SandboxPlugin
       user: signedInUser(request),
       stats,
       liveTokens: stats.tokens.filter((t) => t.kind === 'access' && t.status === 'live').length,
-      nowText: new Date(stats.now).toISOString().replace('T', ' ').slice(0, 19) + ' UTC',
+      nowText: `${new Date(stats.now).toISOString().replace('T', ' ').slice(0, 19)} UTC`,
       offsetText: formatDuration(stats.clockOffsetSeconds),
       formToken: store.formToken,
       clients: [...store.clients.values()].map((c) => ({
@@ -142,7 +150,7 @@ export async function sandboxPlugin(app: FastifyInstance, options: SandboxPlugin
   app.get<{ Querystring: Params }>('/o/authorize/', async (request, reply) => {
     store.counters.authorizeRequests++
     const query = request.query
-    let verified
+    let verified: ReturnType<SandboxStore['verifyClientAndRedirect']>
     try {
       verified = store.verifyClientAndRedirect(query)
     } catch (err) {
@@ -153,7 +161,7 @@ export async function sandboxPlugin(app: FastifyInstance, options: SandboxPlugin
     }
     const { client, redirectUri } = verified
     const state = Array.isArray(query.state) ? null : (single(query, 'state') ?? null)
-    let params
+    let params: ReturnType<SandboxStore['verifyAuthorizationParameters']>
     try {
       params = store.verifyAuthorizationParameters(client, query)
     } catch (err) {
@@ -301,7 +309,7 @@ export async function sandboxPlugin(app: FastifyInstance, options: SandboxPlugin
     }
     const grantType = single(form, 'grant_type') ?? ''
     try {
-      let response
+      let response: TokenResponse
       if (grantType === 'authorization_code') response = store.exchangeCode(client, form)
       else if (grantType === 'refresh_token') response = store.refresh(client, form)
       else if (!grantType) throw new OAuthError('invalid_request', 'grant_type is required.')

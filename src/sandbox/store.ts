@@ -329,7 +329,7 @@ export class SandboxStore {
     const value = single(form, 'refresh_token')
     if (!value) throw new OAuthError('invalid_request', 'refresh_token is required.')
     const token = this.tokens.get(value)
-    if (!token || token.kind !== 'refresh' || token.clientId !== client.clientId)
+    if (token?.kind !== 'refresh' || token.clientId !== client.clientId)
       throw new OAuthError('invalid_grant', 'The refresh token is unknown.')
     if (token.revokedAt !== null) {
       const why =
@@ -420,7 +420,7 @@ export class SandboxStore {
   /** A live access token by value, or null when unknown, expired or revoked. */
   liveAccessToken(value: string): TokenRecord | null {
     const token = this.tokens.get(value)
-    if (!token || token.kind !== 'access' || token.revokedAt !== null) return null
+    if (token?.kind !== 'access' || token.revokedAt !== null) return null
     if (token.expiresAt !== null && this.now() >= token.expiresAt) return null
     return token
   }
@@ -501,7 +501,8 @@ export class SandboxStore {
   }
 
   countGrant(grantType: string, ok: boolean): void {
-    const c = (this.counters.byGrant[grantType] ??= { requests: 0, ok: 0, errors: 0 })
+    const c = this.counters.byGrant[grantType] ?? { requests: 0, ok: 0, errors: 0 }
+    this.counters.byGrant[grantType] = c
     c.requests++
     if (ok) c.ok++
     else c.errors++

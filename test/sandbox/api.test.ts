@@ -2,6 +2,7 @@
 // challenges as an extra) and its controls: stats, clock, fail, reset, and the home page.
 import t from 'tap'
 import { ManualClock } from '../../src/clock.js'
+import type { capitalizationTable } from '../../src/sandbox/plugin.js'
 import { startTestApp } from '../helpers/app.js'
 import { Agent, hiddenField } from '../helpers/browser-agent.js'
 import { api, basic, control, getTokens, revokeRequest, tokenRequest } from './helpers.js'
@@ -48,7 +49,7 @@ t.test('API and controls', async (t) => {
 
     const cap = await api(base, '/v1alpha1/issuers/iss_harbor/capitalizationTable', tokens.access_token)
     t.equal(cap.status, 200)
-    const table = cap.json.capitalizationTable as Record<string, any>
+    const table = cap.json.capitalizationTable as ReturnType<typeof capitalizationTable>
     t.equal(table.issuerId, 'iss_harbor')
     t.same(table.asOfDate, { value: '2025-03-03' }, 'dated by the sandbox clock, as a Carta date')
     t.same(table.summary.outstandingShares, { value: '11600000.00' }, 'decimals as strings in {"value"}')
@@ -57,14 +58,14 @@ t.test('API and controls', async (t) => {
     })
     t.equal(table.summary.cashRaised.currencyCode.value, 'USD')
     t.equal(table.shareClassSummaries.length, 2)
-    t.same(Object.keys(table.shareClassSummaries[0]).sort(), [
+    t.same(Object.keys(table.shareClassSummaries[0]!).sort(), [
       'cashRaised',
       'fullyDilutedShares',
       'optionPoolIds',
       'outstandingShares',
       'shareClassId',
     ])
-    t.equal(table.optionPoolSummaries[0].name, '2019 Stock Plan')
+    t.equal(table.optionPoolSummaries[0]!.name, '2019 Stock Plan')
     t.equal(table.warrantBlockSummaries.length, 1)
     t.same(table.noteBlockSummaries, [])
 
