@@ -7,7 +7,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-// @ts-expect-error -- oidc-provider ships no type declarations
+// @ts-ignore -- oidc-provider ships no type declarations
 import Provider from 'oidc-provider'
 
 export interface OidcCarta {

@@ -1,6 +1,6 @@
 // Drives the sandbox Carta over HTTP like a browser and like an OAuth client would.
 import { createHash, randomBytes } from 'node:crypto'
-import { type Agent, type AgentResponse, hiddenField } from '../helpers/browser-agent.js'
+import { Agent, type AgentResponse, hiddenField } from '../helpers/browser-agent.js'
 
 export interface ClientCreds {
   clientId: string
