@@ -4,12 +4,11 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { appScopes, currentApp } from '../carta/apps.js'
 import type { CartaAppConfig } from '../config.js'
-import { CartaApiError, fetchCapTableSummary, listIssuers } from '../carta/api.js'
+import { CartaApiError, fetchCapTableSummary, INSUFFICIENT_SCOPE, listIssuers } from '../carta/api.js'
 import { beginAuthorization } from '../carta/flow.js'
 import { CartaUnavailableError, ReconnectRequiredError, withAccessToken } from '../grants/access.js'
 import { missingScopes, parseScopes } from '../scopes.js'
 import { PageError, renderPage } from '../web/render.js'
-import { parseCapTable } from './cap-table.js'
 import { describeScope, findFeature, type Feature } from './catalog.js'
 import { loadUserGrant, renderGate, renderReconnect, requireFeature } from './gate.js'
 
@@ -29,6 +28,22 @@ async function useCarta<T>(
     if (err instanceof ReconnectRequiredError)
       return { ok: false, reply: await renderReconnect(request, reply, access.environment) }
     if (err instanceof CartaApiError) {
+      if (err.kind === 'forbidden' && err.details.reason && err.details.reason !== INSUFFICIENT_SCOPE) {
+        // ACCESS_TO_RESOURCE_RESTRICTED / MISSING_INTERNAL_PERMISSION: about this company or the
+        // person's Carta role, not a missing scope (https://docs.carta.com/carta/docs/error-codes).
+        request.log.warn(
+          { grantId: access.grantId, feature: access.feature.key, reason: err.details.reason, path: err.details.path },
+          'Carta refused access to the resource',
+        )
+        throw new PageError(
+          403,
+          'Carta did not let you see this',
+          err.details.reason === 'ACCESS_TO_RESOURCE_RESTRICTED'
+            ? 'You did not give this integration access to this company on Carta. Ask to connect again and include it.'
+            : 'Your role on Carta does not allow this. Ask an administrator of the company on Carta.',
+          { backHref: '/features/issuers', backLabel: 'Back to your companies' },
+        )
+      }
       if (err.kind === 'forbidden') {
         // Carta says the token lacks a permission our records say it holds (e.g. removed at
         // Carta): same gate page, never Carta's raw 403.
@@ -48,12 +63,18 @@ async function useCarta<T>(
           ),
         }
       }
-      if (err.kind === 'not_found')
-        throw new PageError(404, 'Not found on Carta', 'Carta has no such company for your account.', {
-          backHref: '/features/issuers',
-          backLabel: 'Back to your companies',
-        })
-      if (err.kind === 'unavailable') throw new CartaUnavailableError(503, err.message)
+      if (err.kind === 'not_found') {
+        const resource = err.details.resource ?? 'resource'
+        request.log.warn({ grantId: access.grantId, resource, path: err.details.path }, 'Carta answered 404')
+        throw new PageError(
+          404,
+          'Not found on Carta',
+          // End users read "company"; the log above keeps Carta's resource name.
+          `Carta has no such company for your account: it found no ${resource.replace(/\bissuer\b/g, 'company')} at the address we asked for.`,
+          { backHref: '/features/issuers', backLabel: 'Back to your companies' },
+        )
+      }
+      if (err.kind === 'unavailable' || err.kind === 'rate_limited') throw new CartaUnavailableError(503, err.message)
       throw new CartaUnavailableError(502, err.message)
     }
     throw err
@@ -92,8 +113,7 @@ export default async function featureRoutes(app: FastifyInstance): Promise<void>
         fetchCapTableSummary(cartaApp, token, issuerId, { timeoutMs: config.cartaTimeoutMs }),
       )
       if (!result.ok) return result.reply
-      const table = parseCapTable(result.value)
-      if (!table) throw new CartaUnavailableError(502, 'cap table summary holds no share classes')
+      const table = result.value
       return renderPage(request, reply, 'features/cap-table', {
         title: `Cap table · ${table.issuerName ?? issuerId}`,
         issuerId,

@@ -83,6 +83,20 @@ export const PAGES: PageCase[] = [
     calm: true,
   },
   {
+    name: 'feature-cap-table-restricted-403',
+    as: 'ada',
+    path: () => '/features/issuers/iss_quill/cap-table',
+    status: 403,
+    text: 'did not give this integration access',
+  },
+  {
+    name: 'feature-cap-table-not-found-404',
+    as: 'ada',
+    path: () => '/features/issuers/iss_nope/cap-table',
+    status: 404,
+    text: 'Carta has no such company',
+  },
+  {
     name: 'feature-gate-cap-table',
     as: 'ben',
     path: () => '/features/issuers/iss_harbor/cap-table',
