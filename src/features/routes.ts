@@ -69,7 +69,8 @@ async function useCarta<T>(
         throw new PageError(
           404,
           'Not found on Carta',
-          `Carta has no such company for your account: it found no ${resource} at the address we asked for.`,
+          // End users read "company"; the log above keeps Carta's resource name.
+          `Carta has no such company for your account: it found no ${resource.replace(/\bissuer\b/g, 'company')} at the address we asked for.`,
           { backHref: '/features/issuers', backLabel: 'Back to your companies' },
         )
       }

@@ -136,26 +136,26 @@ export function toHtml(doc: ReportDocument): string {
       .join('')
     return `<section>
 <h2>${escapeHtml(r.name)} <small>target ${escapeHtml(r.targetApp)}</small></h2>
-<table class="totals"><tr><th>Members</th><th>With an active grant</th><th>Covered</th><th>Lacking</th><th>Need reconnect</th><th>Coverage</th></tr>
-<tr><td class="n">${r.members}</td><td class="n">${r.activeUsers}</td><td class="n">${r.covered}</td><td class="n">${r.lacking}</td><td class="n">${r.reconnect}</td><td class="n">${pct(r.coveragePct)}</td></tr></table>
+<div class="scroll" role="region" tabindex="0" aria-label="Totals of ${escapeHtml(r.name)}"><table class="totals"><tr><th>Members</th><th>With an active grant</th><th>Covered</th><th>Lacking</th><th>Need reconnect</th><th>Coverage</th></tr>
+<tr><td class="n">${r.members}</td><td class="n">${r.activeUsers}</td><td class="n">${r.covered}</td><td class="n">${r.lacking}</td><td class="n">${r.reconnect}</td><td class="n">${pct(r.coveragePct)}</td></tr></table></div>
 <h3>Lacking per required scope</h3><table><tr><th>Scope</th><th>Users lacking it</th></tr>${scopes}</table>
 <h3>Users per app</h3><table><tr><th>App</th><th>Users</th></tr>${apps || '<tr><td colspan="2">No user has an active grant.</td></tr>'}</table>
-<h3>Reauthorization links</h3><table><tr><th></th><th>Total</th><th>Last 24 h</th></tr>
+<h3>Reauthorization links</h3><table><tr><th>Links</th><th>Total</th><th>Last 24 h</th></tr>
 <tr><td>Issued</td><td class="n">${r.links.issued}</td><td class="n">${r.links.issued24h}</td></tr>
 <tr><td>Used</td><td class="n">${r.links.used}</td><td class="n">${r.links.used24h}</td></tr></table>
 </section>`
   })
   return `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Scope coverage report ${escapeHtml(when)}</title>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>Scope coverage report ${escapeHtml(when)}</title>
 <style>body{font:15px/1.5 system-ui,sans-serif;color:#1d2330;max-width:960px;margin:24px auto;padding:0 16px}
 table{border-collapse:collapse;margin:0 0 12px}th,td{border-bottom:1px solid #d9dee7;padding:4px 10px;text-align:left}
-td.n{text-align:right;font-variant-numeric:tabular-nums}small{color:#5b6475;font-weight:normal}section{margin:0 0 28px}</style>
-</head><body>
+td.n{text-align:right;font-variant-numeric:tabular-nums}small{color:#5b6475;font-weight:normal}section{margin:0 0 28px}.scroll{overflow-x:auto}code{overflow-wrap:anywhere}</style>
+</head><body><main>
 <h1>Scope coverage report</h1>
 <p>Taken ${escapeHtml(when)} (${new Date(doc.takenAt).toISOString()}) · run ${doc.runId} · ${doc.trigger === 'schedule' ? `scheduled slot ${escapeHtml(doc.slotKey)}` : 'run on demand'}</p>
 <p>Coverage = covered ÷ users with an active grant. Users who must reconnect are counted apart.</p>
 ${sections.join('\n') || '<p>No active rollout.</p>'}
-</body></html>
+</main></body></html>
 `
 }
 

@@ -3,6 +3,7 @@
 import type { FastifyInstance } from 'fastify'
 import { listApps } from '../carta/apps.js'
 import { homeGrant, issuersForGrant } from '../grants/queries.js'
+import { describeScopes } from '../rollouts/link-permissions.js'
 import { renderPage } from './render.js'
 
 export default async function homeRoutes(app: FastifyInstance): Promise<void> {
@@ -23,6 +24,8 @@ export default async function homeRoutes(app: FastifyInstance): Promise<void> {
       defaultEnvironment: config.defaultEnvironment,
       // Back from a reauthorization link: say it worked (the new grant is shown below it).
       justReauthorized: connected && request.query.reauthorized === '1',
+      // Plain words for each scope: end users read permissions, not scope ids.
+      describeScopes,
     })
   })
 }

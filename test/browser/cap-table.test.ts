@@ -31,7 +31,7 @@ t.test(
       t.match(await page.locator('main').textContent(), /did not give this integration access/)
       await screenshot(page, `cap-table-restricted-${label}`)
       await page.goto(`${app.url}/features/issuers/iss_nope/cap-table`)
-      t.match(await page.locator('main').textContent(), /found no issuer cap table/)
+      t.match(await page.locator('main').textContent(), /found no company cap table/)
       await screenshot(page, `cap-table-not-found-${label}`)
       await context.close()
     }

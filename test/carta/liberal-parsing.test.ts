@@ -160,7 +160,7 @@ t.test('issuer API failure: the home page still renders with a notice', async (t
   await callback(agent, app.url, { code: 'x', state })
   const home = await agent.get(`${app.url}/`)
   t.equal(home.status, 200)
-  t.match(home.text, /could not list your issuers/)
+  t.match(home.text, /could not list your companies/)
   t.match(home.text, /Ada Lovelace/)
   t.ok(
     app.logs.some((l) => l.level === 40 && l.msg === 'issuer list unavailable'),

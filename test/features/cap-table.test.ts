@@ -43,7 +43,7 @@ t.test('against the sandbox: the documented shape, restricted and missing compan
 
   const missing = await agent.get(`${app.url}/features/issuers/iss_nope/cap-table`)
   t.equal(missing.status, 404)
-  t.match(missing.text, /Carta has no such company for your account: it found no issuer cap table/)
+  t.match(missing.text, /Carta has no such company for your account: it found no company cap table/)
   const line = app.logs.find((l) => l.msg === 'Carta answered 404')
   t.match(line, { resource: 'issuer cap table', path: '/v1alpha1/issuers/iss_nope/capitalizationTable' })
   const tokens = await readTokens(app.db, app.app.deps.cipher, grantId)
@@ -85,7 +85,7 @@ t.test('against a Carta-like server: other shapes render, 404 names the resource
   fake.capTable = () => ({ status: 404, body: { code: 5, message: 'Resource not found' } })
   const missing = await agent.get(`${app.url}/features/issuers/8/cap-table`)
   t.equal(missing.status, 404)
-  t.match(missing.text, /no issuer cap table/)
+  t.match(missing.text, /no company cap table/)
 
   fake.capTable = () => ({ body: { something: 'else' } })
   t.equal((await agent.get(`${app.url}/features/issuers/7/cap-table`)).status, 502, 'no table at all: bad gateway')
