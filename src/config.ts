@@ -50,6 +50,8 @@ export interface Config {
   /** Environment whose current app new connections use when none is named. */
   defaultEnvironment: CartaEnvironment
   sandboxEnabled: boolean
+  /** The sandbox's API rate limit per client id, at Carta's documented numbers by default; 0 = off. */
+  sandboxRateLimit: { perSecond: number; perMinute: number }
   cookieSecure: boolean
   trustProxy: boolean
   cartaTimeoutMs: number
@@ -157,6 +159,10 @@ export function loadConfig(env: Env = process.env): Config {
     appsFile,
     defaultEnvironment,
     sandboxEnabled,
+    sandboxRateLimit: {
+      perSecond: integer(env, 'SANDBOX_RATE_LIMIT_PER_SECOND', 10, 0, 100_000),
+      perMinute: integer(env, 'SANDBOX_RATE_LIMIT_PER_MINUTE', 300, 0, 100_000),
+    },
     cookieSecure: cookieSecure === 'auto' ? !localHttp : cookieSecure === 'true',
     trustProxy: oneOf(env, 'TRUST_PROXY', ['false', 'true'], 'false') === 'true',
     cartaTimeoutMs: integer(env, 'CARTA_TIMEOUT_MS', 10_000, 100, 120_000),

@@ -33,7 +33,10 @@ export interface ErrorDetails {
   'carta.unavailable': { detail: string }
   /** Carta answered in a way we could not use; nothing was changed. */
   'carta.bad_answer': { detail: string }
-  'carta.not_found': Record<string, never>
+  /** Carta has nothing at the address asked for (`resource`: Carta's name for it, e.g. "issuer"). */
+  'carta.not_found': { resource: string }
+  /** Carta refused for a reason other than a missing scope (its error `reason`, e.g. ACCESS_TO_RESOURCE_RESTRICTED). */
+  'carta.access_restricted': { reason: string }
   'feature.not_requestable': { feature: string; missing: string[] }
   'lacking.unknown_scope': { scope: string }
   'lacking.unknown_app': { appId: number }

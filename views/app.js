@@ -1,5 +1,8 @@
 // Progressive enhancement only: every page works without this file.
-// Buttons with data-copy="<input id>" copy that input's value to the clipboard.
+// Buttons with data-copy="<input id>" copy that input's value to the clipboard. They are rendered
+// hidden (without this script they could do nothing; the link stays selectable in its box).
+for (const button of document.querySelectorAll('[data-copy][hidden]')) button.hidden = false
+
 document.addEventListener('click', async (event) => {
   const button = event.target.closest('[data-copy]')
   if (!button) return
@@ -18,3 +21,18 @@ document.addEventListener('click', async (event) => {
     button.textContent = label
   }, 1500)
 })
+
+// The phone menu (a <details> in views/layout.eta) opens and closes without this script; with it,
+// Escape or a click elsewhere closes it too.
+const menu = document.querySelector('details.nav-menu')
+if (menu) {
+  document.addEventListener('keydown', (event) => {
+    if (event.key === 'Escape' && menu.open) {
+      menu.open = false
+      menu.querySelector('summary').focus()
+    }
+  })
+  document.addEventListener('click', (event) => {
+    if (menu.open && !menu.contains(event.target)) menu.open = false
+  })
+}

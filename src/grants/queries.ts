@@ -105,10 +105,10 @@ export async function issuersForGrant(
     deps.log?.warn({ grantId: grant.id, reason }, 'issuer list unavailable')
     if (isDomainError(err, 'grant.reconnect_required')) return { status: 'reconnect' }
     if (err instanceof CartaApiError && err.kind === 'forbidden')
-      return { status: 'unavailable', message: 'Carta says this connection may not list issuers.' }
+      return { status: 'unavailable', message: 'Carta says this connection may not list your companies.' }
     return {
       status: 'unavailable',
-      message: 'Carta could not list your issuers just now. Please reload the page in a minute.',
+      message: 'Carta could not list your companies just now. Please reload the page in a minute.',
     }
   }
 }

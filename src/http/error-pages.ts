@@ -122,10 +122,20 @@ const PAGES: { [C in ErrorCode]: PageFor<C> } = {
     title: 'Carta gave an unexpected answer',
     message: 'Carta answered in a way we could not use. Your connection is unchanged: please try again later.',
   }),
-  'carta.not_found': () => ({
+  'carta.not_found': (d) => ({
     status: 404,
     title: 'Not found on Carta',
-    message: 'Carta has no such company for your account.',
+    // End users read "company"; the log keeps Carta's resource name.
+    message: `Carta has no such company for your account: it found no ${d.resource.replace(/\bissuer\b/g, 'company')} at the address we asked for.`,
+    ...TO_COMPANIES,
+  }),
+  'carta.access_restricted': (d) => ({
+    status: 403,
+    title: 'Carta did not let you see this',
+    message:
+      d.reason === 'ACCESS_TO_RESOURCE_RESTRICTED'
+        ? 'You did not give this integration access to this company on Carta. Ask to connect again and include it.'
+        : 'Your role on Carta does not allow this. Ask an administrator of the company on Carta.',
     ...TO_COMPANIES,
   }),
   'feature.not_requestable': (d) => ({

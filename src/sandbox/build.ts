@@ -10,6 +10,7 @@ import Fastify, { type FastifyInstance } from 'fastify'
 import { type Clock, systemClock } from '../clock.js'
 import { viewsDir } from '../views.js'
 import { sandboxPlugin } from './plugin.js'
+import type { RateLimitSettings } from './rate-limit.js'
 import { type SandboxClient, SandboxStore } from './store.js'
 
 export interface SandboxOptions {
@@ -21,6 +22,8 @@ export interface SandboxOptions {
   /** Signs the sign-in cookie; random per process by default (state is in memory anyway). */
   cookieSecret?: string
   cookieSecure?: boolean
+  /** The API's rate limit per client id; Carta's documented numbers (10/s, 300/min) by default. */
+  rateLimit?: RateLimitSettings
   logLevel?: string
   logStream?: NodeJS.WritableStream
 }
@@ -45,7 +48,9 @@ export async function buildSandbox(options: SandboxOptions): Promise<SandboxServ
     },
     bodyLimit: 64 * 1024,
   }) as unknown as FastifyInstance
-  const store = new SandboxStore(options.clients, options.clock ?? systemClock)
+  const store = new SandboxStore(options.clients, options.clock ?? systemClock, {
+    ...(options.rateLimit ? { rateLimit: options.rateLimit } : {}),
+  })
   app.decorate('sandboxStore', store)
 
   const redirectOrigins = [...new Set(options.clients.flatMap((c) => c.redirectUris.map((u) => new URL(u).origin)))]

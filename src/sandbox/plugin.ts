@@ -1,19 +1,22 @@
 // The sandbox Carta's HTTP surface: login and consent pages, token and revocation endpoints,
 // the v1alpha1 API, and the JSON controls tests and the demo use. Mounted inside the app under
 // /sandbox (routes.ts) or run on its own port (build.ts). All state is in the SandboxStore.
-import { createHmac } from 'node:crypto'
+import { createHmac, randomInt } from 'node:crypto'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { describeScope, formatScopes, parseScopes } from '../scopes.js'
 import { localRedirect } from '../http/redirect.js'
+import { describeScope, formatScopes, parseScopes } from '../scopes.js'
 import { eta } from '../views.js'
-import { type DemoUser, demoUsers, findDemoIssuer, findDemoUser } from './data.js'
+import { type DemoIssuer, type DemoUser, demoFirms, demoUsers, findDemoIssuer, findDemoUser } from './data.js'
 import {
   AuthorizeQuery,
   ClockControl,
   ClockForm,
   ConsentForm,
   FailControl,
+  MintGrantsControl,
+  MintGrantsQuery,
   NextQuery,
+  RateLimitControl,
   ResetControl,
   RevokeForm,
   ShrinkControl,
@@ -21,7 +24,15 @@ import {
   SignOutForm,
   TokenForm,
 } from './schemas.js'
-import { type FailEndpoint, OAuthError, type SandboxStore, safeEqual, single } from './store.js'
+import {
+  ACCESS_TOKEN_TTL_S,
+  type FailEndpoint,
+  OAuthError,
+  type SandboxStore,
+  safeEqual,
+  single,
+  type TokenResponse,
+} from './store.js'
 
 export interface SandboxPluginOptions {
   store: SandboxStore
@@ -286,7 +297,7 @@ export async function sandboxPlugin(app: FastifyInstance, options: SandboxPlugin
   }
 
   const injectedFailure = (request: FastifyRequest, reply: FastifyReply, endpoint: FailEndpoint): boolean => {
-    const status = store.takeFailure(endpoint)
+    const status = store.takeFailure(endpoint)?.status ?? null
     if (status === null) return false
     request.log.warn({ endpoint, status }, 'sandbox: injected failure')
     void oauthJson(reply, status, {
@@ -319,7 +330,7 @@ export async function sandboxPlugin(app: FastifyInstance, options: SandboxPlugin
     }
     const grantType = single(form, 'grant_type') ?? ''
     try {
-      let response: ReturnType<SandboxStore['exchangeCode']>
+      let response: TokenResponse
       if (grantType === 'authorization_code') response = store.exchangeCode(client, form)
       else if (grantType === 'refresh_token') response = store.refresh(client, form)
       else if (!grantType) throw new OAuthError('invalid_request', 'grant_type is required.')
@@ -366,48 +377,158 @@ export async function sandboxPlugin(app: FastifyInstance, options: SandboxPlugin
     return reply.code(200).header('cache-control', 'no-store').send()
   })
 
-  // --- API (RFC 6750 bearer tokens) ------------------------------------------------------------
+  // --- API: Carta's v1alpha1 endpoints, errors and rate limit ------------------------------------
+  // Errors in Carta's documented format (https://docs.carta.com/carta/docs/error-codes):
+  // {"code": <google.rpc.Code>, "message", "details": [{"@type": …ErrorInfo, "reason", "metadata"}]}.
+  // RFC 6750 §3 WWW-Authenticate challenges are sent as well (Carta does not document them).
 
-  const apiError = (reply: FastifyReply, status: number, challenge: string, body: Record<string, string>) =>
-    reply.code(status).header('www-authenticate', challenge).header('cache-control', 'no-store').send(body)
+  const cartaError = (reply: FastifyReply, status: number, code: number, message: string, reason?: string) =>
+    reply
+      .code(status)
+      .header('cache-control', 'no-store')
+      .type('application/json; charset=utf-8')
+      .send(
+        JSON.stringify(
+          reason ? { code, message, details: [{ '@type': ERROR_INFO_TYPE, reason, metadata: {} }] } : { code, message },
+        ),
+      )
 
-  /** The token's user when the request carries a live access token holding `scope`; else answers. */
+  const refuse = (
+    request: FastifyRequest,
+    reply: FastifyReply,
+    status: number,
+    code: number,
+    message: string,
+    reason?: string,
+  ) => {
+    store.counters.apiErrors++
+    request.log.warn({ status, reason: reason ?? message }, 'sandbox: API request refused')
+    return cartaError(reply, status, code, message, reason)
+  }
+
+  const tooManyRequests = (reply: FastifyReply, retryAfterSeconds: number) =>
+    reply
+      .code(429)
+      .header('retry-after', String(retryAfterSeconds))
+      .header('cache-control', 'no-store')
+      .type('application/json; charset=utf-8')
+      .send(JSON.stringify({ message: 'API rate limit exceeded' }))
+
+  const BEARER = /^Bearer\s+([A-Za-z0-9\-._~+/]+=*)\s*$/i
+
+  /** The token's user when the request may proceed with `scope`; otherwise answers and returns null. */
   const requireScope = (request: FastifyRequest, reply: FastifyReply, scope: string): DemoUser | null => {
     store.counters.apiCalls++
-    if (injectedFailure(request, reply, 'api')) return null
-    const m = /^Bearer\s+([A-Za-z0-9\-._~+/]+=*)\s*$/i.exec(request.headers.authorization ?? '')
+    const m = BEARER.exec(request.headers.authorization ?? '')
+    // Counted per client id (a token's client, even expired), else per address.
+    const clientId = m ? store.tokenClientId(m[1]!) : null
+    const limit = store.rateLimiter.take(clientId ? `client:${clientId}` : `ip:${request.ip}`)
+    for (const [name, value] of Object.entries(limit.headers)) reply.header(name, value)
+    if (!limit.allowed) {
+      store.counters.rateLimited++
+      request.log.warn({ clientId, retryAfterSeconds: limit.retryAfterSeconds }, 'sandbox: API rate limit exceeded')
+      void tooManyRequests(reply, limit.retryAfterSeconds ?? 1)
+      return null
+    }
+    const failure = store.takeFailure('api')
+    if (failure) {
+      request.log.warn({ endpoint: 'api', status: failure.status }, 'sandbox: injected failure')
+      if (failure.status === 429) {
+        const wait = failure.retryAfterSeconds ?? 1
+        reply.header('ratelimit-remaining', '0').header('ratelimit-reset', String(wait))
+        void tooManyRequests(reply, wait)
+      } else {
+        const [code, message] = RPC_CODES[failure.status] ?? [2, 'Unknown error']
+        void cartaError(reply, failure.status, code, message, failure.reason)
+      }
+      return null
+    }
     const token = m ? store.liveAccessToken(m[1]!) : null
     if (!request.headers.authorization) {
       // RFC 6750 §3.1: a request with no credentials gets a challenge without an error code.
-      void apiError(reply, 401, `Bearer realm="${REALM}"`, {
-        error: 'invalid_token',
-        error_description: 'An access token is required.',
-      })
+      reply.header('www-authenticate', `Bearer realm="${REALM}"`)
+      void refuse(request, reply, 401, 16, 'Unauthorized', 'MISSING_OR_INVALID_ACCESS_TOKEN')
     } else if (!m) {
-      void apiError(reply, 401, `Bearer realm="${REALM}", error="invalid_request"`, {
-        error: 'invalid_request',
-        error_description: 'Malformed Authorization header.',
-      })
+      reply.header('www-authenticate', `Bearer realm="${REALM}", error="invalid_request"`)
+      void refuse(request, reply, 401, 16, 'Unauthorized', 'MISSING_OR_INVALID_ACCESS_TOKEN')
     } else if (!token) {
-      const challenge = `Bearer realm="${REALM}", error="invalid_token", error_description="The access token is unknown, expired or revoked"`
-      void apiError(reply, 401, challenge, {
-        error: 'invalid_token',
-        error_description: 'The access token is unknown, expired or revoked.',
-      })
+      reply.header(
+        'www-authenticate',
+        `Bearer realm="${REALM}", error="invalid_token", error_description="The access token is unknown, expired or revoked"`,
+      )
+      void refuse(request, reply, 401, 16, 'Unauthorized', 'MISSING_OR_INVALID_ACCESS_TOKEN')
     } else if (!token.scopes.includes(scope)) {
-      const challenge = `Bearer realm="${REALM}", error="insufficient_scope", scope="${scope}"`
-      void apiError(reply, 403, challenge, {
-        error: 'insufficient_scope',
-        error_description: `This call needs the scope ${scope}.`,
-        scope,
-      })
+      reply.header('www-authenticate', `Bearer realm="${REALM}", error="insufficient_scope", scope="${scope}"`)
+      void refuse(request, reply, 403, 7, 'Access to resource denied', 'INSUFFICIENT_SCOPE')
     } else {
-      return findDemoUser(token.userId) ?? null
+      const user = findDemoUser(token.userId)
+      if (user) return user
+      void refuse(request, reply, 401, 16, 'Unauthorized', 'MISSING_OR_INVALID_ACCESS_TOKEN')
     }
-    store.counters.apiErrors++
-    request.log.warn({ status: reply.statusCode, needed: scope }, 'sandbox: API request refused')
     return null
   }
+
+  /** An issuer the user granted: 404 when there is no such issuer, 403 when it is not the user's. */
+  const visibleIssuer = (request: FastifyRequest, reply: FastifyReply, user: DemoUser, issuerId: string) => {
+    const issuer = findDemoIssuer(issuerId)
+    if (!issuer) {
+      void refuse(request, reply, 404, 5, 'Resource not found')
+      return null
+    }
+    if (!user.issuerIds.includes(issuer.id)) {
+      void refuse(request, reply, 403, 7, 'Access to resource denied', 'ACCESS_TO_RESOURCE_RESTRICTED')
+      return null
+    }
+    return issuer
+  }
+
+  /**
+   * Carta's list paging: pageSize (unset or 0 → 25, above 50 → 50) and an opaque pageToken
+   * (https://docs.carta.com/api-platform/reference/issuers). Null after answering 400.
+   */
+  const paginate = <T>(
+    request: FastifyRequest<{ Querystring: Params }>,
+    reply: FastifyReply,
+    list: T[],
+    listKey: string,
+  ): { items: T[]; nextPageToken?: string } | null => {
+    const sizeText = single(request.query, 'pageSize') ?? ''
+    const tokenText = single(request.query, 'pageToken') ?? ''
+    if (Array.isArray(request.query.pageSize) || Array.isArray(request.query.pageToken)) {
+      void refuse(request, reply, 400, 3, 'pageSize and pageToken may be given once')
+      return null
+    }
+    if (sizeText !== '' && !/^-?\d{1,9}$/.test(sizeText.trim())) {
+      void refuse(request, reply, 400, 3, 'pageSize must be an integer')
+      return null
+    }
+    const asked = sizeText === '' ? 0 : Number(sizeText)
+    if (asked < 0) {
+      void refuse(request, reply, 400, 3, 'pageSize must not be negative')
+      return null
+    }
+    const size = asked === 0 ? 25 : Math.min(asked, 50)
+    let offset = 0
+    if (tokenText) {
+      const decoded = decodePageToken(tokenText)
+      if (!decoded || decoded.list !== listKey || decoded.offset > list.length) {
+        void refuse(request, reply, 400, 3, 'Invalid page token')
+        return null
+      }
+      offset = decoded.offset
+    }
+    const items = list.slice(offset, offset + size)
+    const next = offset + size
+    // proto3 JSON leaves an empty nextPageToken out.
+    return next < list.length ? { items, nextPageToken: encodePageToken(listKey, next) } : { items }
+  }
+
+  const issuerJson = (i: DemoIssuer) => ({
+    id: i.id,
+    legalName: i.legalName,
+    doingBusinessAsName: i.dbaName,
+    website: i.website,
+  })
 
   app.get('/v1alpha1/user', async (request, reply) => {
     const user = requireScope(request, reply, 'read_user_info')
@@ -415,40 +536,101 @@ export async function sandboxPlugin(app: FastifyInstance, options: SandboxPlugin
     return { id: user.id, email: user.email, firstName: user.firstName, lastName: user.lastName }
   })
 
-  app.get('/v1alpha1/issuers', async (request, reply) => {
+  app.get<{ Querystring: Params }>('/v1alpha1/issuers', async (request, reply) => {
     const user = requireScope(request, reply, 'read_issuer_info')
     if (!user) return reply
-    const issuers = user.issuerIds
-      .map((id) => findDemoIssuer(id)!)
-      .map((i) => ({ id: i.id, legalName: i.legalName, dbaName: i.dbaName }))
-    return { issuers, nextPageToken: null }
+    const page = paginate(
+      request,
+      reply,
+      user.issuerIds.map((id) => findDemoIssuer(id)!),
+      `issuers:${user.id}`,
+    )
+    if (!page) return reply
+    return { issuers: page.items.map(issuerJson), ...(page.nextPageToken ? { nextPageToken: page.nextPageToken } : {}) }
+  })
+
+  app.get<{ Params: { issuerId: string } }>('/v1alpha1/issuers/:issuerId', async (request, reply) => {
+    const user = requireScope(request, reply, 'read_issuer_info')
+    if (!user) return reply
+    const issuer = visibleIssuer(request, reply, user, request.params.issuerId)
+    if (!issuer) return reply
+    return { issuer: issuerJson(issuer) }
   })
 
   app.get<{ Params: { issuerId: string } }>(
-    '/v1alpha1/issuers/:issuerId/capitalization-table-summary',
+    '/v1alpha1/issuers/:issuerId/capitalizationTable',
     async (request, reply) => {
       const user = requireScope(request, reply, 'read_issuer_capitalizationtablesummary')
       if (!user) return reply
-      const issuer = user.issuerIds.includes(request.params.issuerId)
-        ? findDemoIssuer(request.params.issuerId)
-        : undefined
-      if (!issuer) {
-        store.counters.apiErrors++
-        return reply
-          .code(404)
-          .send({ error: 'not_found', error_description: 'No issuer with this id is visible to the user.' })
-      }
-      const sum = (key: 'outstanding' | 'fullyDiluted') => issuer.shareClasses.reduce((n, c) => n + c[key], 0)
-      return {
+      const issuer = visibleIssuer(request, reply, user, request.params.issuerId)
+      if (!issuer) return reply
+      return { capitalizationTable: capitalizationTable(issuer, new Date(store.now()).toISOString().slice(0, 10)) }
+    },
+  )
+
+  app.get<{ Params: { issuerId: string } }>('/v1alpha1/issuers/:issuerId/shareClasses', async (request, reply) => {
+    const user = requireScope(request, reply, 'read_issuer_shareclasses')
+    if (!user) return reply
+    const issuer = visibleIssuer(request, reply, user, request.params.issuerId)
+    if (!issuer) return reply
+    return {
+      shareClasses: issuer.shareClasses.map((c) => ({
+        id: c.id,
         issuerId: issuer.id,
-        asOfDate: new Date(store.now()).toISOString().slice(0, 10),
-        currency: 'USD',
-        fullyDilutedShares: sum('fullyDiluted'),
-        outstandingShares: sum('outstanding'),
-        shareClasses: issuer.shareClasses.map((c) => ({ ...c })),
+        name: c.name,
+        prefix: c.prefix,
+        type: c.type,
+        authorizedShareCount: decimal(c.authorized),
+        seniority: c.seniority,
+      })),
+    }
+  })
+
+  app.get<{ Params: { issuerId: string }; Querystring: Params }>(
+    '/v1alpha1/issuers/:issuerId/stakeholders',
+    async (request, reply) => {
+      const user = requireScope(request, reply, 'read_issuer_stakeholders')
+      if (!user) return reply
+      const issuer = visibleIssuer(request, reply, user, request.params.issuerId)
+      if (!issuer) return reply
+      const holders = demoUsers.filter((u) => u.issuerIds.includes(issuer.id))
+      const page = paginate(request, reply, holders, `stakeholders:${issuer.id}`)
+      if (!page) return reply
+      return {
+        stakeholders: page.items.map((u) => ({
+          id: `sh_${issuer.id}_${u.id}`,
+          issuerId: issuer.id,
+          fullName: `${u.firstName} ${u.lastName}`,
+          email: u.email,
+        })),
+        ...(page.nextPageToken ? { nextPageToken: page.nextPageToken } : {}),
       }
     },
   )
+
+  app.get('/v1alpha1/corporations', async (request, reply) => {
+    const user = requireScope(request, reply, 'read_corporation_info')
+    if (!user) return reply
+    return {
+      corporations: user.issuerIds.map((id) => {
+        const i = findDemoIssuer(id)!
+        return {
+          id: `corp_${i.id.replace(/^iss_/, '')}`,
+          legalName: i.legalName,
+          doingBusinessAsName: i.dbaName,
+          website: i.website,
+        }
+      }),
+    }
+  })
+
+  app.get<{ Querystring: Params }>('/v1alpha1/investors/firms', async (request, reply) => {
+    const user = requireScope(request, reply, 'read_investor_firms')
+    if (!user) return reply
+    const page = paginate(request, reply, demoFirms[user.id] ?? [], `firms:${user.id}`)
+    if (!page) return reply
+    return { firms: page.items, ...(page.nextPageToken ? { nextPageToken: page.nextPageToken } : {}) }
+  })
 
   // --- controls (JSON only; the sandbox never runs in production) ------------------------------
 
@@ -503,8 +685,27 @@ export async function sandboxPlugin(app: FastifyInstance, options: SandboxPlugin
       return badControl(reply, '"status" must be an HTTP error status (400–599).')
     if (typeof times !== 'number' || !Number.isInteger(times) || times < 0 || times > 10_000)
       return badControl(reply, '"times" must be a whole number from 0 to 10000.')
-    store.failNext(endpoint, status, times)
-    request.log.info({ endpoint, status, times }, 'sandbox: failures armed')
+    const { reason, retryAfterSeconds } = body
+    if (reason !== undefined && (typeof reason !== 'string' || !/^[A-Z][A-Z0-9_]{0,63}$/.test(reason)))
+      return badControl(reply, '"reason" must be an ErrorInfo reason such as "INSUFFICIENT_SCOPE".')
+    if (
+      retryAfterSeconds !== undefined &&
+      (typeof retryAfterSeconds !== 'number' ||
+        !Number.isInteger(retryAfterSeconds) ||
+        retryAfterSeconds < 0 ||
+        retryAfterSeconds > 3600)
+    )
+      return badControl(reply, '"retryAfterSeconds" must be a whole number from 0 to 3600.')
+    store.failNext(
+      endpoint,
+      {
+        status,
+        ...(typeof reason === 'string' ? { reason } : {}),
+        ...(typeof retryAfterSeconds === 'number' ? { retryAfterSeconds } : {}),
+      },
+      times,
+    )
+    request.log.info({ endpoint, status, times, reason }, 'sandbox: failures armed')
     return { endpoint, status, times }
   })
 
@@ -526,6 +727,91 @@ export async function sandboxPlugin(app: FastifyInstance, options: SandboxPlugin
     return { matchedGrants: matched }
   })
 
+  // The API's rate limit at run time (0 = off); every window starts afresh.
+  app.post(
+    '/_control/rate-limit',
+    { preValidation: jsonOnly, schema: { body: RateLimitControl } },
+    async (request, reply) => {
+      const body = jsonBody(request, reply)
+      if (!body) return reply
+      const current = store.rateLimiter.current
+      const next = { ...current }
+      for (const key of ['perSecond', 'perMinute'] as const) {
+        const v = body[key]
+        if (v === undefined) continue
+        if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 100_000)
+          return badControl(reply, `"${key}" must be a whole number from 0 (off) to 100000.`)
+        next[key] = v
+      }
+      store.rateLimiter.configure(next)
+      request.log.info(next, 'sandbox: rate limit set')
+      return next
+    },
+  )
+
+  // Tokens for demo users as if an integrator had connected them earlier (the import demo):
+  // JSON Lines in Scope Ledger's import format; `scopes` only with ?include_scopes=1.
+  app.post<{ Querystring: Params }>(
+    '/_control/mint-grants',
+    { preValidation: jsonOnly, schema: { body: MintGrantsControl, querystring: MintGrantsQuery } },
+    async (request, reply) => {
+      const body = jsonBody(request, reply)
+      if (!body) return reply
+      const client = typeof body.clientId === 'string' ? store.clients.get(body.clientId) : undefined
+      if (!client) return badControl(reply, '"clientId" must be the client id of a registered application.')
+      const scopes = body.scopes ?? client.scopes
+      if (!Array.isArray(scopes) || scopes.length === 0 || scopes.some((x) => typeof x !== 'string'))
+        return badControl(reply, '"scopes" must be a non-empty array of scope names.')
+      const notAllowed = (scopes as string[]).filter((x) => !client.scopes.includes(x))
+      if (notAllowed.length > 0) return badControl(reply, `${client.name} may not hold: ${notAllowed.join(' ')}`)
+      const ttl = body.expiresInSeconds ?? ACCESS_TOKEN_TTL_S
+      if (typeof ttl !== 'number' || !Number.isInteger(ttl) || ttl < -86_400 || ttl > 86_400)
+        return badControl(reply, '"expiresInSeconds" must be a whole number from -86400 to 86400.')
+      if (body.randomSubset !== undefined && typeof body.randomSubset !== 'boolean')
+        return badControl(reply, '"randomSubset" must be true or false.')
+      const entries = body.users === 'all' ? demoUsers.map((u) => u.id) : body.users
+      if (!Array.isArray(entries) || entries.length === 0)
+        return badControl(reply, '"users" must be "all" or a non-empty array of demo user ids (or {"id", "scopes"}).')
+      const wanted: Array<{ user: DemoUser; scopes: string[] | null }> = []
+      for (const entry of entries) {
+        const id = typeof entry === 'string' ? entry : isRecord(entry) && typeof entry.id === 'string' ? entry.id : null
+        const user = id ? findDemoUser(id) : undefined
+        if (!user) return badControl(reply, `Unknown demo user: ${JSON.stringify(entry)}.`)
+        if (wanted.some((w) => w.user.id === user.id)) return badControl(reply, `Demo user ${user.id} is listed twice.`)
+        const own = isRecord(entry) ? entry.scopes : undefined
+        if (own !== undefined) {
+          if (
+            !Array.isArray(own) ||
+            own.length === 0 ||
+            own.some((x) => typeof x !== 'string' || !client.scopes.includes(x))
+          )
+            return badControl(reply, `The scopes of ${user.id} must be a non-empty subset of ${client.name}'s scopes.`)
+        }
+        wanted.push({ user, scopes: (own as string[] | undefined) ?? null })
+      }
+      const includeScopes = /^(1|true|yes)$/i.test(single(request.query, 'include_scopes') ?? '')
+      const lines = wanted.map(({ user, scopes: own }) => {
+        const granted = own ?? (body.randomSubset ? randomSubset(scopes as string[]) : (scopes as string[]))
+        const minted = store.mintGrant(client, user.id, granted, ttl)
+        return JSON.stringify({
+          carta_user_id: user.id,
+          client_id: client.clientId,
+          email: user.email,
+          name: `${user.firstName} ${user.lastName}`,
+          access_token: minted.accessToken,
+          refresh_token: minted.refreshToken,
+          access_expires_at: new Date(minted.accessExpiresAt).toISOString(),
+          ...(includeScopes ? { scopes: minted.scopes.join(' ') } : {}),
+        })
+      })
+      request.log.info({ clientId: client.clientId, grants: lines.length }, 'sandbox: grants minted')
+      return reply
+        .header('cache-control', 'no-store')
+        .type('application/x-ndjson; charset=utf-8')
+        .send(`${lines.join('\n')}\n`)
+    },
+  )
+
   app.post('/_control/reset', { preValidation: jsonOnly, schema: { body: ResetControl } }, async (request, reply) => {
     const body = jsonBody(request, reply)
     if (!body) return reply
@@ -539,4 +825,102 @@ function formatDuration(seconds: number): string {
   const h = Math.floor(Math.abs(seconds) / 3600)
   const m = Math.floor((Math.abs(seconds) % 3600) / 60)
   return `${seconds < 0 ? '-' : ''}${h} h${m ? ` ${m} min` : ''}`
+}
+
+export const ERROR_INFO_TYPE = 'type.googleapis.com/carta.proto.publicapi.errors.v1alpha1.ErrorInfo'
+
+/** HTTP status → google.rpc.Code and message, for injected API failures. */
+const RPC_CODES: Record<number, [number, string]> = {
+  400: [3, 'Invalid argument'],
+  401: [16, 'Unauthorized'],
+  403: [7, 'Access to resource denied'],
+  404: [5, 'Resource not found'],
+  409: [10, 'Aborted'],
+  500: [13, 'Internal error'],
+  501: [12, 'Not implemented'],
+  503: [14, 'Service unavailable'],
+  504: [4, 'Deadline exceeded'],
+}
+
+const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v)
+
+/** A random non-empty subset (the demo of users who granted only part of what was asked). */
+function randomSubset(scopes: string[]): string[] {
+  const chosen = scopes.filter(() => randomInt(2) === 1)
+  return chosen.length > 0 ? chosen : [scopes[randomInt(scopes.length)]!]
+}
+
+/** Carta's Decimal: a decimal string in {"value"} (protobuf keeps exact decimals as strings). */
+const decimal = (n: number) => ({ value: n.toFixed(2) })
+const usd = (n: number) => ({ currencyCode: { value: 'USD' }, amount: { value: n.toFixed(2) } })
+
+/**
+ * Carta's CapitalizationTable for a demo issuer, shaped as documented
+ * (https://open-cap-table-coalition.github.io/Tevatron/types/capitalization_table/): share class
+ * summaries carry ids, not names; fully diluted = share classes + option pools + warrants.
+ */
+export function capitalizationTable(issuer: DemoIssuer, asOfDate: string) {
+  const outstanding = issuer.shareClasses.reduce((n, c) => n + c.outstanding, 0)
+  const fullyDiluted =
+    outstanding +
+    issuer.optionPools.reduce((n, p) => n + p.authorized, 0) +
+    issuer.warrantBlocks.reduce((n, w) => n + w.outstanding, 0)
+  const cash =
+    issuer.shareClasses.reduce((n, c) => n + c.cashRaised, 0) +
+    issuer.warrantBlocks.reduce((n, w) => n + w.cashRaised, 0) +
+    issuer.noteBlocks.reduce((n, b) => n + b.principal, 0)
+  return {
+    issuerId: issuer.id,
+    asOfDate: { value: asOfDate },
+    summary: {
+      fullyDilutedShares: decimal(fullyDiluted),
+      outstandingShares: decimal(outstanding),
+      cashRaised: usd(cash),
+    },
+    shareClassSummaries: issuer.shareClasses.map((c) => ({
+      shareClassId: c.id,
+      optionPoolIds: issuer.optionPools.filter((p) => p.shareClassId === c.id).map((p) => p.id),
+      fullyDilutedShares: decimal(c.outstanding),
+      outstandingShares: decimal(c.outstanding),
+      cashRaised: usd(c.cashRaised),
+    })),
+    optionPoolSummaries: issuer.optionPools.map((p) => ({
+      optionPoolId: p.id,
+      shareClassId: p.shareClassId,
+      name: p.name,
+      fullyDilutedShares: decimal(p.authorized),
+      outstandingEquityAwardDerivatives: decimal(p.outstandingAwards),
+      outstandingCommittedRestrictedStockAwards: decimal(0),
+      authorizedShares: decimal(p.authorized),
+    })),
+    warrantBlockSummaries: issuer.warrantBlocks.map((w) => ({
+      warrantBlockId: w.id,
+      shareClassId: w.shareClassId,
+      fullyDilutedShares: decimal(w.outstanding),
+      outstandingWarrants: decimal(w.outstanding),
+      cashRaised: usd(w.cashRaised),
+    })),
+    noteBlockSummaries: issuer.noteBlocks.map((b) => ({
+      noteBlockId: b.id,
+      cashRaised: usd(b.principal),
+      principal: usd(b.principal),
+      interest: usd(b.interest),
+    })),
+  }
+}
+
+// Page tokens are opaque to clients; here base64url of the list they belong to and an offset.
+function encodePageToken(list: string, offset: number): string {
+  return Buffer.from(JSON.stringify({ l: list, o: offset })).toString('base64url')
+}
+
+function decodePageToken(token: string): { list: string; offset: number } | null {
+  if (!/^[A-Za-z0-9_-]{1,512}$/.test(token)) return null
+  try {
+    const v = JSON.parse(Buffer.from(token, 'base64url').toString('utf8')) as { l?: unknown; o?: unknown }
+    if (typeof v.l !== 'string' || typeof v.o !== 'number' || !Number.isInteger(v.o) || v.o < 0) return null
+    return { list: v.l, offset: v.o }
+  } catch {
+    return null
+  }
 }

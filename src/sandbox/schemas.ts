@@ -54,3 +54,15 @@ export const ShrinkControl = Type.Object({
   removeScopes: Type.Array(Type.String({ maxLength: 200 }), { minItems: 1, maxItems: 100 }),
 })
 export const ResetControl = Type.Object({})
+
+/** The API's rate limit at run time; the control checks the numbers itself (0 = off). */
+export const RateLimitControl = Type.Object({ perSecond: Field, perMinute: Field })
+/** Minting demo grants; the control checks each field itself and names the one at fault. */
+export const MintGrantsControl = Type.Object({
+  clientId: Field,
+  users: Field,
+  scopes: Field,
+  expiresInSeconds: Field,
+  randomSubset: Field,
+})
+export const MintGrantsQuery = Type.Object({ include_scopes: Type.Optional(Type.String({ maxLength: 10 })) })

@@ -2,6 +2,8 @@
 //   SANDBOX_PORT            port to listen on (required, 1–65535)
 //   SANDBOX_HOST            interface (default 127.0.0.1)
 //   SANDBOX_REDIRECT_URIS   comma-separated redirect URIs registered for every client (required)
+//   SANDBOX_RATE_LIMIT_PER_SECOND / _PER_MINUTE  the API's rate limit per client id (default 10
+//                           and 300, Carta's documented numbers; 0 = off)
 //   CARTA_APPS_FILE         the apps file the app instances use; its apps whose authBaseUrl and
 //                           apiBaseUrl are loopback URLs on SANDBOX_PORT become the clients,
 //                           with secrets from the variables the file names (as in src/config.ts)
@@ -9,6 +11,7 @@ import { randomBytes } from 'node:crypto'
 import { pathToFileURL } from 'node:url'
 import { ConfigError, isLoopbackUrl, loadConfig, type CartaAppConfig } from '../config.js'
 import { buildSandbox } from './build.js'
+import type { RateLimitSettings } from './rate-limit.js'
 import type { SandboxClient } from './store.js'
 
 type Env = Record<string, string | undefined>
@@ -18,6 +21,7 @@ export interface StandaloneSettings {
   port: number
   clients: SandboxClient[]
   prefixes: string[]
+  rateLimit: RateLimitSettings
   logLevel: string
 }
 
@@ -96,6 +100,7 @@ export function standaloneSettings(env: Env): StandaloneSettings {
     port,
     clients: [...clients.values()],
     prefixes,
+    rateLimit: config.sandboxRateLimit,
     logLevel: config.logLevel,
   }
 }
@@ -111,6 +116,7 @@ async function main(): Promise<void> {
   const sandbox = await buildSandbox({
     clients: settings.clients,
     prefixes: settings.prefixes,
+    rateLimit: settings.rateLimit,
     logLevel: settings.logLevel,
   })
   const shutdown = async () => {
@@ -121,7 +127,7 @@ async function main(): Promise<void> {
   process.on('SIGTERM', () => void shutdown())
   await sandbox.listen({ host: settings.host, port: settings.port })
   sandbox.log.info(
-    { clients: settings.clients.map((c) => c.clientId), prefixes: settings.prefixes },
+    { clients: settings.clients.map((c) => c.clientId), prefixes: settings.prefixes, rateLimit: settings.rateLimit },
     'Sandbox Carta is on (demo only: it signs anyone in)',
   )
 }

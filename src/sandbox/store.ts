@@ -5,6 +5,7 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
 import type { Clock } from '../clock.js'
 import { parseScopes } from '../scopes.js'
+import { CARTA_RATE_LIMIT, RateLimiter, type RateLimitSettings } from './rate-limit.js'
 
 export const CODE_TTL_MS = 60_000 // Carta: the code lives 60 seconds
 export const ACCESS_TOKEN_TTL_S = 3600 // Carta: access tokens live one hour
@@ -85,6 +86,13 @@ export interface TokenRecord {
 
 export type FailEndpoint = 'token' | 'revoke' | 'api'
 
+/** An armed failure: the status, and for the API an ErrorInfo reason or a 429's wait. */
+export interface InjectedFailure {
+  status: number
+  reason?: string
+  retryAfterSeconds?: number
+}
+
 export interface TokenResponse {
   access_token: string
   token_type: 'Bearer'
@@ -112,7 +120,11 @@ export function emptyCounters() {
     revocations: 0,
     apiCalls: 0,
     apiErrors: 0,
+    /** API requests refused with 429 by the rate limit. */
+    rateLimited: 0,
     injectedFailures: 0,
+    /** Grants created by the mint-grants control. */
+    mintedGrants: 0,
     byGrant: {} as Record<string, GrantCounter>,
   }
 }
@@ -141,14 +153,20 @@ export class SandboxStore {
   private codes = new Map<string, CodeRecord>()
   private grants = new Map<string, GrantRecord>()
   private tokens = new Map<string, TokenRecord>()
-  private failures = new Map<FailEndpoint, { status: number; remaining: number }>()
+  private failures = new Map<FailEndpoint, InjectedFailure & { remaining: number }>()
   private seq = 0
+  /** The API's rate limit per client id (wall time: Carta counts real seconds, not the demo clock). */
+  readonly rateLimiter: RateLimiter
+  private readonly initialRateLimit: RateLimitSettings
 
   constructor(
     clients: SandboxClient[],
     private readonly baseClock: Clock,
+    options: { rateLimit?: RateLimitSettings; rateLimitNow?: () => number } = {},
   ) {
     this.clients = new Map(clients.map((c) => [c.clientId, c]))
+    this.initialRateLimit = { ...(options.rateLimit ?? CARTA_RATE_LIMIT) }
+    this.rateLimiter = new RateLimiter(this.initialRateLimit, options.rateLimitNow)
   }
 
   now(): number {
@@ -163,6 +181,7 @@ export class SandboxStore {
     this.grants.clear()
     this.tokens.clear()
     this.failures.clear()
+    this.rateLimiter.configure(this.initialRateLimit)
   }
 
   // --- client authentication (RFC 6749 §2.3.1) ----------------------------------------------
@@ -310,7 +329,7 @@ export class SandboxStore {
     const value = single(form, 'refresh_token')
     if (!value) throw new OAuthError('invalid_request', 'refresh_token is required.')
     const token = this.tokens.get(value)
-    if (!token || token.kind !== 'refresh' || token.clientId !== client.clientId)
+    if (token?.kind !== 'refresh' || token.clientId !== client.clientId)
       throw new OAuthError('invalid_grant', 'The refresh token is unknown.')
     if (token.revokedAt !== null) {
       const why =
@@ -339,14 +358,14 @@ export class SandboxStore {
     return this.issueTokens(grant, requested ?? grant.scopes)
   }
 
-  private issueTokens(grant: GrantRecord, scopes: string[]): TokenResponse {
+  private issueTokens(grant: GrantRecord, scopes: string[], accessTtlSeconds = ACCESS_TOKEN_TTL_S): TokenResponse {
     const now = this.now()
-    const access = this.addToken(grant, 'access', scopes, now + ACCESS_TOKEN_TTL_S * 1000)
+    const access = this.addToken(grant, 'access', scopes, now + accessTtlSeconds * 1000)
     const refresh = this.addToken(grant, 'refresh', grant.scopes, null)
     return {
       access_token: access.value,
       token_type: 'Bearer',
-      expires_in: ACCESS_TOKEN_TTL_S,
+      expires_in: accessTtlSeconds,
       refresh_token: refresh.value,
       scope: scopes.join(' '),
     }
@@ -401,26 +420,67 @@ export class SandboxStore {
   /** A live access token by value, or null when unknown, expired or revoked. */
   liveAccessToken(value: string): TokenRecord | null {
     const token = this.tokens.get(value)
-    if (!token || token.kind !== 'access' || token.revokedAt !== null) return null
+    if (token?.kind !== 'access' || token.revokedAt !== null) return null
     if (token.expiresAt !== null && this.now() >= token.expiresAt) return null
     return token
   }
 
-  // --- controls ------------------------------------------------------------------------------------
-
-  /** The next `times` calls to `endpoint` answer `status` (retry tests). */
-  failNext(endpoint: FailEndpoint, status: number, times: number): void {
-    if (times <= 0) this.failures.delete(endpoint)
-    else this.failures.set(endpoint, { status, remaining: times })
+  /** The client a token value was issued to, whatever its state (the rate limit counts per client). */
+  tokenClientId(value: string): string | null {
+    return this.tokens.get(value)?.clientId ?? null
   }
 
-  /** Consumes one injected failure for `endpoint`, returning its status, or null. */
-  takeFailure(endpoint: FailEndpoint): number | null {
+  // --- controls ------------------------------------------------------------------------------------
+
+  /**
+   * A grant as if `userId` had connected `client` earlier with `scopes` (the mint-grants control):
+   * real tokens that work, refresh and revoke like any other. `accessTtlSeconds` may be ≤ 0 to
+   * hand out an access token that has already expired.
+   */
+  mintGrant(
+    client: SandboxClient,
+    userId: string,
+    scopes: string[],
+    accessTtlSeconds = ACCESS_TOKEN_TTL_S,
+  ): { accessToken: string; refreshToken: string; accessExpiresAt: number; scopes: string[] } {
+    const granted = parseScopes(scopes.join(' '))
+    const notAllowed = granted.filter((s) => !client.scopes.includes(s))
+    if (granted.length === 0 || notAllowed.length > 0)
+      throw new OAuthError('invalid_scope', `${client.name} may not hold: ${notAllowed.join(' ') || '(no scope)'}`)
+    const grant: GrantRecord = {
+      id: `g${++this.seq}`,
+      clientId: client.clientId,
+      userId,
+      scopes: granted,
+      requestedScopes: granted,
+      createdAt: this.now(),
+      pendingRemoval: [],
+    }
+    this.grants.set(grant.id, grant)
+    const tokens = this.issueTokens(grant, granted, accessTtlSeconds)
+    this.counters.mintedGrants++
+    return {
+      accessToken: tokens.access_token,
+      refreshToken: tokens.refresh_token,
+      accessExpiresAt: this.now() + accessTtlSeconds * 1000,
+      scopes: granted,
+    }
+  }
+
+  /** The next `times` calls to `endpoint` answer `failure.status` (retry tests). */
+  failNext(endpoint: FailEndpoint, failure: InjectedFailure, times: number): void {
+    if (times <= 0) this.failures.delete(endpoint)
+    else this.failures.set(endpoint, { ...failure, remaining: times })
+  }
+
+  /** Consumes one injected failure for `endpoint`, or returns null. */
+  takeFailure(endpoint: FailEndpoint): InjectedFailure | null {
     const f = this.failures.get(endpoint)
     if (!f) return null
     if (--f.remaining <= 0) this.failures.delete(endpoint)
     this.counters.injectedFailures++
-    return f.status
+    const { remaining: _remaining, ...failure } = f
+    return failure
   }
 
   /** The user removed permissions at Carta: the grant's next refresh reports fewer scopes. */
@@ -441,7 +501,8 @@ export class SandboxStore {
   }
 
   countGrant(grantType: string, ok: boolean): void {
-    const c = (this.counters.byGrant[grantType] ??= { requests: 0, ok: 0, errors: 0 })
+    const c = this.counters.byGrant[grantType] ?? { requests: 0, ok: 0, errors: 0 }
+    this.counters.byGrant[grantType] = c
     c.requests++
     if (ok) c.ok++
     else c.errors++
@@ -454,6 +515,7 @@ export class SandboxStore {
       now,
       clockOffsetSeconds: Math.round(this.offsetMs / 1000),
       ...this.counters,
+      rateLimit: this.rateLimiter.current,
       pendingFailures: Object.fromEntries([...this.failures].map(([k, v]) => [k, { ...v }])),
       grants: [...this.grants.values()].map((g) => ({
         id: g.id,

@@ -1,6 +1,6 @@
 // Be liberal in what we accept (RFC 6749): odd but valid token responses and API shapes.
 import t from 'tap'
-import { parseIssuers, parseUser, CartaApiError } from '../../src/carta/api.js'
+import { CartaApiError, parseCapTableSummary, parseIssuerPage, parseIssuers, parseUser } from '../../src/carta/api.js'
 import { Agent } from '../helpers/browser-agent.js'
 import { startTestApp } from '../helpers/app.js'
 import { startFakeCarta } from '../helpers/fake-carta.js'
@@ -79,6 +79,78 @@ t.test('user and issuer shapes', async (t) => {
   t.throws(() => parseIssuers({ nothing: true }), CartaApiError)
 })
 
+t.test('cap table shapes: nested or flat, numbers as strings, wrappers or plain, several list names', async (t) => {
+  const carta = parseCapTableSummary({
+    capitalizationTable: {
+      issuerId: 7,
+      asOfDate: '2024-06-30T00:00:00Z',
+      summary: { outstandingShares: '300', fullyDilutedShares: { value: '350.5' } },
+      shareClassSummaries: [
+        { shareClassID: 10, outstandingShares: { value: '100.00' }, fullyDilutedShares: '100' },
+        { shareClassId: '11', name: 'Series A', outstandingShares: 200, fullyDilutedShares: 200 },
+      ],
+    },
+  })
+  t.equal(carta.issuerId, '7', 'numeric issuer id')
+  t.equal(carta.asOfDate, '2024-06-30', 'date string accepted')
+  t.same(
+    carta.shareClasses.map((r) => [r.id, r.name, r.outstanding, r.fullyDiluted]),
+    [
+      ['10', null, 100, 100],
+      ['11', 'Series A', 200, 200],
+    ],
+  )
+  t.same(carta.totals, { outstanding: 300, fullyDiluted: 350.5, cashRaised: null })
+
+  const flat = parseCapTableSummary({
+    legalName: 'Flat Inc.',
+    currency: 'EUR',
+    shareClasses: [
+      { name: 'Common', outstanding: '1,000', fully_diluted_shares: '1000' },
+      { className: 'Preferred', outstanding_shares: '500', fullyDiluted: 600 },
+      'junk',
+    ],
+  })
+  t.equal(flat.issuerName, 'Flat Inc.')
+  t.equal(flat.currency, 'EUR')
+  t.same(
+    flat.shareClasses.map((r) => [r.name, r.outstanding, r.fullyDiluted]),
+    [
+      ['Common', null, 1000],
+      ['Preferred', 500, 600],
+    ],
+    '"1,000" is not guessed at; junk rows skipped',
+  )
+  t.same(flat.totals, { outstanding: 500, fullyDiluted: 1600, cashRaised: null }, 'totals summed when absent')
+
+  t.equal(parseCapTableSummary({ classes: [{ name: 'A', outstanding: 1 }] }).shareClasses.length, 1)
+  t.equal(
+    parseCapTableSummary({ capitalization_table: { share_class_summaries: [{ id: 1 }] } }).shareClasses[0]!.id,
+    '1',
+  )
+  t.equal(
+    parseCapTableSummary({ summary: { shareClasses: [{ name: 'Old', outstanding: 5 }] } }).shareClasses[0]!.name,
+    'Old',
+    'the older shape with the table under "summary"',
+  )
+  const totalsOnly = parseCapTableSummary({ capitalizationTable: { summary: { outstandingShares: { value: '9' } } } })
+  t.same(totalsOnly.shareClasses, [])
+  t.equal(totalsOnly.totals.outstanding, 9, 'a table with totals only is still a table')
+  t.throws(() => parseCapTableSummary({ nothing: true }), CartaApiError)
+  t.throws(() => parseCapTableSummary([1, 2]), CartaApiError)
+  t.throws(() => parseCapTableSummary('nope'), CartaApiError)
+})
+
+t.test('issuer pages: nextPageToken read in either spelling; ids as numbers or strings', async (t) => {
+  t.same(parseIssuerPage({ issuers: [{ id: 7, legalName: 'A' }], nextPageToken: 'n' }), {
+    issuers: [{ id: '7', legalName: 'A' }],
+    nextPageToken: 'n',
+  })
+  t.equal(parseIssuerPage({ issuers: [], next_page_token: 'x' }).nextPageToken, 'x')
+  t.equal(parseIssuerPage({ issuers: [], nextPageToken: '' }).nextPageToken, null, 'empty means last page')
+  t.same(parseIssuerPage([{ id: 'z', doingBusinessAsName: 'Zed' }]).issuers, [{ id: 'z', legalName: 'Zed' }])
+})
+
 t.test('issuer API failure: the home page still renders with a notice', async (t) => {
   const fake = await startFakeCarta(t)
   const app = await startTestApp(t, { env: fake.env() })
@@ -88,7 +160,7 @@ t.test('issuer API failure: the home page still renders with a notice', async (t
   await callback(agent, app.url, { code: 'x', state })
   const home = await agent.get(`${app.url}/`)
   t.equal(home.status, 200)
-  t.match(home.text, /could not list your issuers/)
+  t.match(home.text, /could not list your companies/)
   t.match(home.text, /Ada Lovelace/)
   t.ok(
     app.logs.some((l) => l.level === 40 && l.msg === 'issuer list unavailable'),

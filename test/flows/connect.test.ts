@@ -93,15 +93,20 @@ t.test('partial grant: the subset is recorded as reported, shown on the home pag
   t.match(home.text, /Ben Hartley/)
   t.match(home.text, /cu_1002/)
   t.match(home.text, /Production v2/)
-  t.match(home.text, /<li class="scope granted">read_issuer_info<\/li>/)
-  t.match(home.text, /<li class="scope granted">read_user_info<\/li>/)
-  t.notMatch(
-    home.text,
-    /scope granted">read_issuer_capitalizationtablesummary/,
-    'the refused scope is not shown as granted',
-  )
-  t.match(home.text, /<li class="scope missing">read_issuer_capitalizationtablesummary<\/li>/)
-  t.match(home.text, /reported by Carta/)
+  // Each list item carries its scope id; the page shows plain words first (views/home.eta).
+  const listed = (id: string) =>
+    [
+      ...(new RegExp(`<ul[^>]*id="${id}"[^>]*>([\\s\\S]*?)</ul>`).exec(home.text)?.[1] ?? '').matchAll(
+        /data-scope="([^"]+)"/g,
+      ),
+    ]
+      .map((m) => m[1])
+      .sort()
+  t.same(listed('granted-scopes'), ['read_issuer_info', 'read_user_info'], 'granted: exactly these')
+  t.same(listed('missing-scopes'), ['read_issuer_capitalizationtablesummary'], 'the refused scope is listed apart')
+  t.match(home.text, 'See the list of companies you have access to on Carta', 'in plain words')
+  t.match(home.text, /data-source="reported"/)
+  t.match(home.text, /Carta confirmed exactly these permissions/)
   t.match(home.text, /Harbor Analytics Corp\./, 'issuers from /v1alpha1/issuers')
   t.match(home.text, /Lumen Robotics, Inc\./)
 })
@@ -115,7 +120,9 @@ t.test('full grant: no scope in the token response, recorded as assumed', async 
   t.equal(grant!.scopes_source, 'assumed')
   t.equal(grant!.granted_scopes, ALL_V2.join(' '), 'current production app (v2) scopes')
   const home = await agent.get(`${app.url}/`)
-  t.match(home.text, /assumed \(Carta did not list scopes\)/)
+  t.match(home.text, /data-source="assumed"/)
+  t.match(home.text, /Carta confirmed the permissions you approved/, 'said plainly, without a warning')
+  t.notMatch(home.text, /RFC|badge warn|notice warn/)
   t.match(home.text, /Lumen Robotics/)
 })
 
@@ -149,8 +156,8 @@ t.test('without read_issuer_info: the home page says so and offers reconnecting'
   const agent = new Agent()
   await connectViaSandbox(t, app, agent, { user: 'cu_1004', scopes: ['read_user_info'] })
   const home = await agent.get(`${app.url}/`)
-  t.match(home.text, /not allowed Scope Ledger to list your issuers/)
-  t.match(home.text, /href="\/carta\/connect\?app=production-v2">Reconnect/)
+  t.match(home.text, /not allowed Scope Ledger to see your companies/)
+  t.match(home.text, /href="\/carta\/connect\?app=production-v2">Connect again/)
 })
 
 t.test('deny at the sandbox: 403 page, nothing recorded', async (t) => {

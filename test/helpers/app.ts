@@ -69,6 +69,10 @@ export async function startTestApp(t: Teardown, options: TestAppOptions = {}): P
     LOG_LEVEL: 'info',
     RATE_LIMIT_OAUTH_PER_MINUTE: '10000',
     RATE_LIMIT_SIGN_IN_PER_MINUTE: '10000',
+    // The sandbox's Carta rate limit stays on (its headers are exercised) but out of the way;
+    // test/sandbox/rate-limit.test.ts proves the limit itself.
+    SANDBOX_RATE_LIMIT_PER_SECOND: '1000',
+    SANDBOX_RATE_LIMIT_PER_MINUTE: '100000',
     ...database.env,
     ...options.env,
   })

@@ -4,6 +4,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import type { CartaAppConfig } from '../../src/config.js'
 
 export interface FakeReply {
   status?: number
@@ -19,6 +20,8 @@ export type FakeHandler = (request: {
   form: URLSearchParams
   headers: IncomingMessage['headers']
   path: string
+  /** The query string as sent ('' or '?…'). */
+  search: string
 }) => FakeReply | 'hang'
 
 export interface TokenRequest {
@@ -35,9 +38,13 @@ export interface FakeCarta {
   revoke: FakeHandler
   user: FakeHandler
   issuers: FakeHandler
+  /** GET /v1alpha1/issuers/{id}/capitalizationTable */
+  capTable: FakeHandler
+  /** Any other GET /v1alpha1/… (404 in Carta's format unless programmed). */
+  api: FakeHandler
   tokenRequests: TokenRequest[]
   revokeRequests: TokenRequest[]
-  apiRequests: Array<{ path: string; authorization: string | undefined }>
+  apiRequests: Array<{ path: string; search: string; authorization: string | undefined }>
   /** Environment for startTestApp: an apps file with one current production app pointing here. */
   env(extra?: Record<string, string>): Record<string, string>
   close(): Promise<void>
@@ -71,6 +78,8 @@ export async function startFakeCarta(
     revoke: () => ({ status: 200, raw: '' }),
     user: () => ({ body: { id: 'carta-user-1', email: 'ada@example.com', firstName: 'Ada', lastName: 'Lovelace' } }),
     issuers: () => ({ body: { issuers: [{ id: 7, legalName: 'Analytical Engines Inc.' }] } }),
+    capTable: () => ({ status: 404, body: { code: 5, message: 'Resource not found' } }),
+    api: () => ({ status: 404, body: { code: 5, message: 'Resource not found' } }),
     tokenRequests: [],
     revokeRequests: [],
     apiRequests: [],
@@ -81,7 +90,9 @@ export async function startFakeCarta(
     const chunks: Buffer[] = []
     for await (const chunk of req) chunks.push(chunk as Buffer)
     const form = new URLSearchParams(Buffer.concat(chunks).toString('utf8'))
-    const path = new URL(req.url ?? '/', 'http://x').pathname
+    const requestUrl = new URL(req.url ?? '/', 'http://x')
+    const path = requestUrl.pathname
+    const search = requestUrl.search
     let handler: FakeHandler | undefined
     if (req.method === 'POST' && path === '/o/access_token/') {
       fake.tokenRequests.push({ form, authorization: req.headers.authorization })
@@ -89,18 +100,22 @@ export async function startFakeCarta(
     } else if (req.method === 'POST' && path === '/o/revoke_token/') {
       fake.revokeRequests.push({ form, authorization: req.headers.authorization })
       handler = fake.revoke
-    } else if (req.method === 'GET' && path === '/v1alpha1/user') {
-      fake.apiRequests.push({ path, authorization: req.headers.authorization })
-      handler = fake.user
-    } else if (req.method === 'GET' && path === '/v1alpha1/issuers') {
-      fake.apiRequests.push({ path, authorization: req.headers.authorization })
-      handler = fake.issuers
+    } else if (req.method === 'GET' && path.startsWith('/v1alpha1/')) {
+      fake.apiRequests.push({ path, search, authorization: req.headers.authorization })
+      handler =
+        path === '/v1alpha1/user'
+          ? fake.user
+          : path === '/v1alpha1/issuers'
+            ? fake.issuers
+            : /^\/v1alpha1\/issuers\/[^/]+\/capitalizationTable$/.test(path)
+              ? fake.capTable
+              : fake.api
     }
     if (!handler) {
       res.writeHead(404, { 'content-type': 'application/json' }).end('{"error":"not_found"}')
       return
     }
-    const reply = handler({ form, headers: req.headers, path })
+    const reply = handler({ form, headers: req.headers, path, search })
     if (reply === 'hang') {
       hanging.add(res)
       return
@@ -165,4 +180,22 @@ export async function startFakeCarta(
   }
   t.teardown(fake.close)
   return fake
+}
+
+/** A Carta app config pointing at `fake` (for calling the API client directly). */
+export function fakeApp(fake: { url: string }, scopes = ['read_user_info', 'read_issuer_info']): CartaAppConfig {
+  return {
+    key: 'fake',
+    name: 'Fake',
+    environment: 'production',
+    clientId: 'fake-client',
+    clientSecretEnv: 'FAKE_CARTA_CLIENT_SECRET',
+    clientSecret: 'fake-secret-value-0123456789',
+    authBaseUrl: fake.url,
+    apiBaseUrl: fake.url,
+    scopes,
+    status: 'active',
+    current: true,
+    sandbox: false,
+  }
 }

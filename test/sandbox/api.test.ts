@@ -1,10 +1,13 @@
-// The sandbox's v1alpha1 API (RFC 6750 bearer errors) and its controls: stats, clock, fail, reset,
-// and the home page.
+// The sandbox's v1alpha1 API (Carta's documented paths, shapes and error bodies, with RFC 6750
+// challenges as an extra) and its controls: stats, clock, fail, reset, and the home page.
 import t from 'tap'
 import { ManualClock } from '../../src/clock.js'
+import type { capitalizationTable } from '../../src/sandbox/plugin.js'
 import { startTestApp } from '../helpers/app.js'
 import { Agent, hiddenField } from '../helpers/browser-agent.js'
 import { api, basic, control, getTokens, revokeRequest, tokenRequest } from './helpers.js'
+
+const ERROR_INFO = 'type.googleapis.com/carta.proto.publicapi.errors.v1alpha1.ErrorInfo'
 
 t.test('API and controls', async (t) => {
   const clock = new ManualClock(Date.UTC(2025, 2, 3, 12, 0, 0))
@@ -14,47 +17,144 @@ t.test('API and controls', async (t) => {
   const redirectUri = `${app.url}/carta/callback`
   const auth = basic(v2.clientId, v2.clientSecret)
 
-  t.test('user, issuers and cap-table summary with the right scopes', async (t) => {
+  t.test('user, issuers and capitalizationTable with the right scopes, shaped as Carta documents', async (t) => {
     const tokens = await getTokens(new Agent(), base, v2, redirectUri, { userId: 'cu_1002' })
     const user = await api(base, '/v1alpha1/user', tokens.access_token)
     t.equal(user.status, 200)
     t.same(user.json, { id: 'cu_1002', email: 'ben.hartley@harbor.example', firstName: 'Ben', lastName: 'Hartley' })
     const issuers = await api(base, '/v1alpha1/issuers', tokens.access_token)
-    t.same(issuers.json, {
-      issuers: [
-        { id: 'iss_harbor', legalName: 'Harbor Analytics Corp.', dbaName: 'Harbor' },
-        { id: 'iss_lumen', legalName: 'Lumen Robotics, Inc.', dbaName: 'Lumen' },
-      ],
-      nextPageToken: null,
-    })
-    const cap = await api(base, '/v1alpha1/issuers/iss_harbor/capitalization-table-summary', tokens.access_token)
+    t.strictSame(
+      issuers.json,
+      {
+        issuers: [
+          {
+            id: 'iss_harbor',
+            legalName: 'Harbor Analytics Corp.',
+            doingBusinessAsName: 'Harbor',
+            website: 'https://harbor.example',
+          },
+          {
+            id: 'iss_lumen',
+            legalName: 'Lumen Robotics, Inc.',
+            doingBusinessAsName: 'Lumen',
+            website: 'https://lumen.example',
+          },
+        ],
+      },
+      'the last page carries no nextPageToken',
+    )
+    const one = await api(base, '/v1alpha1/issuers/iss_lumen', tokens.access_token)
+    t.equal(one.status, 200)
+    t.equal((one.json.issuer as Record<string, unknown>).legalName, 'Lumen Robotics, Inc.')
+
+    const cap = await api(base, '/v1alpha1/issuers/iss_harbor/capitalizationTable', tokens.access_token)
     t.equal(cap.status, 200)
-    t.equal(cap.json.issuerId, 'iss_harbor')
-    t.equal(cap.json.currency, 'USD')
-    t.equal(cap.json.asOfDate, '2025-03-03', 'dated by the sandbox clock')
-    t.equal(cap.json.outstandingShares, 8_500_000 + 3_100_000)
-    t.equal(cap.json.fullyDilutedShares, 8_500_000 + 3_100_000 + 1_900_000 + 150_000)
-    t.equal((cap.json.shareClasses as unknown[]).length, 4)
-    const hidden = await api(base, '/v1alpha1/issuers/iss_quill/capitalization-table-summary', tokens.access_token)
-    t.equal(hidden.status, 404, 'an issuer the user cannot see')
-    t.equal((await api(base, '/v1alpha1/issuers/nope/capitalization-table-summary', tokens.access_token)).status, 404)
+    const table = cap.json.capitalizationTable as ReturnType<typeof capitalizationTable>
+    t.equal(table.issuerId, 'iss_harbor')
+    t.same(table.asOfDate, { value: '2025-03-03' }, 'dated by the sandbox clock, as a Carta date')
+    t.same(table.summary.outstandingShares, { value: '11600000.00' }, 'decimals as strings in {"value"}')
+    t.same(table.summary.fullyDilutedShares, {
+      value: String((8_500_000 + 3_100_000 + 1_900_000 + 150_000).toFixed(2)),
+    })
+    t.equal(table.summary.cashRaised.currencyCode.value, 'USD')
+    t.equal(table.shareClassSummaries.length, 2)
+    t.same(Object.keys(table.shareClassSummaries[0]!).sort(), [
+      'cashRaised',
+      'fullyDilutedShares',
+      'optionPoolIds',
+      'outstandingShares',
+      'shareClassId',
+    ])
+    t.equal(table.optionPoolSummaries[0]!.name, '2019 Stock Plan')
+    t.equal(table.warrantBlockSummaries.length, 1)
+    t.same(table.noteBlockSummaries, [])
+
+    const hidden = await api(base, '/v1alpha1/issuers/iss_quill/capitalizationTable', tokens.access_token)
+    t.equal(hidden.status, 403, 'an issuer the user did not grant')
+    t.same(hidden.json, {
+      code: 7,
+      message: 'Access to resource denied',
+      details: [{ '@type': ERROR_INFO, reason: 'ACCESS_TO_RESOURCE_RESTRICTED', metadata: {} }],
+    })
+    const nope = await api(base, '/v1alpha1/issuers/nope/capitalizationTable', tokens.access_token)
+    t.equal(nope.status, 404)
+    t.same(nope.json, { code: 5, message: 'Resource not found' }, "Carta's 404 body")
+    const old = await fetch(`${base}/v1alpha1/issuers/iss_harbor/capitalization-table-summary`, {
+      headers: { authorization: `Bearer ${tokens.access_token}` },
+    })
+    t.equal(old.status, 404, 'the undocumented path is not served')
   })
 
-  t.test('401 invalid_token and 403 insufficient_scope with WWW-Authenticate (RFC 6750 §3)', async (t) => {
+  t.test('List Issuers pages: pageSize 1 with nextPageToken, bad values 400', async (t) => {
+    const tokens = await getTokens(new Agent(), base, v2, redirectUri, { userId: 'cu_1004' })
+    const first = await api(base, '/v1alpha1/issuers?pageSize=1', tokens.access_token)
+    t.equal(first.status, 200)
+    t.same(
+      (first.json.issuers as Array<{ id: string }>).map((i) => i.id),
+      ['iss_northwind'],
+    )
+    t.type(first.json.nextPageToken, 'string')
+    const second = await api(
+      base,
+      `/v1alpha1/issuers?pageSize=1&pageToken=${first.json.nextPageToken}`,
+      tokens.access_token,
+    )
+    t.same(
+      (second.json.issuers as Array<{ id: string }>).map((i) => i.id),
+      ['iss_tidepool'],
+    )
+    const third = await api(
+      base,
+      `/v1alpha1/issuers?pageSize=1&pageToken=${second.json.nextPageToken}`,
+      tokens.access_token,
+    )
+    t.same(
+      (third.json.issuers as Array<{ id: string }>).map((i) => i.id),
+      ['iss_harbor'],
+    )
+    t.notOk('nextPageToken' in third.json)
+    t.equal(
+      ((await api(base, '/v1alpha1/issuers?pageSize=500', tokens.access_token)).json.issuers as unknown[]).length,
+      3,
+      'above 50 is coerced, not refused',
+    )
+    for (const bad of ['pageSize=-1', 'pageSize=two', 'pageToken=garbage!', 'pageToken=eyJsIjoieCIsIm8iOjF9']) {
+      const res = await api(base, `/v1alpha1/issuers?${bad}`, tokens.access_token)
+      t.equal(res.status, 400, bad)
+      t.equal(res.json.code, 3, `${bad}: INVALID_ARGUMENT`)
+    }
+  })
+
+  t.test("401 and 403 in Carta's error format, with RFC 6750 challenges as an extra", async (t) => {
     const none = await api(base, '/v1alpha1/user')
     t.equal(none.status, 401)
+    t.same(none.json, {
+      code: 16,
+      message: 'Unauthorized',
+      details: [{ '@type': ERROR_INFO, reason: 'MISSING_OR_INVALID_ACCESS_TOKEN', metadata: {} }],
+    })
     t.match(none.challenge, /^Bearer realm="Carta sandbox"$/, 'no error code when no credentials were sent (§3.1)')
     const unknown = await api(base, '/v1alpha1/user', 'not-a-token')
     t.equal(unknown.status, 401)
     t.match(unknown.challenge, /^Bearer .*error="invalid_token"/)
-    t.equal(unknown.json.error, 'invalid_token')
+    t.equal((unknown.json.details as Array<{ reason: string }>)[0]!.reason, 'MISSING_OR_INVALID_ACCESS_TOKEN')
 
     const partial = await getTokens(new Agent(), base, v2, redirectUri, { grant: ['read_user_info'] })
     const issuers = await api(base, '/v1alpha1/issuers', partial.access_token)
     t.equal(issuers.status, 403)
+    t.same(issuers.json, {
+      code: 7,
+      message: 'Access to resource denied',
+      details: [{ '@type': ERROR_INFO, reason: 'INSUFFICIENT_SCOPE', metadata: {} }],
+    })
     t.match(issuers.challenge, /^Bearer .*error="insufficient_scope", scope="read_issuer_info"/)
-    t.equal(issuers.json.error, 'insufficient_scope')
-    const cap = await api(base, '/v1alpha1/issuers/iss_lumen/capitalization-table-summary', partial.access_token)
+    const cap = await api(base, '/v1alpha1/issuers/iss_quill/capitalizationTable', partial.access_token)
+    t.equal(cap.status, 403)
+    t.equal(
+      (cap.json.details as Array<{ reason: string }>)[0]!.reason,
+      'INSUFFICIENT_SCOPE',
+      'the scope is checked before the issuer',
+    )
     t.match(cap.challenge, /scope="read_issuer_capitalizationtablesummary"/)
 
     t.equal(
@@ -122,11 +222,16 @@ t.test('API and controls', async (t) => {
     await control(base, 'fail', { endpoint: 'api', status: 502, times: 1 })
     t.equal((await api(base, '/v1alpha1/user', fresh.access_token)).status, 502)
     t.equal((await api(base, '/v1alpha1/user', fresh.access_token)).status, 200)
+    await control(base, 'fail', { endpoint: 'api', status: 403, times: 1, reason: 'MISSING_INTERNAL_PERMISSION' })
+    const refused = await api(base, '/v1alpha1/user', fresh.access_token)
+    t.equal(refused.status, 403)
+    t.equal((refused.json.details as Array<{ reason: string }>)[0]!.reason, 'MISSING_INTERNAL_PERMISSION')
+    t.equal((await control(base, 'fail', { endpoint: 'api', status: 403, times: 1, reason: 'lower case' })).status, 400)
 
     t.equal((await control(base, 'fail', { endpoint: 'everything', status: 503, times: 1 })).status, 400)
     t.equal((await control(base, 'fail', { endpoint: 'api', status: 200, times: 1 })).status, 400)
     const stats = await control(base, 'stats')
-    t.equal(stats.json.injectedFailures, 4)
+    t.equal(stats.json.injectedFailures, 5)
   })
 
   t.test('controls are JSON-only', async (t) => {

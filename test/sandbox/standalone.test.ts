@@ -75,6 +75,11 @@ t.test('standalone settings', async (t) => {
       redirectUris: ['http://127.0.0.1:3001/carta/callback', 'http://127.0.0.1:3002/carta/callback'],
     },
   ])
+  t.same(s.rateLimit, { perSecond: 10, perMinute: 300 }, "Carta's documented rate limit by default")
+  t.same(
+    standaloneSettings({ ...env, SANDBOX_RATE_LIMIT_PER_SECOND: '0', SANDBOX_RATE_LIMIT_PER_MINUTE: '60' }).rateLimit,
+    { perSecond: 0, perMinute: 60 },
+  )
   const fails = (change: Record<string, string | undefined>, variable: string) => {
     let caught: unknown = null
     try {
@@ -92,6 +97,7 @@ t.test('standalone settings', async (t) => {
   fails({ SANDBOX_PORT: '4556' }, 'CARTA_APPS_FILE')
   fails({ SB_TEST_SECRET: undefined }, 'SB_TEST_SECRET')
   fails({ NODE_ENV: 'production' }, 'NODE_ENV')
+  fails({ SANDBOX_RATE_LIMIT_PER_SECOND: 'lots' }, 'SANDBOX_RATE_LIMIT_PER_SECOND')
 })
 
 t.test('buildSandbox: the whole flow on its own port', async (t) => {

@@ -232,7 +232,7 @@ t.test('token endpoint', async (t) => {
     })
     t.equal(res.status, 200)
     t.equal(
-      (await api(base, '/v1alpha1/issuers/iss_northwind/capitalization-table-summary', tokens.access_token)).status,
+      (await api(base, '/v1alpha1/issuers/iss_northwind/capitalizationTable', tokens.access_token)).status,
       200,
       'current access token unchanged until refresh',
     )
@@ -244,7 +244,7 @@ t.test('token endpoint', async (t) => {
     t.same(parseScopes(refreshed.json.scope as string), ['read_issuer_info', 'read_user_info'])
     const cap = await api(
       base,
-      '/v1alpha1/issuers/iss_northwind/capitalization-table-summary',
+      '/v1alpha1/issuers/iss_northwind/capitalizationTable',
       refreshed.json.access_token as string,
     )
     t.equal(cap.status, 403)

@@ -34,10 +34,13 @@ export default fp(
       // other input that fails is a bad request. Both pages come from the same table.
       if (error.validation) {
         const notFound = error.validationContext === 'params'
+        const first = error.validation[0]
+        const field = first?.instancePath.split('/').filter(Boolean).join('.') ?? ''
+        const reason = field ? `"${field}" ${first?.message ?? 'is not valid'}.` : `${error.message}.`
         const page = errorPage(
           notFound
             ? new DomainError('request.not_found', error.message, {})
-            : new DomainError('request.invalid', error.message, { title: 'Bad request' }),
+            : new DomainError('request.invalid', `The request was refused: ${reason}`, { title: 'Invalid input' }),
           request.url,
         )
         const { status, title, message, ...links } = page

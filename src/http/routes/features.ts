@@ -9,11 +9,10 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { Type } from 'typebox'
 import { appScopes, currentApp } from '../../apps/apps.js'
-import { CartaApiError, fetchCapTableSummary, listIssuers } from '../../carta/api.js'
+import { CartaApiError, INSUFFICIENT_SCOPE, fetchCapTableSummary, listIssuers } from '../../carta/api.js'
 import type { CartaAppConfig } from '../../config.js'
 import { DomainError, isDomainError } from '../../errors.js'
 import { type FeatureAccess, checkFeature, loadUserGrant } from '../../features/access.js'
-import { parseCapTable } from '../../features/cap-table.js'
 import { FEATURES, type Feature, findFeature } from '../../features/catalog.js'
 import { cartaFailure, withAccessToken } from '../../grants/access.js'
 import { describeScope, missingScopes, parseScopes } from '../../scopes.js'
@@ -111,6 +110,17 @@ async function useCarta<T>(
     if (isDomainError(err, 'grant.reconnect_required'))
       return { ok: false, reply: await renderReconnect(request, reply, access.environment) }
     if (err instanceof CartaApiError) {
+      if (err.kind === 'forbidden' && err.details.reason && err.details.reason !== INSUFFICIENT_SCOPE) {
+        // ACCESS_TO_RESOURCE_RESTRICTED / MISSING_INTERNAL_PERMISSION: about this company or the
+        // person's Carta role, not a missing scope (https://docs.carta.com/carta/docs/error-codes).
+        request.log.warn(
+          { grantId: access.grantId, feature: access.feature.key, reason: err.details.reason, path: err.details.path },
+          'Carta refused access to the resource',
+        )
+        throw new DomainError('carta.access_restricted', `Carta refused: ${err.details.reason}`, {
+          reason: err.details.reason,
+        })
+      }
       if (err.kind === 'forbidden') {
         // Carta says the token lacks a permission our records say it holds (e.g. removed at
         // Carta): same gate page, never Carta's raw 403.
@@ -130,8 +140,13 @@ async function useCarta<T>(
           ),
         }
       }
-      if (err.kind === 'not_found') throw new DomainError('carta.not_found', 'Carta has no such company.', {})
-      throw cartaFailure(err.kind === 'unavailable' ? 'unavailable' : 'bad_answer', err.message)
+      if (err.kind === 'not_found') {
+        const resource = err.details.resource ?? 'resource'
+        request.log.warn({ grantId: access.grantId, resource, path: err.details.path }, 'Carta answered 404')
+        throw new DomainError('carta.not_found', `Carta found no ${resource}.`, { resource })
+      }
+      const unavailable = err.kind === 'unavailable' || err.kind === 'rate_limited'
+      throw cartaFailure(unavailable ? 'unavailable' : 'bad_answer', err.message)
     }
     throw err
   }
@@ -166,8 +181,7 @@ const features: FastifyPluginAsyncTypebox = async (app) => {
         fetchCapTableSummary(cartaApp, token, issuerId, { timeoutMs: config.cartaTimeoutMs }),
       )
       if (!result.ok) return result.reply
-      const table = parseCapTable(result.value)
-      if (!table) throw cartaFailure('bad_answer', 'cap table summary holds no share classes')
+      const table = result.value
       return renderPage(request, reply, 'features/cap-table', {
         title: `Cap table · ${table.issuerName ?? issuerId}`,
         issuerId,

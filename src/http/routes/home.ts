@@ -4,6 +4,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
 import { listApps } from '../../apps/apps.js'
 import { homeGrant, issuersForGrant } from '../../grants/queries.js'
+import { describeScopes } from '../../scopes.js'
 import { renderPage } from '../render.js'
 
 const home: FastifyPluginAsyncTypebox = async (app) => {
@@ -26,6 +27,8 @@ const home: FastifyPluginAsyncTypebox = async (app) => {
       defaultEnvironment: config.defaultEnvironment,
       // Back from a reauthorization link: say it worked (the new grant is shown below it).
       justReauthorized: connected && request.query.reauthorized === '1',
+      // Plain words for each scope: end users read permissions, not scope ids.
+      describeScopes,
     })
   })
 }

@@ -25,7 +25,7 @@ export function sandboxClientsFromConfig(config: Config): SandboxClient[] {
 
 export default async function sandbox(app: FastifyInstance): Promise<void> {
   const { config, clock } = app.deps
-  const store = new SandboxStore(sandboxClientsFromConfig(config), clock)
+  const store = new SandboxStore(sandboxClientsFromConfig(config), clock, { rateLimit: config.sandboxRateLimit })
   // Derived from the session secret so a restart keeps demo users signed in; never the same value.
   const cookieSecret = createHmac('sha256', config.sessionSecret).update('sandbox-user-cookie').digest('base64url')
   await app.register(sandboxPlugin, { store, cookieSecret, cookieSecure: config.cookieSecure })

@@ -58,7 +58,8 @@ t.test('lacking the cap-table scope: gate page, reauthorize with the current app
   t.not(done.grantId, oldGrantId, 'a new grant')
   t.equal(done.landed.status, 200, 'back on the feature page')
   t.match(done.landed.url, /\/features\/issuers\/iss_lumen\/cap-table$/)
-  t.match(done.landed.text, /Series A Preferred/)
+  t.match(done.landed.text, /2021 Equity Incentive Plan/, 'option pools carry names')
+  t.match(done.landed.text, /Share class 103/, 'share classes are named by id, as Carta sends them')
   t.match(done.landed.text, /2,400,000/)
 
   const old = await app.db.selectFrom('grants').select('status').where('id', '=', oldGrantId).executeTakeFirstOrThrow()

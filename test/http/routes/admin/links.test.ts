@@ -75,7 +75,7 @@ t.test('a valid link shows the new permissions in plain words and one button', a
   noTokenInLogs(t, app, issued.url.split('/reauthorize/')[1]!)
 })
 
-t.test('an unknown scope shows its raw name', async (t) => {
+t.test('an unknown scope is described from its name, and its raw name is shown', async (t) => {
   const clock = new ManualClock(Date.parse('2025-03-01T10:00:00Z'))
   const app = await startTestApp(t, { clock })
   const rollout = await createRollout(app.db, { now: clock.now() })
@@ -97,7 +97,8 @@ t.test('an unknown scope shows its raw name', async (t) => {
   })
   const page = await new Agent().get(issued.url)
   t.equal(page.status, 200)
-  t.match(page.text, /<span class="scope">read_widget_frobs<\/span>/)
+  // Carta's scope names read read_<area> (src/scopes.ts describeScope): words from the name, then the id.
+  t.match(page.text, /See your widget frobs data on Carta\.<\/span> <span class="scope-id">read_widget_frobs<\/span>/)
   t.match(page.text, 'See the list of companies you have access to on Carta')
 })
 
