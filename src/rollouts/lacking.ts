@@ -199,15 +199,15 @@ export async function listLacking(
         .select(columns)
         .where('mm.rollout_id', '=', rolloutId)
         .where('mm.scope', '=', filter.scope!)
-        .$if(conditions.length > 0, (qb) => qb.where(eb.and(conditions)))
     : db
         .selectFrom('rollout_members as m')
         .select(columns)
         .where('m.rollout_id', '=', rolloutId)
         .where('m.needs_action', '=', 1)
-        .$if(conditions.length > 0, (qb) => qb.where(eb.and(conditions)))
+  // Each condition its own AND term (the SQL the indexes were tuned with), then the order.
+  const filtered = conditions.reduce((q, condition) => q.where(condition), query)
   const members = await order
-    .reduce((q, [expression, direction]) => q.orderBy(expression, direction), query)
+    .reduce((q, [expression, direction]) => q.orderBy(expression, direction), filtered)
     .limit(limit + 1)
     .execute()
 
