@@ -1,7 +1,8 @@
 // `npm run cli -- export-links <rollout id> [--scope S] [--app ID] [--q TEXT] [--out FILE]`:
 // the dashboard's CSV export from the command line, for large rollouts or scripted mail-outs.
 // Same filter as the rollout page; rows lacking an open link get one (audited as the CLI).
-import { createWriteStream } from 'node:fs'
+import { type WriteStream, createWriteStream } from 'node:fs'
+import { rm } from 'node:fs/promises'
 import { once } from 'node:events'
 import { parseArgs } from 'node:util'
 import { systemClock } from '../clock.js'
@@ -47,11 +48,26 @@ export async function exportLinksCommand(
     return 2
   }
   const { config, db } = await open()
-  const out = parsed.values.out ? createWriteStream(parsed.values.out, { mode: 0o600 }) : process.stdout
+  // The file is created with the first rows: a refusal (unknown rollout, bad filter) leaves none,
+  // and a failure half-way removes it, so no partial file looks like an export.
+  const file = parsed.values.out
+  const sink: { stream: WriteStream | null; error: Error | null } = { stream: null, error: null }
+  const target = (): NodeJS.WritableStream => {
+    if (!file) return process.stdout
+    if (!sink.stream) {
+      sink.stream = createWriteStream(file, { mode: 0o600 })
+      sink.stream.on('error', (err) => {
+        sink.error = err
+      })
+    }
+    return sink.stream
+  }
   try {
     const filter = lackingFilter(input)
     const write = async (chunk: string) => {
+      const out = target()
       if (!out.write(chunk)) await once(out, 'drain')
+      if (sink.error) throw sink.error
     }
     const result = await exportLinksCsv(
       db,
@@ -59,15 +75,20 @@ export async function exportLinksCommand(
       { rolloutId: input.id, filter, issuedBy: 'cli' },
       write,
     )
-    if (out !== process.stdout) {
+    if (file) {
+      const out = target()
       out.end()
       await once(out, 'finish')
     }
     console.error(
-      `Exported ${result.matched} users (${result.issued} new links, ${result.reused} reused)${parsed.values.out ? ` to ${parsed.values.out}` : ''}.`,
+      `Exported ${result.matched} users (${result.issued} new links, ${result.reused} reused)${file ? ` to ${file}` : ''}.`,
     )
     return 0
   } catch (err) {
+    if (sink.stream && file) {
+      sink.stream.destroy()
+      await rm(file, { force: true })
+    }
     if (isDomainError(err)) {
       console.error(err.message)
       return 1

@@ -1,5 +1,5 @@
 // `export-links`: the CSV export from the command line, same rows and links as the dashboard's.
-import { readFileSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import { ManualClock } from '../../src/clock.js'
@@ -62,4 +62,5 @@ t.test('export-links writes the CSV, issues missing links, and refuses bad input
   t.equal(await exportLinksCommand(['1', '--bogus'], open), 2, 'unknown option: usage')
   t.equal(await exportLinksCommand(['999', '--out', join(app.dataDir, 'x.csv')], open), 1, 'unknown rollout')
   t.match(errors.at(-1), 'There is no rollout 999')
+  t.notOk(existsSync(join(app.dataDir, 'x.csv')), 'a refused export leaves no file behind')
 })
