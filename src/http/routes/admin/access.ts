@@ -1,11 +1,12 @@
 // Who may use an /admin route. Each route may declare it in its config (`access`); the default is
 // a signed-in operator, and the sign-in routes declare 'public'. The admin plugin (index.ts) runs
-// guard() before every one of its routes; a later role check plugs in here by widening Access,
-// without touching the handlers.
+// guard() before every one of its routes. Routes already say which role they need ('viewer' reads,
+// 'operator' acts on rollouts and links, 'admin' manages apps, keys and operators); until operator
+// roles exist every signed-in operator holds all three.
 import type { FastifyReply, FastifyRequest } from 'fastify'
 
 /** Who may use an /admin route. */
-export type Access = 'public' | 'operator'
+export type Access = 'public' | 'viewer' | 'operator' | 'admin'
 
 declare module 'fastify' {
   interface FastifyContextConfig {
