@@ -11,6 +11,7 @@ import { recordAudit } from '../audit/events.js'
 import { CartaApiError, type CartaUser, fetchUser } from '../carta/api.js'
 import { CartaOAuthError, type TokenSet, buildAuthorizationUrl, exchangeCode, safeCode } from '../carta/oauth-client.js'
 import type { CartaAppConfig } from '../config.js'
+import { isRetryableConflict } from '../db/dialect.js'
 import type { Database } from '../db/schema.js'
 import type { AppDeps } from '../deps.js'
 import { DomainError, type Retry, isDomainError } from '../errors.js'
@@ -209,34 +210,36 @@ export async function completeConnect(deps: Deps, input: CallbackInput, log: Log
 
   let recorded: Omit<Connected, 'returnTo'>
   try {
-    recorded = await db.transaction().execute(async (trx) => {
-      const { userId, createdLocalKey } = await targetUser(trx, {
-        identity,
-        localKey: input.localKey,
-        expectedUserId: stateRow.expected_user_id,
-        now,
-      })
-      const result = await changeGrant(
-        trx,
-        deps.cipher,
-        {
-          kind: 'granted',
-          userId,
-          app,
-          requested,
-          granted,
-          source: reported ? 'reported' : 'assumed',
-          tokens,
-          actor: `user:${userId}`,
-          details: stateRow.link_id ? { linkId: stateRow.link_id } : {},
-        },
-        now,
-      )
-      // A link is single-use: of two callbacks racing for it, the loser rolls back everything.
-      if (stateRow.link_id && !(await consumeLink(trx, stateRow.link_id, result.grantId, now)))
-        throw new DomainError('connect.link_unavailable', 'The link was used or expired meanwhile.', {})
-      return { userId, grantId: result.grantId, supersededGrantId: result.supersededGrantId, createdLocalKey }
-    })
+    recorded = await retryConflicts(log, () =>
+      db.transaction().execute(async (trx) => {
+        const { userId, createdLocalKey } = await targetUser(trx, {
+          identity,
+          localKey: input.localKey,
+          expectedUserId: stateRow.expected_user_id,
+          now,
+        })
+        const result = await changeGrant(
+          trx,
+          deps.cipher,
+          {
+            kind: 'granted',
+            userId,
+            app,
+            requested,
+            granted,
+            source: reported ? 'reported' : 'assumed',
+            tokens,
+            actor: `user:${userId}`,
+            details: stateRow.link_id ? { linkId: stateRow.link_id } : {},
+          },
+          now,
+        )
+        // A link is single-use: of two callbacks racing for it, the loser rolls back everything.
+        if (stateRow.link_id && !(await consumeLink(trx, stateRow.link_id, result.grantId, now)))
+          throw new DomainError('connect.link_unavailable', 'The link was used or expired meanwhile.', {})
+        return { userId, grantId: result.grantId, supersededGrantId: result.supersededGrantId, createdLocalKey }
+      }),
+    )
   } catch (err) {
     if (isDomainError(err, 'connect.identity_mismatch') && stateRow.expected_user_id)
       return mismatch(err.details.reason)
@@ -257,6 +260,23 @@ export async function completeConnect(deps: Deps, input: CallbackInput, log: Log
 }
 
 type Trx = Transaction<Database>
+
+/**
+ * Runs a transaction again when it lost a race that leaves nothing behind (it rolled back): a
+ * deadlock, a serialization failure, a concurrent insert of the same unique key. Everything it
+ * reads is read again, so the second run sees the winner's rows.
+ */
+async function retryConflicts<T>(log: Logger, run: () => Promise<T>, attempts = 4): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await run()
+    } catch (err) {
+      if (attempt >= attempts || !isRetryableConflict(err)) throw err
+      log.warn({ attempt, code: (err as { code?: string }).code }, 'connect transaction lost a race; running it again')
+      await new Promise((resolve) => setTimeout(resolve, 5 + Math.random() * 20 * attempt))
+    }
+  }
+}
 
 /**
  * The end user the new grant belongs to. A link's flow: the link's user, provided Carta says it is
