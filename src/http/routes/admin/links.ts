@@ -16,7 +16,7 @@ import {
 import { findRollout } from '../../../rollouts/rollouts.js'
 import { formatTime, isoDate } from '../../../time.js'
 import { sendCsv } from '../../csv.js'
-import { renderPage } from '../../render.js'
+import { noStore, renderPage } from '../../render.js'
 import { Id, IdParams, LackingFilterFields } from '../../schemas.js'
 import { operatorActor } from './access.js'
 
@@ -131,6 +131,7 @@ const links: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request, reply) => {
+      noStore(reply) // the page shows the live link
       const { id: rolloutId, userId } = request.params
       const data = await userLinks(db, context, rolloutId, userId)
       const { user, latest } = data
