@@ -10,6 +10,7 @@ import { createDeps } from './deps.js'
 import depsPlugin from './http/plugins/deps.js'
 import errorsPlugin from './http/plugins/errors.js'
 import jobsPlugin from './http/plugins/jobs.js'
+import { databaseRateLimitStore } from './http/plugins/rate-limit-store.js'
 import securityPlugin from './http/plugins/security.js'
 import sessionsPlugin from './http/plugins/sessions.js'
 import routes from './http/routes/index.js'
@@ -79,7 +80,8 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
   await app.register(securityPlugin)
   await app.register(formbody)
   await app.register(sessionsPlugin)
-  await app.register(rateLimit, { global: false })
+  // Counters in the database: shared by every instance on it (http/plugins/rate-limit-store.ts).
+  await app.register(rateLimit, { global: false, store: databaseRateLimitStore(db, clock) })
   await app.register(jobsPlugin, { background: options.backgroundJobs ?? true })
   await app.register(routes)
   return app
