@@ -10,6 +10,7 @@ import { createDeps } from './deps.js'
 import depsPlugin from './http/plugins/deps.js'
 import errorsPlugin from './http/plugins/errors.js'
 import jobsPlugin from './http/plugins/jobs.js'
+import { databaseRateLimitStore } from './http/plugins/rate-limit-store.js'
 import securityPlugin from './http/plugins/security.js'
 import sessionsPlugin from './http/plugins/sessions.js'
 import routes from './http/routes/index.js'
@@ -57,8 +58,21 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
       },
       ...(options.logStream ? { stream: options.logStream } : {}),
     },
-    // Large enough for bulk forms, small enough to refuse junk.
-    bodyLimit: 1024 * 1024,
+    // Large enough for bulk forms, small enough to refuse junk (BODY_LIMIT_BYTES).
+    bodyLimit: config.http.bodyLimitBytes,
+    // Slow clients (README, "Settings"): the whole request (headers and body) must arrive within
+    // REQUEST_TIMEOUT_MS, else Node answers 408 and closes the connection; a socket idle for
+    // CONNECTION_TIMEOUT_MS is closed; an idle keep-alive connection after KEEP_ALIVE_TIMEOUT_MS.
+    requestTimeout: config.http.requestTimeoutMs,
+    connectionTimeout: config.http.connectionTimeoutMs,
+    keepAliveTimeout: config.http.keepAliveTimeoutMs,
+    // Node checks the request timeout on this interval (default 30 s): check every second so a
+    // trickling body is cut close to the limit, not up to 30 s later.
+    http: {
+      requestTimeout: config.http.requestTimeoutMs,
+      headersTimeout: Math.min(60_000, config.http.requestTimeoutMs),
+      connectionsCheckingInterval: 1_000,
+    },
   }) as unknown as FastifyInstance
 
   await app.register(depsPlugin, { deps: createDeps({ config, db, clock }) })
@@ -66,7 +80,8 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
   await app.register(securityPlugin)
   await app.register(formbody)
   await app.register(sessionsPlugin)
-  await app.register(rateLimit, { global: false })
+  // Counters in the database: shared by every instance on it (http/plugins/rate-limit-store.ts).
+  await app.register(rateLimit, { global: false, store: databaseRateLimitStore(db, clock) })
   await app.register(jobsPlugin, { background: options.backgroundJobs ?? true })
   await app.register(routes)
   return app

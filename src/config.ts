@@ -57,6 +57,8 @@ export interface Config {
   cartaTimeoutMs: number
   /** Requests per minute per client IP: OAuth endpoints (/carta/*, links) and operator sign-in. */
   rateLimits: { oauthPerMinute: number; signInPerMinute: number }
+  /** Slow or stuck clients: how long a request may take to arrive, idle sockets, keep-alive, body size. */
+  http: { requestTimeoutMs: number; connectionTimeoutMs: number; keepAliveTimeoutMs: number; bodyLimitBytes: number }
   reports: { cron: string; timeZone: string; dir: string; webhookUrl: string | null }
   logLevel: string
   /** Names of secrets generated for local use (logged once at start so nobody ships them). */
@@ -169,6 +171,12 @@ export function loadConfig(env: Env = process.env): Config {
     rateLimits: {
       oauthPerMinute: integer(env, 'RATE_LIMIT_OAUTH_PER_MINUTE', 60, 1, 100_000),
       signInPerMinute: integer(env, 'RATE_LIMIT_SIGN_IN_PER_MINUTE', 10, 1, 100_000),
+    },
+    http: {
+      requestTimeoutMs: integer(env, 'REQUEST_TIMEOUT_MS', 30_000, 1_000, 600_000),
+      connectionTimeoutMs: integer(env, 'CONNECTION_TIMEOUT_MS', 60_000, 1_000, 3_600_000),
+      keepAliveTimeoutMs: integer(env, 'KEEP_ALIVE_TIMEOUT_MS', 72_000, 1_000, 600_000),
+      bodyLimitBytes: integer(env, 'BODY_LIMIT_BYTES', 1024 * 1024, 1024, 64 * 1024 * 1024),
     },
     reports: {
       cron: cronExpression(env, 'REPORT_CRON', '0 6 * * *'),

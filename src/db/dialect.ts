@@ -174,6 +174,16 @@ export function isUniqueViolation(err: unknown): boolean {
   return e?.code === '23505' || e?.code === 'SQLITE_CONSTRAINT_UNIQUE' || e?.code === 'SQLITE_CONSTRAINT_PRIMARYKEY'
 }
 
+/**
+ * True when a transaction lost a race it may simply run again: a deadlock or serialization failure
+ * (PostgreSQL 40P01/40001), a unique violation from a concurrent insert of the same key, or
+ * SQLite's busy writer lock.
+ */
+export function isRetryableConflict(err: unknown): boolean {
+  const e = err as { code?: string }
+  return e?.code === '40P01' || e?.code === '40001' || e?.code === 'SQLITE_BUSY' || isUniqueViolation(err)
+}
+
 /** True when an error is a foreign-key violation on either engine. */
 export function isForeignKeyViolation(err: unknown): boolean {
   const e = err as { code?: string }

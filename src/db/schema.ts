@@ -80,7 +80,8 @@ export interface GrantTokenTable {
 
 export interface TokenRevocationTable {
   id: Generated<number>
-  grant_id: number
+  /** Null for tokens Carta issued that were never recorded as a grant (a refused callback). */
+  grant_id: number | null
   app_id: number
   key_id: string
   /** Encrypted token to revoke at Carta (RFC 7009). */
@@ -116,6 +117,13 @@ export interface SessionTable {
   expires_at: Millis
 }
 
+/** Rate-limit counters shared by every instance (http/plugins/rate-limit-store.ts). */
+export interface RateLimitHitTable {
+  key: string
+  hits: number
+  reset_at: Millis
+}
+
 export interface AuditEventTable {
   id: Generated<number>
   at: Millis
@@ -140,6 +148,7 @@ export interface CoreTables {
   oauth_states: OAuthStateTable
   sessions: SessionTable
   audit_events: AuditEventTable
+  rate_limit_hits: RateLimitHitTable
 }
 
 export interface Database extends CoreTables, AdminTables, RolloutTables, LinkTables, ReportTables {}

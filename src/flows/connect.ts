@@ -11,10 +11,13 @@ import { recordAudit } from '../audit/events.js'
 import { CartaApiError, type CartaUser, fetchUser } from '../carta/api.js'
 import { CartaOAuthError, type TokenSet, buildAuthorizationUrl, exchangeCode, safeCode } from '../carta/oauth-client.js'
 import type { CartaAppConfig } from '../config.js'
+import { isRetryableConflict } from '../db/dialect.js'
+import type { Db } from '../db/index.js'
 import type { Database } from '../db/schema.js'
 import type { AppDeps } from '../deps.js'
 import { DomainError, type Retry, isDomainError } from '../errors.js'
 import { changeGrant } from '../grants/change.js'
+import { enqueueUnrecordedTokens } from '../grants/revocation.js'
 import { consumeLink } from '../links/links.js'
 import type { Logger } from '../log.js'
 import { formatScopes, missingScopes, parseScopes } from '../scopes.js'
@@ -109,6 +112,8 @@ export interface CallbackInput {
   sessionId: string
   /** The session's local key, for users whose Carta identity is unknown. */
   localKey: string | null
+  /** Called when a refusal queued Carta's tokens for revocation (the caller kicks the job). */
+  onTokensQueued?: () => void
 }
 
 export interface Connected {
@@ -166,80 +171,105 @@ export async function completeConnect(deps: Deps, input: CallbackInput, log: Log
     throw exchangeFailure(err, retry)
   }
 
+  // From here on Carta has issued tokens: unless they end up recorded as a grant, they are queued
+  // for revocation before the refusal is answered (Carta's refresh tokens do not expire by time).
+  let queued = false
+  const queueUnrecorded = async (trx: Db) => {
+    await enqueueUnrecordedTokens(trx, deps.cipher, app.id, tokens, clock.now())
+    queued = true
+  }
   // RFC 6749 §5.1: `scope` is sent when it differs from the request; absent → as requested.
   const reported = tokens.scope !== undefined
   const granted = reported ? parseScopes(tokens.scope) : requested
-  const unasked = missingScopes(granted, requested)
-  if (unasked.length) {
-    log.warn({ app: app.key, unasked }, 'Carta granted scopes that were not requested')
-    throw new DomainError('connect.unrequested_scope', `Carta granted unrequested ${unasked.join(' ')}.`, {
-      ...retry,
-      scopes: unasked,
-    })
-  }
-
-  let user: CartaUser | null = null
-  if (granted.includes('read_user_info')) {
-    try {
-      user = await fetchUser(appConfig, tokens.accessToken, { timeoutMs: config.cartaTimeoutMs })
-    } catch (err) {
-      const e = err instanceof CartaApiError ? err : new CartaApiError('unavailable', 'user lookup failed')
-      log.warn({ app: app.key, kind: e.kind, reason: e.message }, 'Carta user lookup failed')
-      throw new DomainError('connect.user_unknown', `Carta user lookup failed: ${e.message}`, {
-        ...retry,
-        timeout: Boolean(e.details.timeout),
-      })
-    }
-  }
-
-  const now = clock.now()
-  const identity = user ? { cartaUserId: user.id, email: user.email, name: user.name } : null
-  const mismatch = (reason: string) =>
-    identityMismatch(
-      deps,
-      log,
-      { expectedUserId: stateRow.expected_user_id!, linkId: stateRow.link_id, appId: app.id, reason },
-      now,
-    )
-  if (stateRow.expected_user_id) {
-    const expected = await findEndUser(db, stateRow.expected_user_id)
-    if (expected?.carta_user_id && expected.carta_user_id !== identity?.cartaUserId)
-      return mismatch(identity ? 'different Carta user' : 'Carta identity not shared')
-  }
-
   let recorded: Omit<Connected, 'returnTo'>
   try {
-    recorded = await db.transaction().execute(async (trx) => {
-      const { userId, createdLocalKey } = await targetUser(trx, {
-        identity,
-        localKey: input.localKey,
-        expectedUserId: stateRow.expected_user_id,
-        now,
+    const unasked = missingScopes(granted, requested)
+    if (unasked.length) {
+      log.warn({ app: app.key, unasked }, 'Carta granted scopes that were not requested')
+      throw new DomainError('connect.unrequested_scope', `Carta granted unrequested ${unasked.join(' ')}.`, {
+        ...retry,
+        scopes: unasked,
       })
-      const result = await changeGrant(
-        trx,
-        deps.cipher,
-        {
-          kind: 'granted',
-          userId,
-          app,
-          requested,
-          granted,
-          source: reported ? 'reported' : 'assumed',
-          tokens,
-          actor: `user:${userId}`,
-          details: stateRow.link_id ? { linkId: stateRow.link_id } : {},
-        },
+    }
+
+    let user: CartaUser | null = null
+    if (granted.includes('read_user_info')) {
+      try {
+        user = await fetchUser(appConfig, tokens.accessToken, { timeoutMs: config.cartaTimeoutMs })
+      } catch (err) {
+        const e = err instanceof CartaApiError ? err : new CartaApiError('unavailable', 'user lookup failed')
+        log.warn({ app: app.key, kind: e.kind, reason: e.message }, 'Carta user lookup failed')
+        throw new DomainError('connect.user_unknown', `Carta user lookup failed: ${e.message}`, {
+          ...retry,
+          timeout: Boolean(e.details.timeout),
+        })
+      }
+    }
+
+    const now = clock.now()
+    const identity = user ? { cartaUserId: user.id, email: user.email, name: user.name } : null
+    const mismatch = (reason: string) =>
+      identityMismatch(
+        deps,
+        log,
+        { expectedUserId: stateRow.expected_user_id!, linkId: stateRow.link_id, appId: app.id, reason },
         now,
+        queueUnrecorded,
       )
-      // A link is single-use: of two callbacks racing for it, the loser rolls back everything.
-      if (stateRow.link_id && !(await consumeLink(trx, stateRow.link_id, result.grantId, now)))
-        throw new DomainError('connect.link_unavailable', 'The link was used or expired meanwhile.', {})
-      return { userId, grantId: result.grantId, supersededGrantId: result.supersededGrantId, createdLocalKey }
-    })
+    if (stateRow.expected_user_id) {
+      const expected = await findEndUser(db, stateRow.expected_user_id)
+      if (expected?.carta_user_id && expected.carta_user_id !== identity?.cartaUserId)
+        return mismatch(identity ? 'different Carta user' : 'Carta identity not shared')
+    }
+
+    try {
+      recorded = await retryConflicts(log, () =>
+        db.transaction().execute(async (trx) => {
+          const { userId, createdLocalKey } = await targetUser(trx, {
+            identity,
+            localKey: input.localKey,
+            expectedUserId: stateRow.expected_user_id,
+            now,
+          })
+          const result = await changeGrant(
+            trx,
+            deps.cipher,
+            {
+              kind: 'granted',
+              userId,
+              app,
+              requested,
+              granted,
+              source: reported ? 'reported' : 'assumed',
+              tokens,
+              actor: `user:${userId}`,
+              details: stateRow.link_id ? { linkId: stateRow.link_id } : {},
+            },
+            now,
+          )
+          // A link is single-use: of two callbacks racing for it, the loser rolls back everything.
+          if (stateRow.link_id && !(await consumeLink(trx, stateRow.link_id, result.grantId, now)))
+            throw new DomainError('connect.link_unavailable', 'The link was used or expired meanwhile.', {})
+          return { userId, grantId: result.grantId, supersededGrantId: result.supersededGrantId, createdLocalKey }
+        }),
+      )
+    } catch (err) {
+      if (isDomainError(err, 'connect.identity_mismatch') && stateRow.expected_user_id)
+        return mismatch(err.details.reason)
+      throw err
+    }
   } catch (err) {
-    if (isDomainError(err, 'connect.identity_mismatch') && stateRow.expected_user_id)
-      return mismatch(err.details.reason)
+    if (!queued) {
+      try {
+        await queueUnrecorded(db)
+      } catch (queueErr) {
+        log.error({ err: queueErr, app: app.key }, 'could not queue the revocation of unrecorded Carta tokens')
+      }
+    }
+    if (queued) {
+      log.warn({ app: app.key }, 'Carta tokens not recorded: queued for revocation')
+      input.onTokensQueued?.()
+    }
     throw err
   }
   log.info(
@@ -257,6 +287,23 @@ export async function completeConnect(deps: Deps, input: CallbackInput, log: Log
 }
 
 type Trx = Transaction<Database>
+
+/**
+ * Runs a transaction again when it lost a race that leaves nothing behind (it rolled back): a
+ * deadlock, a serialization failure, a concurrent insert of the same unique key. Everything it
+ * reads is read again, so the second run sees the winner's rows.
+ */
+async function retryConflicts<T>(log: Logger, run: () => Promise<T>, attempts = 4): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await run()
+    } catch (err) {
+      if (attempt >= attempts || !isRetryableConflict(err)) throw err
+      log.warn({ attempt, code: (err as { code?: string }).code }, 'connect transaction lost a race; running it again')
+      await new Promise((resolve) => setTimeout(resolve, 5 + Math.random() * 20 * attempt))
+    }
+  }
+}
 
 /**
  * The end user the new grant belongs to. A link's flow: the link's user, provided Carta says it is
@@ -307,13 +354,18 @@ async function identityMismatch(
   log: Logger,
   attempt: { expectedUserId: number; linkId: number | null; appId: number; reason: string },
   now: number,
+  queueUnrecorded: (trx: Db) => Promise<void>,
 ): Promise<never> {
-  await recordAudit(deps.db, now, {
-    type: 'link.identity_mismatch',
-    actor: 'anonymous',
-    userId: attempt.expectedUserId,
-    appId: attempt.appId,
-    details: { linkId: attempt.linkId, reason: attempt.reason },
+  // The attempt and the revocation of the tokens it obtained: one transaction.
+  await deps.db.transaction().execute(async (trx) => {
+    await recordAudit(trx, now, {
+      type: 'link.identity_mismatch',
+      actor: 'anonymous',
+      userId: attempt.expectedUserId,
+      appId: attempt.appId,
+      details: { linkId: attempt.linkId, reason: attempt.reason },
+    })
+    await queueUnrecorded(trx)
   })
   log.warn(
     { expectedUserId: attempt.expectedUserId, linkId: attempt.linkId, reason: attempt.reason },

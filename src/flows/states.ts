@@ -4,6 +4,7 @@
 import { randomBytes } from 'node:crypto'
 import type { Kysely, Selectable } from 'kysely'
 import type { Clock } from '../clock.js'
+import { pruneInBatches } from '../db/prune.js'
 import type { Database, OAuthStateTable } from '../db/schema.js'
 import type { Job } from '../jobs/runner.js'
 import { DAY_MS } from '../time.js'
@@ -80,12 +81,13 @@ export async function consumeState(
   return { ok: false, reason: 'expired' }
 }
 
-export async function pruneStates(db: Kysely<Database>, now: number): Promise<number> {
-  const result = await db
-    .deleteFrom('oauth_states')
-    .where('expires_at', '<', now - KEEP_MS)
-    .executeTakeFirst()
-  return Number(result.numDeletedRows)
+/** Deletes states past their diagnosis period, in bounded batches (db/prune.ts). */
+export async function pruneStates(
+  db: Kysely<Database>,
+  now: number,
+  options: { batch?: number; maxBatches?: number } = {},
+): Promise<number> {
+  return pruneInBatches(db, 'oauth_states', now - KEEP_MS, options)
 }
 
 /** Deletes states past their diagnosis period, every PRUNE_EVERY_MS while the job runner is started. */

@@ -53,10 +53,30 @@ export async function changeGrant(
   change: GrantChange,
   now: number,
 ): Promise<GrantChangeResult> {
+  await lockUser(trx, change)
   const result = await apply(trx, cipher, change, now)
   // What depends on a user's grants, kept in step in the same transaction.
   if (result.changed) await syncUserRollouts(trx, result.userId)
   return result
+}
+
+/**
+ * Takes the user's row lock first (a no-op UPDATE; SQLite serializes writers anyway), so two
+ * changes for one user run one after the other: the second sees the first's active grant and
+ * supersedes it instead of both staying active. Locks are then taken in one order everywhere: the
+ * user, the grants, the counters (membership.ts, sorted).
+ */
+async function lockUser(trx: Trx, change: GrantChange): Promise<void> {
+  const userId =
+    change.kind === 'granted'
+      ? change.userId
+      : (await trx.selectFrom('grants').select('user_id').where('id', '=', change.grantId).executeTakeFirst())?.user_id
+  if (userId === undefined) return
+  await trx
+    .updateTable('end_users')
+    .set((eb) => ({ updated_at: eb.ref('updated_at') }))
+    .where('id', '=', userId)
+    .execute()
 }
 
 async function apply(trx: Trx, cipher: TokenCipher, change: GrantChange, now: number): Promise<GrantChangeResult> {

@@ -5,14 +5,14 @@
 import { randomInt } from 'node:crypto'
 import type { Clock } from '../clock.js'
 import type { Config } from '../config.js'
-import type { Transaction } from 'kysely'
+import type { Kysely, Transaction } from 'kysely'
 import type { Db } from '../db/index.js'
 import type { Database } from '../db/schema.js'
 import type { Job } from '../jobs/runner.js'
 import type { Logger } from '../log.js'
 import { recordAudit } from '../audit/events.js'
 import { appConfigFor } from '../apps/apps.js'
-import { CartaOAuthError, revokeToken } from '../carta/oauth-client.js'
+import { CartaOAuthError, type TokenSet, revokeToken } from '../carta/oauth-client.js'
 import type { TokenCipher } from './token-cipher.js'
 
 export interface RevocationDeps {
@@ -81,6 +81,46 @@ export async function enqueueGrantRevocation(
       })
       .execute()
   }
+  return rows.length
+}
+
+/**
+ * Queues tokens Carta issued that the ledger did not record (a callback refused after the code
+ * exchange: an identity mismatch, an unrequested scope, a failed user lookup or transaction).
+ * Carta's refresh tokens do not expire by time, so such tokens would stay usable at Carta for
+ * good; they are sealed and queued like a superseded grant's, with no grant (RFC 7009 §2.1: the
+ * refresh token first).
+ */
+export async function enqueueUnrecordedTokens(
+  db: Kysely<Database>,
+  cipher: TokenCipher,
+  appId: number,
+  tokens: Pick<TokenSet, 'accessToken' | 'refreshToken'>,
+  now: number,
+): Promise<number> {
+  const access = cipher.seal(tokens.accessToken)
+  const rows = [
+    ...(tokens.refreshToken
+      ? [{ token: cipher.seal(tokens.refreshToken, access.keyId).value, token_type_hint: 'refresh_token' as const }]
+      : []),
+    { token: access.value, token_type_hint: 'access_token' as const },
+  ]
+  await db
+    .insertInto('token_revocations')
+    .values(
+      rows.map((row) => ({
+        grant_id: null,
+        app_id: appId,
+        key_id: access.keyId,
+        ...row,
+        next_attempt_at: now,
+        last_error: null,
+        lock_until: null,
+        created_at: now,
+        done_at: null,
+      })),
+    )
+    .execute()
   return rows.length
 }
 
@@ -153,7 +193,10 @@ async function sendOne(deps: RevocationDeps, id: number): Promise<keyof Revocati
     ])
     .where('token_revocations.id', '=', id)
     .executeTakeFirstOrThrow()
-  const grant = await db.selectFrom('grants').select(['user_id']).where('id', '=', row.grant_id).executeTakeFirst()
+  const grant =
+    row.grant_id === null
+      ? undefined
+      : await db.selectFrom('grants').select(['user_id']).where('id', '=', row.grant_id).executeTakeFirst()
 
   let error: string | null = null
   const appConfig = appConfigFor(config.apps, { key: row.app_key })

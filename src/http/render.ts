@@ -49,3 +49,12 @@ export async function renderError(
 ): Promise<FastifyReply> {
   return renderPage(request, reply, 'error', { title, message, statusCode, ...extra }, statusCode)
 }
+
+/**
+ * For pages that show a live reauthorization link or token: no copy in any cache, shared or
+ * private (RFC 9111 §5.2.2.5), so it is not replayed from a proxy or the back button of a shared
+ * machine.
+ */
+export function noStore(reply: FastifyReply): void {
+  reply.header('cache-control', 'no-store')
+}

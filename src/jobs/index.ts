@@ -2,6 +2,7 @@
 // "Where each kind of change goes"). The HTTP layer's jobs plugin runs them (src/http/plugins/jobs.ts).
 import { stateCleanupJob } from '../flows/states.js'
 import type { AppDeps } from '../deps.js'
+import { sessionCleanupJob } from '../db/prune.js'
 import { revocationJob } from '../grants/revocation.js'
 import type { Logger } from '../log.js'
 import { reportScheduleJob } from '../reports/scheduler.js'
@@ -13,6 +14,7 @@ export function createJobs(deps: AppDeps, logFor: (name: string) => Logger) {
     'rollout-build': rolloutBuildJob(deps),
     reports: reportScheduleJob({ ...deps, log: logFor('reports') }),
     'oauth-states': stateCleanupJob(deps),
+    sessions: sessionCleanupJob(deps),
   }
 }
 

@@ -333,6 +333,8 @@ export interface BulkResult {
 const BATCH = 500
 
 export type LinkedRow = LackingRow & { link: LinkRow }
+/** A row of the read-only export: the user's outstanding link, if there is one. */
+export type MaybeLinkedRow = LackingRow & { link: LinkRow | null }
 
 /**
  * Ensures every user matching the filter has an outstanding link, page by page of the lacking
@@ -406,6 +408,79 @@ export async function issueLinksBulk(
 export const CSV_HEADER = ['user_id', 'carta_user_id', 'email', 'missing_scopes', 'link_url', 'expires_at']
 
 /**
+ * Pages through the users matching the filter with their outstanding links, writing nothing (a
+ * GET download must not change state, RFC 9110 §9.2.1). Users without a link come with null.
+ */
+export async function readLinksForFilter(
+  db: Kysely<Database>,
+  context: LinkContext,
+  input: { rolloutId: number; filter: LackingFilter },
+  onBatch: (rows: MaybeLinkedRow[]) => void | Promise<void>,
+): Promise<{ matched: number; withoutLink: number }> {
+  const now = context.clock.now()
+  const filter: LackingFilter = { ...input.filter, sort: 'user' }
+  const totals = { matched: 0, withoutLink: 0 }
+  let after: string | undefined
+  for (;;) {
+    const page = await listLacking(db, input.rolloutId, filter, { limit: BATCH, ...(after ? { after } : {}) })
+    if (page.rows.length === 0) break
+    const existing = await db
+      .selectFrom('reauth_links')
+      .selectAll()
+      .where('rollout_id', '=', input.rolloutId)
+      .where(
+        'user_id',
+        'in',
+        page.rows.map((m) => m.userId),
+      )
+      .where('used_at', 'is', null)
+      .where('expires_at', '>', now)
+      .orderBy('id', 'asc')
+      .execute()
+    const byUser = new Map(existing.map((row) => [row.user_id, row]))
+    const rows = page.rows.map((m) => ({ ...m, link: byUser.get(m.userId) ?? null }))
+    totals.matched += rows.length
+    totals.withoutLink += rows.filter((r) => r.link === null).length
+    await onBatch(rows)
+    if (!page.nextCursor) break
+    after = page.nextCursor
+  }
+  return totals
+}
+
+function linkCsvLine(context: LinkContext, row: MaybeLinkedRow): string {
+  return csvLine([
+    row.userId,
+    row.cartaUserId,
+    row.email,
+    row.missing.join(' '),
+    row.link ? linkUrl(context, row.link) : '',
+    row.link ? new Date(row.link.expires_at).toISOString() : '',
+  ])
+}
+
+/**
+ * The read-only CSV export: one row per user matching the filter with the outstanding link, or
+ * empty link columns where none is outstanding (issuing is exportLinksCsv, a POST). Writes nothing.
+ */
+export async function readLinksCsv(
+  db: Kysely<Database>,
+  context: LinkContext,
+  input: { rolloutId: number; filter: LackingFilter },
+  write: (chunk: string) => Promise<void>,
+): Promise<{ matched: number; withoutLink: number }> {
+  let pending = csvLine(CSV_HEADER)
+  const result = await readLinksForFilter(db, context, input, async (rows) => {
+    let chunk = pending
+    pending = ''
+    for (const row of rows) chunk += linkCsvLine(context, row)
+    await write(chunk)
+  })
+  if (pending) await write(pending)
+  return result
+}
+
+/**
  * The CSV export: header, then one row per user matching the filter, each with a working link
  * (issued for rows lacking one). `write` applies back-pressure. Audited once (`links.exported`).
  */
@@ -420,16 +495,7 @@ export async function exportLinksCsv(
   const result = await ensureLinksForFilter(db, context, input, async (rows) => {
     let chunk = pending
     pending = ''
-    for (const row of rows) {
-      chunk += csvLine([
-        row.userId,
-        row.cartaUserId,
-        row.email,
-        row.missing.join(' '),
-        linkUrl(context, row.link),
-        new Date(row.link.expires_at).toISOString(),
-      ])
-    }
+    for (const row of rows) chunk += linkCsvLine(context, row)
     await write(chunk)
   })
   if (pending) await write(pending)

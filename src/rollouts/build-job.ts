@@ -7,7 +7,7 @@ import type { Clock } from '../clock.js'
 import type { Db } from '../db/index.js'
 import type { Job } from '../jobs/runner.js'
 import type { Logger } from '../log.js'
-import { type BuildStats, newBuildOwner, runRolloutBuild } from './build.js'
+import { type BuildStats, newBuildOwner, releaseDeadLocalLeases, runRolloutBuild } from './build.js'
 
 export const RESCAN_INTERVAL_MS = 30_000
 
@@ -15,6 +15,7 @@ export function rolloutBuildJob(deps: { db: Db; clock: Clock }): Job {
   const running = new Map<number, Promise<BuildStats | null>>()
   const owner = newBuildOwner()
   let stopped = false
+  let firstPass = true
 
   const build = (rolloutId: number, log: Logger): Promise<BuildStats | null> => {
     const run = runRolloutBuild(deps.db, rolloutId, {
@@ -52,6 +53,12 @@ export function rolloutBuildJob(deps: { db: Db; clock: Clock }): Job {
     everyMs: RESCAN_INTERVAL_MS,
     run: async (log) => {
       if (stopped) return { started: 0 }
+      if (firstPass) {
+        // Resume at once what this host's dead previous run left mid-build (README, "Rollouts").
+        firstPass = false
+        const released = await releaseDeadLocalLeases(deps.db, owner, deps.clock.now())
+        if (released.length) log.info({ rolloutIds: released }, 'took over builds left by a dead previous run')
+      }
       const rows = await deps.db
         .selectFrom('rollouts')
         .select('id')

@@ -68,6 +68,53 @@ export function newBuildOwner(): string {
   return `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`
 }
 
+/**
+ * True when a lease owner (`host:pid:nonce`, newBuildOwner) is a previous run of this host that is
+ * gone: the same host name and either no process with that pid (signal 0 answers ESRCH), or our
+ * own pid with another nonce (a restarted container is pid 1 again). A pid reused by an unrelated
+ * process, or another host, is not: that lease runs out on its own (BUILD_LEASE_MS).
+ */
+export function isDeadLocalOwner(leaseOwner: string, ownOwner: string): boolean {
+  const [host, pidText, nonce] = leaseOwner.split(':')
+  const [ownHost, ownPid, ownNonce] = ownOwner.split(':')
+  if (!host || host !== ownHost || !pidText || !/^\d+$/.test(pidText)) return false
+  if (pidText === ownPid) return nonce !== ownNonce
+  try {
+    process.kill(Number(pidText), 0)
+    return false
+  } catch (err) {
+    return (err as { code?: string }).code === 'ESRCH'
+  }
+}
+
+/**
+ * On start: releases the build leases still held by this host's dead previous run (kill -9, a
+ * crash, a restart), so their builds resume at once instead of after BUILD_LEASE_MS. Conditional
+ * on the owner, so a lease renewed meanwhile by a live builder is left alone. Returns the ids.
+ */
+export async function releaseDeadLocalLeases(db: Db, ownOwner: string, now: number): Promise<number[]> {
+  const held = await db
+    .selectFrom('rollouts')
+    .select(['id', 'build_lock_owner'])
+    .where('status', '=', 'active')
+    .where('build_status', '=', 'building')
+    .where('build_lock_owner', 'is not', null)
+    .where('build_lock_until', '>=', now)
+    .execute()
+  const released: number[] = []
+  for (const row of held) {
+    if (!row.build_lock_owner || !isDeadLocalOwner(row.build_lock_owner, ownOwner)) continue
+    const result = await db
+      .updateTable('rollouts')
+      .set({ build_lock_owner: null, build_lock_until: null })
+      .where('id', '=', row.id)
+      .where('build_lock_owner', '=', row.build_lock_owner)
+      .executeTakeFirst()
+    if (Number(result.numUpdatedRows) === 1) released.push(row.id)
+  }
+  return released
+}
+
 /** Takes the build lease when free, expired or already ours (one conditional UPDATE). */
 export async function takeBuildLease(
   db: Db,

@@ -66,20 +66,37 @@ export function memberBuckets(m: Pick<Membership, 'state' | 'missing' | 'appId'>
   return ['members', m.state, ...m.missing.map((s) => `missing:${s}`), ...(m.appId !== null ? [`app:${m.appId}`] : [])]
 }
 
-/** Adds the deltas to rollout_counts with a portable upsert (count = count + delta). */
+/**
+ * Adds the deltas to rollout_counts with a portable upsert (count = count + delta), in ONE
+ * statement whose rows are sorted by (rollout, bucket): concurrent transactions then lock counter
+ * rows in the same order and cannot deadlock on them (PostgreSQL locks the rows of a multi-row
+ * INSERT … ON CONFLICT DO UPDATE in VALUES order).
+ */
 export async function applyCountDeltas(db: Trx, rolloutId: number, deltas: Map<string, number>): Promise<void> {
-  for (const [bucket, delta] of deltas) {
-    if (delta === 0) continue
-    await db
-      .insertInto('rollout_counts')
-      .values({ rollout_id: rolloutId, bucket, count: delta })
-      .onConflict((oc) =>
-        oc
-          .columns(['rollout_id', 'bucket'])
-          .doUpdateSet((eb) => ({ count: eb('rollout_counts.count', '+', eb.ref('excluded.count')) })),
-      )
-      .execute()
-  }
+  await applyAllCountDeltas(
+    db,
+    [...deltas].map(([bucket, delta]) => ({ rolloutId, bucket, delta })),
+  )
+}
+
+export async function applyAllCountDeltas(
+  db: Trx,
+  deltas: Array<{ rolloutId: number; bucket: string; delta: number }>,
+): Promise<void> {
+  const rows = deltas
+    .filter((d) => d.delta !== 0)
+    .sort((a, b) => a.rolloutId - b.rolloutId || (a.bucket < b.bucket ? -1 : a.bucket > b.bucket ? 1 : 0))
+    .map((d) => ({ rollout_id: d.rolloutId, bucket: d.bucket, count: d.delta }))
+  if (rows.length === 0) return
+  await db
+    .insertInto('rollout_counts')
+    .values(rows)
+    .onConflict((oc) =>
+      oc
+        .columns(['rollout_id', 'bucket'])
+        .doUpdateSet((eb) => ({ count: eb('rollout_counts.count', '+', eb.ref('excluded.count')) })),
+    )
+    .execute()
 }
 
 /** What the database says about one user, for computeMembership. */
@@ -127,6 +144,7 @@ export async function syncUserRollouts(db: Trx, userId: number): Promise<void> {
     .selectFrom('rollouts')
     .select(['id', 'required_scopes'])
     .where('status', '=', 'active')
+    .orderBy('id')
     .execute()
   if (rollouts.length === 0) return
   const inputs = await loadMemberInputs(db, userId)
@@ -143,6 +161,8 @@ export async function syncUserRollouts(db: Trx, userId: number): Promise<void> {
     .execute()
   const before = new Map(existing.map((row) => [row.rollout_id, row]))
 
+  // Counter rows are shared by every user: their deltas are applied last, in one sorted statement.
+  const counterDeltas: Array<{ rolloutId: number; bucket: string; delta: number }> = []
   for (const rollout of rollouts) {
     const next = computeMembership({ ...inputs, required: parseScopes(rollout.required_scopes) })
     const old = before.get(rollout.id)
@@ -199,8 +219,9 @@ export async function syncUserRollouts(db: Trx, userId: number): Promise<void> {
         .values(added.map((scope) => ({ rollout_id: rollout.id, scope, user_id: userId })))
         .execute()
     }
-    await applyCountDeltas(db, rollout.id, deltas)
+    for (const [bucket, delta] of deltas) counterDeltas.push({ rolloutId: rollout.id, bucket, delta })
   }
+  await applyAllCountDeltas(db, counterDeltas)
 }
 
 /** A slice of end users by id: `after < id <= upto` (upto null: to the end). */
@@ -424,7 +445,7 @@ export async function storedCounts(db: Db, rolloutId: number): Promise<Map<strin
 export async function syncUsersOnApp(db: Trx, appId: number): Promise<void> {
   const app = await db.selectFrom('oauth_apps').select('status').where('id', '=', appId).executeTakeFirst()
   if (!app) return
-  const rollouts = await db.selectFrom('rollouts').select('id').where('status', '=', 'active').execute()
+  const rollouts = await db.selectFrom('rollouts').select('id').where('status', '=', 'active').orderBy('id').execute()
   for (const { id } of rollouts) {
     const members = db
       .selectFrom('rollout_members')

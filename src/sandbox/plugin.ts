@@ -20,6 +20,7 @@ import {
   ResetControl,
   RevokeForm,
   ShrinkControl,
+  WidenControl,
   SignInForm,
   SignOutForm,
   TokenForm,
@@ -707,6 +708,14 @@ export async function sandboxPlugin(app: FastifyInstance, options: SandboxPlugin
     )
     request.log.info({ endpoint, status, times, reason }, 'sandbox: failures armed')
     return { endpoint, status, times }
+  })
+
+  app.post('/_control/widen', { preValidation: jsonOnly, schema: { body: WidenControl } }, async (request, reply) => {
+    const body = jsonBody(request, reply)
+    if (!body) return reply
+    store.widenNext = [...(body.addScopes as string[])]
+    request.log.info({ addScopes: store.widenNext }, 'sandbox: the next code grants more than chosen')
+    return { addScopes: store.widenNext }
   })
 
   app.post('/_control/shrink', { preValidation: jsonOnly, schema: { body: ShrinkControl } }, async (request, reply) => {

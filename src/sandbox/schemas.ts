@@ -53,6 +53,10 @@ export const ShrinkControl = Type.Object({
   clientId: Type.String({ maxLength: 200 }),
   removeScopes: Type.Array(Type.String({ maxLength: 200 }), { minItems: 1, maxItems: 100 }),
 })
+/** The next code issued grants these scopes on top of those the user chose (RFC 6749 §3.3 allows it). */
+export const WidenControl = Type.Object({
+  addScopes: Type.Array(Type.String({ maxLength: 200 }), { minItems: 1, maxItems: 100 }),
+})
 export const ResetControl = Type.Object({})
 
 /** The API's rate limit at run time; the control checks the numbers itself (0 = off). */

@@ -181,6 +181,7 @@ export class SandboxStore {
     this.grants.clear()
     this.tokens.clear()
     this.failures.clear()
+    this.widenNext = []
     this.rateLimiter.configure(this.initialRateLimit)
   }
 
@@ -259,8 +260,14 @@ export class SandboxStore {
     return pending
   }
 
-  issueCode(pending: PendingAuthorization, grantedScopes: string[]): string {
+  /** Scopes the next issued code grants beyond the user's choice (a test of the client's checks). */
+  widenNext: string[] = []
+
+  issueCode(pending: PendingAuthorization, chosenScopes: string[]): string {
     this.prune()
+    const extra = this.widenNext.filter((s) => !chosenScopes.includes(s))
+    this.widenNext = []
+    const grantedScopes = [...chosenScopes, ...extra]
     const code = random(32)
     this.codes.set(code, {
       clientId: pending.clientId,

@@ -58,12 +58,26 @@ export async function resolveEndUser(
         createdLocalKey: null,
       }
     }
-    const id = await insertUser(
-      trx,
-      { carta_user_id: identity.cartaUserId, local_key: null, email: identity.email, name: identity.name },
-      now,
-    )
-    return { user: (await findEndUser(trx, id))!, createdLocalKey: null }
+    // Two browsers connecting the same Carta user for the first time race here: the loser's
+    // insert waits for the winner's commit and does nothing; the next statement sees the winner's
+    // row (PostgreSQL READ COMMITTED takes a fresh snapshot per statement).
+    await trx
+      .insertInto('end_users')
+      .values({
+        carta_user_id: identity.cartaUserId,
+        local_key: null,
+        email: identity.email,
+        name: identity.name,
+        active_grant_id: null,
+        status: 'connected',
+        created_at: now,
+        updated_at: now,
+      })
+      .onConflict((oc) => oc.column('carta_user_id').doNothing())
+      .execute()
+    const user = await findEndUserByCartaId(trx, identity.cartaUserId)
+    if (!user) throw new Error(`end user for Carta user ${identity.cartaUserId} vanished`)
+    return { user, createdLocalKey: null }
   }
   if (localKey) {
     const local = await trx.selectFrom('end_users').selectAll().where('local_key', '=', localKey).executeTakeFirst()

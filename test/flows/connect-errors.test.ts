@@ -22,6 +22,8 @@ async function assertRefused(
   status: number,
   text: RegExp,
   logReason?: RegExp,
+  /** Refusals after the code exchange queue the tokens Carta issued for revocation (refresh + access). */
+  queued = 0,
 ) {
   t.equal(res.status, status, `status ${status}`)
   t.match(res.text, text, 'page explains')
@@ -37,7 +39,11 @@ async function assertRefused(
     app.logs.some((l) => JSON.stringify(l).includes(CODE)),
     'the code never appears in the log',
   )
-  t.same(await ledgerCounts(app.db), EMPTY_LEDGER, 'nothing recorded')
+  t.same(
+    await ledgerCounts(app.db),
+    { ...EMPTY_LEDGER, token_revocations: queued },
+    queued ? 'nothing recorded but the revocation of the tokens Carta issued' : 'nothing recorded',
+  )
 }
 
 t.test('missing state', async (t) => {
@@ -188,7 +194,7 @@ t.test('a granted scope that was not requested', async (t) => {
   fake.token = () => bearerToken('read_user_info readwrite_everything')
   const { state } = await beginConnect(agent, app.url)
   const res = await callback(agent, app.url, { code: CODE, state })
-  await assertRefused(t, app, res, 502, /did not ask for[\s\S]*readwrite_everything/, /readwrite_everything/)
+  await assertRefused(t, app, res, 502, /did not ask for[\s\S]*readwrite_everything/, /readwrite_everything/, 2)
   t.equal(fake.apiRequests.length, 0, 'the user endpoint was not called')
 })
 
@@ -197,7 +203,7 @@ t.test('user endpoint fails after the exchange', async (t) => {
   fake.user = () => ({ status: 500, raw: 'oops', contentType: 'text/plain' })
   const { state } = await beginConnect(agent, app.url)
   const res = await callback(agent, app.url, { code: CODE, state })
-  await assertRefused(t, app, res, 502, /did not tell us who you are/)
+  await assertRefused(t, app, res, 502, /did not tell us who you are/, undefined, 2)
 })
 
 t.test('unknown app', async (t) => {

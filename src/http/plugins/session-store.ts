@@ -10,6 +10,7 @@ import type { SessionStore } from '@fastify/session'
 import type { Session } from 'fastify'
 import type { Kysely } from 'kysely'
 import type { Clock } from '../../clock.js'
+import { pruneInBatches } from '../../db/prune.js'
 import type { Database } from '../../db/schema.js'
 import type { Logger } from '../../log.js'
 import { DAY_MS } from '../../time.js'
@@ -57,10 +58,9 @@ export class DatabaseSessionStore implements SessionStore {
     this.settle(remove(), () => callback(), callback)
   }
 
-  /** Deletes expired sessions; run periodically. */
+  /** Deletes expired sessions (in bounded batches); the job `sessions` (db/prune.ts) runs it on a schedule. */
   async prune(): Promise<number> {
-    const result = await this.db.deleteFrom('sessions').where('expires_at', '<=', this.clock.now()).executeTakeFirst()
-    return Number(result.numDeletedRows)
+    return pruneInBatches(this.db, 'sessions', this.clock.now() + 1)
   }
 
   /** Hands the outcome to @fastify/session; a throw from its continuation is logged, never rejected. */

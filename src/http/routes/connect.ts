@@ -42,6 +42,7 @@ const connect: FastifyPluginAsyncTypebox = async (app) => {
         currentUrl: new URL(request.url, config.publicUrl),
         sessionId: request.session.sessionId,
         localKey: request.session.localKey ?? null,
+        onTokensQueued: () => app.jobs.kick('revocations'),
       },
       request.log,
     )

@@ -6,7 +6,7 @@ import { linkAuthorization, linkPage } from '../../flows/reauthorize.js'
 import { describeScopes } from '../../scopes.js'
 import { isoDate } from '../../time.js'
 import { sendToCarta } from '../authorize.js'
-import { renderPage } from '../render.js'
+import { noStore, renderPage } from '../render.js'
 import { Text } from '../schemas.js'
 
 // Any token is looked at (and a refusal audited); resolveLink checks its shape and signature.
@@ -17,6 +17,7 @@ const reauthorize: FastifyPluginAsyncTypebox = async (app) => {
   const oauthLimit = { rateLimit: { max: config.rateLimits.oauthPerMinute, timeWindow: '1 minute' } }
 
   app.get('/reauthorize/:token', { config: oauthLimit, schema: { params: TokenParams } }, async (request, reply) => {
+    noStore(reply) // the token is in the page
     const page = await linkPage(app.deps, request.params.token, request.log)
     return renderPage(request, reply, 'reauthorize', {
       title: 'Update your Carta permissions',

@@ -5,11 +5,18 @@ import { Type } from 'typebox'
 import type { Db } from '../../../db/index.js'
 import { DomainError } from '../../../errors.js'
 import { type LackingFilter, filterQuery, lackingFilter, listLacking } from '../../../rollouts/lacking.js'
-import { exportLinksCsv, issueLink, issueLinksBulk, linkContextFrom, userLinks } from '../../../links/links.js'
+import {
+  exportLinksCsv,
+  issueLink,
+  issueLinksBulk,
+  linkContextFrom,
+  readLinksCsv,
+  userLinks,
+} from '../../../links/links.js'
 import { findRollout } from '../../../rollouts/rollouts.js'
 import { formatTime, isoDate } from '../../../time.js'
 import { sendCsv } from '../../csv.js'
-import { renderPage } from '../../render.js'
+import { noStore, renderPage } from '../../render.js'
 import { Id, IdParams, LackingFilterFields } from '../../schemas.js'
 import { operatorActor } from './access.js'
 
@@ -66,20 +73,44 @@ const links: FastifyPluginAsyncTypebox = async (app) => {
     },
   )
 
-  // A GET that issues links: the export must hand out a working link on every row. Issuing is
-  // idempotent (outstanding links are reused) and the file only reaches the operator.
+  // The download only reads (RFC 9110 §9.2.1: a cross-site navigation must not issue links): the
+  // users the filter lists with their outstanding links, empty where none is outstanding.
   app.get(
     '/rollouts/:id/links.csv',
     { schema: { params: IdParams, querystring: Type.Object(LackingFilterFields) } },
     async (request, reply) => {
       const rolloutId = request.params.id
       const filter = lackingFilter(request.query)
+      const rollout = await findRollout(db, rolloutId)
+      if (!rollout) throw new DomainError('rollout.not_found', `There is no rollout ${rolloutId}.`, { rolloutId })
+      // An archived rollout's links no longer reauthorize anything: nothing to hand out.
+      if (rollout.status !== 'active')
+        throw new DomainError('rollout.archived', 'An archived rollout issues no more links.', { rolloutId })
+      // Refuse a bad filter (unknown scope or app) with a page, before the file starts streaming.
+      await listLacking(db, rolloutId, filter, { limit: 1 })
+      return sendCsv(
+        request,
+        reply,
+        `rollout-${rolloutId}-links-${isoDate(clock.now())}.csv`,
+        (write) => readLinksCsv(db, context, { rolloutId, filter }, write),
+        (result) => request.log.info({ rolloutId, ...result }, 'reauthorization links downloaded'),
+      )
+    },
+  )
+
+  // Issuing the missing links, then the file with a working link on every row: a CSRF-protected
+  // POST (the rollout page's form). Issuing is idempotent (outstanding links are reused).
+  app.post(
+    '/rollouts/:id/links.csv',
+    { ...csrf, schema: { params: IdParams, body: Type.Object(LackingFilterFields) } },
+    async (request, reply) => {
+      const rolloutId = request.params.id
+      const filter = lackingFilter(request.body)
       const issuedBy = operatorActor(request)
       const rollout = await findRollout(db, rolloutId)
       if (!rollout) throw new DomainError('rollout.not_found', `There is no rollout ${rolloutId}.`, { rolloutId })
       if (rollout.status !== 'active')
         throw new DomainError('rollout.archived', 'An archived rollout issues no more links.', { rolloutId })
-      // Refuse a bad filter (unknown scope or app) with a page, before the file starts streaming.
       await listLacking(db, rolloutId, filter, { limit: 1 })
       return sendCsv(
         request,
@@ -100,6 +131,7 @@ const links: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request, reply) => {
+      noStore(reply) // the page shows the live link
       const { id: rolloutId, userId } = request.params
       const data = await userLinks(db, context, rolloutId, userId)
       const { user, latest } = data

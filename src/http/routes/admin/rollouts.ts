@@ -11,7 +11,7 @@ import { latestLinks, linkContextFrom } from '../../../links/links.js'
 import { MAX_NAME_LENGTH, archiveRollout, findRollout, listRollouts, startRollout } from '../../../rollouts/rollouts.js'
 import { parseScopes } from '../../../scopes.js'
 import { formatTime } from '../../../time.js'
-import { renderPage } from '../../render.js'
+import { noStore, renderPage } from '../../render.js'
 import { Id, IdParams, LackingFilterFields, Matching, Scope, Text } from '../../schemas.js'
 import { operatorActor } from './access.js'
 
@@ -122,6 +122,7 @@ const rollouts: FastifyPluginAsyncTypebox = async (app) => {
   })
 
   app.get('/rollouts/:id', { schema: { params: IdParams, querystring: RolloutQuery } }, async (request, reply) => {
+    noStore(reply) // the page shows live links
     const { id } = request.params
     const rollout = await findRollout(db, id)
     if (!rollout) throw new DomainError('rollout.not_found', `There is no rollout ${id}.`, { rolloutId: id })

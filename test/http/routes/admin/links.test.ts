@@ -326,18 +326,41 @@ t.test('operator routes: sign-in required, CSRF, issue one (reused, not multipli
     rows[1],
     `${bob},c-bob,"'=bob,""b""@example.org",read_issuer_capitalizationtablesummary read_issuer_info,${linkUrl({ publicUrl: app.url, secret: app.config.linkSigningSecret }, links[1]!)},${new Date(links[1]!.expires_at).toISOString()}`,
   )
-  t.match(await auditRows(app.db, 'links.exported'), [{ details: { matched: 2, issued: 0, reused: 2 } }])
+  t.same(await auditRows(app.db, 'links.exported'), [], 'the download writes nothing, not even an audit row')
 
-  // The CSV issues links for rows lacking one.
+  // The GET download only reads (a cross-site navigation can trigger a GET): a user without an
+  // outstanding link gets empty link columns and no link is issued.
   await app.db.deleteFrom('reauth_links').execute()
+  const auditBefore = (await auditRows(app.db)).length
   const playground = await app.db
     .selectFrom('oauth_apps')
     .select('id')
     .where('key', '=', 'playground')
     .executeTakeFirstOrThrow()
-  const fresh = await ops.get(`${app.url}/admin/rollouts/${rollout.id}/links.csv?app=${playground.id}`)
+  const readOnly = await ops.get(`${app.url}/admin/rollouts/${rollout.id}/links.csv?app=${playground.id}`)
+  t.equal(readOnly.status, 200)
+  t.equal(
+    readOnly.text.split('\r\n')[1],
+    `${bob},c-bob,"'=bob,""b""@example.org",read_issuer_capitalizationtablesummary read_issuer_info,,`,
+  )
+  t.equal(await linkCount(), 0, 'the download issued no link')
+  t.equal((await auditRows(app.db)).length, auditBefore, 'and wrote no audit row')
+
+  // Issuing the missing links is the POST (CSRF-protected), which then sends the file.
+  const noCsrf = await ops.post(`${app.url}/admin/rollouts/${rollout.id}/links.csv`, { app: String(playground.id) })
+  t.equal(noCsrf.status, 403, 'the POST without a CSRF token is refused')
+  t.equal(await linkCount(), 0)
+  const fresh = await ops.post(`${app.url}/admin/rollouts/${rollout.id}/links.csv`, {
+    _csrf: csrf,
+    app: String(playground.id),
+    scope: '',
+    q: '',
+  })
+  t.equal(fresh.status, 200)
   t.equal(fresh.text.split('\r\n').length, 3, 'header, bob, trailing empty')
+  t.match(fresh.text.split('\r\n')[1], /,http:\/\/127\.0\.0\.1:\d+\/reauthorize\/[^,]+,\d{4}-/, 'bob has a link')
   t.equal(await linkCount(), 1, 'bob got a link from the export')
+  t.match(await auditRows(app.db, 'links.exported'), [{ details: { matched: 1, issued: 1, reused: 0 } }])
 
   const badFilter = await ops.get(`${app.url}/admin/rollouts/${rollout.id}/links.csv?scope=read_nothing`)
   t.equal(badFilter.status, 400, 'unknown scope: a page, not a half-written file')
@@ -359,6 +382,11 @@ t.test('operator routes: sign-in required, CSRF, issue one (reused, not multipli
     (await ops.get(`${app.url}/admin/rollouts/${rollout.id}/links.csv`)).status,
     409,
     'archived rollout: no export',
+  )
+  t.equal(
+    (await ops.post(`${app.url}/admin/rollouts/${rollout.id}/links.csv`, { _csrf: csrf })).status,
+    409,
+    'archived rollout: no export that issues',
   )
   t.equal(
     (await ops.post(`${app.url}/admin/rollouts/${rollout.id}/links`, { _csrf: csrf, user_id: String(userId) })).status,
