@@ -3,7 +3,7 @@
 // Every query is by an indexed user id (grants_user, reauth_links_user, audit_events_user,
 // rollout_members primary key).
 import type { Kysely } from 'kysely'
-import type { Database } from '../db/schema.js'
+import type { Database, ScopeSource } from '../db/schema.js'
 import { DomainError } from '../errors.js'
 import { parseScopes } from '../scopes.js'
 
@@ -27,7 +27,11 @@ export interface UserPageData {
     appStatus: string
     requested: string[]
     granted: string[]
-    source: 'reported' | 'assumed'
+    source: ScopeSource
+    /** The import run that recorded it, null when connected through Scope Ledger. */
+    importRunId: number | null
+    /** Whether Scope Ledger holds its tokens (an import may bring none): refresh, probe, revoke. */
+    hasTokens: boolean
     status: string
     statusReason: string | null
     createdAt: number
@@ -69,6 +73,21 @@ export async function userPageData(db: Kysely<Database>, userId: number, now: nu
     .orderBy('grants.id', 'desc')
     .limit(USER_PAGE_GRANT_LIMIT)
     .execute()
+  const withTokens = new Set(
+    grants.length
+      ? (
+          await db
+            .selectFrom('grant_tokens')
+            .select('grant_id')
+            .where(
+              'grant_id',
+              'in',
+              grants.map((g) => g.id),
+            )
+            .execute()
+        ).map((r) => r.grant_id)
+      : [],
+  )
   const rollouts = await db
     .selectFrom('rollouts')
     .select(['id', 'name'])
@@ -132,6 +151,8 @@ export async function userPageData(db: Kysely<Database>, userId: number, now: nu
       requested: parseScopes(g.requested_scopes),
       granted: parseScopes(g.granted_scopes),
       source: g.scopes_source,
+      importRunId: g.import_run_id,
+      hasTokens: withTokens.has(g.id),
       status: g.status,
       statusReason: g.status_reason,
       createdAt: g.created_at,

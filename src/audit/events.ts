@@ -26,6 +26,7 @@ export const AUDIT_EVENT_TYPES = [
   'rollout.archived',
   'app.retired',
   'report.run',
+  'grants.imported',
 ] as const
 
 export type AuditEventType = (typeof AUDIT_EVENT_TYPES)[number]

@@ -22,10 +22,18 @@ export type GrantChange =
       app: { id: number; key: string }
       requested: string[]
       granted: string[]
-      /** reported: the token response listed the scopes; assumed: it did not (RFC 6749 §5.1). */
-      source: 'reported' | 'assumed'
-      tokens: TokenSet
+      /**
+       * reported: the token response listed the scopes; assumed: it did not (RFC 6749 §5.1);
+       * imported / unknown: an import file listed them / did not (src/README.md, "Imports").
+       */
+      source: 'reported' | 'assumed' | 'imported' | 'unknown'
+      /** Null: an imported grant whose tokens the integrator did not hand over. */
+      tokens: TokenSet | null
       actor: string
+      /** When the user authorized, if earlier than now (an imported grant's granted_at). */
+      grantedAt?: number
+      /** Set by an import: the run and the fingerprint of the row (same row again: no change). */
+      imported?: { runId: number; fingerprint: string }
       /** Extra facts for the grant.created event (e.g. the link it came through). */
       details?: Record<string, unknown>
     }
@@ -95,9 +103,11 @@ async function grant(
       scopes_source: change.source,
       status: 'active',
       status_reason: null,
-      created_at: now,
+      created_at: change.grantedAt ?? now,
       ended_at: null,
       superseded_by: null,
+      import_run_id: change.imported?.runId ?? null,
+      import_fingerprint: change.imported?.fingerprint ?? null,
     })
     .returning('id')
     .executeTakeFirstOrThrow()
@@ -107,10 +117,14 @@ async function grant(
       .insertInto('grant_scopes')
       .values(scopes.map((scope) => ({ grant_id: grantId, scope })))
       .execute()
-  await storeTokens(trx, cipher, grantId, change.tokens, now)
+  if (change.tokens) await storeTokens(trx, cipher, grantId, change.tokens, now)
 
   // One active grant per user: the previous one is superseded and its tokens queued for
   // revocation at Carta (RFC 7009); the revocation job sends them after this commits.
+  // An import revokes nothing: the integrator may still use the older tokens, and revoking one may
+  // revoke every token of the same authorization (RFC 7009 §2.1), the imported one included. The
+  // live copy goes either way (src/README.md, "Imports").
+  const revoke = !change.imported
   let queued = 0
   for (const old of previous) {
     await trx
@@ -119,7 +133,7 @@ async function grant(
       .where('id', '=', old.id)
       .execute()
     // Revocation rows carry the ciphertext as is; the live copy goes (no unused secrets at rest).
-    queued += await enqueueGrantRevocation(trx, old.id, now)
+    if (revoke) queued += await enqueueGrantRevocation(trx, old.id, now)
     await trx.deleteFrom('grant_tokens').where('grant_id', '=', old.id).execute()
     await recordAudit(trx, now, {
       type: 'grant.superseded',
@@ -127,7 +141,7 @@ async function grant(
       userId,
       grantId: old.id,
       appId: old.app_id,
-      details: { supersededBy: grantId },
+      details: { supersededBy: grantId, ...(revoke ? {} : { tokensRevoked: false }) },
     })
   }
   await trx
@@ -146,6 +160,8 @@ async function grant(
       requested: formatScopes(change.requested),
       granted,
       source: change.source,
+      ...(change.grantedAt !== undefined ? { grantedAt: new Date(change.grantedAt).toISOString() } : {}),
+      ...(change.imported ? { importRunId: change.imported.runId, tokens: change.tokens !== null } : {}),
       ...change.details,
     },
   })
