@@ -173,7 +173,14 @@ export function csvColumns(text: string): Field[] {
 }
 
 // No control characters (what a single-line value should not hold, and NUL PostgreSQL cannot).
-const CONTROL = /[\u0000-\u001f\u007f]/
+const CONTROL = { test: hasAsciiControl }
+function hasAsciiControl(s: string): boolean {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i)
+    if (c < 0x20 || c === 0x7f) return true
+  }
+  return false
+}
 // Tokens are visible ASCII (RFC 6750 §2.1 b64token; RFC 6749 Appendix A VSCHAR).
 const TOKEN = /^[\x20-\x7e]+$/
 // ISO 8601 / RFC 3339 §5.6 date-time with an explicit offset: a time without one is ambiguous.
@@ -310,7 +317,7 @@ export function parseJsonLine(line: number, text: string, rules: RowRules): Pars
     if (!(IMPORT_FIELDS as readonly string[]).includes(key))
       return {
         rejection: withIdentity(
-          { line, reason: `unknown field "${key.slice(0, 60).replace(CONTROL, '?')}"` },
+          { line, reason: `unknown field "${hasAsciiControl(key) ? '(with control characters)' : key.slice(0, 60)}"` },
           record as Record<Field, Value>,
         ),
       }
