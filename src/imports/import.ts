@@ -74,7 +74,7 @@ class DryRunRollback extends Error {}
 /** Imports `source` (the file's bytes); throws ImportFileError when the file cannot be read at all. */
 export async function importGrants(
   deps: ImportDeps,
-  source: AsyncIterable<Buffer | string>,
+  source: AsyncIterable<Buffer | string> | Iterable<Buffer | string>,
   options: ImportOptions,
 ): Promise<ImportResult> {
   const { db, clock, log } = deps

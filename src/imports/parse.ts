@@ -62,7 +62,7 @@ export interface RawLine {
  * dropped, invalid UTF-8 and overlong lines reported per line. `onBytes` reports progress.
  */
 export async function* readLines(
-  source: AsyncIterable<Buffer | string>,
+  source: AsyncIterable<Buffer | string> | Iterable<Buffer | string>,
   onBytes: (n: number) => void = () => {},
 ): AsyncGenerator<RawLine> {
   const decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false })

@@ -425,7 +425,8 @@ export async function exportLinksCsv(
         row.userId,
         row.cartaUserId,
         row.email,
-        row.missing.join(' '),
+        // Imported without scopes: lacking every required scope, but not known to miss them.
+        row.reason === 'scopes_unknown' ? 'unknown' : row.missing.join(' '),
         linkUrl(context, row.link),
         new Date(row.link.expires_at).toISOString(),
       ])
