@@ -37,8 +37,12 @@ export type GrantChange =
       /** Extra facts for the grant.created event (e.g. the link it came through). */
       details?: Record<string, unknown>
     }
-  /** The token now holds other scopes (a refresh reported them, RFC 6749 §5.1). */
+  /**
+   * The token now holds other scopes: a refresh reported them (RFC 6749 §5.1), or discovery
+   * proved them by calling Carta with the token (`evidence`: what each probe answered).
+   */
   | { kind: 'scopes'; grantId: number; scopes: string[]; via: 'refresh' }
+  | { kind: 'scopes'; grantId: number; scopes: string[]; via: 'probe'; evidence: unknown[] }
   /** Carta will not refresh it any more (invalid_grant, RFC 6749 §5.2, or no refresh token). */
   | { kind: 'broken'; grantId: number; reason: string }
   /** An operator revoked it: its tokens are queued for revocation at Carta (RFC 7009). */
@@ -181,16 +185,19 @@ async function changeScopes(
 ): Promise<GrantChangeResult> {
   const grant = await trx
     .selectFrom('grants')
-    .select(['user_id', 'app_id', 'granted_scopes'])
+    .select(['user_id', 'app_id', 'granted_scopes', 'scopes_source'])
     .where('id', '=', change.grantId)
     .executeTakeFirstOrThrow()
   const before = parseScopes(grant.granted_scopes)
   const after = parseScopes(change.scopes.join(' '))
   const unchanged = { userId: grant.user_id, grantId: change.grantId, supersededGrantId: null, queuedRevocations: 0 }
-  if (sameScopes(before, after)) return { ...unchanged, changed: false }
+  const source = change.via === 'probe' ? 'probed' : 'reported'
+  // An unknown set that probing found empty is still news: the source moves from unknown.
+  if (sameScopes(before, after) && (change.via === 'refresh' || grant.scopes_source === source))
+    return { ...unchanged, changed: false }
   await trx
     .updateTable('grants')
-    .set({ granted_scopes: formatScopes(after), scopes_source: 'reported' })
+    .set({ granted_scopes: formatScopes(after), scopes_source: source })
     .where('id', '=', change.grantId)
     .execute()
   await trx.deleteFrom('grant_scopes').where('grant_id', '=', change.grantId).execute()
@@ -211,6 +218,7 @@ async function changeScopes(
       removed: before.filter((s) => !after.includes(s)),
       added: after.filter((s) => !before.includes(s)),
       via: change.via,
+      ...(change.via === 'probe' ? { previousSource: grant.scopes_source, evidence: change.evidence } : {}),
     },
   })
   return { ...unchanged, changed: true }
