@@ -27,6 +27,8 @@ export const AUDIT_EVENT_TYPES = [
   'app.retired',
   'report.run',
   'grants.imported',
+  'discovery.paused',
+  'discovery.resumed',
 ] as const
 
 export type AuditEventType = (typeof AUDIT_EVENT_TYPES)[number]
