@@ -56,6 +56,18 @@ export interface UserPageData {
     state: 'sent' | 'used' | 'expired'
   }>
   audit: Array<{ id: number; at: number; type: string; actor: string; details: string }>
+  /** Scope discovery's answers for the active grant (src/imports/discovery.ts), newest attempt. */
+  discovery: {
+    status: string
+    evidence: Array<{
+      scope: string
+      outcome: string
+      status: number | null
+      endpoint: string | null
+      reason?: string
+      at: number
+    }>
+  } | null
 }
 
 export const USER_PAGE_AUDIT_LIMIT = 50
@@ -122,6 +134,14 @@ export async function userPageData(db: Kysely<Database>, userId: number, now: nu
     .orderBy('reauth_links.id', 'desc')
     .limit(100)
     .execute()
+  const discovery =
+    u.active_grant_id === null
+      ? undefined
+      : await db
+          .selectFrom('scope_discoveries')
+          .select(['status', 'evidence'])
+          .where('grant_id', '=', u.active_grant_id)
+          .executeTakeFirst()
   const audit = await db
     .selectFrom('audit_events')
     .select(['id', 'at', 'type', 'actor', 'details'])
@@ -184,6 +204,7 @@ export async function userPageData(db: Kysely<Database>, userId: number, now: nu
       state: l.used_at !== null ? 'used' : l.expires_at <= now ? 'expired' : 'sent',
     })),
     audit,
+    discovery: discovery ? { status: discovery.status, evidence: JSON.parse(discovery.evidence) } : null,
   }
 }
 

@@ -14,7 +14,7 @@ import { exactCounts, storedCounts } from '../../src/rollouts/membership.js'
 import { createRollout } from '../../src/rollouts/rollouts.js'
 import { startTestApp, type TestApp } from '../helpers/app.js'
 import { sandboxControl } from '../helpers/connect.js'
-import { appId } from '../helpers/ledger.js'
+import { appId, signedInOperator } from '../helpers/ledger.js'
 
 async function mint(app: TestApp, clientId: string, users: unknown[]): Promise<string> {
   const res = await fetch(`${app.url}/sandbox/_control/mint-grants`, {
@@ -87,6 +87,15 @@ t.test('200, 403, unknown, 401 and 429 paths', async (t) => {
     { scope: 'read_user_info', outcome: 'held', status: 200 },
     { scope: 'read_issuer_capitalizationtablesummary', outcome: 'not_held', status: 403, reason: 'INSUFFICIENT_SCOPE' },
   ])
+  const annUser = await app.db.selectFrom('grants').select('user_id').where('id', '=', ann.id).executeTakeFirstOrThrow()
+  const ops = await signedInOperator(app.db, app.url, app.clock.now())
+  const userPage = await ops.get(`${app.url}/admin/users/${annUser.user_id}`)
+  t.match(userPage.text, 'How its scopes were discovered', 'the user page shows the evidence')
+  t.match(userPage.text, /GET \/v1alpha1\/issuers\?pageSize=1<\/span> → 200/)
+  t.match(
+    userPage.text,
+    /not held<\/td><td><span class="mono">GET [^<]+<\/span> → 403 <span class="muted">INSUFFICIENT_SCOPE/,
+  )
   const ben = await grantOf(app, 'cu_1002')
   t.match(ben, { scopes_source: 'probed', granted_scopes: 'read_user_info' })
   const benEvidence = JSON.parse(
