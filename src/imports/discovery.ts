@@ -214,19 +214,24 @@ export async function claimNext(deps: Pick<DiscoveryDeps, 'db' | 'clock'>, owner
       )
       .orderBy('g.id')
       .limit(20)
-  const inRollout = await base()
-    .where((eb) =>
-      eb.exists(
-        eb
-          .selectFrom('rollout_members as m')
-          .innerJoin('rollouts as r', 'r.id', 'm.rollout_id')
-          .select('m.user_id')
-          .whereRef('m.user_id', '=', 'g.user_id')
-          .where('r.status', '=', 'active')
-          .where('m.needs_action', '=', 1),
-      ),
-    )
-    .execute()
+  // Named rollout ids: each EXISTS is then a primary-key lookup (rollout_id, user_id).
+  const active = (await deps.db.selectFrom('rollouts').select('id').where('status', '=', 'active').execute()).map(
+    (r) => r.id,
+  )
+  const inRollout = active.length
+    ? await base()
+        .where((eb) =>
+          eb.exists(
+            eb
+              .selectFrom('rollout_members as m')
+              .select('m.user_id')
+              .where('m.rollout_id', 'in', active)
+              .whereRef('m.user_id', '=', 'g.user_id')
+              .where('m.needs_action', '=', 1),
+          ),
+        )
+        .execute()
+    : []
   const candidates = inRollout.length ? inRollout : await base().execute()
   for (const { id } of candidates) {
     const inserted = await deps.db

@@ -12,7 +12,8 @@ import { startTestApp, type TestApp } from '../helpers/app.js'
 import { addGrant, addUser } from '../helpers/ledger.js'
 import { createRollout } from '../links/fixtures.js'
 
-const ROWS = 6000
+// The kill lands after the first batch of 500; fewer rows on PostgreSQL, where each costs round trips.
+const ROWS = process.env.TEST_DATABASE_URL ? 1000 : 2000
 const main = join(import.meta.dirname, '../../src/cli/main.ts')
 
 function childEnv(app: TestApp): Record<string, string> {
@@ -109,7 +110,7 @@ t.test('kill -9 mid-import, then re-run', async (t) => {
   // Kill as soon as the first batches are in.
   for (;;) {
     const run = await app.db.selectFrom('import_runs').select(['created', 'superseded']).executeTakeFirst()
-    if (run && Number(run.created) + Number(run.superseded) >= 1000) break
+    if (run && Number(run.created) + Number(run.superseded) >= 500) break
     await new Promise((r) => setTimeout(r, 10))
   }
   child.kill('SIGKILL')
@@ -117,7 +118,7 @@ t.test('kill -9 mid-import, then re-run', async (t) => {
   const killed = await app.db.selectFrom('import_runs').selectAll().executeTakeFirstOrThrow()
   t.equal(killed.status, 'running', 'the killed run never finished')
   const partial = await app.db.selectFrom('grants').select('id').where('import_run_id', 'is not', null).execute()
-  t.ok(partial.length >= 1000 && partial.length < ROWS, `part of the file was imported (${partial.length} rows)`)
+  t.ok(partial.length >= 500 && partial.length < ROWS, `part of the file was imported (${partial.length} rows)`)
   await assertWhole(t, app, rollout.id, 'after the kill')
 
   const open = async () => ({
