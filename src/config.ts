@@ -55,6 +55,8 @@ export interface Config {
   cookieSecure: boolean
   trustProxy: boolean
   cartaTimeoutMs: number
+  /** Scope discovery's share of Carta's API limit, per client id, across all instances. */
+  discoveryRate: { perSecond: number; perMinute: number }
   /** Requests per minute per client IP: OAuth endpoints (/carta/*, links) and operator sign-in. */
   rateLimits: { oauthPerMinute: number; signInPerMinute: number }
   /** Slow or stuck clients: how long a request may take to arrive, idle sockets, keep-alive, body size. */
@@ -168,6 +170,11 @@ export function loadConfig(env: Env = process.env): Config {
     cookieSecure: cookieSecure === 'auto' ? !localHttp : cookieSecure === 'true',
     trustProxy: oneOf(env, 'TRUST_PROXY', ['false', 'true'], 'false') === 'true',
     cartaTimeoutMs: integer(env, 'CARTA_TIMEOUT_MS', 10_000, 100, 120_000),
+    // Below Carta's documented 10/s and 300/min, leaving room for the app's own calls.
+    discoveryRate: {
+      perSecond: integer(env, 'DISCOVERY_RATE_PER_SECOND', 5, 1, 100_000),
+      perMinute: integer(env, 'DISCOVERY_RATE_PER_MINUTE', 240, 1, 1_000_000),
+    },
     rateLimits: {
       oauthPerMinute: integer(env, 'RATE_LIMIT_OAUTH_PER_MINUTE', 60, 1, 100_000),
       signInPerMinute: integer(env, 'RATE_LIMIT_SIGN_IN_PER_MINUTE', 10, 1, 100_000),

@@ -3,7 +3,7 @@
 // Every query is by an indexed user id (grants_user, reauth_links_user, audit_events_user,
 // rollout_members primary key).
 import type { Kysely } from 'kysely'
-import type { Database } from '../db/schema.js'
+import type { Database, ScopeSource } from '../db/schema.js'
 import { DomainError } from '../errors.js'
 import { parseScopes } from '../scopes.js'
 
@@ -27,7 +27,11 @@ export interface UserPageData {
     appStatus: string
     requested: string[]
     granted: string[]
-    source: 'reported' | 'assumed'
+    source: ScopeSource
+    /** The import run that recorded it, null when connected through Scope Ledger. */
+    importRunId: number | null
+    /** Whether Scope Ledger holds its tokens (an import may bring none): refresh, probe, revoke. */
+    hasTokens: boolean
     status: string
     statusReason: string | null
     createdAt: number
@@ -52,6 +56,18 @@ export interface UserPageData {
     state: 'sent' | 'used' | 'expired'
   }>
   audit: Array<{ id: number; at: number; type: string; actor: string; details: string }>
+  /** Scope discovery's answers for the active grant (src/imports/discovery.ts), newest attempt. */
+  discovery: {
+    status: string
+    evidence: Array<{
+      scope: string
+      outcome: string
+      status: number | null
+      endpoint: string | null
+      reason?: string
+      at: number
+    }>
+  } | null
 }
 
 export const USER_PAGE_AUDIT_LIMIT = 50
@@ -69,6 +85,21 @@ export async function userPageData(db: Kysely<Database>, userId: number, now: nu
     .orderBy('grants.id', 'desc')
     .limit(USER_PAGE_GRANT_LIMIT)
     .execute()
+  const withTokens = new Set(
+    grants.length
+      ? (
+          await db
+            .selectFrom('grant_tokens')
+            .select('grant_id')
+            .where(
+              'grant_id',
+              'in',
+              grants.map((g) => g.id),
+            )
+            .execute()
+        ).map((r) => r.grant_id)
+      : [],
+  )
   const rollouts = await db
     .selectFrom('rollouts')
     .select(['id', 'name'])
@@ -103,6 +134,14 @@ export async function userPageData(db: Kysely<Database>, userId: number, now: nu
     .orderBy('reauth_links.id', 'desc')
     .limit(100)
     .execute()
+  const discovery =
+    u.active_grant_id === null
+      ? undefined
+      : await db
+          .selectFrom('scope_discoveries')
+          .select(['status', 'evidence'])
+          .where('grant_id', '=', u.active_grant_id)
+          .executeTakeFirst()
   const audit = await db
     .selectFrom('audit_events')
     .select(['id', 'at', 'type', 'actor', 'details'])
@@ -132,6 +171,8 @@ export async function userPageData(db: Kysely<Database>, userId: number, now: nu
       requested: parseScopes(g.requested_scopes),
       granted: parseScopes(g.granted_scopes),
       source: g.scopes_source,
+      importRunId: g.import_run_id,
+      hasTokens: withTokens.has(g.id),
       status: g.status,
       statusReason: g.status_reason,
       createdAt: g.created_at,
@@ -163,6 +204,7 @@ export async function userPageData(db: Kysely<Database>, userId: number, now: nu
       state: l.used_at !== null ? 'used' : l.expires_at <= now ? 'expired' : 'sent',
     })),
     audit,
+    discovery: discovery ? { status: discovery.status, evidence: JSON.parse(discovery.evidence) } : null,
   }
 }
 

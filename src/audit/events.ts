@@ -26,6 +26,9 @@ export const AUDIT_EVENT_TYPES = [
   'rollout.archived',
   'app.retired',
   'report.run',
+  'grants.imported',
+  'discovery.paused',
+  'discovery.resumed',
 ] as const
 
 export type AuditEventType = (typeof AUDIT_EVENT_TYPES)[number]

@@ -3,6 +3,8 @@ import { openRuntime } from '../runtime.js'
 import { operatorCommand } from './operator.js'
 import { reportCommand } from './report.js'
 import { exportLinksCommand, exportLinksUsage } from './export-links.js'
+import { importGrantsCommand, importGrantsUsage } from './import-grants.js'
+import { discoverScopesCommand, discoverScopesUsage } from './discover-scopes.js'
 
 type Command = { summary: string; run: (args: string[]) => Promise<number> }
 
@@ -28,6 +30,14 @@ const commands: Record<string, Command> = {
   'export-links': {
     summary: exportLinksUsage.replace('Usage: npm run cli -- ', ''),
     run: (args) => exportLinksCommand(args),
+  },
+  'discover-scopes': {
+    summary: discoverScopesUsage.replace('Usage: npm run cli -- ', ''),
+    run: (a) => discoverScopesCommand(a),
+  },
+  'import-grants': {
+    summary: importGrantsUsage.replace('Usage: npm run cli -- ', ''),
+    run: (a) => importGrantsCommand(a),
   },
 }
 

@@ -2,6 +2,7 @@
 // its own beside its code (admin, rollouts, links, reports), and this file joins them.
 import type { Generated } from 'kysely'
 import type { AdminTables } from '../admin/tables.js'
+import type { ImportTables } from '../imports/tables.js'
 import type { LinkTables } from '../links/tables.js'
 import type { ReportTables } from '../reports/tables.js'
 import type { RolloutTables } from '../rollouts/tables.js'
@@ -41,6 +42,14 @@ export interface EndUserTable {
   updated_at: Millis
 }
 
+/**
+ * Where a grant's scope set comes from. reported: the token response carried `scope`; assumed: it
+ * did not, so the requested set was granted (RFC 6749 §5.1); imported: the integrator's import file
+ * listed them; unknown: imported without scopes (counts as lacking every required scope); probed:
+ * discovered by calling Carta with the token.
+ */
+export type ScopeSource = 'reported' | 'assumed' | 'imported' | 'unknown' | 'probed'
+
 export type GrantStatus = 'active' | 'superseded' | 'revoked' | 'broken'
 
 export interface GrantTable {
@@ -49,13 +58,16 @@ export interface GrantTable {
   app_id: number
   requested_scopes: string
   granted_scopes: string
-  /** reported: the token response carried `scope`; assumed: it did not (RFC 6749 §5.1). */
-  scopes_source: 'reported' | 'assumed'
+  scopes_source: ScopeSource
   status: GrantStatus
   status_reason: string | null
   created_at: Millis
   ended_at: Millis | null
   superseded_by: number | null
+  /** The import run that recorded the grant (migrations/0007_import.ts), null when connected here. */
+  import_run_id: Generated<number | null>
+  /** SHA-256 of the import row it came from: the same row imported again changes nothing. */
+  import_fingerprint: Generated<string | null>
 }
 
 export interface GrantScopeTable {
@@ -151,4 +163,4 @@ export interface CoreTables {
   rate_limit_hits: RateLimitHitTable
 }
 
-export interface Database extends CoreTables, AdminTables, RolloutTables, LinkTables, ReportTables {}
+export interface Database extends CoreTables, AdminTables, ImportTables, RolloutTables, LinkTables, ReportTables {}

@@ -22,15 +22,27 @@ export type GrantChange =
       app: { id: number; key: string }
       requested: string[]
       granted: string[]
-      /** reported: the token response listed the scopes; assumed: it did not (RFC 6749 §5.1). */
-      source: 'reported' | 'assumed'
-      tokens: TokenSet
+      /**
+       * reported: the token response listed the scopes; assumed: it did not (RFC 6749 §5.1);
+       * imported / unknown: an import file listed them / did not (src/README.md, "Imports").
+       */
+      source: 'reported' | 'assumed' | 'imported' | 'unknown'
+      /** Null: an imported grant whose tokens the integrator did not hand over. */
+      tokens: TokenSet | null
       actor: string
+      /** When the user authorized, if earlier than now (an imported grant's granted_at). */
+      grantedAt?: number
+      /** Set by an import: the run and the fingerprint of the row (same row again: no change). */
+      imported?: { runId: number; fingerprint: string }
       /** Extra facts for the grant.created event (e.g. the link it came through). */
       details?: Record<string, unknown>
     }
-  /** The token now holds other scopes (a refresh reported them, RFC 6749 §5.1). */
+  /**
+   * The token now holds other scopes: a refresh reported them (RFC 6749 §5.1), or discovery
+   * proved them by calling Carta with the token (`evidence`: what each probe answered).
+   */
   | { kind: 'scopes'; grantId: number; scopes: string[]; via: 'refresh' }
+  | { kind: 'scopes'; grantId: number; scopes: string[]; via: 'probe'; evidence: unknown[] }
   /** Carta will not refresh it any more (invalid_grant, RFC 6749 §5.2, or no refresh token). */
   | { kind: 'broken'; grantId: number; reason: string }
   /** An operator revoked it: its tokens are queued for revocation at Carta (RFC 7009). */
@@ -115,9 +127,11 @@ async function grant(
       scopes_source: change.source,
       status: 'active',
       status_reason: null,
-      created_at: now,
+      created_at: change.grantedAt ?? now,
       ended_at: null,
       superseded_by: null,
+      import_run_id: change.imported?.runId ?? null,
+      import_fingerprint: change.imported?.fingerprint ?? null,
     })
     .returning('id')
     .executeTakeFirstOrThrow()
@@ -127,10 +141,14 @@ async function grant(
       .insertInto('grant_scopes')
       .values(scopes.map((scope) => ({ grant_id: grantId, scope })))
       .execute()
-  await storeTokens(trx, cipher, grantId, change.tokens, now)
+  if (change.tokens) await storeTokens(trx, cipher, grantId, change.tokens, now)
 
   // One active grant per user: the previous one is superseded and its tokens queued for
   // revocation at Carta (RFC 7009); the revocation job sends them after this commits.
+  // An import revokes nothing: the integrator may still use the older tokens, and revoking one may
+  // revoke every token of the same authorization (RFC 7009 §2.1), the imported one included. The
+  // live copy goes either way (src/README.md, "Imports").
+  const revoke = !change.imported
   let queued = 0
   for (const old of previous) {
     await trx
@@ -139,7 +157,7 @@ async function grant(
       .where('id', '=', old.id)
       .execute()
     // Revocation rows carry the ciphertext as is; the live copy goes (no unused secrets at rest).
-    queued += await enqueueGrantRevocation(trx, old.id, now)
+    if (revoke) queued += await enqueueGrantRevocation(trx, old.id, now)
     await trx.deleteFrom('grant_tokens').where('grant_id', '=', old.id).execute()
     await recordAudit(trx, now, {
       type: 'grant.superseded',
@@ -147,7 +165,7 @@ async function grant(
       userId,
       grantId: old.id,
       appId: old.app_id,
-      details: { supersededBy: grantId },
+      details: { supersededBy: grantId, ...(revoke ? {} : { tokensRevoked: false }) },
     })
   }
   await trx
@@ -166,6 +184,8 @@ async function grant(
       requested: formatScopes(change.requested),
       granted,
       source: change.source,
+      ...(change.grantedAt !== undefined ? { grantedAt: new Date(change.grantedAt).toISOString() } : {}),
+      ...(change.imported ? { importRunId: change.imported.runId, tokens: change.tokens !== null } : {}),
       ...change.details,
     },
   })
@@ -185,16 +205,19 @@ async function changeScopes(
 ): Promise<GrantChangeResult> {
   const grant = await trx
     .selectFrom('grants')
-    .select(['user_id', 'app_id', 'granted_scopes'])
+    .select(['user_id', 'app_id', 'granted_scopes', 'scopes_source'])
     .where('id', '=', change.grantId)
     .executeTakeFirstOrThrow()
   const before = parseScopes(grant.granted_scopes)
   const after = parseScopes(change.scopes.join(' '))
   const unchanged = { userId: grant.user_id, grantId: change.grantId, supersededGrantId: null, queuedRevocations: 0 }
-  if (sameScopes(before, after)) return { ...unchanged, changed: false }
+  const source = change.via === 'probe' ? 'probed' : 'reported'
+  // An unknown set that probing found empty is still news: the source moves from unknown.
+  if (sameScopes(before, after) && (change.via === 'refresh' || grant.scopes_source === source))
+    return { ...unchanged, changed: false }
   await trx
     .updateTable('grants')
-    .set({ granted_scopes: formatScopes(after), scopes_source: 'reported' })
+    .set({ granted_scopes: formatScopes(after), scopes_source: source })
     .where('id', '=', change.grantId)
     .execute()
   await trx.deleteFrom('grant_scopes').where('grant_id', '=', change.grantId).execute()
@@ -215,6 +238,7 @@ async function changeScopes(
       removed: before.filter((s) => !after.includes(s)),
       added: after.filter((s) => !before.includes(s)),
       via: change.via,
+      ...(change.via === 'probe' ? { previousSource: grant.scopes_source, evidence: change.evidence } : {}),
     },
   })
   return { ...unchanged, changed: true }

@@ -2,7 +2,7 @@
 // and the one Carta call the page makes (issuers), behind a single function.
 import { CartaApiError, type CartaIssuer, listIssuers } from '../carta/api.js'
 import type { Db } from '../db/index.js'
-import type { GrantStatus } from '../db/schema.js'
+import type { GrantStatus, ScopeSource } from '../db/schema.js'
 import { parseScopes } from '../scopes.js'
 import { isDomainError } from '../errors.js'
 import { type AccessDeps, withAccessToken } from './access.js'
@@ -18,7 +18,7 @@ export interface HomeGrant {
     status: GrantStatus
     requested: string[]
     granted: string[]
-    source: 'reported' | 'assumed'
+    source: ScopeSource
     createdAt: number
   } | null
   app: { id: number; key: string; name: string; environment: string; scopes: string[]; status: string } | null

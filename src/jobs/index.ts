@@ -4,6 +4,7 @@ import { stateCleanupJob } from '../flows/states.js'
 import type { AppDeps } from '../deps.js'
 import { sessionCleanupJob } from '../db/prune.js'
 import { revocationJob } from '../grants/revocation.js'
+import { discoveryJob } from '../imports/discovery.js'
 import type { Logger } from '../log.js'
 import { reportScheduleJob } from '../reports/scheduler.js'
 import { rolloutBuildJob } from '../rollouts/build-job.js'
@@ -15,6 +16,7 @@ export function createJobs(deps: AppDeps, logFor: (name: string) => Logger) {
     reports: reportScheduleJob({ ...deps, log: logFor('reports') }),
     'oauth-states': stateCleanupJob(deps),
     sessions: sessionCleanupJob(deps),
+    'scope-discovery': discoveryJob({ ...deps, log: logFor('scope-discovery') }),
   }
 }
 

@@ -453,7 +453,8 @@ function linkCsvLine(context: LinkContext, row: MaybeLinkedRow): string {
     row.userId,
     row.cartaUserId,
     row.email,
-    row.missing.join(' '),
+    // Imported without scopes: lacking every required scope, but not known to miss them.
+    row.reason === 'scopes_unknown' ? 'unknown' : row.missing.join(' '),
     row.link ? linkUrl(context, row.link) : '',
     row.link ? new Date(row.link.expires_at).toISOString() : '',
   ])

@@ -81,7 +81,8 @@ export function toJson(doc: ReportDocument): string {
 /**
  * Long format: one row per rollout × measure, so rollouts with different scope sets and apps
  * share one header. measure ∈ members, active_users, covered, lacking, reconnect, coverage_pct,
- * lacking_scope (key = scope), app_users (key = app key), links_issued, links_used,
+ * lacking_scope (key = scope), scopes_unknown (lacking members whose scopes are unknown, counted in
+ * every lacking_scope), app_users (key = app key), links_issued, links_used,
  * links_issued_24h, links_used_24h.
  */
 export function toCsv(doc: ReportDocument): string {
@@ -97,6 +98,7 @@ export function toCsv(doc: ReportDocument): string {
     row('reconnect', '', r.reconnect)
     row('coverage_pct', '', r.coveragePct)
     for (const [scope, n] of Object.entries(r.lackingByScope)) row('lacking_scope', scope, n)
+    row('scopes_unknown', '', r.scopesUnknown)
     for (const a of r.usersByApp) row('app_users', a.appKey, a.users)
     row('links_issued', '', r.links.issued)
     row('links_used', '', r.links.used)
@@ -140,7 +142,7 @@ export function summaryTable(doc: Pick<ReportDocument, 'rollouts'>): string {
     pct(r.coveragePct),
     Object.entries(r.lackingByScope)
       .map(([s, n]) => `${s}=${n}`)
-      .join(' '),
+      .join(' ') + (r.scopesUnknown ? ` (${r.scopesUnknown} with unknown scopes)` : ''),
   ])
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)))
   const numeric = new Set([1, 2, 3, 4, 5])

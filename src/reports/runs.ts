@@ -175,7 +175,12 @@ async function deliverRun(ctx: ReportContext, runId: number, document: ReportDoc
 }
 
 function snapshotRow(runId: number, takenAt: number, r: RolloutCoverage): Omit<SnapshotRow, 'id'> {
-  const detail: SnapshotDetail = { targetApp: r.targetApp, lackingByScope: r.lackingByScope, usersByApp: r.usersByApp }
+  const detail: SnapshotDetail = {
+    targetApp: r.targetApp,
+    lackingByScope: r.lackingByScope,
+    usersByApp: r.usersByApp,
+    scopesUnknown: r.scopesUnknown,
+  }
   return {
     run_id: runId,
     rollout_id: r.rolloutId,
@@ -210,6 +215,7 @@ export function coverageFromRow(row: Omit<SnapshotRow, 'id'>): RolloutCoverage {
     reconnect: n(row.reconnect),
     coveragePct: coveragePct(n(row.covered), n(row.active_users)),
     lackingByScope: detail.lackingByScope,
+    scopesUnknown: detail.scopesUnknown ?? 0,
     usersByApp: detail.usersByApp,
     links: {
       issued: n(row.links_issued),

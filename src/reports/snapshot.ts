@@ -32,6 +32,11 @@ export interface RolloutCoverage {
   coveragePct: number | null
   /** Per required scope: how many members lack it (rows of rollout_member_missing). */
   lackingByScope: Record<string, number>
+  /**
+   * Lacking members whose scopes nobody knows (imported without them): counted as lacking every
+   * required scope above, and reported on their own so they read as unknown rather than missing.
+   */
+  scopesUnknown: number
   usersByApp: AppUsers[]
   links: { issued: number; used: number; issued24h: number; used24h: number }
 }
@@ -46,6 +51,8 @@ export interface SnapshotDetail {
   targetApp: string
   lackingByScope: Record<string, number>
   usersByApp: AppUsers[]
+  /** Absent in snapshots taken before imports existed: 0. */
+  scopesUnknown?: number
 }
 
 export function coveragePct(covered: number, activeUsers: number): number | null {
@@ -93,14 +100,16 @@ async function rolloutCoverage(
   // One pass over the rollout's members gives both the state totals and the per-app split.
   const byStateApp = await db
     .selectFrom('rollout_members')
-    .select(['state', 'app_id', (eb) => eb.fn.countAll().as('n')])
+    .select(['state', 'app_id', 'reason', (eb) => eb.fn.countAll().as('n')])
     .where('rollout_id', '=', rollout.id)
-    .groupBy(['state', 'app_id'])
+    .groupBy(['state', 'app_id', 'reason'])
     .execute()
   const states = { covered: 0, lacking: 0, reconnect: 0 }
   const perApp = new Map<number, number>()
+  let scopesUnknown = 0
   for (const row of byStateApp) {
     const n = Number(row.n)
+    if (row.reason === 'scopes_unknown') scopesUnknown += n
     if (row.state in states) states[row.state as keyof typeof states] += n
     if (row.state !== 'reconnect' && row.app_id !== null) perApp.set(row.app_id, (perApp.get(row.app_id) ?? 0) + n)
   }
@@ -140,6 +149,7 @@ async function rolloutCoverage(
     reconnect: states.reconnect,
     coveragePct: coveragePct(states.covered, activeUsers),
     lackingByScope,
+    scopesUnknown,
     usersByApp: [...perApp.entries()]
       .map(([appId, users]) => ({
         appId,

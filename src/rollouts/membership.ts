@@ -5,7 +5,9 @@
 // States:
 //   covered   – the active grant holds every required scope (holding MORE is still covered;
 //               scopes are a set, RFC 6749 §3.3) and its app is not retired;
-//   lacking   – the active grant misses a required scope, or its app is retired;
+//   lacking   – the active grant misses a required scope, or its app is retired, or nobody knows
+//               its scopes (imported without them): an unknown set lacks every required scope
+//               and says so (reason scopes_unknown) instead of claiming them missing;
 //   reconnect – no active grant, or the user is marked needs_reconnect (broken/revoked token):
 //               such a user holds nothing usable, so every required scope counts as missing.
 import { type Kysely, sql, type Transaction } from 'kysely'
@@ -28,7 +30,7 @@ export interface Membership {
 export interface MemberInputs {
   required: string[]
   /** The user's active grant (status active and referenced by end_users.active_grant_id). */
-  grant: { appId: number; scopes: string[]; createdAt: number } | null
+  grant: { appId: number; scopes: string[]; createdAt: number; scopesUnknown?: boolean } | null
   appRetired: boolean
   userStatus: 'connected' | 'needs_reconnect'
   /** When the user last authorized (falls back to the latest grant, then the user's creation). */
@@ -48,11 +50,11 @@ export function computeMembership(input: MemberInputs): Membership {
       authorizedAt: input.lastAuthorizedAt,
     }
   }
-  const missing = missingScopes(required, grant.scopes)
+  const missing = grant.scopesUnknown ? required : missingScopes(required, grant.scopes)
   if (input.appRetired || missing.length > 0) {
     return {
       state: 'lacking',
-      reason: input.appRetired ? 'app_retired' : 'missing_scopes',
+      reason: input.appRetired ? 'app_retired' : grant.scopesUnknown ? 'scopes_unknown' : 'missing_scopes',
       missing,
       appId: grant.appId,
       authorizedAt: grant.createdAt,
@@ -113,12 +115,24 @@ async function loadMemberInputs(db: Trx, userId: number): Promise<Omit<MemberInp
     const row = await db
       .selectFrom('grants')
       .innerJoin('oauth_apps', 'oauth_apps.id', 'grants.app_id')
-      .select(['grants.id', 'grants.app_id', 'grants.created_at', 'grants.status', 'oauth_apps.status as app_status'])
+      .select([
+        'grants.id',
+        'grants.app_id',
+        'grants.created_at',
+        'grants.status',
+        'grants.scopes_source',
+        'oauth_apps.status as app_status',
+      ])
       .where('grants.id', '=', user.active_grant_id)
       .executeTakeFirst()
     if (row && row.status === 'active') {
       const scopes = await db.selectFrom('grant_scopes').select('scope').where('grant_id', '=', row.id).execute()
-      grant = { appId: row.app_id, scopes: scopes.map((s) => s.scope), createdAt: row.created_at }
+      grant = {
+        appId: row.app_id,
+        scopes: scopes.map((s) => s.scope),
+        createdAt: row.created_at,
+        scopesUnknown: row.scopes_source === 'unknown',
+      }
       appRetired = row.app_status === 'retired'
     }
   }
@@ -317,6 +331,7 @@ export async function measureUsers(
       'g.app_id as app_id',
       sql<number>`case when u.status = 'needs_reconnect' then 1 when g.id is null then 0 else 2 end`.as('kind'),
       sql<number>`case when a.status = 'retired' then 1 else 0 end`.as('retired'),
+      sql<number>`case when g.scopes_source = 'unknown' then 1 else 0 end`.as('unknown'),
       missingExpr.as('missing'),
       eb.fn
         .coalesce(
@@ -348,7 +363,7 @@ export async function measureUsers(
           ),
           sql<number>`case when x.kind = 2 and x.retired = 0 and x.missing = '' then 0 else 1 end`.as('needs_action'),
           'x.missing',
-          sql<MemberReason | null>`case when x.kind = 0 then 'no_active_grant' when x.kind = 1 then 'needs_reconnect' when x.retired = 1 then 'app_retired' when x.missing <> '' then 'missing_scopes' else null end`.as(
+          sql<MemberReason | null>`case when x.kind = 0 then 'no_active_grant' when x.kind = 1 then 'needs_reconnect' when x.retired = 1 then 'app_retired' when x.unknown = 1 and x.missing <> '' then 'scopes_unknown' when x.missing <> '' then 'missing_scopes' else null end`.as(
             'reason',
           ),
           'x.authorized_at',

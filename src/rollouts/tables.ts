@@ -27,7 +27,7 @@ export interface RolloutTable {
 }
 
 export type MemberState = 'covered' | 'lacking' | 'reconnect'
-export type MemberReason = 'missing_scopes' | 'app_retired' | 'no_active_grant' | 'needs_reconnect'
+export type MemberReason = 'missing_scopes' | 'scopes_unknown' | 'app_retired' | 'no_active_grant' | 'needs_reconnect'
 
 export interface RolloutMemberTable {
   rollout_id: number

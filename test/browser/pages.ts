@@ -237,6 +237,7 @@ export const PAGES: PageCase[] = [
     path: (s) => `/admin/reports/runs/${s.reportRunId}/report.html`,
     text: 'Scope coverage report',
   },
+  { name: 'admin-imports', as: 'operator', path: () => '/admin/imports', text: 'Scope discovery' },
   { name: 'admin-error-400', as: 'operator', path: () => '/admin/audit?user=someone', status: 400, text: 'Invalid' },
   { name: 'admin-error-404', as: 'operator', path: () => '/admin/rollouts/99999', status: 404, text: 'not found' },
 ]

@@ -4,6 +4,7 @@ import type { FastifyInstance } from 'fastify'
 import { guard } from './access.js'
 import apps from './apps.js'
 import audit from './audit.js'
+import imports from './imports.js'
 import links from './links.js'
 import reports from './reports.js'
 import rollouts from './rollouts.js'
@@ -19,4 +20,5 @@ export default async function admin(app: FastifyInstance): Promise<void> {
   await app.register(apps)
   await app.register(audit)
   await app.register(reports)
+  await app.register(imports)
 }
