@@ -102,7 +102,11 @@ const links: FastifyPluginAsyncTypebox = async (app) => {
   // POST (the rollout page's form). Issuing is idempotent (outstanding links are reused).
   app.post(
     '/rollouts/:id/links.csv',
-    { ...csrf, schema: { params: IdParams, body: Type.Object(LackingFilterFields) } },
+    {
+      ...csrf,
+      config: { access: 'operator' },
+      schema: { params: IdParams, body: Type.Object(LackingFilterFields) },
+    },
     async (request, reply) => {
       const rolloutId = request.params.id
       const filter = lackingFilter(request.body)
