@@ -2,9 +2,11 @@
 // its own beside its code (admin, rollouts, links, reports), and this file joins them.
 import type { Generated } from 'kysely'
 import type { AdminTables } from '../admin/tables.js'
+import type { ApiTables } from '../api/tables.js'
 import type { LinkTables } from '../links/tables.js'
 import type { ReportTables } from '../reports/tables.js'
 import type { RolloutTables } from '../rollouts/tables.js'
+import type { WebhookTables } from '../webhooks/tables.js'
 
 /** Epoch milliseconds (bigint column). */
 export type Millis = number
@@ -34,6 +36,8 @@ export interface EndUserTable {
   local_key: string | null
   email: string | null
   name: string | null
+  /** The integrator's own id for the person (set by an API connect session), unique when present. */
+  external_user_id: Generated<string | null>
   active_grant_id: number | null
   /** connected | needs_reconnect (grant broken or revoked) */
   status: 'connected' | 'needs_reconnect'
@@ -105,6 +109,8 @@ export interface OAuthStateTable {
   link_id: number | null
   expected_user_id: number | null
   return_to: string | null
+  /** Set when the flow was started from an API connect session (src/api/connect-sessions.ts). */
+  connect_session_id: Generated<number | null>
   created_at: Millis
   expires_at: Millis
   used_at: Millis | null
@@ -142,4 +148,11 @@ export interface CoreTables {
   audit_events: AuditEventTable
 }
 
-export interface Database extends CoreTables, AdminTables, RolloutTables, LinkTables, ReportTables {}
+export interface Database
+  extends CoreTables,
+    AdminTables,
+    RolloutTables,
+    LinkTables,
+    ReportTables,
+    ApiTables,
+    WebhookTables {}
