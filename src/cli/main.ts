@@ -1,5 +1,6 @@
 // Command line: `npm run cli -- <command> [options]`. Each command lives in its own module.
 import { openRuntime } from '../runtime.js'
+import { apiKeyCommand, apiKeyUsage } from './api-key.js'
 import { operatorCommand } from './operator.js'
 import { reportCommand } from './report.js'
 import { exportLinksCommand, exportLinksUsage } from './export-links.js'
@@ -25,6 +26,7 @@ const commands: Record<string, Command> = {
     summary: 'report [--json] [--quiet]: run a coverage report now, write its files, print the summary',
     run: reportCommand,
   },
+  'api-key': { summary: apiKeyUsage.replace('Usage: npm run cli -- ', ''), run: (args) => apiKeyCommand(args) },
   'export-links': {
     summary: exportLinksUsage.replace('Usage: npm run cli -- ', ''),
     run: (args) => exportLinksCommand(args),

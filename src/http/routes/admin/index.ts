@@ -2,6 +2,7 @@
 // (access.ts): the ONE place access to operator pages is decided.
 import type { FastifyInstance } from 'fastify'
 import { guard } from './access.js'
+import apiKeys from './api-keys.js'
 import apps from './apps.js'
 import audit from './audit.js'
 import links from './links.js'
@@ -19,4 +20,5 @@ export default async function admin(app: FastifyInstance): Promise<void> {
   await app.register(apps)
   await app.register(audit)
   await app.register(reports)
+  await app.register(apiKeys)
 }
