@@ -6,6 +6,7 @@ import { revocationJob } from '../grants/revocation.js'
 import type { Logger } from '../log.js'
 import { reportScheduleJob } from '../reports/scheduler.js'
 import { rolloutBuildJob } from '../rollouts/build-job.js'
+import { webhookDeliveryJob } from '../webhooks/delivery.js'
 
 export function createJobs(deps: AppDeps, logFor: (name: string) => Logger) {
   return {
@@ -13,6 +14,7 @@ export function createJobs(deps: AppDeps, logFor: (name: string) => Logger) {
     'rollout-build': rolloutBuildJob(deps),
     reports: reportScheduleJob({ ...deps, log: logFor('reports') }),
     'oauth-states': stateCleanupJob(deps),
+    webhooks: webhookDeliveryJob(deps),
   }
 }
 
