@@ -137,7 +137,7 @@ async function attempt(
     ])
     .where('d.id', '=', id)
     .executeTakeFirst()
-  if (!row || row.endpoint_status !== 'active') {
+  if (row?.endpoint_status !== 'active') {
     await db
       .updateTable('webhook_deliveries')
       .set({ lock_owner: null, lock_until: null })
