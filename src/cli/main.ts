@@ -4,6 +4,7 @@ import { apiKeyCommand, apiKeyUsage } from './api-key.js'
 import { operatorCommand } from './operator.js'
 import { reportCommand } from './report.js'
 import { exportLinksCommand, exportLinksUsage } from './export-links.js'
+import { webhookCommand, webhookUsage } from './webhook.js'
 
 type Command = { summary: string; run: (args: string[]) => Promise<number> }
 
@@ -27,6 +28,7 @@ const commands: Record<string, Command> = {
     run: reportCommand,
   },
   'api-key': { summary: apiKeyUsage.replace('Usage: npm run cli -- ', ''), run: (args) => apiKeyCommand(args) },
+  webhook: { summary: webhookUsage.replace('Usage: npm run cli -- ', ''), run: (args) => webhookCommand(args) },
   'export-links': {
     summary: exportLinksUsage.replace('Usage: npm run cli -- ', ''),
     run: (args) => exportLinksCommand(args),

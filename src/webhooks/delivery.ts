@@ -161,8 +161,9 @@ async function attempt(
     await res.body?.cancel().catch(() => {})
     if (status < 200 || status > 299) error = `HTTP ${status}`
   } catch (err) {
-    const e = err as Error & { cause?: { code?: string } }
-    error = e.name === 'TimeoutError' ? 'no answer in time' : (e.cause?.code ?? e.message).slice(0, 200)
+    const e = err as Error & { cause?: { code?: string; message?: string; errors?: Array<{ code?: string }> } }
+    const cause = e.cause?.code ?? e.cause?.errors?.[0]?.code ?? e.cause?.message ?? e.message
+    error = e.name === 'TimeoutError' ? 'no answer in time' : String(cause).slice(0, 200)
   }
   const now = clock.now()
   const attempts = row.attempts + 1

@@ -128,14 +128,21 @@ export async function findEndpoint(db: Db, id: number) {
 }
 
 /** Sends the delivery's event again (same webhook-id, so receivers can deduplicate): a new pending delivery. */
-export async function redeliver(db: Db, deliveryId: number, actor: string, now: number): Promise<number> {
+export async function redeliver(
+  db: Db,
+  deliveryId: number,
+  actor: string,
+  now: number,
+  endpointId?: number,
+): Promise<number> {
   return db.transaction().execute(async (trx) => {
     const old = await trx
       .selectFrom('webhook_deliveries')
       .select(['id', 'endpoint_id', 'event_id', 'user_id'])
       .where('id', '=', deliveryId)
       .executeTakeFirst()
-    if (!old) throw new DomainError('webhook.not_found', `There is no delivery ${deliveryId}.`, { id: deliveryId })
+    if (!old || (endpointId !== undefined && old.endpoint_id !== endpointId))
+      throw new DomainError('webhook.not_found', `There is no delivery ${deliveryId}.`, { id: deliveryId })
     const { id } = await trx
       .insertInto('webhook_deliveries')
       .values({

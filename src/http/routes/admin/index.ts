@@ -10,6 +10,7 @@ import reports from './reports.js'
 import rollouts from './rollouts.js'
 import signIn from './sign-in.js'
 import users from './users.js'
+import webhooks from './webhooks.js'
 
 export default async function admin(app: FastifyInstance): Promise<void> {
   app.addHook('onRequest', guard)
@@ -21,4 +22,5 @@ export default async function admin(app: FastifyInstance): Promise<void> {
   await app.register(audit)
   await app.register(reports)
   await app.register(apiKeys)
+  await app.register(webhooks)
 }
