@@ -30,8 +30,15 @@ export const Problem = Type.Object(
 )
 
 /** Response schemas of the problems a route may answer with, for its `response` (and the OpenAPI document). */
-export function problems(...statuses: number[]): Record<number, typeof Problem> {
-  return Object.fromEntries([401, 429, ...statuses].map((s) => [s, Problem]))
+export function problems(
+  ...statuses: number[]
+): Record<number, { description: string; content: { [PROBLEM_TYPE]: { schema: typeof Problem } } }> {
+  return Object.fromEntries(
+    [401, 429, ...statuses].map((s) => [
+      s,
+      { description: 'Problem details (RFC 9457)', content: { [PROBLEM_TYPE]: { schema: Problem } } },
+    ]),
+  )
 }
 
 export function problemType(code: string): string {
