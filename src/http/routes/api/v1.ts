@@ -4,6 +4,7 @@
 import type { FastifyError, FastifyInstance } from 'fastify'
 import { type ApiRouteConfig, apiGuard } from './auth.js'
 import { problemFor, problemType, sendProblem } from './problem.js'
+import connectSessions from './connect-sessions.js'
 import rollouts from './rollouts.js'
 import users from './users.js'
 
@@ -48,5 +49,6 @@ export default async function v1(app: FastifyInstance): Promise<void> {
   })
 
   await app.register(users, { route })
+  await app.register(connectSessions, { route })
   await app.register(rollouts, { route })
 }

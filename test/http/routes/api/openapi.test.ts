@@ -37,6 +37,7 @@ t.test('every answer validates against the document', async (t) => {
   const doc = (await res.json()) as Doc
   t.equal(doc.openapi, '3.1.0')
   t.same(Object.keys(doc.paths).sort(), [
+    '/api/v1/connect-sessions',
     '/api/v1/rollouts',
     '/api/v1/rollouts/{id}',
     '/api/v1/rollouts/{id}/lacking',
