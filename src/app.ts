@@ -43,7 +43,7 @@ const REDACT = [
 export function redactUrlForLog(url: string): string {
   return url
     .replace(/([?&](?:code|state|token)=)[^&]*/g, '$1[redacted]')
-    .replace(/(\/reauthorize\/)[^/?]+/, '$1[redacted]')
+    .replace(/(\/(?:reauthorize|connect\/session)\/)[^/?]+/, '$1[redacted]')
 }
 
 export async function buildApp(options: BuildOptions): Promise<FastifyInstance> {

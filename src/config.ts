@@ -62,6 +62,8 @@ export interface Config {
   /** Slow or stuck clients: how long a request may take to arrive, idle sockets, keep-alive, body size. */
   http: { requestTimeoutMs: number; connectionTimeoutMs: number; keepAliveTimeoutMs: number; bodyLimitBytes: number }
   reports: { cron: string; timeZone: string; dir: string; webhookUrl: string | null }
+  /** The integrator's API (src/http/routes/api): requests per minute per key; origins a connect session may return to. */
+  api: { ratePerMinute: number; allowedReturnOrigins: string[] }
   logLevel: string
   /** Names of secrets generated for local use (logged once at start so nobody ships them). */
   generatedSecrets: string[]
@@ -190,6 +192,10 @@ export function loadConfig(env: Env = process.env): Config {
       timeZone: timeZone(env, 'REPORT_TIMEZONE', 'UTC'),
       dir: resolve(projectRoot, env.REPORTS_DIR?.trim() || resolve(dataDir, 'reports')),
       webhookUrl: env.REPORT_WEBHOOK_URL ? url(env, 'REPORT_WEBHOOK_URL', '') : null,
+    },
+    api: {
+      ratePerMinute: integer(env, 'API_RATE_LIMIT_PER_MINUTE', 1200, 1, 10_000_000),
+      allowedReturnOrigins: origins(env, 'API_ALLOWED_RETURN_ORIGINS'),
     },
     logLevel: oneOf(env, 'LOG_LEVEL', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], 'info'),
     generatedSecrets,
@@ -431,6 +437,24 @@ function url(env: Env, name: string, fallback: string): string {
     throw new ConfigError(name, `must be an http(s) URL (got "${value}")`)
   }
   return value
+}
+
+/** Comma-separated http(s) origins (scheme://host[:port], nothing after); https unless loopback. */
+function origins(env: Env, name: string): string[] {
+  const value = env[name]?.trim()
+  if (!value) return []
+  return value.split(',').map((one) => {
+    const item = one.trim()
+    let parsed: URL
+    try {
+      parsed = new URL(item)
+    } catch {
+      throw new ConfigError(name, `must list origins like https://app.example.com (got "${item}")`)
+    }
+    if (parsed.origin !== item.replace(/\/$/, '') || (parsed.protocol !== 'https:' && !isLoopbackUrl(item)))
+      throw new ConfigError(name, `must list https origins without a path (got "${item}")`)
+    return parsed.origin
+  })
 }
 
 function cronExpression(env: Env, name: string, fallback: string): string {

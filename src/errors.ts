@@ -64,6 +64,22 @@ export interface ErrorDetails {
   'report.not_run': Record<string, never>
   'report.not_found': Record<string, never>
   'report.unavailable': { runId: number; status: string; error: string | null }
+  /** The API request carries no usable key (missing, malformed, unknown or revoked). */
+  'api.unauthorized': { reason: string }
+  /** The key lacks the permission the route needs. */
+  'api.forbidden': { permission: string }
+  /** No end user under this Carta or external id. */
+  'api.user_not_found': Record<string, never>
+  /** The user has no usable grant: they must connect again (the reconnect URL says where). */
+  'api.reconnect_required': { reconnectUrl: string; reason: string }
+  'api_key.invalid': Record<string, never>
+  'api_key.not_found': { keyId: number }
+  'webhook.invalid': Record<string, never>
+  'webhook.not_found': { id: number }
+  /** A connect session's returnTo is not under an allowed origin. */
+  'connect_session.bad_return': { origin: string }
+  'connect_session.unavailable': { reason: 'unknown' | 'used' | 'expired' }
+  'connect_session.external_taken': Record<string, never>
 }
 
 export type ErrorCode = keyof ErrorDetails

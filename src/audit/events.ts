@@ -29,6 +29,16 @@ export const AUDIT_EVENT_TYPES = [
   'grants.imported',
   'discovery.paused',
   'discovery.resumed',
+  'api_key.created',
+  'api_key.revoked',
+  'api.token_returned',
+  'api.link_issued',
+  'api.connect_session_created',
+  'webhook.endpoint_added',
+  'webhook.endpoint_removed',
+  'webhook.endpoint_disabled',
+  'webhook.endpoint_enabled',
+  'webhook.redelivered',
 ] as const
 
 export type AuditEventType = (typeof AUDIT_EVENT_TYPES)[number]

@@ -1,10 +1,12 @@
 // Command line: `npm run cli -- <command> [options]`. Each command lives in its own module.
 import { openRuntime } from '../runtime.js'
+import { apiKeyCommand, apiKeyUsage } from './api-key.js'
 import { operatorCommand } from './operator.js'
 import { reportCommand } from './report.js'
 import { exportLinksCommand, exportLinksUsage } from './export-links.js'
 import { importGrantsCommand, importGrantsUsage } from './import-grants.js'
 import { discoverScopesCommand, discoverScopesUsage } from './discover-scopes.js'
+import { webhookCommand, webhookUsage } from './webhook.js'
 
 type Command = { summary: string; run: (args: string[]) => Promise<number> }
 
@@ -27,6 +29,8 @@ const commands: Record<string, Command> = {
     summary: 'report [--json] [--quiet]: run a coverage report now, write its files, print the summary',
     run: reportCommand,
   },
+  'api-key': { summary: apiKeyUsage.replace('Usage: npm run cli -- ', ''), run: (args) => apiKeyCommand(args) },
+  webhook: { summary: webhookUsage.replace('Usage: npm run cli -- ', ''), run: (args) => webhookCommand(args) },
   'export-links': {
     summary: exportLinksUsage.replace('Usage: npm run cli -- ', ''),
     run: (args) => exportLinksCommand(args),

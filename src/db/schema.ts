@@ -3,9 +3,11 @@
 import type { Generated } from 'kysely'
 import type { AdminTables } from '../admin/tables.js'
 import type { ImportTables } from '../imports/tables.js'
+import type { ApiTables } from '../api/tables.js'
 import type { LinkTables } from '../links/tables.js'
 import type { ReportTables } from '../reports/tables.js'
 import type { RolloutTables } from '../rollouts/tables.js'
+import type { WebhookTables } from '../webhooks/tables.js'
 
 /** Epoch milliseconds (bigint column). */
 export type Millis = number
@@ -35,6 +37,8 @@ export interface EndUserTable {
   local_key: string | null
   email: string | null
   name: string | null
+  /** The integrator's own id for the person (set by an API connect session), unique when present. */
+  external_user_id: Generated<string | null>
   active_grant_id: number | null
   /** connected | needs_reconnect (grant broken or revoked) */
   status: 'connected' | 'needs_reconnect'
@@ -118,6 +122,8 @@ export interface OAuthStateTable {
   link_id: number | null
   expected_user_id: number | null
   return_to: string | null
+  /** Set when the flow was started from an API connect session (src/api/connect-sessions.ts). */
+  connect_session_id: Generated<number | null>
   created_at: Millis
   expires_at: Millis
   used_at: Millis | null
@@ -163,4 +169,12 @@ export interface CoreTables {
   rate_limit_hits: RateLimitHitTable
 }
 
-export interface Database extends CoreTables, AdminTables, ImportTables, RolloutTables, LinkTables, ReportTables {}
+export interface Database
+  extends CoreTables,
+    AdminTables,
+    ImportTables,
+    RolloutTables,
+    LinkTables,
+    ReportTables,
+    ApiTables,
+    WebhookTables {}

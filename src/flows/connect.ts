@@ -6,6 +6,7 @@
 // The HTTP layer binds the flow to the browser session and does the redirects.
 import type { Transaction } from 'kysely'
 import * as client from 'openid-client'
+import { bindExternalUser } from '../api/connect-sessions.js'
 import { type AppRow, appConfigFor, appScopes, findAppById } from '../apps/apps.js'
 import { recordAudit } from '../audit/events.js'
 import { CartaApiError, type CartaUser, fetchUser } from '../carta/api.js'
@@ -46,6 +47,8 @@ export interface StartOptions {
   expectedUserId?: number
   /** Local path to land on after success (checked by the HTTP layer; default `/`). */
   returnTo?: string
+  /** API connect sessions: the identity is tied to the session's external user id (api/connect-sessions.ts). */
+  connectSessionId?: number
 }
 
 /** Starts the authorization-code flow: state + PKCE S256 stored server-side; the URL to send the browser to. */
@@ -74,6 +77,7 @@ export async function startConnect(deps: Deps, options: StartOptions, log: Logge
       linkId: options.linkId ?? null,
       expectedUserId: options.expectedUserId ?? null,
       returnTo: options.returnTo ?? null,
+      connectSessionId: options.connectSessionId ?? null,
     },
     clock.now(),
   )
@@ -124,6 +128,8 @@ export interface Connected {
   createdLocalKey: string | null
   /** Where the flow wanted to land (unchecked: the HTTP layer checks it before redirecting). */
   returnTo: string | null
+  /** A connect session's absolute returnTo (the HTTP layer checks it against the allowed origins). */
+  externalReturnTo?: string
 }
 
 /** Completes the flow. Order matters: the state first, so nothing else is trusted without it. */
@@ -250,7 +256,17 @@ export async function completeConnect(deps: Deps, input: CallbackInput, log: Log
           // A link is single-use: of two callbacks racing for it, the loser rolls back everything.
           if (stateRow.link_id && !(await consumeLink(trx, stateRow.link_id, result.grantId, now)))
             throw new DomainError('connect.link_unavailable', 'The link was used or expired meanwhile.', {})
-          return { userId, grantId: result.grantId, supersededGrantId: result.supersededGrantId, createdLocalKey }
+          // An API connect session: the integrator's id joins the user in the same transaction.
+          const bound = stateRow.connect_session_id
+            ? await bindExternalUser(trx, stateRow.connect_session_id, userId)
+            : null
+          return {
+            userId,
+            grantId: result.grantId,
+            supersededGrantId: result.supersededGrantId,
+            createdLocalKey,
+            ...(bound ? { externalReturnTo: bound.returnTo } : {}),
+          }
         }),
       )
     } catch (err) {

@@ -25,6 +25,7 @@ export interface NewState {
   linkId?: number | null
   expectedUserId?: number | null
   returnTo?: string | null
+  connectSessionId?: number | null
 }
 
 export async function createState(db: Kysely<Database>, input: NewState, now: number): Promise<string> {
@@ -41,6 +42,7 @@ export async function createState(db: Kysely<Database>, input: NewState, now: nu
       link_id: input.linkId ?? null,
       expected_user_id: input.expectedUserId ?? null,
       return_to: input.returnTo ?? null,
+      connect_session_id: input.connectSessionId ?? null,
       created_at: now,
       expires_at: now + STATE_TTL_MS,
       used_at: null,

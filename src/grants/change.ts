@@ -1,13 +1,14 @@
 // Every change to a user's grants goes through changeGrant(), inside the caller's transaction: the
 // grant rows, the user's active grant and status, the audit event, and what depends on them —
-// today the rollout membership and its counters (src/README.md, "Grants"). A new consequence of a
-// grant change (say, an outbox row for a webhook) is added here, once, and no caller can miss it.
+// the rollout membership and its counters, and the webhook outbox (src/README.md, "Grants"). A new
+// consequence of a grant change is added here, once, and no caller can miss it.
 import type { Transaction } from 'kysely'
 import { recordAudit } from '../audit/events.js'
 import type { TokenSet } from '../carta/oauth-client.js'
 import type { Database, GrantStatus } from '../db/schema.js'
 import { syncUserRollouts } from '../rollouts/membership.js'
 import { formatScopes, parseScopes, sameScopes } from '../scopes.js'
+import { anyActiveEndpoint, coveredRollouts, enqueueWebhookEvent } from '../webhooks/outbox.js'
 import { enqueueGrantRevocation } from './revocation.js'
 import type { TokenCipher } from './token-cipher.js'
 import { storeTokens } from './tokens.js'
@@ -67,8 +68,13 @@ export async function changeGrant(
 ): Promise<GrantChangeResult> {
   await lockUser(trx, change)
   const result = await apply(trx, cipher, change, now)
+  if (!result.changed) return result
+  // Webhook events land in the outbox with the change itself (at-least-once after the commit).
+  const listened = await anyActiveEndpoint(trx)
+  const coveredBefore = listened ? await coveredRollouts(trx, result.userId) : new Set<number>()
   // What depends on a user's grants, kept in step in the same transaction.
-  if (result.changed) await syncUserRollouts(trx, result.userId)
+  await syncUserRollouts(trx, result.userId)
+  if (listened) await enqueueGrantEvents(trx, change, result, coveredBefore, now)
   return result
 }
 
@@ -89,6 +95,66 @@ async function lockUser(trx: Trx, change: GrantChange): Promise<void> {
     .set((eb) => ({ updated_at: eb.ref('updated_at') }))
     .where('id', '=', userId)
     .execute()
+}
+
+/** The grant.* event of the change, and rollout.user_covered for each rollout the user now covers. */
+async function enqueueGrantEvents(
+  trx: Trx,
+  change: GrantChange,
+  result: GrantChangeResult,
+  coveredBefore: Set<number>,
+  now: number,
+): Promise<void> {
+  const grant = await trx
+    .selectFrom('grants')
+    .innerJoin('oauth_apps', 'oauth_apps.id', 'grants.app_id')
+    .select(['grants.granted_scopes', 'grants.scopes_source', 'grants.status', 'oauth_apps.key as app'])
+    .where('grants.id', '=', result.grantId)
+    .executeTakeFirstOrThrow()
+  const type = (
+    {
+      granted: 'grant.created',
+      scopes: 'grant.scopes_changed',
+      broken: 'grant.broken',
+      revoked: 'grant.revoked',
+    } as const
+  )[change.kind]
+  await enqueueWebhookEvent(
+    trx,
+    {
+      type,
+      userId: result.userId,
+      data: {
+        grantId: result.grantId,
+        app: grant.app,
+        status: grant.status,
+        scopes: parseScopes(grant.granted_scopes),
+        scopesSource: grant.scopes_source,
+        ...(change.kind === 'broken' ? { reason: change.reason } : {}),
+      },
+    },
+    now,
+  )
+  const coveredAfter = await coveredRollouts(trx, result.userId)
+  const newly = [...coveredAfter].filter((id) => !coveredBefore.has(id))
+  if (newly.length === 0) return
+  const rollouts = await trx.selectFrom('rollouts').select(['id', 'name']).where('id', 'in', newly).execute()
+  for (const rollout of rollouts) {
+    await enqueueWebhookEvent(
+      trx,
+      {
+        type: 'rollout.user_covered',
+        userId: result.userId,
+        data: {
+          rolloutId: rollout.id,
+          rolloutName: rollout.name,
+          grantId: result.grantId,
+          scopes: parseScopes(grant.granted_scopes),
+        },
+      },
+      now,
+    )
+  }
 }
 
 async function apply(trx: Trx, cipher: TokenCipher, change: GrantChange, now: number): Promise<GrantChangeResult> {

@@ -22,6 +22,8 @@ const TO_APPS = { backHref: '/admin/apps', backLabel: 'Back to apps' }
 const TO_AUDIT = { backHref: '/admin/audit', backLabel: 'Back to the audit trail' }
 const TO_REPORTS = { backHref: '/admin/reports', backLabel: 'Back to reports' }
 const TO_COMPANIES = { backHref: '/features/issuers', backLabel: 'Back to your companies' }
+const TO_API_KEYS = { backHref: '/admin/api-keys', backLabel: 'Back to API keys' }
+const TO_WEBHOOKS = { backHref: '/admin/webhooks', backLabel: 'Back to webhooks' }
 const CURRENT_APP = { retryHref: '/carta/connect', retryLabel: 'Connect with the current app' }
 
 /** The callback's retry button: start again, connect again with the same app, or none (a link flow). */
@@ -287,6 +289,55 @@ const PAGES: { [C in ErrorCode]: PageFor<C> } = {
     title: 'No report for this run',
     message: `Run ${d.runId} ${d.status === 'failed' ? `failed: ${d.error ?? 'unknown error'}` : 'is still running'}.`,
     ...TO_REPORTS,
+  }),
+  'api.unauthorized': () => ({
+    status: 401,
+    title: 'API key required',
+    message: 'Send a valid, unrevoked API key as "Authorization: Bearer <key>".',
+  }),
+  'api.forbidden': (d) => ({
+    status: 403,
+    title: 'Permission missing',
+    message: `This API key does not hold the "${d.permission}" permission.`,
+  }),
+  'api.user_not_found': () => ({ status: 404, title: 'User not found', message: 'There is no end user with this id.' }),
+  'api.reconnect_required': () => ({
+    status: 409,
+    title: 'Reconnect to Carta',
+    message: 'The user has no usable grant (it broke or was revoked): they must connect again.',
+  }),
+  'api_key.invalid': (_d, message) => ({ status: 400, title: 'Invalid API key', message, ...TO_API_KEYS }),
+  'api_key.not_found': () => ({
+    status: 404,
+    title: 'API key not found',
+    message: 'There is no API key with this id.',
+    ...TO_API_KEYS,
+  }),
+  'webhook.invalid': (_d, message) => ({ status: 400, title: 'Invalid webhook endpoint', message, ...TO_WEBHOOKS }),
+  'webhook.not_found': () => ({
+    status: 404,
+    title: 'Webhook endpoint not found',
+    message: 'There is no webhook endpoint or delivery with this id.',
+    ...TO_WEBHOOKS,
+  }),
+  'connect_session.bad_return': (d) => ({
+    status: 400,
+    title: 'returnTo not allowed',
+    message: `returnTo must be under an origin listed in API_ALLOWED_RETURN_ORIGINS (got ${d.origin.slice(0, 100)}).`,
+  }),
+  'connect_session.unavailable': (d) => ({
+    status: d.reason === 'unknown' ? 404 : 410,
+    title: 'This connection link is not valid',
+    message:
+      d.reason === 'unknown'
+        ? 'The address may be cut short or mistyped. Go back to the product that sent you and try again.'
+        : 'Each connection link works once and for a short time. Go back to the product that sent you and try again.',
+  }),
+  'connect_session.external_taken': () => ({
+    status: 409,
+    title: 'Already connected as someone else',
+    message:
+      'This Carta account or this product account is already tied to another person, so nothing was changed. Go back to the product that sent you.',
   }),
 }
 

@@ -8,6 +8,7 @@ import { discoveryJob } from '../imports/discovery.js'
 import type { Logger } from '../log.js'
 import { reportScheduleJob } from '../reports/scheduler.js'
 import { rolloutBuildJob } from '../rollouts/build-job.js'
+import { webhookDeliveryJob } from '../webhooks/delivery.js'
 
 export function createJobs(deps: AppDeps, logFor: (name: string) => Logger) {
   return {
@@ -17,6 +18,7 @@ export function createJobs(deps: AppDeps, logFor: (name: string) => Logger) {
     'oauth-states': stateCleanupJob(deps),
     sessions: sessionCleanupJob(deps),
     'scope-discovery': discoveryJob({ ...deps, log: logFor('scope-discovery') }),
+    webhooks: webhookDeliveryJob(deps),
   }
 }
 

@@ -15,6 +15,7 @@ import { DomainError } from '../errors.js'
 import { parseScopes } from '../scopes.js'
 import { DAY_MS } from '../time.js'
 import { type LackingFilter, type LackingRow, listLacking } from '../rollouts/lacking.js'
+import { enqueueWebhookEvent } from '../webhooks/outbox.js'
 import type { ReauthLinkTable } from './tables.js'
 
 export type LinkRow = Selectable<ReauthLinkTable>
@@ -129,7 +130,7 @@ function equalStrings(a: string, b: string): boolean {
  * false otherwise. Called inside the callback's grant transaction: a false answer rolls the whole
  * grant back. One conditional UPDATE, so of two concurrent callbacks exactly one wins (the row
  * lock makes the loser re-check `used_at` on PostgreSQL; SQLite serialises writers).
- * Writes the `link.used` audit event in the same transaction.
+ * Writes the `link.used` audit event and webhook event in the same transaction.
  */
 export async function consumeLink(
   db: Transaction<Database>,
@@ -159,6 +160,12 @@ export async function consumeLink(
     rolloutId: link.rollout_id,
     details: { linkId },
   })
+  // Outbox row in the same transaction (src/webhooks/outbox.ts).
+  await enqueueWebhookEvent(
+    db,
+    { type: 'link.used', userId: link.user_id, data: { linkId, rolloutId: link.rollout_id, grantId } },
+    now,
+  )
   return true
 }
 

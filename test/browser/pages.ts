@@ -214,6 +214,9 @@ export const PAGES: PageCase[] = [
   { name: 'admin-apps', as: 'operator', path: () => '/admin/apps', text: 'Carta apps' },
   { name: 'admin-apps-retire', as: 'operator', path: (s) => `/admin/apps/${s.apps.v2}/retire`, text: 'Retire' },
   { name: 'admin-audit', as: 'operator', path: () => '/admin/audit', text: 'Audit trail' },
+  { name: 'admin-api-keys', as: 'operator', path: () => '/admin/api-keys', text: 'API keys' },
+  { name: 'admin-webhooks', as: 'operator', path: () => '/admin/webhooks', text: 'Webhooks' },
+  { name: 'api-docs', as: 'anonymous', path: () => '/api/docs', text: 'Scope Ledger API', calm: true },
   {
     name: 'admin-audit-filtered',
     as: 'operator',

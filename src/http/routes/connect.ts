@@ -3,6 +3,7 @@
 // (the state is bound to it; a new session id once a user is connected) and the redirects.
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
+import { CONNECT_SESSION_PATH, allowedReturn, openConnectSession } from '../../api/connect-sessions.js'
 import { appScopes, currentApp, findAppByKey } from '../../apps/apps.js'
 import { DomainError } from '../../errors.js'
 import { CALLBACK_PATH, completeConnect } from '../../flows/connect.js'
@@ -52,8 +53,27 @@ const connect: FastifyPluginAsyncTypebox = async (app) => {
     request.session.endUserId = connected.userId
     // The superseded grant's tokens were queued for revocation: send them now, not at the next tick.
     if (connected.supersededGrantId) app.jobs.kick('revocations')
+    app.jobs.kick('webhooks')
+    // A connect session lands back in the integrator's product, only under an allowed origin.
+    const external = connected.externalReturnTo ? allowedReturn(config, connected.externalReturnTo) : null
+    if (external) return reply.redirect(external, 303)
     return reply.redirect(localRedirect(connected.returnTo ?? '/', { fallback: '/' }), 303)
   })
+
+  // An API connect session's one-time URL: opened once, it starts the connect flow with the
+  // current app, the state carrying the session (src/api/connect-sessions.ts).
+  app.get(
+    `${CONNECT_SESSION_PATH}/:token`,
+    { config: { rateLimit }, schema: { params: Type.Object({ token: Text(100) }) } },
+    async (request, reply) => {
+      const session = await openConnectSession(db, request.params.token, app.deps.clock.now())
+      const target = await currentApp(db, config.defaultEnvironment)
+      if (!target)
+        throw new DomainError('app.no_current', 'No current Carta app.', { environment: config.defaultEnvironment })
+      request.log.info({ connectSessionId: session.id }, 'connect session opened')
+      return sendToCarta(request, reply, { app: target, scopes: appScopes(target), connectSessionId: session.id })
+    },
+  )
 }
 
 export default connect

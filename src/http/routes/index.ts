@@ -3,6 +3,7 @@
 import type { FastifyInstance } from 'fastify'
 import { blankFieldsAbsent } from '../input.js'
 import admin from './admin/index.js'
+import api from './api/index.js'
 import assets from './assets.js'
 import connect from './connect.js'
 import features from './features.js'
@@ -23,6 +24,8 @@ async function pages(app: FastifyInstance): Promise<void> {
 
 export default async function routes(app: FastifyInstance): Promise<void> {
   await app.register(pages)
+  // The integrator's API: its own key guard and problem+json errors (api/v1.ts); JSON bodies as sent.
+  await app.register(api, { prefix: '/api' })
   // The stand-in for Carta reads its input the way Carta would (RFC 6749 forms), untouched.
   if (app.deps.config.sandboxEnabled) await app.register(sandbox, { prefix: '/sandbox' })
 }

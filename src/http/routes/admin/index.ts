@@ -2,6 +2,7 @@
 // (access.ts): the ONE place access to operator pages is decided.
 import type { FastifyInstance } from 'fastify'
 import { guard } from './access.js'
+import apiKeys from './api-keys.js'
 import apps from './apps.js'
 import audit from './audit.js'
 import imports from './imports.js'
@@ -10,6 +11,7 @@ import reports from './reports.js'
 import rollouts from './rollouts.js'
 import signIn from './sign-in.js'
 import users from './users.js'
+import webhooks from './webhooks.js'
 
 export default async function admin(app: FastifyInstance): Promise<void> {
   app.addHook('onRequest', guard)
@@ -21,4 +23,6 @@ export default async function admin(app: FastifyInstance): Promise<void> {
   await app.register(audit)
   await app.register(reports)
   await app.register(imports)
+  await app.register(apiKeys)
+  await app.register(webhooks)
 }
