@@ -3,6 +3,7 @@
 import type { Generated } from 'kysely'
 import type { AdminTables } from '../admin/tables.js'
 import type { LinkTables } from '../links/tables.js'
+import type { MailTables } from '../mail/tables.js'
 import type { ReportTables } from '../reports/tables.js'
 import type { RolloutTables } from '../rollouts/tables.js'
 
@@ -142,4 +143,4 @@ export interface CoreTables {
   audit_events: AuditEventTable
 }
 
-export interface Database extends CoreTables, AdminTables, RolloutTables, LinkTables, ReportTables {}
+export interface Database extends CoreTables, AdminTables, RolloutTables, LinkTables, ReportTables, MailTables {}

@@ -15,7 +15,7 @@ import type { Database } from '../db/schema.js'
 import type { AppDeps } from '../deps.js'
 import { DomainError, type Retry, isDomainError } from '../errors.js'
 import { changeGrant } from '../grants/change.js'
-import { consumeLink } from '../links/links.js'
+import { consumeLink, markLinkOutcome } from '../links/links.js'
 import type { Logger } from '../log.js'
 import { formatScopes, missingScopes, parseScopes } from '../scopes.js'
 import {
@@ -144,7 +144,10 @@ export async function completeConnect(deps: Deps, input: CallbackInput, log: Log
 
   if (query.error !== undefined) {
     const code = safeCode(query.error)
-    if (code === 'access_denied') throw new DomainError('connect.declined', 'The user declined at Carta.', retry)
+    if (code === 'access_denied') {
+      if (stateRow.link_id) await markLinkOutcome(db, stateRow.link_id, 'declined', clock.now())
+      throw new DomainError('connect.declined', 'The user declined at Carta.', retry)
+    }
     throw new DomainError('connect.carta_error', `Carta answered ${code}.`, { ...retry, error: code })
   }
   if (!query.code) throw new DomainError('connect.no_code', 'The callback carries no code.', { retry: 'start' })
@@ -308,6 +311,7 @@ async function identityMismatch(
   attempt: { expectedUserId: number; linkId: number | null; appId: number; reason: string },
   now: number,
 ): Promise<never> {
+  if (attempt.linkId) await markLinkOutcome(deps.db, attempt.linkId, 'identity_mismatch', now)
   await recordAudit(deps.db, now, {
     type: 'link.identity_mismatch',
     actor: 'anonymous',

@@ -4,6 +4,7 @@ import { stateCleanupJob } from '../flows/states.js'
 import type { AppDeps } from '../deps.js'
 import { revocationJob } from '../grants/revocation.js'
 import type { Logger } from '../log.js'
+import { mailJob } from '../mail/job.js'
 import { reportScheduleJob } from '../reports/scheduler.js'
 import { rolloutBuildJob } from '../rollouts/build-job.js'
 
@@ -13,6 +14,7 @@ export function createJobs(deps: AppDeps, logFor: (name: string) => Logger) {
     'rollout-build': rolloutBuildJob(deps),
     reports: reportScheduleJob({ ...deps, log: logFor('reports') }),
     'oauth-states': stateCleanupJob(deps),
+    mail: mailJob(deps),
   }
 }
 

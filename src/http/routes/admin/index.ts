@@ -5,6 +5,7 @@ import { guard } from './access.js'
 import apps from './apps.js'
 import audit from './audit.js'
 import links from './links.js'
+import mail from './mail.js'
 import reports from './reports.js'
 import rollouts from './rollouts.js'
 import signIn from './sign-in.js'
@@ -15,6 +16,7 @@ export default async function admin(app: FastifyInstance): Promise<void> {
   await app.register(signIn)
   await app.register(rollouts)
   await app.register(links)
+  await app.register(mail)
   await app.register(users)
   await app.register(apps)
   await app.register(audit)
