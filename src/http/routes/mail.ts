@@ -43,7 +43,8 @@ const mail: FastifyPluginAsyncTypebox = async (app) => {
   app.post('/mail/unsubscribe/:token', { schema: { params: TokenParams } }, async (request, reply) => {
     const userId = userFrom(request.params.token, request.log)
     const body = (request.body ?? {}) as Record<string, unknown>
-    const source = body['List-Unsubscribe'] === 'One-Click' && !body.from_page ? 'one-click' : 'page'
+    // The page's own button says so; anything else is a mail client's one-click POST.
+    const source = body.from_page === '1' ? 'page' : 'one-click'
     const changed = await optOut(db, userId, source, clock.now())
     request.log.info({ userId, source, changed }, 'opted out of email')
     return renderPage(request, reply, 'mail/unsubscribe', { title: 'You will receive no more emails', done: true })
