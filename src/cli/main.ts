@@ -3,6 +3,7 @@ import { openRuntime } from '../runtime.js'
 import { operatorCommand } from './operator.js'
 import { reportCommand } from './report.js'
 import { exportLinksCommand, exportLinksUsage } from './export-links.js'
+import { sendLinksCommand, sendLinksUsage } from './send-links.js'
 
 type Command = { summary: string; run: (args: string[]) => Promise<number> }
 
@@ -28,6 +29,10 @@ const commands: Record<string, Command> = {
   'export-links': {
     summary: exportLinksUsage.replace('Usage: npm run cli -- ', ''),
     run: (args) => exportLinksCommand(args),
+  },
+  'send-links': {
+    summary: sendLinksUsage.replace('Usage: npm run cli -- ', ''),
+    run: (args) => sendLinksCommand(args),
   },
 }
 
