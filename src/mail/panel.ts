@@ -29,7 +29,7 @@ export async function rolloutMailPanel(
       step,
       label: FUNNEL_LABELS[step],
       count: funnel[step],
-      pct: Math.round((funnel[step] / max) * 100),
+      max,
     })),
     everyoneHref: `/admin/rollouts/${rolloutId}/mail?selection=everyone`,
     filterHref: query ? `/admin/rollouts/${rolloutId}/mail?selection=filter&${query}` : null,
