@@ -77,8 +77,6 @@ export interface MailConfig {
   ratePerSecond: number
   /** Default reminder schedule of a new campaign, in days after the first email. */
   reminderDays: number[]
-  /** Scheduled reports are emailed to these addresses (REPORT_EMAIL_TO). */
-  reportTo: string[]
 }
 
 export class ConfigError extends Error {
@@ -414,13 +412,6 @@ const EMAIL = /^[^\s@<>,;"]+@[^\s@<>,;"]+\.[^\s@<>,;"]+$/
 
 function mailConfig(env: Env, nodeEnv: Config['nodeEnv'], dataDir: string, publicUrl: string): MailConfig {
   const smtpUrl = env.SMTP_URL?.trim()
-  const reportTo = (env.REPORT_EMAIL_TO ?? '')
-    .split(',')
-    .map((a) => a.trim())
-    .filter(Boolean)
-  for (const address of reportTo)
-    if (!EMAIL.test(address))
-      throw new ConfigError('REPORT_EMAIL_TO', `must be a comma-separated list of email addresses (got "${address}")`)
   const fromValue = env.MAIL_FROM?.trim()
   let transport: MailConfig['transport']
   if (smtpUrl) {
@@ -442,8 +433,7 @@ function mailConfig(env: Env, nodeEnv: Config['nodeEnv'], dataDir: string, publi
     transport = { kind: 'mailbox', dir: resolve(dataDir, 'mailbox') }
   } else {
     // Production without SMTP_URL: fine while email is not used, a clear error once it is.
-    if (fromValue || reportTo.length > 0)
-      throw new ConfigError('SMTP_URL', 'is required when NODE_ENV=production and MAIL_FROM or REPORT_EMAIL_TO is set')
+    if (fromValue) throw new ConfigError('SMTP_URL', 'is required when NODE_ENV=production and MAIL_FROM is set')
     transport = { kind: 'off' }
   }
   const host = (() => {
@@ -473,7 +463,6 @@ function mailConfig(env: Env, nodeEnv: Config['nodeEnv'], dataDir: string, publi
     replyTo,
     ratePerSecond: integer(env, 'MAIL_RATE_PER_SECOND', 10, 0, 100_000),
     reminderDays,
-    reportTo,
   }
 }
 

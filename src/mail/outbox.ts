@@ -344,7 +344,7 @@ async function prepareLinkMessage(
   return { message: { ...message, to: user.email }, linkId: issued.link.id }
 }
 
-/** A report message carries its subject, parts and attachment in the row (src/mail/reports.ts). */
+/** A message of another kind carries its subject, parts and attachments in the row (payload, JSON). */
 function prepareReportMessage(row: OutboxRow): { message: OutgoingMessage; linkId: null } | { skip: string } {
   if (!row.payload) return { skip: 'no content' }
   const payload = JSON.parse(row.payload) as Omit<OutgoingMessage, 'to'>
