@@ -64,9 +64,25 @@ export interface Config {
   reports: { cron: string; timeZone: string; dir: string; webhookUrl: string | null }
   /** The integrator's API (src/http/routes/api): requests per minute per key; origins a connect session may return to. */
   api: { ratePerMinute: number; allowedReturnOrigins: string[] }
+  /** Email (src/mail/): where messages go, who they come from, how fast, reminders, report readers. */
+  mail: MailConfig
   logLevel: string
   /** Names of secrets generated for local use (logged once at start so nobody ships them). */
   generatedSecrets: string[]
+}
+
+export interface MailConfig {
+  /** smtp: SMTP_URL; mailbox: no SMTP_URL outside production, messages kept as files for /sandbox/mail; off: no email. */
+  transport:
+    | { kind: 'smtp'; url: string; user: string | null; password: string | null }
+    | { kind: 'mailbox'; dir: string }
+    | { kind: 'off' }
+  from: string
+  replyTo: string | null
+  /** Messages per second the outbox worker sends at most; 0 = unlimited. */
+  ratePerSecond: number
+  /** Default reminder schedule of a new campaign, in days after the first email. */
+  reminderDays: number[]
 }
 
 export class ConfigError extends Error {
@@ -197,6 +213,7 @@ export function loadConfig(env: Env = process.env): Config {
       ratePerMinute: integer(env, 'API_RATE_LIMIT_PER_MINUTE', 1200, 1, 10_000_000),
       allowedReturnOrigins: origins(env, 'API_ALLOWED_RETURN_ORIGINS'),
     },
+    mail: mailConfig(env, nodeEnv, dataDir, publicUrl),
     logLevel: oneOf(env, 'LOG_LEVEL', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], 'info'),
     generatedSecrets,
   }
@@ -409,6 +426,74 @@ function databaseConfig(env: Env, dataDir: string): DatabaseConfig {
   }
   const path = env.DATABASE_PATH?.trim() || resolve(dataDir, 'scope-ledger.db')
   return { kind: 'sqlite', path: isAbsolute(path) ? path : resolve(projectRoot, path) }
+}
+
+// A deliberately plain check (one @, no spaces or angle brackets): the SMTP server has the last word.
+const EMAIL = /^[^\s@<>,;"]+@[^\s@<>,;"]+\.[^\s@<>,;"]+$/
+
+function mailConfig(env: Env, nodeEnv: Config['nodeEnv'], dataDir: string, publicUrl: string): MailConfig {
+  const smtpUrl = env.SMTP_URL?.trim()
+  const fromValue = env.MAIL_FROM?.trim()
+  let transport: MailConfig['transport']
+  if (smtpUrl) {
+    let u: URL
+    try {
+      u = new URL(smtpUrl)
+    } catch {
+      throw new ConfigError('SMTP_URL', 'must be an smtp:// or smtps:// URL')
+    }
+    if (u.protocol !== 'smtp:' && u.protocol !== 'smtps:')
+      throw new ConfigError('SMTP_URL', `must start with smtp:// or smtps:// (got "${u.protocol}")`)
+    transport = {
+      kind: 'smtp',
+      url: smtpUrl,
+      user: env.SMTP_USER?.trim() || null,
+      password: env.SMTP_PASSWORD || null,
+    }
+  } else if (nodeEnv !== 'production') {
+    transport = { kind: 'mailbox', dir: resolve(dataDir, 'mailbox') }
+  } else {
+    // Production without SMTP_URL: fine while email is not used, a clear error once it is.
+    if (fromValue) throw new ConfigError('SMTP_URL', 'is required when NODE_ENV=production and MAIL_FROM is set')
+    transport = { kind: 'off' }
+  }
+  const host = (() => {
+    try {
+      return new URL(publicUrl).hostname
+    } catch {
+      return 'localhost'
+    }
+  })()
+  const from = fromValue || `Scope Ledger <no-reply@${host.includes('.') ? host : `${host}.localdomain`}>`
+  const bare = /<([^>]+)>\s*$/.exec(from)?.[1] ?? from
+  if (!EMAIL.test(bare))
+    throw new ConfigError('MAIL_FROM', `must be an address, optionally "Name <address>" (got "${from}")`)
+  const replyTo = env.MAIL_REPLY_TO?.trim() || null
+  if (replyTo && !EMAIL.test(/<([^>]+)>\s*$/.exec(replyTo)?.[1] ?? replyTo))
+    throw new ConfigError('MAIL_REPLY_TO', `must be an address (got "${replyTo}")`)
+  const daysText = env.MAIL_REMINDER_DAYS?.trim() ?? '3,7'
+  const reminderDays = parseReminderDays(daysText)
+  if (reminderDays === null)
+    throw new ConfigError(
+      'MAIL_REMINDER_DAYS',
+      `must be up to 5 whole days from 1 to 90, comma separated (got "${daysText}")`,
+    )
+  return {
+    transport,
+    from,
+    replyTo,
+    ratePerSecond: integer(env, 'MAIL_RATE_PER_SECOND', 10, 0, 100_000),
+    reminderDays,
+  }
+}
+
+/** "3,7" (or "3 7") → [3, 7]: increasing whole days 1..90, at most 5; "" → none; null when malformed. */
+export function parseReminderDays(text: string): number[] | null {
+  const parts = text.split(/[\s,]+/).filter(Boolean)
+  if (parts.length > 5 || parts.some((p) => !/^\d{1,2}$/.test(p))) return null
+  const days = parts.map(Number)
+  if (days.some((d, i) => d < 1 || d > 90 || (i > 0 && d <= days[i - 1]!))) return null
+  return days
 }
 
 function oneOf<T extends string>(env: Env, name: string, allowed: readonly T[], fallback: T): T {

@@ -46,6 +46,14 @@ export interface ErrorDetails {
   'link.used': Record<string, never>
   'link.archived': Record<string, never>
   'link.app_unavailable': Record<string, never>
+  /** An operator revoked the link. */
+  'link.revoked': Record<string, never>
+  'link.not_found': Record<string, never>
+  /** Email is off (production without SMTP_URL). */
+  'mail.not_configured': Record<string, never>
+  'mail.campaign_not_found': { campaignId: number }
+  'mail.bad_selection': { reason: string }
+  'mail.bad_unsubscribe': Record<string, never>
   'connect.bad_scopes': { app: string; outside: string[] }
   'connect.no_state': Retry
   'connect.state_rejected': Retry & { reason: string }

@@ -7,6 +7,7 @@ import { exportLinksCommand, exportLinksUsage } from './export-links.js'
 import { importGrantsCommand, importGrantsUsage } from './import-grants.js'
 import { discoverScopesCommand, discoverScopesUsage } from './discover-scopes.js'
 import { webhookCommand, webhookUsage } from './webhook.js'
+import { sendLinksCommand, sendLinksUsage } from './send-links.js'
 
 type Command = { summary: string; run: (args: string[]) => Promise<number> }
 
@@ -42,6 +43,10 @@ const commands: Record<string, Command> = {
   'import-grants': {
     summary: importGrantsUsage.replace('Usage: npm run cli -- ', ''),
     run: (a) => importGrantsCommand(a),
+  },
+  'send-links': {
+    summary: sendLinksUsage.replace('Usage: npm run cli -- ', ''),
+    run: (args) => sendLinksCommand(args),
   },
 }
 

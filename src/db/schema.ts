@@ -5,6 +5,7 @@ import type { AdminTables } from '../admin/tables.js'
 import type { ImportTables } from '../imports/tables.js'
 import type { ApiTables } from '../api/tables.js'
 import type { LinkTables } from '../links/tables.js'
+import type { MailTables } from '../mail/tables.js'
 import type { ReportTables } from '../reports/tables.js'
 import type { RolloutTables } from '../rollouts/tables.js'
 import type { WebhookTables } from '../webhooks/tables.js'
@@ -177,4 +178,5 @@ export interface Database
     LinkTables,
     ReportTables,
     ApiTables,
-    WebhookTables {}
+    WebhookTables,
+    MailTables {}

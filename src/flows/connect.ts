@@ -19,7 +19,7 @@ import type { AppDeps } from '../deps.js'
 import { DomainError, type Retry, isDomainError } from '../errors.js'
 import { changeGrant } from '../grants/change.js'
 import { enqueueUnrecordedTokens } from '../grants/revocation.js'
-import { consumeLink } from '../links/links.js'
+import { consumeLink, markLinkOutcome } from '../links/links.js'
 import type { Logger } from '../log.js'
 import { formatScopes, missingScopes, parseScopes } from '../scopes.js'
 import {
@@ -155,7 +155,10 @@ export async function completeConnect(deps: Deps, input: CallbackInput, log: Log
 
   if (query.error !== undefined) {
     const code = safeCode(query.error)
-    if (code === 'access_denied') throw new DomainError('connect.declined', 'The user declined at Carta.', retry)
+    if (code === 'access_denied') {
+      if (stateRow.link_id) await markLinkOutcome(db, stateRow.link_id, 'declined', clock.now())
+      throw new DomainError('connect.declined', 'The user declined at Carta.', retry)
+    }
     throw new DomainError('connect.carta_error', `Carta answered ${code}.`, { ...retry, error: code })
   }
   if (!query.code) throw new DomainError('connect.no_code', 'The callback carries no code.', { retry: 'start' })
@@ -374,6 +377,7 @@ async function identityMismatch(
 ): Promise<never> {
   // The attempt and the revocation of the tokens it obtained: one transaction.
   await deps.db.transaction().execute(async (trx) => {
+    if (attempt.linkId) await markLinkOutcome(trx, attempt.linkId, 'identity_mismatch', now)
     await recordAudit(trx, now, {
       type: 'link.identity_mismatch',
       actor: 'anonymous',

@@ -8,14 +8,14 @@ import { recordAudit } from '../audit/events.js'
 import type { AppDeps } from '../deps.js'
 import { DomainError } from '../errors.js'
 import { heldScopes } from '../grants/queries.js'
-import { type LinkRow, resolveLink } from '../links/links.js'
+import { type LinkRow, markLinkContinued, markLinkOpened, resolveLink } from '../links/links.js'
 import type { Logger } from '../log.js'
 import { missingScopes } from '../scopes.js'
 import type { StartOptions } from './connect.js'
 
 type Deps = Pick<AppDeps, 'config' | 'db' | 'clock'>
 
-type Refusal = 'tampered' | 'expired' | 'used' | 'archived' | 'app_unavailable'
+type Refusal = 'tampered' | 'expired' | 'used' | 'archived' | 'revoked' | 'app_unavailable'
 
 interface Visit {
   link: LinkRow
@@ -30,6 +30,8 @@ export async function linkPage(
   log: Logger,
 ): Promise<{ rolloutName: string; added: string[]; kept: string[]; expiresAt: number }> {
   const { link, rollout, app } = await follow(deps, token, 'GET', log)
+  // The funnel's "opened": the page was viewed (src/README.md, "Email").
+  await markLinkOpened(deps.db, link.id, deps.clock.now())
   const requested = appScopes(app)
   const added = missingScopes(requested, await heldScopes(deps.db, link.user_id))
   return {
@@ -50,6 +52,7 @@ export async function linkAuthorization(
   if (app.status !== 'active' || !appConfigFor(deps.config.apps, app))
     return refuse(deps, log, 'app_unavailable', 'POST', link)
   log.info({ linkId: link.id, rolloutId: rollout.id }, 'reauthorization link followed')
+  await markLinkContinued(deps.db, link.id, deps.clock.now())
   return {
     app,
     scopes: appScopes(app),
@@ -96,6 +99,8 @@ async function refuse(
       throw new DomainError('link.used', 'The link was already used.', {})
     case 'archived':
       throw new DomainError('link.archived', "The link's rollout is archived.", {})
+    case 'revoked':
+      throw new DomainError('link.revoked', 'An operator revoked the link.', {})
     case 'app_unavailable':
       throw new DomainError('link.app_unavailable', "The link's app accepts no connections.", {})
   }

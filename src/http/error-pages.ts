@@ -186,6 +186,33 @@ const PAGES: { [C in ErrorCode]: PageFor<C> } = {
     title: 'This link cannot be used right now',
     message: 'The Carta app it points to is no longer accepting connections. Ask for a new link.',
   }),
+  'link.revoked': () => ({
+    status: 410,
+    title: 'This link was withdrawn',
+    message:
+      'Whoever sent it replaced or withdrew it. If you are still asked to update your permissions, ask for a new link.',
+  }),
+  'link.not_found': () => ({
+    status: 404,
+    title: 'Link not found',
+    message: 'There is no such link in this rollout.',
+  }),
+  'mail.not_configured': () => ({
+    status: 409,
+    title: 'Email is not set up',
+    message: 'Set SMTP_URL and MAIL_FROM (see the README, "Email") to send links by email.',
+  }),
+  'mail.campaign_not_found': () => ({
+    status: 404,
+    title: 'Campaign not found',
+    message: 'There is no email campaign with this id in this rollout.',
+  }),
+  'mail.bad_selection': (_d, message) => ({ status: 400, title: 'Nobody to email', message }),
+  'mail.bad_unsubscribe': () => ({
+    status: 404,
+    title: 'This unsubscribe link is not valid',
+    message: 'The address may be cut short or mistyped. Open it exactly as it appears in the email.',
+  }),
   'connect.bad_scopes': (d) => ({
     status: 409,
     title: 'This connection cannot start',

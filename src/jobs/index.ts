@@ -6,6 +6,7 @@ import { sessionCleanupJob } from '../db/prune.js'
 import { revocationJob } from '../grants/revocation.js'
 import { discoveryJob } from '../imports/discovery.js'
 import type { Logger } from '../log.js'
+import { mailJob } from '../mail/job.js'
 import { reportScheduleJob } from '../reports/scheduler.js'
 import { rolloutBuildJob } from '../rollouts/build-job.js'
 import { webhookDeliveryJob } from '../webhooks/delivery.js'
@@ -19,6 +20,7 @@ export function createJobs(deps: AppDeps, logFor: (name: string) => Logger) {
     sessions: sessionCleanupJob(deps),
     'scope-discovery': discoveryJob({ ...deps, log: logFor('scope-discovery') }),
     webhooks: webhookDeliveryJob(deps),
+    mail: mailJob(deps),
   }
 }
 

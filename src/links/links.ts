@@ -19,7 +19,14 @@ import { enqueueWebhookEvent } from '../webhooks/outbox.js'
 import type { ReauthLinkTable } from './tables.js'
 
 export type LinkRow = Selectable<ReauthLinkTable>
-export type LinkState = 'sent' | 'used' | 'expired'
+/**
+ * What is known about a link, newest fact first: used, revoked, expired; while it still works,
+ * opened (its page was viewed), emailed (the outbox delivered it to the SMTP server) or only issued.
+ * Nothing is called "sent" unless it was emailed.
+ */
+export type LinkState = 'issued' | 'emailed' | 'opened' | 'used' | 'expired' | 'revoked'
+/** States of a link that still works. */
+export const OPEN_LINK_STATES: readonly LinkState[] = ['issued', 'emailed', 'opened']
 
 const NONCE_BYTES = 16
 const PAYLOAD_CHARS = 32 // base64url of 24 bytes, no padding
@@ -83,9 +90,15 @@ export function linkUrl(
   return `${context.publicUrl}/reauthorize/${signLinkToken(context.secret, row.id, row.nonce)}`
 }
 
-export function linkState(row: Pick<LinkRow, 'used_at' | 'expires_at'>, now: number): LinkState {
+export function linkState(
+  row: Pick<LinkRow, 'used_at' | 'expires_at' | 'revoked_at' | 'opened_at' | 'emailed_at'>,
+  now: number,
+): LinkState {
   if (row.used_at !== null) return 'used'
-  return row.expires_at <= now ? 'expired' : 'sent'
+  if (row.revoked_at) return 'revoked'
+  if (row.expires_at <= now) return 'expired'
+  if (row.opened_at) return 'opened'
+  return row.emailed_at ? 'emailed' : 'issued'
 }
 
 // --- resolving a followed link -------------------------------------------------------------------
@@ -93,7 +106,7 @@ export function linkState(row: Pick<LinkRow, 'used_at' | 'expires_at'>, now: num
 export type ResolvedLink =
   | { ok: true; link: LinkRow; rollout: { id: number; name: string; app_id: number } }
   | { ok: false; reason: 'tampered'; linkId: number | null }
-  | { ok: false; reason: 'used' | 'expired' | 'archived'; link: LinkRow }
+  | { ok: false; reason: 'used' | 'expired' | 'archived' | 'revoked'; link: LinkRow }
 
 /** Checks a token from a URL against the secret and the stored row (the public page and its POST). */
 export async function resolveLink(
@@ -109,6 +122,7 @@ export async function resolveLink(
   if (!link || !equalStrings(link.nonce, claimed.nonce))
     return { ok: false, reason: 'tampered', linkId: claimed.linkId }
   if (link.used_at !== null) return { ok: false, reason: 'used', link }
+  if (link.revoked_at) return { ok: false, reason: 'revoked', link }
   if (link.expires_at <= now) return { ok: false, reason: 'expired', link }
   const rollout = await db
     .selectFrom('rollouts')
@@ -143,6 +157,7 @@ export async function consumeLink(
     .set({ used_at: now, used_grant_id: grantId })
     .where('id', '=', linkId)
     .where('used_at', 'is', null)
+    .where('revoked_at', 'is', null)
     .where('expires_at', '>', now)
     .where('rollout_id', 'in', (eb) => eb.selectFrom('rollouts').select('id').where('status', '=', 'active'))
     .executeTakeFirst()
@@ -169,6 +184,81 @@ export async function consumeLink(
   return true
 }
 
+// --- what happened to a link (honest states, the funnel) -----------------------------------------
+
+/** The link's page was viewed (the first time counts). */
+export async function markLinkOpened(db: Kysely<Database>, linkId: number, now: number): Promise<void> {
+  await db
+    .updateTable('reauth_links')
+    .set({ opened_at: now })
+    .where('id', '=', linkId)
+    .where('opened_at', 'is', null)
+    .execute()
+}
+
+/** The person pressed the link's button and went on to Carta. */
+export async function markLinkContinued(db: Kysely<Database>, linkId: number, now: number): Promise<void> {
+  await db
+    .updateTable('reauth_links')
+    .set({ continued_at: now })
+    .where('id', '=', linkId)
+    .where('continued_at', 'is', null)
+    .execute()
+}
+
+/** An attempt through the link ended without a grant: declined at Carta, or another Carta identity. */
+export async function markLinkOutcome(
+  db: Kysely<Database>,
+  linkId: number,
+  outcome: 'declined' | 'identity_mismatch',
+  now: number,
+): Promise<void> {
+  await db
+    .updateTable('reauth_links')
+    .set({ outcome, outcome_at: now })
+    .where('id', '=', linkId)
+    .where('used_at', 'is', null)
+    .execute()
+}
+
+/**
+ * Revokes a link that still works (an operator's decision, audited): its URL stops working at once.
+ * Throws when the link is unknown; false when it no longer worked anyway.
+ */
+export async function revokeLink(
+  db: Kysely<Database>,
+  input: { linkId: number; rolloutId: number; revokedBy: string },
+  now: number,
+): Promise<{ revoked: boolean; userId: number }> {
+  return db.transaction().execute(async (trx) => {
+    const link = await trx
+      .selectFrom('reauth_links')
+      .select(['id', 'user_id'])
+      .where('id', '=', input.linkId)
+      .where('rollout_id', '=', input.rolloutId)
+      .executeTakeFirst()
+    if (!link) throw new DomainError('link.not_found', `There is no link ${input.linkId} in this rollout.`, {})
+    const result = await trx
+      .updateTable('reauth_links')
+      .set({ revoked_at: now, revoked_by: input.revokedBy })
+      .where('id', '=', input.linkId)
+      .where('used_at', 'is', null)
+      .where('revoked_at', 'is', null)
+      .where('expires_at', '>', now)
+      .executeTakeFirst()
+    const revoked = Number(result.numUpdatedRows) === 1
+    if (revoked)
+      await recordAudit(trx, now, {
+        type: 'link.revoked',
+        actor: input.revokedBy,
+        userId: link.user_id,
+        rolloutId: input.rolloutId,
+        details: { linkId: input.linkId },
+      })
+    return { revoked, userId: link.user_id }
+  })
+}
+
 // --- issuing -------------------------------------------------------------------------------------
 
 export interface IssuedLink {
@@ -189,6 +279,13 @@ function newLinkRow(context: LinkContext, rolloutId: number, userId: number, iss
     expires_at: now + context.ttlDays * DAY_MS,
     used_at: null,
     used_grant_id: null,
+    emailed_at: null,
+    opened_at: null,
+    continued_at: null,
+    outcome: null,
+    outcome_at: null,
+    revoked_at: null,
+    revoked_by: null,
   }
 }
 
@@ -251,6 +348,7 @@ async function outstandingLink(
     .where('rollout_id', '=', rolloutId)
     .where('user_id', '=', userId)
     .where('used_at', 'is', null)
+    .where('revoked_at', 'is', null)
     .where('expires_at', '>', now)
     .orderBy('id', 'desc')
     .limit(1)
@@ -280,7 +378,7 @@ export async function latestLinks(
     result.set(row.user_id, {
       state,
       // Only a link that still works is worth copying.
-      url: state === 'sent' ? linkUrl(context, row) : null,
+      url: OPEN_LINK_STATES.includes(state) ? linkUrl(context, row) : null,
       expiresAt: row.expires_at,
       issuedAt: row.issued_at,
     })
@@ -371,6 +469,7 @@ export async function ensureLinksForFilter(
         .where('rollout_id', '=', input.rolloutId)
         .where('user_id', 'in', ids)
         .where('used_at', 'is', null)
+        .where('revoked_at', 'is', null)
         .where('expires_at', '>', now)
         .orderBy('id', 'asc')
         .execute()

@@ -12,6 +12,15 @@ export interface ReauthLinkTable {
   expires_at: Millis
   used_at: Millis | null
   used_grant_id: number | null
+  /** migrations/0010_mail.ts: what happened to the link, for honest states and the funnel. */
+  emailed_at: Millis | null
+  opened_at: Millis | null
+  continued_at: Millis | null
+  /** declined | identity_mismatch: the last attempt through this link that did not complete. */
+  outcome: 'declined' | 'identity_mismatch' | null
+  outcome_at: Millis | null
+  revoked_at: Millis | null
+  revoked_by: string | null
 }
 
 export interface LinkTables {

@@ -24,6 +24,7 @@
 //   seeded user.
 import type { Page, Response } from 'playwright-core'
 import { readTokens } from '../../src/grants/tokens.js'
+import { unsubscribeToken } from '../../src/mail/opt-out.js'
 import { type TestApp, buildRollouts } from '../helpers/app.js'
 import { type Agent, hiddenField } from '../helpers/browser-agent.js'
 import { connectUser, signInOperator } from '../helpers/connect.js'
@@ -197,6 +198,48 @@ export const PAGES: PageCase[] = [
       return response
     },
     text: 'Links issued',
+  },
+  // Email (src/mail/): the preview, a campaign's effect on the rollout page, the funnel's lists,
+  // the opt-out page and the local mailbox the campaign filled.
+  {
+    name: 'admin-mail-preview',
+    as: 'operator',
+    path: (s) => `/admin/rollouts/${s.rolloutId}/mail?selection=everyone`,
+    text: 'Email reauthorization links',
+  },
+  {
+    name: 'admin-mail-campaign-started',
+    as: 'operator',
+    open: async (page, s) => {
+      await page.goto(`${s.app.url}/admin/rollouts/${s.rolloutId}/mail?selection=everyone`)
+      const [response] = await Promise.all([page.waitForNavigation(), page.click('button:has-text("Email ")')])
+      await s.app.app.jobs.run('mail')
+      return response
+    },
+    text: 'started',
+  },
+  {
+    name: 'admin-funnel',
+    as: 'operator',
+    path: (s) => `/admin/rollouts/${s.rolloutId}/funnel?step=issued`,
+    text: 'link issued',
+  },
+  {
+    name: 'mail-unsubscribe',
+    as: 'anonymous',
+    path: (s) => `/mail/unsubscribe/${unsubscribeToken(s.app.config.linkSigningSecret, s.users.ben)}`,
+    text: 'Stop these emails',
+  },
+  { name: 'sandbox-mail', as: 'anonymous', path: () => '/sandbox/mail', text: 'Local mailbox' },
+  {
+    name: 'sandbox-mail-message',
+    as: 'anonymous',
+    open: async (page, s) => {
+      await page.goto(`${s.app.url}/sandbox/mail`)
+      const [response] = await Promise.all([page.waitForNavigation(), page.click('td a')])
+      return response
+    },
+    text: 'Links in this message',
   },
   { name: 'admin-user', as: 'operator', path: (s) => `/admin/users/${s.users.ben}`, text: 'Grant history' },
   { name: 'admin-user-revoked', as: 'operator', path: (s) => `/admin/users/${s.users.dana}`, text: 'Grant history' },

@@ -17,6 +17,8 @@ declare module 'fastify' {
     operatorName?: string
     /** Set when a connect flow starts so the session is saved and its id can bind the state. */
     connectStartedAt?: number
+    /** Rollouts whose prompt this person hid with "Not now" (routes/prompt.ts). */
+    dismissedPrompts?: number[]
   }
 }
 

@@ -4,6 +4,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
 import { listApps } from '../../apps/apps.js'
 import { homeGrant, issuersForGrant } from '../../grants/queries.js'
+import { rolloutsAsking } from '../../links/prompt.js'
 import { describeScopes } from '../../scopes.js'
 import { renderPage } from '../render.js'
 
@@ -18,8 +19,12 @@ const home: FastifyPluginAsyncTypebox = async (app) => {
     const home = userId ? await homeGrant(db, userId) : undefined
     const connected = home?.grant?.status === 'active' && home.userStatus === 'connected'
     const issuers = connected ? await issuersForGrant({ ...app.deps, log: request.log }, home.grant!) : null
+    // Rollouts asking this person for more (dismissible per browser session).
+    const asking = connected && userId ? await rolloutsAsking(db, userId, request.session.dismissedPrompts ?? []) : []
     return renderPage(request, reply, 'home', {
       title: connected ? 'Your Carta connection' : 'Connect Carta',
+      csrf: asking.length > 0,
+      asking: asking.map((a) => ({ ...a, permissions: describeScopes(a.missing) })),
       home: home ?? null,
       connected,
       issuers,

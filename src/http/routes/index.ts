@@ -8,6 +8,8 @@ import assets from './assets.js'
 import connect from './connect.js'
 import features from './features.js'
 import home from './home.js'
+import mail from './mail.js'
+import prompt from './prompt.js'
 import reauthorize from './reauthorize.js'
 import sandbox from './sandbox.js'
 
@@ -19,6 +21,8 @@ async function pages(app: FastifyInstance): Promise<void> {
   await app.register(connect)
   await app.register(features)
   await app.register(reauthorize)
+  await app.register(mail)
+  await app.register(prompt)
   await app.register(admin, { prefix: '/admin' })
 }
 

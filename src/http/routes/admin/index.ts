@@ -7,6 +7,7 @@ import apps from './apps.js'
 import audit from './audit.js'
 import imports from './imports.js'
 import links from './links.js'
+import mail from './mail.js'
 import reports from './reports.js'
 import rollouts from './rollouts.js'
 import signIn from './sign-in.js'
@@ -18,6 +19,7 @@ export default async function admin(app: FastifyInstance): Promise<void> {
   await app.register(signIn)
   await app.register(rollouts)
   await app.register(links)
+  await app.register(mail)
   await app.register(users)
   await app.register(apps)
   await app.register(audit)

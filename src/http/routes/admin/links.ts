@@ -6,6 +6,7 @@ import type { Db } from '../../../db/index.js'
 import { DomainError } from '../../../errors.js'
 import { type LackingFilter, filterQuery, lackingFilter, listLacking } from '../../../rollouts/lacking.js'
 import {
+  OPEN_LINK_STATES,
   exportLinksCsv,
   issueLink,
   issueLinksBulk,
@@ -13,6 +14,7 @@ import {
   readLinksCsv,
   userLinks,
 } from '../../../links/links.js'
+import { personFunnel } from '../../../mail/funnel.js'
 import { findRollout } from '../../../rollouts/rollouts.js'
 import { formatTime, isoDate } from '../../../time.js'
 import { sendCsv } from '../../csv.js'
@@ -131,7 +133,11 @@ const links: FastifyPluginAsyncTypebox = async (app) => {
     {
       schema: {
         params: Type.Object({ id: Id, userId: Id }),
-        querystring: Type.Object({ issued: Type.Optional(Type.Enum(['1'])), reused: Type.Optional(Type.Enum(['1'])) }),
+        querystring: Type.Object({
+          issued: Type.Optional(Type.Enum(['1'])),
+          reused: Type.Optional(Type.Enum(['1'])),
+          revoked: Type.Optional(Type.Enum(['0', '1'])),
+        }),
       },
     },
     async (request, reply) => {
@@ -139,6 +145,7 @@ const links: FastifyPluginAsyncTypebox = async (app) => {
       const { id: rolloutId, userId } = request.params
       const data = await userLinks(db, context, rolloutId, userId)
       const { user, latest } = data
+      const mail = await personFunnel(db, rolloutId, userId)
       return renderPage(request, reply, 'admin/link', {
         title: `Link for ${user.email ?? user.carta_user_id ?? `user ${user.id}`}`,
         rollout: data.rollout,
@@ -152,9 +159,31 @@ const links: FastifyPluginAsyncTypebox = async (app) => {
           expiresAt: formatTime(l.expires_at),
           usedAt: l.used_at ? formatTime(l.used_at) : null,
           issuedBy: l.issued_by,
+          // What is known of this link, oldest first (the person's funnel).
+          facts: [
+            l.emailed_at ? `emailed ${formatTime(l.emailed_at)}` : null,
+            l.opened_at ? `opened ${formatTime(l.opened_at)}` : null,
+            l.continued_at ? `continued to Carta ${formatTime(l.continued_at)}` : null,
+            l.outcome === 'declined' ? `declined at Carta ${formatTime(l.outcome_at)}` : null,
+            l.outcome === 'identity_mismatch' ? `refused: another Carta identity ${formatTime(l.outcome_at)}` : null,
+            l.revoked_at ? `revoked ${formatTime(l.revoked_at)} by ${l.revoked_by ?? 'an operator'}` : null,
+          ].filter((f) => f !== null),
         })),
+        openLinkId: data.links.find((l) => OPEN_LINK_STATES.includes(l.state))?.id ?? null,
+        person: user.email ?? user.name ?? user.carta_user_id ?? `user #${user.id}`,
+        messages: mail.messages.map((m) => ({ ...m, when: formatTime(m.sent_at ?? m.created_at) })),
+        optedOutAt: mail.optedOutAt ? formatTime(mail.optedOutAt) : null,
         latestExpires: latest ? formatTime(latest.expiresAt) : null,
-        notice: request.query.reused ? 'reused' : request.query.issued ? 'issued' : null,
+        notice:
+          request.query.revoked === '1'
+            ? 'revoked'
+            : request.query.revoked === '0'
+              ? 'not_revoked'
+              : request.query.reused
+                ? 'reused'
+                : request.query.issued
+                  ? 'issued'
+                  : null,
         ttlDays: config.linkTtlDays,
       })
     },

@@ -11,6 +11,7 @@ import { latestLinks, linkContextFrom } from '../../../links/links.js'
 import { MAX_NAME_LENGTH, archiveRollout, findRollout, listRollouts, startRollout } from '../../../rollouts/rollouts.js'
 import { parseScopes } from '../../../scopes.js'
 import { formatTime } from '../../../time.js'
+import { rolloutMailPanel } from '../../../mail/panel.js'
 import { noStore, renderPage } from '../../render.js'
 import { Id, IdParams, LackingFilterFields, Matching, Scope, Text } from '../../schemas.js'
 import { operatorActor } from './access.js'
@@ -35,6 +36,8 @@ const RolloutQuery = Type.Object({
   after: Type.Optional(Matching('^[0-9]{1,15}(\\.[0-9]{1,15})?$', 40)),
   /** The user whose link was just issued (highlighted). */
   link: Type.Optional(Id),
+  /** The email campaign just created (its notice). */
+  campaign: Type.Optional(Id),
 })
 
 const rollouts: FastifyPluginAsyncTypebox = async (app) => {
@@ -128,10 +131,11 @@ const rollouts: FastifyPluginAsyncTypebox = async (app) => {
     if (!rollout) throw new DomainError('rollout.not_found', `There is no rollout ${id}.`, { rolloutId: id })
     const filter = lackingFilter(request.query)
     const { after } = request.query
-    const [summary, page, apps] = await Promise.all([
+    const [summary, page, apps, mail] = await Promise.all([
       rolloutSummary(db, id, rollout.required_scopes),
       listLacking(db, id, filter, after ? { after } : {}),
       listApps(db),
+      rolloutMailPanel(db, config, id, filter, clock.now()),
     ])
     // Link state per row (none/sent/used/expired) and, for links still valid, the URL to copy.
     const linkStates = await latestLinks(
@@ -160,6 +164,8 @@ const rollouts: FastifyPluginAsyncTypebox = async (app) => {
       filterQuery: filterQuery(filter),
       apps,
       linkUserId: request.query.link ?? null,
+      linkUserName: request.query.link ? await personName(db, request.query.link) : null,
+      mail: { ...mail, justCreated: request.query.campaign ?? null },
       building,
       buildDone: Number(rollout.build_done),
       buildTotal,
@@ -170,3 +176,13 @@ const rollouts: FastifyPluginAsyncTypebox = async (app) => {
 }
 
 export default rollouts
+
+/** How notices name a person: email, else name, else Carta id, else "user #id". */
+async function personName(db: import('../../../db/index.js').Db, userId: number): Promise<string> {
+  const u = await db
+    .selectFrom('end_users')
+    .select(['email', 'name', 'carta_user_id'])
+    .where('id', '=', userId)
+    .executeTakeFirst()
+  return u?.email ?? u?.name ?? u?.carta_user_id ?? `user #${userId}`
+}

@@ -80,8 +80,9 @@ t.test('creating a rollout: validation, then the page, archive', async (t) => {
   t.match(page.text, 'action="/admin/rollouts/1/links"')
   t.match(page.text, 'action="/admin/rollouts/1/links/bulk"')
   t.match(page.text, '/admin/rollouts/1/links.csv')
-  t.match(page.text, '<span class="badge">none</span>')
-  // Issuing a link from the row: back on the page the row shows "sent" and a copy box.
+  t.match(page.text, '<span class="badge">no link</span>')
+  // Issuing a link from the row: back on the page the row shows "issued, not emailed" (nothing
+  // is called sent unless it was emailed), names the person, and offers a copy box.
   const issued = await agent.post(`${url}/admin/rollouts/1/links`, {
     _csrf: hiddenField(page.text, '_csrf'),
     user_id: String(u1),
@@ -89,8 +90,9 @@ t.test('creating a rollout: validation, then the page, archive', async (t) => {
   t.equal(issued.status, 303)
   const withLink = await agent.get(new URL(issued.location!, url).toString())
   t.equal(withLink.status, 200)
-  t.match(withLink.text, 'A reauthorization link was issued')
-  t.match(withLink.text, '<span class="badge warn">sent</span>')
+  t.match(withLink.text, /A reauthorization link is ready for <a href="\/admin\/users\/\d+">one@example.com<\/a>/)
+  t.match(withLink.text, '<span class="badge ">issued, not emailed</span>')
+  t.notMatch(withLink.text, '>sent<')
   t.match(withLink.text, new RegExp(`id="link-${u1}"[^>]*value="${url}/reauthorize/`))
   t.match(withLink.text, `data-copy="link-${u1}"`)
   const dash2 = await agent.get(`${url}/admin`)

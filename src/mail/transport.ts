@@ -1,0 +1,140 @@
+// Where messages go: an SMTP server (SMTP_URL, nodemailer's pooled transport), or, with no
+// SMTP_URL outside production, a local mailbox of files that /sandbox/mail shows (src/README.md,
+// "Email"). The outbox worker (outbox.ts) is the only sender.
+import { randomBytes } from 'node:crypto'
+import { mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import nodemailer from 'nodemailer'
+import type { MailConfig } from '../config.js'
+
+export interface OutgoingMessage {
+  to: string
+  subject: string
+  text: string
+  html: string
+  headers?: Record<string, string>
+  attachments?: Array<{ filename: string; content: string; contentType: string }>
+}
+
+export interface Delivered {
+  messageId: string
+  /** The server's last reply ("250 OK …"), or "stored in the local mailbox". */
+  response: string
+}
+
+export interface Mailer {
+  readonly kind: 'smtp' | 'mailbox'
+  send(message: OutgoingMessage): Promise<Delivered>
+  close(): void
+}
+
+/** The mailer for the configured transport; null when email is off. */
+export function createMailer(config: MailConfig, options: { maxConnections?: number } = {}): Mailer | null {
+  const transport = config.transport
+  const envelope = (m: OutgoingMessage) => ({
+    from: config.from,
+    ...(config.replyTo ? { replyTo: config.replyTo } : {}),
+    to: m.to,
+    subject: m.subject,
+    text: m.text,
+    html: m.html,
+    headers: m.headers ?? {},
+    attachments: m.attachments ?? [],
+  })
+  if (transport.kind === 'smtp') {
+    const smtp = nodemailer.createTransport({
+      url: transport.url,
+      pool: true,
+      maxConnections: options.maxConnections ?? 5,
+      // A dead server must not hold a send for long: the row goes back to the queue with backoff.
+      connectionTimeout: 10_000,
+      greetingTimeout: 10_000,
+      socketTimeout: 60_000,
+      ...(transport.user ? { auth: { user: transport.user, pass: transport.password ?? '' } } : {}),
+    } as Parameters<typeof nodemailer.createTransport>[0])
+    return {
+      kind: 'smtp',
+      async send(message) {
+        const info = await smtp.sendMail(envelope(message))
+        return { messageId: String(info.messageId), response: String(info.response ?? '') }
+      },
+      close: () => smtp.close(),
+    }
+  }
+  if (transport.kind === 'mailbox') {
+    const stream = nodemailer.createTransport({ streamTransport: true, buffer: true, newline: 'unix' })
+    return {
+      kind: 'mailbox',
+      async send(message) {
+        const info = await stream.sendMail(envelope(message))
+        const messageId = String(info.messageId)
+        const name = `${Date.now()}-${randomBytes(6).toString('hex')}`
+        mkdirSync(transport.dir, { recursive: true })
+        const meta: MailboxEntry = {
+          name,
+          messageId,
+          from: config.from,
+          to: message.to,
+          subject: message.subject,
+          date: new Date().toISOString(),
+          text: message.text,
+          html: message.html,
+          headers: message.headers ?? {},
+          attachments: (message.attachments ?? []).map((a) => a.filename),
+        }
+        // Written under a temporary name, then renamed: the mailbox never lists half a message.
+        writeFileSync(join(transport.dir, `.${name}.eml`), info.message as Buffer)
+        renameSync(join(transport.dir, `.${name}.eml`), join(transport.dir, `${name}.eml`))
+        writeFileSync(join(transport.dir, `.${name}.json`), JSON.stringify(meta))
+        renameSync(join(transport.dir, `.${name}.json`), join(transport.dir, `${name}.json`))
+        return { messageId, response: 'stored in the local mailbox' }
+      },
+      close: () => {},
+    }
+  }
+  return null
+}
+
+export interface MailboxEntry {
+  name: string
+  messageId: string
+  from: string
+  to: string
+  subject: string
+  date: string
+  text: string
+  html: string
+  headers: Record<string, string>
+  attachments: string[]
+}
+
+const ENTRY_NAME = /^\d{13}-[0-9a-f]{12}$/
+
+/** The local mailbox, newest first (at most `limit`). */
+export function readMailbox(dir: string, limit = 200): MailboxEntry[] {
+  let names: string[]
+  try {
+    names = readdirSync(dir)
+  } catch {
+    return []
+  }
+  return names
+    .filter((n) => n.endsWith('.json') && ENTRY_NAME.test(n.slice(0, -5)))
+    .sort()
+    .reverse()
+    .slice(0, limit)
+    .map((n) => JSON.parse(readFileSync(join(dir, n), 'utf8')) as MailboxEntry)
+}
+
+/** One message of the local mailbox, or null (an unknown or malformed name reads nothing). */
+export function readMailboxEntry(dir: string, name: string): { entry: MailboxEntry; raw: string } | null {
+  if (!ENTRY_NAME.test(name)) return null
+  try {
+    return {
+      entry: JSON.parse(readFileSync(join(dir, `${name}.json`), 'utf8')) as MailboxEntry,
+      raw: readFileSync(join(dir, `${name}.eml`), 'utf8'),
+    }
+  } catch {
+    return null
+  }
+}
