@@ -16,8 +16,24 @@ export interface CoverageSummary {
   perApp: Array<{ appId: number; key: string; name: string; status: string; users: number }>
 }
 
+/**
+ * THE definition of coverage, used by every page, report, export, the CLI and the webhook: users
+ * who hold every required scope ÷ every member of the rollout. Members who must reconnect are in
+ * the denominator, so a connection that breaks lowers coverage (it never raises it).
+ */
+export const COVERAGE_DEFINITION =
+  'Coverage = users holding every required scope ÷ all users in the rollout (users who must reconnect included).'
+/** The same, short enough for a column header, a CSV key or a chat line. */
+export const COVERAGE_FORMULA = 'covered ÷ all members'
+
+/** covered / members × 100, one decimal; null when the rollout has no members. */
 export function coveragePercent(covered: number, members: number): number | null {
   return members > 0 ? Math.round((covered / members) * 1000) / 10 : null
+}
+
+/** How every surface prints a coverage figure: "50.0%", or "—" when there is nobody to cover. */
+export function formatCoverage(pct: number | null): string {
+  return pct === null ? '—' : `${pct.toFixed(1)}%`
 }
 
 export async function rolloutSummary(db: Db, rolloutId: number, requiredScopes: string): Promise<CoverageSummary> {

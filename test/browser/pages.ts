@@ -229,7 +229,7 @@ export const PAGES: PageCase[] = [
       await page.click('summary:has-text("The same numbers as a table")')
       return response
     },
-    text: 'With an active grant',
+    text: 'All members',
   },
   {
     name: 'admin-report-file',

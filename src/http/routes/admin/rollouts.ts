@@ -5,7 +5,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import { Type } from 'typebox'
 import { listApps } from '../../../apps/apps.js'
 import { DomainError, isDomainError } from '../../../errors.js'
-import { rolloutSummary } from '../../../rollouts/coverage.js'
+import { COVERAGE_DEFINITION, coveragePercent, formatCoverage, rolloutSummary } from '../../../rollouts/coverage.js'
 import { filterQuery, lackingFilter, listLacking } from '../../../rollouts/lacking.js'
 import { latestLinks, linkContextFrom } from '../../../links/links.js'
 import { MAX_NAME_LENGTH, archiveRollout, findRollout, listRollouts, startRollout } from '../../../rollouts/rollouts.js'
@@ -70,6 +70,9 @@ const rollouts: FastifyPluginAsyncTypebox = async (app) => {
         error: form.error ?? null,
         parseScopes,
         formatTime,
+        coverageDefinition: COVERAGE_DEFINITION,
+        coveragePercent,
+        formatCoverage,
       },
       status,
     )
@@ -164,6 +167,8 @@ const rollouts: FastifyPluginAsyncTypebox = async (app) => {
       buildTotal,
       buildPct: buildTotal > 0 ? Math.floor((Number(rollout.build_done) / buildTotal) * 100) : 0,
       formatTime,
+      coverageDefinition: COVERAGE_DEFINITION,
+      formatCoverage,
     })
   })
 }
