@@ -36,3 +36,18 @@ if (menu) {
     if (menu.open && !menu.contains(event.target)) menu.open = false
   })
 }
+
+// The new-rollout form (views/admin/index.eta): only the chosen app's scope fieldset is shown and
+// submitted. Without this script every app's fieldset is shown and the server uses the chosen one.
+const appChoice = document.querySelector('select[data-scope-sets]')
+if (appChoice) {
+  const showChosen = () => {
+    for (const set of document.querySelectorAll('fieldset[data-app]')) {
+      const chosen = set.dataset.app === appChoice.value
+      set.hidden = !chosen
+      set.disabled = !chosen
+    }
+  }
+  appChoice.addEventListener('change', showChosen)
+  showChosen()
+}

@@ -24,6 +24,7 @@ export const AUDIT_EVENT_TYPES = [
   'link.identity_mismatch',
   'rollout.created',
   'rollout.archived',
+  'rollout.unarchived',
   'app.retired',
   'report.run',
 ] as const

@@ -177,7 +177,26 @@ export const PAGES: PageCase[] = [
     name: 'admin-rollout-archived',
     as: 'operator',
     path: (s) => `/admin/rollouts/${s.archivedRolloutId}`,
-    text: 'Archived',
+    text: 'Unarchive this rollout',
+  },
+  {
+    name: 'admin-rollout-archive-confirm',
+    as: 'operator',
+    path: (s) => `/admin/rollouts/${s.rolloutId}/archive`,
+    text: 'Archive Cap table summary?',
+  },
+  {
+    name: 'admin-rollouts-duplicate-warning',
+    as: 'operator',
+    open: async (page, s) => {
+      await page.goto(`${s.app.url}/admin`)
+      await page.selectOption('#app-choice', String(s.apps.v2))
+      await page.fill('#name', 'Cap table again')
+      const [response] = await Promise.all([page.waitForNavigation(), page.click('button:has-text("Create rollout")')])
+      return response
+    },
+    status: 409,
+    text: 'already targets Production v2',
   },
   {
     name: 'admin-link',
@@ -283,7 +302,7 @@ export async function seedApp(app: TestApp): Promise<Seeded> {
   const rolloutId = await createRollout('Cap table summary', apps['production-v2']!, V2_ALL)
   const archivedRolloutId = await createRollout('Issuer list', apps['production-v1']!, ['read_issuer_info'])
   await buildRollouts(app.app)
-  await post(`/admin/rollouts/${archivedRolloutId}/archive`, {})
+  await post(`/admin/rollouts/${archivedRolloutId}/archive`, { confirm: 'yes' })
 
   const issue = async (userId: number) => {
     await post(`/admin/rollouts/${rolloutId}/links`, { user_id: String(userId) })
