@@ -26,6 +26,7 @@ export const AUDIT_EVENT_TYPES = [
   'rollout.archived',
   'rollout.unarchived',
   'app.retired',
+  'app.successor_set',
   'report.run',
 ] as const
 

@@ -232,6 +232,12 @@ export const PAGES: PageCase[] = [
   },
   { name: 'admin-apps', as: 'operator', path: () => '/admin/apps', text: 'Carta apps' },
   { name: 'admin-apps-retire', as: 'operator', path: (s) => `/admin/apps/${s.apps.v2}/retire`, text: 'Retire' },
+  {
+    name: 'admin-apps-retire-not-current',
+    as: 'operator',
+    path: (s) => `/admin/apps/${s.apps.v1}/retire`,
+    text: 'Its users reconnect with',
+  },
   { name: 'admin-audit', as: 'operator', path: () => '/admin/audit', text: 'Audit trail' },
   {
     name: 'admin-audit-filtered',

@@ -3,7 +3,7 @@
 // (the state is bound to it; a new session id once a user is connected) and the redirects.
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
-import { appScopes, currentApp, findAppByKey } from '../../apps/apps.js'
+import { appScopes, currentApp, findAppById, findAppByKey } from '../../apps/apps.js'
 import { DomainError } from '../../errors.js'
 import { CALLBACK_PATH, completeConnect } from '../../flows/connect.js'
 import { sendToCarta } from '../authorize.js'
@@ -25,7 +25,15 @@ const connect: FastifyPluginAsyncTypebox = async (app) => {
   const schema = { querystring: Type.Object({ app: Type.Optional(Text(200)) }) }
   app.get('/carta/connect', { config: { rateLimit }, schema }, async (request, reply) => {
     const key = request.query.app ?? ''
-    const target = key ? await findAppByKey(db, key) : await currentApp(db, config.defaultEnvironment)
+    let target = key ? await findAppByKey(db, key) : await currentApp(db, config.defaultEnvironment)
+    // A retired app's users reconnect with its successor (the operator's choice, apps/retire.ts).
+    if (target?.status === 'retired' && target.successor_app_id !== null) {
+      const successor = await findAppById(db, target.successor_app_id)
+      if (successor?.status === 'active') {
+        request.log.info({ retired: target.key, successor: successor.key }, 'connect: retired app, using its successor')
+        target = successor
+      }
+    }
     if (!target) {
       throw key
         ? new DomainError('app.unknown_key', `There is no Carta app called "${key.slice(0, 64)}".`, { key })
