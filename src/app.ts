@@ -10,6 +10,7 @@ import { createDeps } from './deps.js'
 import depsPlugin from './http/plugins/deps.js'
 import errorsPlugin from './http/plugins/errors.js'
 import jobsPlugin from './http/plugins/jobs.js'
+import publicHostPlugin from './http/plugins/public-host.js'
 import securityPlugin from './http/plugins/security.js'
 import sessionsPlugin from './http/plugins/sessions.js'
 import routes from './http/routes/index.js'
@@ -63,6 +64,7 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
 
   await app.register(depsPlugin, { deps: createDeps({ config, db, clock }) })
   await app.register(errorsPlugin)
+  await app.register(publicHostPlugin)
   await app.register(securityPlugin)
   await app.register(formbody)
   await app.register(sessionsPlugin)
