@@ -51,3 +51,14 @@ if (appChoice) {
   appChoice.addEventListener('change', showChosen)
   showChosen()
 }
+
+// The audit trail shows times in the operator's time zone: tell the server the browser's zone
+// (a cookie, not a secret) and show the page again once when it was using the setting instead.
+const zoneNote = document.getElementById('time-zone')
+if (zoneNote) {
+  const zone = Intl.DateTimeFormat().resolvedOptions().timeZone
+  if (zone && !document.cookie.split('; ').includes(`sl_tz=${encodeURIComponent(zone)}`)) {
+    document.cookie = `sl_tz=${encodeURIComponent(zone)}; path=/admin; SameSite=Lax; max-age=31536000`
+    if (zoneNote.dataset.tzSource === 'setting') location.reload()
+  }
+}
