@@ -7,6 +7,7 @@ import type { Clock } from './clock.js'
 import type { Config } from './config.js'
 import type { Db } from './db/index.js'
 import { createDeps } from './deps.js'
+import { prettyStream, usePrettyLogs } from './log-pretty.js'
 import depsPlugin from './http/plugins/deps.js'
 import errorsPlugin from './http/plugins/errors.js'
 import jobsPlugin from './http/plugins/jobs.js'
@@ -48,7 +49,10 @@ export function redactUrlForLog(url: string): string {
 
 export async function buildApp(options: BuildOptions): Promise<FastifyInstance> {
   const { config, db, clock } = options
+  // Development on a terminal: one readable line per request (log-pretty.ts); JSON otherwise.
+  const pretty = !options.logStream && usePrettyLogs(config)
   const app = Fastify({
+    disableRequestLogging: pretty,
     trustProxy: config.trustProxy,
     logger: {
       level: config.logLevel,
@@ -56,12 +60,23 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
       serializers: {
         req: (req) => ({ method: req.method, url: redactUrlForLog(req.url), remoteAddress: req.ip }),
       },
-      ...(options.logStream ? { stream: options.logStream } : {}),
+      ...(options.logStream ? { stream: options.logStream } : pretty ? { stream: prettyStream() } : {}),
     },
     // Large enough for bulk forms, small enough to refuse junk.
     bodyLimit: 1024 * 1024,
   }) as unknown as FastifyInstance
 
+  if (pretty) {
+    // One line per request instead of Fastify's two; stylesheet, script and favicon stay quiet.
+    app.addHook('onResponse', async (request, reply) => {
+      if (request.url.startsWith('/assets/') || request.url === '/favicon.ico') return
+      const ms = Math.round(reply.elapsedTime)
+      request.log.info(
+        { method: request.method, url: redactUrlForLog(request.url), status: reply.statusCode, ms },
+        'request',
+      )
+    })
+  }
   await app.register(depsPlugin, { deps: createDeps({ config, db, clock }) })
   await app.register(errorsPlugin)
   await app.register(publicHostPlugin)

@@ -59,6 +59,8 @@ export interface Config {
   rateLimits: { oauthPerMinute: number; signInPerMinute: number }
   reports: { cron: string; timeZone: string; dir: string; webhookUrl: string | null }
   logLevel: string
+  /** json: pino's JSON lines; pretty: one readable line per event (log-pretty.ts); auto: pretty in development on a terminal. */
+  logFormat: 'auto' | 'json' | 'pretty'
   /** Names of secrets generated for local use (logged once at start so nobody ships them). */
   generatedSecrets: string[]
 }
@@ -177,6 +179,7 @@ export function loadConfig(env: Env = process.env): Config {
       webhookUrl: env.REPORT_WEBHOOK_URL ? url(env, 'REPORT_WEBHOOK_URL', '') : null,
     },
     logLevel: oneOf(env, 'LOG_LEVEL', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], 'info'),
+    logFormat: oneOf(env, 'LOG_FORMAT', ['auto', 'json', 'pretty'], 'auto'),
     generatedSecrets,
   }
 }

@@ -73,6 +73,21 @@ t.test('report CLI', async (t) => {
     '--json prints the JSON file',
   )
 
+  // Through npm as the README says (-s: npm's own banner off): stdout is the JSON and nothing else.
+  const viaNpm = await new Promise<{ code: number | null; stdout: string }>((resolve) => {
+    const child = spawn('npm', ['run', '-s', 'cli', '--', 'report', '--json'], {
+      cwd: projectRoot,
+      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', NODE_ENV: 'test', ...env },
+    })
+    let stdout = ''
+    child.stdout.on('data', (c) => (stdout += c))
+    child.stderr.resume()
+    child.on('close', (code) => resolve({ code, stdout }))
+  })
+  t.equal(viaNpm.code, 0)
+  t.doesNotThrow(() => JSON.parse(viaNpm.stdout), 'npm run -s cli -- report --json: stdout parses as JSON')
+  t.equal(JSON.parse(viaNpm.stdout).report, 'scope-ledger-coverage')
+
   // Unwritable directory: a path under a regular file (fails even for root).
   writeFileSync(join(dataDir, 'file'), '')
   const bad = await cli(['report'], { ...env, REPORTS_DIR: join(dataDir, 'file', 'reports') })
