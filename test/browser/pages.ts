@@ -230,6 +230,8 @@ export const PAGES: PageCase[] = [
     },
     text: 'revoked',
   },
+  { name: 'admin-users', as: 'operator', path: () => '/admin/users', text: 'Users' },
+  { name: 'admin-users-search', as: 'operator', path: () => '/admin/users?q=ben&by=name', text: 'Ben' },
   { name: 'admin-apps', as: 'operator', path: () => '/admin/apps', text: 'Carta apps' },
   { name: 'admin-apps-retire', as: 'operator', path: (s) => `/admin/apps/${s.apps.v2}/retire`, text: 'Retire' },
   {
