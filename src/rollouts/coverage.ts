@@ -62,3 +62,54 @@ export async function rolloutSummary(db: Db, rolloutId: number, requiredScopes: 
       .sort((x, y) => y.users - x.users),
   }
 }
+
+export interface CoveredMember {
+  userId: number
+  email: string | null
+  name: string | null
+  cartaUserId: string | null
+  appName: string | null
+  /** When the grant that covers them was made: when they came over. */
+  authorizedAt: number
+}
+
+/**
+ * The rollout's covered users ("done"), most recently come over first, keyset paged over the
+ * index rollout_members_by_time (rollout_id, needs_action, authorized_at, user_id).
+ */
+export async function listCovered(
+  db: Db,
+  rolloutId: number,
+  options: { before?: { at: number; userId: number } | null; limit: number },
+): Promise<{ rows: CoveredMember[]; next: { at: number; userId: number } | null }> {
+  let q = db
+    .selectFrom('rollout_members as m')
+    .innerJoin('end_users as u', 'u.id', 'm.user_id')
+    .leftJoin('oauth_apps as a', 'a.id', 'm.app_id')
+    .select(['m.user_id', 'm.authorized_at', 'u.email', 'u.name', 'u.carta_user_id', 'a.name as app_name'])
+    .where('m.rollout_id', '=', rolloutId)
+    .where('m.needs_action', '=', 0)
+  const before = options.before
+  if (before)
+    q = q.where((eb) =>
+      eb.or([
+        eb('m.authorized_at', '<', before.at),
+        eb.and([eb('m.authorized_at', '=', before.at), eb('m.user_id', '<', before.userId)]),
+      ]),
+    )
+  const found = await q
+    .orderBy('m.authorized_at', 'desc')
+    .orderBy('m.user_id', 'desc')
+    .limit(options.limit + 1)
+    .execute()
+  const rows = found.slice(0, options.limit).map((r) => ({
+    userId: r.user_id,
+    email: r.email,
+    name: r.name,
+    cartaUserId: r.carta_user_id,
+    appName: r.app_name,
+    authorizedAt: Number(r.authorized_at ?? 0),
+  }))
+  const last = rows.at(-1)
+  return { rows, next: found.length > options.limit && last ? { at: last.authorizedAt, userId: last.userId } : null }
+}

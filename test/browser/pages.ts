@@ -179,6 +179,7 @@ export const PAGES: PageCase[] = [
     path: (s) => `/admin/rollouts/${s.archivedRolloutId}`,
     text: 'Unarchive this rollout',
   },
+  { name: 'admin-rollout-done', as: 'operator', path: (s) => `/admin/rollouts/${s.rolloutId}/done`, text: 'Done:' },
   {
     name: 'admin-rollout-archive-confirm',
     as: 'operator',

@@ -5,7 +5,13 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import { Type } from 'typebox'
 import { listApps } from '../../../apps/apps.js'
 import { DomainError, isDomainError } from '../../../errors.js'
-import { COVERAGE_DEFINITION, coveragePercent, formatCoverage, rolloutSummary } from '../../../rollouts/coverage.js'
+import {
+  COVERAGE_DEFINITION,
+  coveragePercent,
+  formatCoverage,
+  listCovered,
+  rolloutSummary,
+} from '../../../rollouts/coverage.js'
 import { filterQuery, lackingFilter, listLacking } from '../../../rollouts/lacking.js'
 import { latestLinks, linkContextFrom } from '../../../links/links.js'
 import {
@@ -212,6 +218,40 @@ const rollouts: FastifyPluginAsyncTypebox = async (app) => {
         app.jobs.kick('rollout-build')
       }
       return reply.redirect(`/admin/rollouts/${id}`, 303)
+    },
+  )
+
+  // The "done" view: covered users and when they came over (views/admin/rollout-done.eta).
+  app.get(
+    '/rollouts/:id/done',
+    {
+      config: { access: 'viewer' },
+      schema: {
+        params: IdParams,
+        querystring: Type.Object({ before: Type.Optional(Matching('^[0-9]{1,16}\\.[0-9]{1,10}$', 30)) }),
+      },
+    },
+    async (request, reply) => {
+      const { id } = request.params
+      const rollout = await existing(id)
+      const cursor = request.query.before?.split('.').map(Number)
+      if (cursor && cursor[1]! > 2_147_483_647)
+        throw new DomainError('request.invalid', 'That page link is malformed.', { title: 'Invalid page' })
+      const before = cursor ? { at: cursor[0]!, userId: cursor[1]! } : null
+      const [summary, page] = await Promise.all([
+        rolloutSummary(db, id, rollout.required_scopes),
+        listCovered(db, id, { before, limit: 50 }),
+      ])
+      return renderPage(request, reply, 'admin/rollout-done', {
+        title: `${rollout.name}: done`,
+        rollout,
+        summary,
+        rows: page.rows,
+        first: !before,
+        nextHref: page.next ? `/admin/rollouts/${id}/done?before=${page.next.at}.${page.next.userId}` : null,
+        formatTime,
+        formatCoverage,
+      })
     },
   )
 

@@ -334,3 +334,44 @@ t.test('new-rollout form: the chosen app is the one created; a duplicate warns f
   t.equal(confirmed.status, 303)
   t.equal((await db.selectFrom('rollouts').select('id').execute()).length, 2)
 })
+
+t.test('the done view: covered users and when they came over, newest first, keyset pages', async (t) => {
+  const ctx = await startTestApp(t)
+  const { db, url } = ctx
+  const now = ctx.clock.now()
+  const agent = await signedInOperator(db, url, now)
+  const users: number[] = []
+  for (let i = 0; i < 55; i++) {
+    const u = await addUser(db, now, { carta: `d-${i}`, email: `done${i}@example.com` })
+    await addGrant(ctx.app.deps, u, 'production-v2', V2, now - 60_000 * (i + 1))
+    users.push(u)
+  }
+  const lacking = await addUser(db, now, { carta: 'l-1', email: 'lacking@example.com' })
+  await addGrant(ctx.app.deps, lacking, 'production-v1', V1, now)
+  const dash = await agent.get(`${url}/admin`)
+  const created = await agent.post(`${url}/admin/rollouts`, {
+    _csrf: hiddenField(dash.text, '_csrf'),
+    name: 'Cap table',
+    app_id: String(await appId(db, 'production-v2')),
+    scopes: V2,
+  })
+  await buildRollouts(ctx.app)
+  const path = created.location!
+  t.match((await agent.get(`${url}${path}`)).text, `href="${path}/done"`, 'linked from the rollout page')
+  const first = await agent.get(`${url}${path}/done`)
+  t.equal(first.status, 200)
+  t.match(first.text, 'The <strong>55</strong> of 56 users')
+  t.notMatch(first.text, 'lacking@example.com', 'only covered users')
+  const order = [...first.text.matchAll(/>done(\d+)@example.com</g)].map((m) => Number(m[1]))
+  t.same(order.slice(0, 3), [0, 1, 2], 'most recently come over first')
+  t.equal(order.length, 50)
+  const next = /href="([^"]*before=[^"]*)">Earlier/.exec(first.text)![1]!
+  const second = await agent.get(`${url}${next}`)
+  t.same(
+    [...second.text.matchAll(/>done(\d+)@example.com</g)].map((m) => Number(m[1])),
+    [50, 51, 52, 53, 54],
+    'the rest, no gap or duplicate',
+  )
+  t.equal((await agent.get(`${url}${path}/done?before=1.99999999999`)).status, 400)
+  t.equal((await agent.get(`${url}/admin/rollouts/999/done`)).status, 404)
+})
