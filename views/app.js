@@ -58,6 +58,7 @@ const zoneNote = document.getElementById('time-zone')
 if (zoneNote) {
   const zone = Intl.DateTimeFormat().resolvedOptions().timeZone
   if (zone && !document.cookie.split('; ').includes(`sl_tz=${encodeURIComponent(zone)}`)) {
+    // biome-ignore lint/suspicious/noDocumentCookie: one plain preference value; the Cookie Store API is not in every browser
     document.cookie = `sl_tz=${encodeURIComponent(zone)}; path=/admin; SameSite=Lax; max-age=31536000`
     if (zoneNote.dataset.tzSource === 'setting') location.reload()
   }

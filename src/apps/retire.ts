@@ -70,7 +70,7 @@ export async function retireApp(
             .where('id', '!=', app.id)
             .executeTakeFirst()
         : await trx.selectFrom('oauth_apps').select(['id', 'status']).where('id', '=', successorId).executeTakeFirst()
-    if (successorId !== null && (!successor || successor.status !== 'active' || successor.id === app.id))
+    if (successorId !== null && (successor?.status !== 'active' || successor?.id === app.id))
       throw new DomainError('app.successor_invalid', `App ${successorId} cannot succeed ${app.name}.`, {
         appId: app.id,
         name: app.name,
