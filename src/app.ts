@@ -52,7 +52,6 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
   // Development on a terminal: one readable line per request (log-pretty.ts); JSON otherwise.
   const pretty = !options.logStream && usePrettyLogs(config)
   const app = Fastify({
-    disableRequestLogging: pretty,
     trustProxy: config.trustProxy,
     logger: {
       level: config.logLevel,
@@ -66,17 +65,6 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
     bodyLimit: 1024 * 1024,
   }) as unknown as FastifyInstance
 
-  if (pretty) {
-    // One line per request instead of Fastify's two; stylesheet, script and favicon stay quiet.
-    app.addHook('onResponse', async (request, reply) => {
-      if (request.url.startsWith('/assets/') || request.url === '/favicon.ico') return
-      const ms = Math.round(reply.elapsedTime)
-      request.log.info(
-        { method: request.method, url: redactUrlForLog(request.url), status: reply.statusCode, ms },
-        'request',
-      )
-    })
-  }
   await app.register(depsPlugin, { deps: createDeps({ config, db, clock }) })
   await app.register(errorsPlugin)
   await app.register(publicHostPlugin)

@@ -19,13 +19,43 @@ function value(v: unknown): string {
   return JSON.stringify(v)
 }
 
-/** One line for one pino JSON record; a line that is not JSON passes through unchanged. */
-export function prettyLine(line: string, color = false): string {
+/** Fastify's "incoming request" lines, kept by reqId until their "request completed" line. */
+type Pending = Map<string, { method: string; url: string }>
+
+const QUIET = /^\/(assets\/|favicon\.ico)/
+
+/**
+ * One line for one pino JSON record, or null for none; a line that is not JSON passes through.
+ * Fastify logs each request twice: the first is held back, the second printed as
+ * "GET /admin 200 12 ms", and static assets print nothing.
+ */
+export function prettyLine(line: string, color = false, pending: Pending = new Map()): string | null {
   let rec: Record<string, unknown>
   try {
     rec = JSON.parse(line) as Record<string, unknown>
   } catch {
     return line
+  }
+  const reqId = String(rec.reqId ?? '')
+  const req = rec.req as { method?: string; url?: string } | undefined
+  if (rec.msg === 'incoming request' && req?.method) {
+    pending.set(reqId, { method: req.method, url: String(req.url ?? '') })
+    return null
+  }
+  if (rec.msg === 'request completed') {
+    const started = pending.get(reqId)
+    pending.delete(reqId)
+    if (!started || QUIET.test(started.url)) return null
+    const status = (rec.res as { statusCode?: number } | undefined)?.statusCode
+    rec = {
+      level: rec.level,
+      time: rec.time,
+      msg: 'request',
+      method: started.method,
+      url: started.url,
+      status,
+      ms: Math.round(Number(rec.responseTime ?? 0)),
+    }
   }
   const level = Number(rec.level)
   const time = new Date(Number(rec.time) || Date.now()).toTimeString().slice(0, 8)
@@ -49,13 +79,17 @@ export function prettyLine(line: string, color = false): string {
 
 export function prettyStream(out: NodeJS.WritableStream = process.stdout): Writable {
   const color = Boolean((out as { isTTY?: boolean }).isTTY)
-  let pending = ''
+  const requests: Pending = new Map()
+  let partial = ''
   return new Writable({
     write(chunk, _enc, done) {
-      pending += String(chunk)
-      const lines = pending.split('\n')
-      pending = lines.pop() ?? ''
-      for (const line of lines) if (line) out.write(`${prettyLine(line, color)}\n`)
+      partial += String(chunk)
+      const lines = partial.split('\n')
+      partial = lines.pop() ?? ''
+      for (const line of lines) {
+        const text = line ? prettyLine(line, color, requests) : null
+        if (text !== null) out.write(`${text}\n`)
+      }
       done()
     },
   })

@@ -38,7 +38,7 @@ async function startServer(
     rmSync(dataDir, { recursive: true, force: true })
   })
   const url = `http://127.0.0.1:${port}`
-  for (let i = 0; i < 200; i++) {
+  for (let i = 0; i < 900; i++) {
     if (
       await fetch(`${url}/healthz`).then(
         () => true,
