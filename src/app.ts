@@ -7,10 +7,12 @@ import type { Clock } from './clock.js'
 import type { Config } from './config.js'
 import type { Db } from './db/index.js'
 import { createDeps } from './deps.js'
+import { prettyStream, usePrettyLogs } from './log-pretty.js'
 import depsPlugin from './http/plugins/deps.js'
 import errorsPlugin from './http/plugins/errors.js'
 import jobsPlugin from './http/plugins/jobs.js'
 import { databaseRateLimitStore } from './http/plugins/rate-limit-store.js'
+import publicHostPlugin from './http/plugins/public-host.js'
 import securityPlugin from './http/plugins/security.js'
 import sessionsPlugin from './http/plugins/sessions.js'
 import routes from './http/routes/index.js'
@@ -48,6 +50,8 @@ export function redactUrlForLog(url: string): string {
 
 export async function buildApp(options: BuildOptions): Promise<FastifyInstance> {
   const { config, db, clock } = options
+  // Development on a terminal: one readable line per request (log-pretty.ts); JSON otherwise.
+  const pretty = !options.logStream && usePrettyLogs(config)
   const app = Fastify({
     trustProxy: config.trustProxy,
     logger: {
@@ -56,7 +60,7 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
       serializers: {
         req: (req) => ({ method: req.method, url: redactUrlForLog(req.url), remoteAddress: req.ip }),
       },
-      ...(options.logStream ? { stream: options.logStream } : {}),
+      ...(options.logStream ? { stream: options.logStream } : pretty ? { stream: prettyStream() } : {}),
     },
     // Large enough for bulk forms, small enough to refuse junk (BODY_LIMIT_BYTES).
     bodyLimit: config.http.bodyLimitBytes,
@@ -77,6 +81,7 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
 
   await app.register(depsPlugin, { deps: createDeps({ config, db, clock }) })
   await app.register(errorsPlugin)
+  await app.register(publicHostPlugin)
   await app.register(securityPlugin)
   await app.register(formbody)
   await app.register(sessionsPlugin)

@@ -67,6 +67,8 @@ export interface Config {
   /** Email (src/mail/): where messages go, who they come from, how fast, reminders, report readers. */
   mail: MailConfig
   logLevel: string
+  /** json: pino's JSON lines; pretty: one readable line per event (log-pretty.ts); auto: pretty in development on a terminal. */
+  logFormat: 'auto' | 'json' | 'pretty'
   /** Names of secrets generated for local use (logged once at start so nobody ships them). */
   generatedSecrets: string[]
 }
@@ -215,6 +217,7 @@ export function loadConfig(env: Env = process.env): Config {
     },
     mail: mailConfig(env, nodeEnv, dataDir, publicUrl),
     logLevel: oneOf(env, 'LOG_LEVEL', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], 'info'),
+    logFormat: oneOf(env, 'LOG_FORMAT', ['auto', 'json', 'pretty'], 'auto'),
     generatedSecrets,
   }
 }

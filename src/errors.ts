@@ -23,6 +23,8 @@ export interface ErrorDetails {
   'app.already_retired': { name: string }
   'app.last_current': { name: string; environment: string }
   'app.successor_needed': { appId: number; name: string; environment: string }
+  /** The chosen successor is not an active app (or is the retired app itself). */
+  'app.successor_invalid': { appId: number; name: string }
   /** Retired apps accept no new connections. */
   'app.retired': { name: string }
   'app.not_configured': { name: string | null }

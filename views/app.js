@@ -36,3 +36,30 @@ if (menu) {
     if (menu.open && !menu.contains(event.target)) menu.open = false
   })
 }
+
+// The new-rollout form (views/admin/index.eta): only the chosen app's scope fieldset is shown and
+// submitted. Without this script every app's fieldset is shown and the server uses the chosen one.
+const appChoice = document.querySelector('select[data-scope-sets]')
+if (appChoice) {
+  const showChosen = () => {
+    for (const set of document.querySelectorAll('fieldset[data-app]')) {
+      const chosen = set.dataset.app === appChoice.value
+      set.hidden = !chosen
+      set.disabled = !chosen
+    }
+  }
+  appChoice.addEventListener('change', showChosen)
+  showChosen()
+}
+
+// The audit trail shows times in the operator's time zone: tell the server the browser's zone
+// (a cookie, not a secret) and show the page again once when it was using the setting instead.
+const zoneNote = document.getElementById('time-zone')
+if (zoneNote) {
+  const zone = Intl.DateTimeFormat().resolvedOptions().timeZone
+  if (zone && !document.cookie.split('; ').includes(`sl_tz=${encodeURIComponent(zone)}`)) {
+    // biome-ignore lint/suspicious/noDocumentCookie: one plain preference value; the Cookie Store API is not in every browser
+    document.cookie = `sl_tz=${encodeURIComponent(zone)}; path=/admin; SameSite=Lax; max-age=31536000`
+    if (zoneNote.dataset.tzSource === 'setting') location.reload()
+  }
+}

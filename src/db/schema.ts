@@ -26,6 +26,8 @@ export interface OAuthAppTable {
   status: 'active' | 'retired'
   is_current: number
   retired_at: Millis | null
+  /** A retired app's successor: its users reconnect with this app (migrations/0006_answers.ts). */
+  successor_app_id: number | null
   created_at: Millis
   updated_at: Millis
 }

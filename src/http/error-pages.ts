@@ -86,6 +86,13 @@ const PAGES: { [C in ErrorCode]: PageFor<C> } = {
     backHref: `/admin/apps/${d.appId}/retire`,
     backLabel: 'Back to the retire page',
   }),
+  'app.successor_invalid': (d) => ({
+    status: 400,
+    title: 'Choose an active app',
+    message: `The successor of ${d.name} must be another app that is still active.`,
+    backHref: `/admin/apps/${d.appId}/successor`,
+    backLabel: 'Back to choosing the successor',
+  }),
   'app.retired': (d) => ({
     status: 409,
     title: 'This Carta app is retired',

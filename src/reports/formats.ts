@@ -1,6 +1,7 @@
 // The report's file formats (JSON, CSV, HTML) and the terminal summary. All are pure functions
 // of a ReportDocument, so a file that went missing can be rebuilt byte for byte from the DB.
 import { csvLine } from '../csv.js'
+import { COVERAGE_DEFINITION, COVERAGE_FORMULA, formatCoverage } from '../rollouts/coverage.js'
 import { eta } from '../views.js'
 import type { ReportTrigger } from './tables.js'
 import type { RolloutCoverage } from './snapshot.js'
@@ -71,6 +72,7 @@ export function toJson(doc: ReportDocument): string {
       slot: doc.slotKey,
       takenAt: new Date(doc.takenAt).toISOString(),
       timeZone: doc.timeZone,
+      coverageDefinition: COVERAGE_DEFINITION,
       rollouts: doc.rollouts,
     },
     null,
@@ -80,9 +82,10 @@ export function toJson(doc: ReportDocument): string {
 
 /**
  * Long format: one row per rollout × measure, so rollouts with different scope sets and apps
- * share one header. measure ∈ members, active_users, covered, lacking, reconnect, coverage_pct,
- * lacking_scope (key = scope), scopes_unknown (lacking members whose scopes are unknown, counted in
- * every lacking_scope), app_users (key = app key), links_issued, links_used,
+ * share one header. measure ∈ members, active_users, covered, lacking, reconnect, coverage_pct
+ * (key = its definition, COVERAGE_FORMULA), lacking_scope (key = scope), scopes_unknown (lacking
+ * members whose scopes are unknown, counted in every lacking_scope), app_users (key = app key),
+ * links_issued, links_used,
  * links_issued_24h, links_used_24h.
  */
 export function toCsv(doc: ReportDocument): string {
@@ -96,7 +99,7 @@ export function toCsv(doc: ReportDocument): string {
     row('covered', '', r.covered)
     row('lacking', '', r.lacking)
     row('reconnect', '', r.reconnect)
-    row('coverage_pct', '', r.coveragePct)
+    row('coverage_pct', COVERAGE_FORMULA, r.coveragePct)
     for (const [scope, n] of Object.entries(r.lackingByScope)) row('lacking_scope', scope, n)
     row('scopes_unknown', '', r.scopesUnknown)
     for (const a of r.usersByApp) row('app_users', a.appKey, a.users)
@@ -117,7 +120,7 @@ export function escapeHtml(value: string): string {
     .replace(/'/g, '&#39;')
 }
 
-const pct = (v: number | null) => (v === null ? '—' : `${v.toFixed(1)} %`)
+const pct = formatCoverage
 
 /** A self-contained page (inline styles, no scripts) that reads well when opened from disk (views/report.eta). */
 export function toHtml(doc: ReportDocument): string {
@@ -126,10 +129,11 @@ export function toHtml(doc: ReportDocument): string {
     when: localTime(doc.takenAt, doc.timeZone),
     takenIso: new Date(doc.takenAt).toISOString(),
     pct,
+    definition: COVERAGE_DEFINITION,
   })
 }
 
-/** Plain-text table for the terminal (and the webhook message). */
+/** Plain-text table for the terminal, with the definition of coverage under it. */
 export function summaryTable(doc: Pick<ReportDocument, 'rollouts'>): string {
   if (doc.rollouts.length === 0) return 'No active rollout.'
   const header = ['Rollout', 'Members', 'Covered', 'Lacking', 'Reconnect', 'Coverage', 'Lacking per scope']
@@ -154,5 +158,7 @@ export function summaryTable(doc: Pick<ReportDocument, 'rollouts'>): string {
     line(header),
     widths.map((w, i) => '-'.repeat(i === widths.length - 1 ? header[i]!.length : w)).join('  '),
     ...rows.map(line),
+    '',
+    COVERAGE_DEFINITION,
   ].join('\n')
 }

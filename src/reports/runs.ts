@@ -12,7 +12,8 @@ import type { Logger } from '../log.js'
 import { parseScopes } from '../scopes.js'
 import { writeFilesAtomically, removeFiles } from './files.js'
 import { REPORT_FORMATS, type ReportDocument, type ReportFormat, renderReport, reportFileName } from './formats.js'
-import { type RolloutCoverage, type SnapshotDetail, computeSnapshot, coveragePct } from './snapshot.js'
+import { coveragePercent } from '../rollouts/coverage.js'
+import { type RolloutCoverage, type SnapshotDetail, computeSnapshot } from './snapshot.js'
 import type { CoverageSnapshotTable, ReportRunTable, ReportTrigger } from './tables.js'
 import {
   type DeliveryOptions,
@@ -213,7 +214,7 @@ export function coverageFromRow(row: Omit<SnapshotRow, 'id'>): RolloutCoverage {
     covered: n(row.covered),
     lacking: n(row.lacking),
     reconnect: n(row.reconnect),
-    coveragePct: coveragePct(n(row.covered), n(row.active_users)),
+    coveragePct: coveragePercent(n(row.covered), n(row.members)),
     lackingByScope: detail.lackingByScope,
     scopesUnknown: detail.scopesUnknown ?? 0,
     usersByApp: detail.usersByApp,
@@ -272,7 +273,7 @@ export interface TrendPoint {
   runId: number
   takenAt: number
   covered: number
-  activeUsers: number
+  members: number
   coveragePct: number | null
 }
 
@@ -280,7 +281,7 @@ export interface TrendPoint {
 export async function rolloutTrend(db: Db, rolloutId: number, limit = 60): Promise<TrendPoint[]> {
   const rows = await db
     .selectFrom('coverage_snapshots')
-    .select(['run_id', 'taken_at', 'covered', 'active_users'])
+    .select(['run_id', 'taken_at', 'covered', 'members'])
     .where('rollout_id', '=', rolloutId)
     .orderBy('taken_at', 'desc')
     .orderBy('run_id', 'desc')
@@ -290,8 +291,8 @@ export async function rolloutTrend(db: Db, rolloutId: number, limit = 60): Promi
     runId: r.run_id,
     takenAt: Number(r.taken_at),
     covered: Number(r.covered),
-    activeUsers: Number(r.active_users),
-    coveragePct: coveragePct(Number(r.covered), Number(r.active_users)),
+    members: Number(r.members),
+    coveragePct: coveragePercent(Number(r.covered), Number(r.members)),
   }))
 }
 

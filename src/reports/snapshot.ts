@@ -1,6 +1,7 @@
 // Coverage of every active rollout, computed EXACTLY with set-based GROUP BY queries over
 // rollout_members / rollout_member_missing / reauth_links (not from the live rollout_counts,
 // which are only cross-checked: a disagreement is logged as a warning).
+import { coveragePercent } from '../rollouts/coverage.js'
 import { storedCounts } from '../rollouts/membership.js'
 import type { Kysely } from 'kysely'
 import type { Database } from '../db/schema.js'
@@ -28,7 +29,7 @@ export interface RolloutCoverage {
   covered: number
   lacking: number
   reconnect: number
-  /** covered / activeUsers × 100, one decimal; null when nobody has an active grant. */
+  /** coveragePercent(covered, members) (rollouts/coverage.ts): the one definition. */
   coveragePct: number | null
   /** Per required scope: how many members lack it (rows of rollout_member_missing). */
   lackingByScope: Record<string, number>
@@ -53,10 +54,6 @@ export interface SnapshotDetail {
   usersByApp: AppUsers[]
   /** Absent in snapshots taken before imports existed: 0. */
   scopesUnknown?: number
-}
-
-export function coveragePct(covered: number, activeUsers: number): number | null {
-  return activeUsers > 0 ? Math.round((covered / activeUsers) * 1000) / 10 : null
 }
 
 /**
@@ -147,7 +144,7 @@ async function rolloutCoverage(
     covered: states.covered,
     lacking: states.lacking,
     reconnect: states.reconnect,
-    coveragePct: coveragePct(states.covered, activeUsers),
+    coveragePct: coveragePercent(states.covered, states.covered + states.lacking + states.reconnect),
     lackingByScope,
     scopesUnknown,
     usersByApp: [...perApp.entries()]

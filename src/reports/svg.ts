@@ -66,7 +66,7 @@ export function trendSvg(points: TrendPoint[], options: { title: string; timeZon
     for (const p of plotted) {
       const [date, time] = label(p.takenAt)
       parts.push(
-        `<circle cx="${f(x(p.takenAt))}" cy="${f(y(p.coveragePct))}" r="3.5" fill="#1f5eff"><title>${date} ${time}: ${p.coveragePct.toFixed(1)}% (${p.covered} of ${p.activeUsers})</title></circle>`,
+        `<circle cx="${f(x(p.takenAt))}" cy="${f(y(p.coveragePct))}" r="3.5" fill="#1f5eff"><title>${date} ${time}: ${p.coveragePct.toFixed(1)}% (${p.covered} of ${p.members})</title></circle>`,
       )
     }
     const last = plotted[plotted.length - 1]!

@@ -2,6 +2,7 @@
 // secret in the URL path, so only the origin is ever logged or stored.
 import type { ReportDocument } from './formats.js'
 import { localTime } from './formats.js'
+import { COVERAGE_FORMULA, formatCoverage } from '../rollouts/coverage.js'
 
 export interface DeliveryOptions {
   /** Per attempt. */
@@ -35,13 +36,14 @@ export function webhookBody(doc: ReportDocument, reportUrl: string | null): { te
       .filter(([, n]) => n > 0)
       .map(([s, n]) => `\`${s}\` ${n}`)
       .join(', ')
-    const pct = r.coveragePct === null ? 'n/a' : `${r.coveragePct.toFixed(1)}%`
-    return `*${r.name}*: ${pct} covered (${r.covered}/${r.activeUsers}), ${r.lacking} lacking, ${r.reconnect} to reconnect${lacking ? ` — lacking: ${lacking}` : ''}`
+    return `*${r.name}*: ${formatCoverage(r.coveragePct)} covered (${r.covered} of ${r.members} members), ${r.lacking} lacking, ${r.reconnect} to reconnect${lacking ? ` — lacking: ${lacking}` : ''}`
   })
-  const text = `Scope coverage report ${when}\n${lines.join('\n') || 'No active rollout.'}`
+  const definition = `Coverage = ${COVERAGE_FORMULA} (users who must reconnect included).`
+  const text = `Scope coverage report ${when}\n${lines.join('\n') || 'No active rollout.'}\n${definition}`
   const blocks: unknown[] = [
     { type: 'header', text: { type: 'plain_text', text: `Scope coverage report ${when}` } },
     { type: 'section', text: { type: 'mrkdwn', text: lines.join('\n') || 'No active rollout.' } },
+    { type: 'context', elements: [{ type: 'mrkdwn', text: definition }] },
   ]
   if (reportUrl)
     blocks.push({ type: 'context', elements: [{ type: 'mrkdwn', text: `<${reportUrl}|Open the reports page>` }] })

@@ -16,8 +16,24 @@ export interface CoverageSummary {
   perApp: Array<{ appId: number; key: string; name: string; status: string; users: number }>
 }
 
+/**
+ * THE definition of coverage, used by every page, report, export, the CLI and the webhook: users
+ * who hold every required scope ÷ every member of the rollout. Members who must reconnect are in
+ * the denominator, so a connection that breaks lowers coverage (it never raises it).
+ */
+export const COVERAGE_DEFINITION =
+  'Coverage = users holding every required scope ÷ all users in the rollout (users who must reconnect included).'
+/** The same, short enough for a column header, a CSV key or a chat line. */
+export const COVERAGE_FORMULA = 'covered ÷ all members'
+
+/** covered / members × 100, one decimal; null when the rollout has no members. */
 export function coveragePercent(covered: number, members: number): number | null {
   return members > 0 ? Math.round((covered / members) * 1000) / 10 : null
+}
+
+/** How every surface prints a coverage figure: "50.0%", or "—" when there is nobody to cover. */
+export function formatCoverage(pct: number | null): string {
+  return pct === null ? '—' : `${pct.toFixed(1)}%`
 }
 
 export async function rolloutSummary(db: Db, rolloutId: number, requiredScopes: string): Promise<CoverageSummary> {
@@ -45,4 +61,55 @@ export async function rolloutSummary(db: Db, rolloutId: number, requiredScopes: 
       .filter((a) => a.users > 0)
       .sort((x, y) => y.users - x.users),
   }
+}
+
+export interface CoveredMember {
+  userId: number
+  email: string | null
+  name: string | null
+  cartaUserId: string | null
+  appName: string | null
+  /** When the grant that covers them was made: when they came over. */
+  authorizedAt: number
+}
+
+/**
+ * The rollout's covered users ("done"), most recently come over first, keyset paged over the
+ * index rollout_members_by_time (rollout_id, needs_action, authorized_at, user_id).
+ */
+export async function listCovered(
+  db: Db,
+  rolloutId: number,
+  options: { before?: { at: number; userId: number } | null; limit: number },
+): Promise<{ rows: CoveredMember[]; next: { at: number; userId: number } | null }> {
+  let q = db
+    .selectFrom('rollout_members as m')
+    .innerJoin('end_users as u', 'u.id', 'm.user_id')
+    .leftJoin('oauth_apps as a', 'a.id', 'm.app_id')
+    .select(['m.user_id', 'm.authorized_at', 'u.email', 'u.name', 'u.carta_user_id', 'a.name as app_name'])
+    .where('m.rollout_id', '=', rolloutId)
+    .where('m.needs_action', '=', 0)
+  const before = options.before
+  if (before)
+    q = q.where((eb) =>
+      eb.or([
+        eb('m.authorized_at', '<', before.at),
+        eb.and([eb('m.authorized_at', '=', before.at), eb('m.user_id', '<', before.userId)]),
+      ]),
+    )
+  const found = await q
+    .orderBy('m.authorized_at', 'desc')
+    .orderBy('m.user_id', 'desc')
+    .limit(options.limit + 1)
+    .execute()
+  const rows = found.slice(0, options.limit).map((r) => ({
+    userId: r.user_id,
+    email: r.email,
+    name: r.name,
+    cartaUserId: r.carta_user_id,
+    appName: r.app_name,
+    authorizedAt: Number(r.authorized_at ?? 0),
+  }))
+  const last = rows.at(-1)
+  return { rows, next: found.length > options.limit && last ? { at: last.authorizedAt, userId: last.userId } : null }
 }

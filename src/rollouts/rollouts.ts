@@ -139,6 +139,66 @@ export async function archiveRollout(db: Db, rolloutId: number, actor: string, n
   })
 }
 
+/**
+ * Brings an archived rollout back. Its figures stopped being kept up to date when it was archived,
+ * so its membership is dropped and measured again by the background build (like a new rollout);
+ * false when it was not archived or its target app has been retired since.
+ */
+export async function unarchiveRollout(db: Db, rolloutId: number, actor: string, now: number): Promise<boolean> {
+  const total = await db
+    .selectFrom('end_users')
+    .select((eb) => eb.fn.countAll().as('n'))
+    .executeTakeFirstOrThrow()
+  return db.transaction().execute(async (trx) => {
+    const row = await trx
+      .selectFrom('rollouts')
+      .innerJoin('oauth_apps', 'oauth_apps.id', 'rollouts.app_id')
+      .select(['rollouts.status', 'oauth_apps.status as app_status'])
+      .where('rollouts.id', '=', rolloutId)
+      .executeTakeFirst()
+    if (row?.status !== 'archived') return false
+    if (row.app_status !== 'active')
+      throw new DomainError('rollout.invalid', 'Its target app is retired: create a rollout for an active app.', {
+        field: 'app',
+      })
+    await trx.deleteFrom('rollout_member_missing').where('rollout_id', '=', rolloutId).execute()
+    await trx.deleteFrom('rollout_members').where('rollout_id', '=', rolloutId).execute()
+    await trx.deleteFrom('rollout_counts').where('rollout_id', '=', rolloutId).execute()
+    await trx
+      .updateTable('rollouts')
+      .set({
+        status: 'active',
+        archived_at: null,
+        build_status: 'building',
+        build_cursor: 0,
+        build_done: 0,
+        build_total: Number(total.n),
+        build_lock_owner: null,
+        build_lock_until: null,
+      })
+      .where('id', '=', rolloutId)
+      .execute()
+    await recordAudit(trx, now, { type: 'rollout.unarchived', actor, rolloutId })
+    return true
+  })
+}
+
+/** An active rollout with the same target app and exactly the same required scopes, if any. */
+export async function findSameActiveRollout(
+  db: Db,
+  input: Pick<NewRollout, 'appId' | 'scopes'>,
+): Promise<{ id: number; name: string } | undefined> {
+  if (!Number.isSafeInteger(input.appId) || input.appId <= 0) return undefined
+  return db
+    .selectFrom('rollouts')
+    .select(['id', 'name'])
+    .where('status', '=', 'active')
+    .where('app_id', '=', input.appId)
+    .where('required_scopes', '=', formatScopes(parseScopes(input.scopes.join(' '))))
+    .orderBy('id')
+    .executeTakeFirst()
+}
+
 export async function findRollout(
   db: Db,
   rolloutId: number,

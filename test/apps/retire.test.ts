@@ -67,8 +67,25 @@ t.test("a retired app's users are listed as lacking; connect refuses it", async 
   t.equal(event.app_id, ids['production-v1'])
   t.match((await operator.get(`${app.url}/admin/apps`)).text, /retired \d{4}-\d{2}-\d{2}/)
 
+  t.equal(row.successor_app_id, ids['production-v2'], "the successor defaults to the environment's current app")
+  t.match((await operator.get(`${app.url}/admin/apps`)).text, 'succeeded by Production v2')
+  // One state, the same on the rollout page: lacking, because the app is retired.
+  const rolloutPage = await operator.get(`${app.url}/admin/rollouts/${rolloutId}`)
+  t.match(rolloutPage.text, /Production v1 <span class="badge bad">retired app<\/span>/)
+  t.notMatch(rolloutPage.text, 'needs reconnect')
   const connect = await operator.get(`${app.url}/carta/connect?app=production-v1`)
-  t.equal(connect.status, 409, 'no new connections with a retired app')
+  t.equal(connect.status, 303, "a retired app's users connect with its successor")
+  t.match(connect.location, 'client_id=scope-ledger-production-v2')
+  await app.db
+    .updateTable('oauth_apps')
+    .set({ successor_app_id: null })
+    .where('id', '=', ids['production-v1']!)
+    .execute()
+  t.equal(
+    (await operator.get(`${app.url}/carta/connect?app=production-v1`)).status,
+    409,
+    'no new connections with a retired app that has no successor',
+  )
   const twice = await operator.post(`${app.url}/admin/apps/${ids['production-v1']}/retire`, {
     _csrf: hiddenField(confirm.text, '_csrf'),
   })
@@ -121,5 +138,62 @@ t.test('retiring a current app: another active app of the environment takes over
     environment: 'production',
     wasCurrent: true,
     newCurrentAppId: ids['production-v1'],
+    successorAppId: ids['production-v1'],
   })
+})
+
+t.test('a successor can be chosen for any retired app, also one retired earlier', async (t) => {
+  const app = await startTestApp(t)
+  const ids = Object.fromEntries(
+    (await app.db.selectFrom('oauth_apps').select(['id', 'key']).execute()).map((a) => [a.key, a.id]),
+  )
+  const operator = await signInOperator(app)
+  // Not the current app: the retire page offers every active app, the current one proposed.
+  const confirm = await operator.get(`${app.url}/admin/apps/${ids['production-v1']}/retire`)
+  t.match(confirm.text, 'Its users reconnect with')
+  t.match(confirm.text, `<option value="${ids['production-v2']}" selected>Production v2`)
+  const bad = await operator.post(`${app.url}/admin/apps/${ids['production-v1']}/retire`, {
+    _csrf: hiddenField(confirm.text, '_csrf'),
+    successorAppId: String(ids['production-v1']),
+  })
+  t.equal(bad.status, 400, 'an app cannot succeed itself')
+  t.match(bad.text, 'must be another app that is still active')
+  const retired = await operator.post(`${app.url}/admin/apps/${ids['production-v1']}/retire`, {
+    _csrf: hiddenField(confirm.text, '_csrf'),
+    successorAppId: String(ids.playground),
+  })
+  t.equal(retired.status, 303)
+
+  // An app retired some other way (the apps file) with no successor: chosen afterwards.
+  await app.db
+    .updateTable('oauth_apps')
+    .set({ status: 'retired', successor_app_id: null })
+    .where('id', '=', ids['production-v1']!)
+    .execute()
+  const list = await operator.get(`${app.url}/admin/apps`)
+  t.match(list.text, `href="/admin/apps/${ids['production-v1']}/successor">Choose successor…`)
+  const page = await operator.get(`${app.url}/admin/apps/${ids['production-v1']}/successor`)
+  t.equal(page.status, 200)
+  const csrf = hiddenField(page.text, '_csrf')
+  const refused = await operator.post(`${app.url}/admin/apps/${ids['production-v1']}/successor`, {
+    _csrf: csrf,
+    successorAppId: '999',
+  })
+  t.equal(refused.status, 400, 'an unknown app cannot be the successor')
+  const saved = await operator.post(`${app.url}/admin/apps/${ids['production-v1']}/successor`, {
+    _csrf: csrf,
+    successorAppId: String(ids['production-v2']),
+  })
+  t.equal(saved.status, 303)
+  t.match((await operator.get(`${app.url}/admin/apps`)).text, 'succeeded by Production v2')
+  const connect = await operator.get(`${app.url}/carta/connect?app=production-v1`)
+  t.match(connect.location, 'client_id=scope-ledger-production-v2')
+  t.ok(
+    (await app.db.selectFrom('audit_events').select('type').where('type', '=', 'app.successor_set').execute()).length,
+  )
+  t.equal(
+    (await operator.get(`${app.url}/admin/apps/${ids['production-v2']}/successor`)).status,
+    303,
+    'an active app has no successor: sent to its retire page',
+  )
 })

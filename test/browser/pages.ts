@@ -178,7 +178,27 @@ export const PAGES: PageCase[] = [
     name: 'admin-rollout-archived',
     as: 'operator',
     path: (s) => `/admin/rollouts/${s.archivedRolloutId}`,
-    text: 'Archived',
+    text: 'Unarchive this rollout',
+  },
+  { name: 'admin-rollout-done', as: 'operator', path: (s) => `/admin/rollouts/${s.rolloutId}/done`, text: 'Done:' },
+  {
+    name: 'admin-rollout-archive-confirm',
+    as: 'operator',
+    path: (s) => `/admin/rollouts/${s.rolloutId}/archive`,
+    text: 'Archive Cap table summary?',
+  },
+  {
+    name: 'admin-rollouts-duplicate-warning',
+    as: 'operator',
+    open: async (page, s) => {
+      await page.goto(`${s.app.url}/admin`)
+      await page.selectOption('#app-choice', String(s.apps.v2))
+      await page.fill('#name', 'Cap table again')
+      const [response] = await Promise.all([page.waitForNavigation(), page.click('button:has-text("Create rollout")')])
+      return response
+    },
+    status: 409,
+    text: 'already targets Production v2',
   },
   {
     name: 'admin-link',
@@ -254,8 +274,16 @@ export const PAGES: PageCase[] = [
     },
     text: 'revoked',
   },
+  { name: 'admin-users', as: 'operator', path: () => '/admin/users', text: 'Users' },
+  { name: 'admin-users-search', as: 'operator', path: () => '/admin/users?q=ben&by=name', text: 'Ben' },
   { name: 'admin-apps', as: 'operator', path: () => '/admin/apps', text: 'Carta apps' },
   { name: 'admin-apps-retire', as: 'operator', path: (s) => `/admin/apps/${s.apps.v2}/retire`, text: 'Retire' },
+  {
+    name: 'admin-apps-retire-not-current',
+    as: 'operator',
+    path: (s) => `/admin/apps/${s.apps.v1}/retire`,
+    text: 'Its users reconnect with',
+  },
   { name: 'admin-audit', as: 'operator', path: () => '/admin/audit', text: 'Audit trail' },
   { name: 'admin-api-keys', as: 'operator', path: () => '/admin/api-keys', text: 'API keys' },
   { name: 'admin-webhooks', as: 'operator', path: () => '/admin/webhooks', text: 'Webhooks' },
@@ -275,7 +303,7 @@ export const PAGES: PageCase[] = [
       await page.click('summary:has-text("The same numbers as a table")')
       return response
     },
-    text: 'With an active grant',
+    text: 'All members',
   },
   {
     name: 'admin-report-file',
@@ -330,7 +358,7 @@ export async function seedApp(app: TestApp): Promise<Seeded> {
   const rolloutId = await createRollout('Cap table summary', apps['production-v2']!, V2_ALL)
   const archivedRolloutId = await createRollout('Issuer list', apps['production-v1']!, ['read_issuer_info'])
   await buildRollouts(app.app)
-  await post(`/admin/rollouts/${archivedRolloutId}/archive`, {})
+  await post(`/admin/rollouts/${archivedRolloutId}/archive`, { confirm: 'yes' })
 
   const issue = async (userId: number) => {
     await post(`/admin/rollouts/${rolloutId}/links`, { user_id: String(userId) })

@@ -173,10 +173,17 @@ t.test('not connected: connect button and app picker', async (t) => {
   const app = await startTestApp(t, { env: fake.env() })
   const home = await new Agent().get(`${app.url}/`)
   t.equal(home.status, 200)
-  t.match(home.text, /href="\/carta\/connect">Connect Carta/)
+  t.match(
+    home.text,
+    /<form method="get" action="\/carta\/connect"[^>]*>[\s\S]*<button type="submit">Connect Carta<\/button>/,
+  )
   t.notMatch(home.text, /name="app"/, 'one active app: no picker')
   const sandbox = await startTestApp(t)
   const page = await new Agent().get(`${sandbox.url}/`)
   t.match(page.text, /<option value="production-v1"/, 'several active apps: a picker')
   t.match(page.text, /<option value="production-v2" selected/)
+  const form = /<form method="get" action="\/carta\/connect"[\s\S]*?<\/form>/.exec(page.text)?.[0] ?? ''
+  t.match(form, 'name="app"', 'the picker ...')
+  t.match(form, '<button type="submit">Connect Carta</button>', '... and the Connect button are one form')
+  t.notMatch(page.text, 'href="/carta/connect"', 'no button that ignores the picker')
 })

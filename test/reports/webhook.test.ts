@@ -57,9 +57,12 @@ t.test('a working webhook gets a Slack-compatible summary; the run records "sent
   t.match(await outcome.delivery, { ok: true, attempts: 1 })
   t.match(await findRun(app.db, outcome.runId), { delivery_status: 'sent', delivery_error: null, delivery_attempts: 1 })
   const body = JSON.parse(hook.hits[0]!)
-  t.match(body.text, /Scope coverage report[\s\S]*\*Cap table\*: 50\.0% covered \(4\/8\), 4 lacking, 2 to reconnect/)
+  t.match(
+    body.text,
+    /Scope coverage report[\s\S]*\*Cap table\*: 40\.0% covered \(4 of 10 members\), 4 lacking, 2 to reconnect/,
+  )
   t.equal(body.blocks[0].type, 'header')
-  t.match(body.blocks[1].text.text, '*Issuer info*: 87.5% covered')
+  t.match(body.blocks[1].text.text, '*Issuer info*: 70.0% covered')
   t.notMatch(JSON.stringify(mem.lines), 'SECRETSECRET', 'webhook path never logged')
   t.ok(mem.lines.some((l) => l.msg === 'report delivered to webhook' && l.obj.webhook === new URL(hook.url).origin))
 })

@@ -4,7 +4,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
 import { CONNECT_SESSION_PATH, allowedReturn, openConnectSession } from '../../api/connect-sessions.js'
-import { appScopes, currentApp, findAppByKey } from '../../apps/apps.js'
+import { appScopes, currentApp, findAppById, findAppByKey } from '../../apps/apps.js'
 import { DomainError } from '../../errors.js'
 import { CALLBACK_PATH, completeConnect } from '../../flows/connect.js'
 import { sendToCarta } from '../authorize.js'
@@ -26,7 +26,15 @@ const connect: FastifyPluginAsyncTypebox = async (app) => {
   const schema = { querystring: Type.Object({ app: Type.Optional(Text(200)) }) }
   app.get('/carta/connect', { config: { rateLimit }, schema }, async (request, reply) => {
     const key = request.query.app ?? ''
-    const target = key ? await findAppByKey(db, key) : await currentApp(db, config.defaultEnvironment)
+    let target = key ? await findAppByKey(db, key) : await currentApp(db, config.defaultEnvironment)
+    // A retired app's users reconnect with its successor (the operator's choice, apps/retire.ts).
+    if (target?.status === 'retired' && target.successor_app_id !== null) {
+      const successor = await findAppById(db, target.successor_app_id)
+      if (successor?.status === 'active') {
+        request.log.info({ retired: target.key, successor: successor.key }, 'connect: retired app, using its successor')
+        target = successor
+      }
+    }
     if (!target) {
       throw key
         ? new DomainError('app.unknown_key', `There is no Carta app called "${key.slice(0, 64)}".`, { key })

@@ -20,6 +20,7 @@ import {
   runFiles,
   runReport,
 } from '../../../reports/runs.js'
+import { COVERAGE_DEFINITION, formatCoverage } from '../../../rollouts/coverage.js'
 import { slotKey } from '../../../reports/scheduler.js'
 import { trendSvg } from '../../../reports/svg.js'
 
@@ -50,6 +51,8 @@ const reports: FastifyPluginAsyncTypebox = async (app) => {
         slotLabel: r.trigger === 'schedule' ? localTime(Date.parse(r.slot_key), tz) : 'on demand',
       })),
       trends,
+      coverageDefinition: COVERAGE_DEFINITION,
+      formatCoverage,
       schedule: {
         cron: config.reports.cron,
         timeZone: tz,

@@ -5,10 +5,24 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import { Type } from 'typebox'
 import { listApps } from '../../../apps/apps.js'
 import { DomainError, isDomainError } from '../../../errors.js'
-import { rolloutSummary } from '../../../rollouts/coverage.js'
+import {
+  COVERAGE_DEFINITION,
+  coveragePercent,
+  formatCoverage,
+  listCovered,
+  rolloutSummary,
+} from '../../../rollouts/coverage.js'
 import { filterQuery, lackingFilter, listLacking } from '../../../rollouts/lacking.js'
 import { latestLinks, linkContextFrom } from '../../../links/links.js'
-import { MAX_NAME_LENGTH, archiveRollout, findRollout, listRollouts, startRollout } from '../../../rollouts/rollouts.js'
+import {
+  MAX_NAME_LENGTH,
+  archiveRollout,
+  findRollout,
+  findSameActiveRollout,
+  listRollouts,
+  startRollout,
+  unarchiveRollout,
+} from '../../../rollouts/rollouts.js'
 import { parseScopes } from '../../../scopes.js'
 import { formatTime } from '../../../time.js'
 import { rolloutMailPanel } from '../../../mail/panel.js'
@@ -21,6 +35,12 @@ const NewRolloutBody = Type.Object({
   name: Type.Optional(Text(1000)),
   app_id: Type.Optional(Id),
   scopes: Type.Optional(Type.Array(Scope, { maxItems: 100 })),
+  /** The form's checkboxes: "<app id>:<scope>", one fieldset per app; only the chosen app's count. */
+  app_scopes: Type.Optional(
+    Type.Array(Matching('^[0-9]{1,10}:[\\x21\\x23-\\x5B\\x5D-\\x7E]{1,200}$', 211), { maxItems: 500 }),
+  ),
+  /** Set by the duplicate warning: create it although an identical active rollout exists. */
+  confirm_duplicate: Type.Optional(Type.Literal('1')),
 })
 
 /** A form field the schema refused, in the words the form shows next to it. */
@@ -28,6 +48,20 @@ const FORM_ERRORS: Record<string, { field: 'name' | 'app' | 'scopes'; message: s
   name: { field: 'name', message: `The name may be at most ${MAX_NAME_LENGTH} characters of plain text.` },
   app_id: { field: 'app', message: 'Choose the target app.' },
   scopes: { field: 'scopes', message: 'Choose required scopes from the target app.' },
+  app_scopes: { field: 'scopes', message: 'Choose required scopes from the target app.' },
+  confirm_duplicate: { field: 'name', message: 'Press Create rollout again to confirm.' },
+}
+
+/**
+ * The required scopes the form chose: the "<app id>:<scope>" boxes of the chosen app (the other
+ * apps' fieldsets are ignored, so what was selected is what is created), else plain `scopes`.
+ */
+function chosenScopes(body: { app_id?: number; scopes?: string[]; app_scopes?: string[] }): string[] {
+  if (Array.isArray(body.app_scopes)) {
+    const prefix = `${body.app_id}:`
+    return body.app_scopes.filter((v) => v.startsWith(prefix)).map((v) => v.slice(prefix.length))
+  }
+  return Array.isArray(body.scopes) ? body.scopes.filter((s) => typeof s === 'string') : []
 }
 
 const RolloutQuery = Type.Object({
@@ -47,7 +81,13 @@ const rollouts: FastifyPluginAsyncTypebox = async (app) => {
   const dashboard = async (
     request: FastifyRequest,
     reply: FastifyReply,
-    form: { appId?: number; name?: string; scopes?: string[]; error?: { field: string; message: string } },
+    form: {
+      appId?: number
+      name?: string
+      scopes?: string[]
+      error?: { field: string; message: string }
+      duplicate?: { id: number; name: string }
+    },
     status = 200,
   ) => {
     const [rollouts, apps] = await Promise.all([listRollouts(db), listApps(db)])
@@ -55,7 +95,6 @@ const rollouts: FastifyPluginAsyncTypebox = async (app) => {
     const defaultApp =
       activeApps.find((a) => a.environment === config.defaultEnvironment && a.is_current === 1) ?? activeApps[0]
     const target = activeApps.find((a) => a.id === form.appId) ?? defaultApp
-    const targetScopes = target ? parseScopes(target.scopes) : []
     return renderPage(
       request,
       reply,
@@ -65,14 +104,19 @@ const rollouts: FastifyPluginAsyncTypebox = async (app) => {
         csrf: true,
         active: rollouts.filter((r) => r.status === 'active'),
         archived: rollouts.filter((r) => r.status === 'archived'),
-        apps: activeApps,
+        apps: activeApps.map((a) => ({ ...a, scopeList: parseScopes(a.scopes) })),
         target: target ?? null,
-        targetScopes,
-        checked: form.scopes ?? targetScopes,
+        // The chosen app's boxes as submitted; every other app's boxes all ticked (its default).
+        checkedFor: (a: { id: number; scopeList: string[] }) =>
+          a.id === target?.id && form.scopes ? form.scopes : a.scopeList,
         name: form.name ?? '',
         error: form.error ?? null,
+        duplicate: form.duplicate ?? null,
         parseScopes,
         formatTime,
+        coverageDefinition: COVERAGE_DEFINITION,
+        coveragePercent,
+        formatCoverage,
       },
       status,
     )
@@ -91,7 +135,7 @@ const rollouts: FastifyPluginAsyncTypebox = async (app) => {
       const input = {
         name: typeof body.name === 'string' ? body.name : '',
         appId: typeof body.app_id === 'number' ? body.app_id : Number.NaN,
-        scopes: Array.isArray(body.scopes) ? body.scopes.filter((s) => typeof s === 'string') : [],
+        scopes: chosenScopes(body),
       }
       const rejected = (error: { field: string; message: string }) => {
         request.log.warn({ field: error.field, reason: error.message }, 'rollout form rejected')
@@ -103,6 +147,14 @@ const rollouts: FastifyPluginAsyncTypebox = async (app) => {
         return rejected(FORM_ERRORS[path] ?? { field: 'name', message: request.validationError.message })
       }
       try {
+        if (body.confirm_duplicate !== '1') {
+          const same = await findSameActiveRollout(db, input)
+          if (same) {
+            request.log.info({ rolloutId: same.id }, 'new rollout duplicates an active one: asked to confirm')
+            const appId = input.appId
+            return dashboard(request, reply, { appId, name: input.name, scopes: input.scopes, duplicate: same }, 409)
+          }
+        }
         // Returns at once: the membership of every user is measured in the background (build.ts).
         const id = await startRollout(db, input, operatorActor(request), clock.now())
         request.log.info({ rolloutId: id }, 'rollout created')
@@ -115,14 +167,96 @@ const rollouts: FastifyPluginAsyncTypebox = async (app) => {
     },
   )
 
-  app.post('/rollouts/:id/archive', { ...csrf, schema: { params: IdParams } }, async (request, reply) => {
-    const { id } = request.params
+  const existing = async (id: number) => {
     const rollout = await findRollout(db, id)
     if (!rollout) throw new DomainError('rollout.not_found', `There is no rollout ${id}.`, { rolloutId: id })
-    const archived = await archiveRollout(db, id, operatorActor(request), clock.now())
-    if (archived) request.log.info({ rolloutId: id }, 'rollout archived')
-    return reply.redirect(`/admin/rollouts/${id}`, 303)
-  })
+    return rollout
+  }
+  const confirmArchive = async (request: FastifyRequest, reply: FastifyReply, id: number) => {
+    const rollout = await existing(id)
+    if (rollout.status !== 'active') return reply.redirect(`/admin/rollouts/${id}`, 303)
+    return renderPage(request, reply, 'admin/rollout-archive', {
+      title: `Archive ${rollout.name}?`,
+      csrf: true,
+      rollout,
+    })
+  }
+
+  // Archiving asks first (this page); the POST archives only with the page's confirm field.
+  app.get('/rollouts/:id/archive', { config: { access: 'operator' }, schema: { params: IdParams } }, (request, reply) =>
+    confirmArchive(request, reply, request.params.id),
+  )
+
+  app.post(
+    '/rollouts/:id/archive',
+    {
+      ...csrf,
+      config: { access: 'operator' },
+      schema: { params: IdParams, body: Type.Object({ confirm: Type.Optional(Type.Literal('yes')) }) },
+    },
+    async (request, reply) => {
+      const { id } = request.params
+      if (request.body?.confirm !== 'yes') {
+        request.log.info({ rolloutId: id }, 'archive without confirmation: asking first')
+        return confirmArchive(request, reply, id)
+      }
+      await existing(id)
+      const archived = await archiveRollout(db, id, operatorActor(request), clock.now())
+      if (archived) request.log.info({ rolloutId: id }, 'rollout archived')
+      return reply.redirect(`/admin/rollouts/${id}`, 303)
+    },
+  )
+
+  // Undoes an archive: the rollout is active again and its users are measured afresh.
+  app.post(
+    '/rollouts/:id/unarchive',
+    { ...csrf, config: { access: 'operator' }, schema: { params: IdParams } },
+    async (request, reply) => {
+      const { id } = request.params
+      await existing(id)
+      // A retired target app refuses with the rollout.invalid page (400), nothing changed.
+      const restored = await unarchiveRollout(db, id, operatorActor(request), clock.now())
+      if (restored) {
+        request.log.info({ rolloutId: id }, 'rollout unarchived')
+        app.jobs.kick('rollout-build')
+      }
+      return reply.redirect(`/admin/rollouts/${id}`, 303)
+    },
+  )
+
+  // The "done" view: covered users and when they came over (views/admin/rollout-done.eta).
+  app.get(
+    '/rollouts/:id/done',
+    {
+      config: { access: 'viewer' },
+      schema: {
+        params: IdParams,
+        querystring: Type.Object({ before: Type.Optional(Matching('^[0-9]{1,16}\\.[0-9]{1,10}$', 30)) }),
+      },
+    },
+    async (request, reply) => {
+      const { id } = request.params
+      const rollout = await existing(id)
+      const cursor = request.query.before?.split('.').map(Number)
+      if (cursor && cursor[1]! > 2_147_483_647)
+        throw new DomainError('request.invalid', 'That page link is malformed.', { title: 'Invalid page' })
+      const before = cursor ? { at: cursor[0]!, userId: cursor[1]! } : null
+      const [summary, page] = await Promise.all([
+        rolloutSummary(db, id, rollout.required_scopes),
+        listCovered(db, id, { before, limit: 50 }),
+      ])
+      return renderPage(request, reply, 'admin/rollout-done', {
+        title: `${rollout.name}: done`,
+        rollout,
+        summary,
+        rows: page.rows,
+        first: !before,
+        nextHref: page.next ? `/admin/rollouts/${id}/done?before=${page.next.at}.${page.next.userId}` : null,
+        formatTime,
+        formatCoverage,
+      })
+    },
+  )
 
   app.get('/rollouts/:id', { schema: { params: IdParams, querystring: RolloutQuery } }, async (request, reply) => {
     noStore(reply) // the page shows live links
@@ -171,6 +305,8 @@ const rollouts: FastifyPluginAsyncTypebox = async (app) => {
       buildTotal,
       buildPct: buildTotal > 0 ? Math.floor((Number(rollout.build_done) / buildTotal) * 100) : 0,
       formatTime,
+      coverageDefinition: COVERAGE_DEFINITION,
+      formatCoverage,
     })
   })
 }

@@ -7,13 +7,49 @@ import { revokeGrantByOperator } from '../../../grants/lifecycle.js'
 import { processDueRevocations } from '../../../grants/revocation.js'
 import { formatTime } from '../../../time.js'
 import { renderPage } from '../../render.js'
-import { IdParams } from '../../schemas.js'
+import { IdParams, Matching, Text } from '../../schemas.js'
+import { Type } from 'typebox'
+import { decodeUserCursor, encodeUserCursor, searchUsers } from '../../../users/search.js'
 import { operatorActor } from './access.js'
 
 const users: FastifyPluginAsyncTypebox = async (app) => {
   const { db, clock } = app.deps
 
   const schema = { params: IdParams }
+
+  const UsersQuery = Type.Object({
+    q: Type.Optional(Text(200)),
+    by: Type.Optional(Type.Enum(['email', 'name', 'carta'])),
+    after: Type.Optional(Matching('^[A-Za-z0-9_-]{1,700}$', 700)),
+  })
+
+  // Every end user, searched by email, name or Carta id, with grant status; keyset pages of 50.
+  app.get('/users', { config: { access: 'viewer' }, schema: { querystring: UsersQuery } }, async (request, reply) => {
+    const q = request.query.q?.trim() ?? ''
+    const by = request.query.by ?? 'email'
+    const after = request.query.after === undefined ? null : decodeUserCursor(request.query.after)
+    if (after === null && request.query.after !== undefined)
+      throw new DomainError('request.invalid', 'That page link is malformed.', { title: 'Invalid page' })
+    const page = await searchUsers(db, { q, by, after, limit: 50 })
+    const params = (extra: Record<string, string>) => {
+      const p = new URLSearchParams()
+      if (q) p.set('q', q)
+      if (q) p.set('by', by)
+      for (const [k, v] of Object.entries(extra)) p.set(k, v)
+      const text = p.toString()
+      return text ? `?${text}` : ''
+    }
+    return renderPage(request, reply, 'admin/users', {
+      title: 'Users',
+      q,
+      by,
+      rows: page.rows,
+      first: !after,
+      firstHref: `/admin/users${params({})}`,
+      nextHref: page.next ? `/admin/users${params({ after: encodeUserCursor(page.next) })}` : null,
+      formatTime,
+    })
+  })
 
   app.get('/users/:id', { schema }, async (request, reply) => {
     const { id } = request.params

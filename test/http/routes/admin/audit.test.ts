@@ -53,14 +53,11 @@ t.test('full flow: every event on the audit page, filters, CSV, and no secret an
   t.match(page.text, /<option value="token\.revoked">/)
   for (const secret of secrets) t.notOk(page.text.includes(secret), 'no secret on the page')
   // Newest first.
-  t.ok(
-    page.text.indexOf('<span class="badge">grant.revoked_by_operator</span>') <
-      page.text.indexOf('<span class="badge">grant.refreshed</span>'),
-  )
+  t.ok(page.text.indexOf('title="grant.revoked_by_operator"') < page.text.indexOf('title="grant.refreshed"'))
 
   const byType = await operator.get(`${app.url}/admin/audit?type=grant.refreshed`)
   t.match(byType.text, /grant\.refreshed/)
-  t.notMatch(byType.text, /<span class="badge">token\.revoked<\/span>/)
+  t.notMatch(byType.text, 'title="token.revoked"')
   const byUser = await operator.get(`${app.url}/admin/audit?user=${userId + 1000}`)
   t.match(byUser.text, /No audit events match these filters/)
 
@@ -88,29 +85,25 @@ t.test('date range, keyset pages and bad filters', async (t) => {
   clock.set(Date.UTC(2025, 0, 10, 12))
   for (let i = 0; i < 120; i++) {
     await recordAudit(app.db, Date.UTC(2025, 0, 10 + Math.floor(i / 40), 9, 0, i % 40), {
-      type: 'grant.created',
+      type: 'report.run',
       actor: 'system',
       userId: 1 + (i % 3),
-      details: { i },
+      details: { runId: i, status: 'succeeded' },
     })
   }
   clock.set(Date.UTC(2025, 0, 10, 12))
   const operator = await signInOperator(app)
-  const day = await operator.get(`${app.url}/admin/audit?from=2025-01-11&to=2025-01-11&type=grant.created`)
+  const day = await operator.get(`${app.url}/admin/audit?from=2025-01-11&to=2025-01-11&type=report.run&tz=UTC`)
   t.equal(day.status, 200)
-  t.equal(
-    (day.text.match(/<span class="badge">grant\.created<\/span>/g) ?? []).length,
-    40,
-    'one day (inclusive) of events',
-  )
+  t.equal((day.text.match(/title="report\.run"/g) ?? []).length, 40, 'one day (inclusive) of events')
 
   const seen: string[] = []
-  let url: string | null = `${app.url}/admin/audit?type=grant.created`
+  let url: string | null = `${app.url}/admin/audit?type=report.run`
   let pages = 0
   while (url) {
     const res = await operator.get(url)
     pages++
-    seen.push(...[...res.text.matchAll(/\{&quot;i&quot;:(\d+)\}/g)].map((m) => m[1]!))
+    seen.push(...[...res.text.matchAll(/Coverage report run (\d+): succeeded/g)].map((m) => m[1]!))
     const next = /href="([^"]*before=[^"]*)">Older events/.exec(res.text)?.[1]
     url = next ? `${app.url}${next.replace(/&amp;/g, '&')}` : null
   }
@@ -167,4 +160,83 @@ t.test('the type filter offers exactly the event types the app writes, and refus
   t.same(offered, [...AUDIT_EVENT_TYPES], 'one option per written type, in order')
   t.equal((await operator.get(`${app.url}/admin/audit?type=report.run`)).status, 200)
   t.equal((await operator.get(`${app.url}/admin/audit?type=operator.signed_in`)).status, 400, 'never written')
+})
+
+t.test('the trail reads in words: names linked, no JSON or epoch numbers, the time zone named', async (t) => {
+  const app = await startTestApp(t, { env: { REPORT_TIMEZONE: 'UTC' } })
+  const now = Date.UTC(2025, 6, 1, 22, 30)
+  const user = await app.db
+    .insertInto('end_users')
+    .values({
+      carta_user_id: 'cu_1002',
+      local_key: null,
+      email: 'ben@example.com',
+      name: 'Ben Hartley',
+      active_grant_id: null,
+      status: 'connected',
+      created_at: now,
+      updated_at: now,
+    })
+    .returning('id')
+    .executeTakeFirstOrThrow()
+  const v2 = await app.db
+    .selectFrom('oauth_apps')
+    .select('id')
+    .where('key', '=', 'production-v2')
+    .executeTakeFirstOrThrow()
+  const rollout = await app.db
+    .insertInto('rollouts')
+    .values({
+      name: 'Cap table summary',
+      app_id: v2.id,
+      required_scopes: 'read_user_info',
+      created_by: 'operator:ops',
+      created_at: now,
+      archived_at: null,
+    })
+    .returning('id')
+    .executeTakeFirstOrThrow()
+  await recordAudit(app.db, now, {
+    type: 'link.issued',
+    actor: 'operator:ops',
+    userId: user.id,
+    rolloutId: rollout.id,
+    details: { linkId: 7, expiresAt: now + 14 * 86_400_000 },
+  })
+  await recordAudit(app.db, now, {
+    type: 'grant.created',
+    actor: `user:${user.id}`,
+    userId: user.id,
+    appId: v2.id,
+    details: { app: 'production-v2', requested: 'read_user_info', granted: 'read_user_info', source: 'reported' },
+  })
+  const operator = await signInOperator(app)
+  const page = await operator.get(`${app.url}/admin/audit`)
+  t.equal(page.status, 200)
+  t.match(page.text, `<a href="/admin/users/${user.id}">Ben Hartley</a>`, 'the person by name, linked')
+  t.match(page.text, `Rollout <a href="/admin/rollouts/${rollout.id}">Cap table summary</a>`, 'the rollout by name')
+  t.match(page.text, 'App <a href="/admin/apps">Production v2</a>', 'the app by name')
+  t.match(page.text, 'ops (operator)')
+  t.match(page.text, 'Reauthorization link 7 issued, valid until 2025-07-15 22:30:00.')
+  t.match(page.text, 'Granted read_user_info through Production v2.')
+  t.notMatch(page.text, '&quot;', 'no JSON on the page')
+  t.notMatch(page.text, String(now), 'no epoch numbers')
+  t.match(page.text, 'Times and dates are in <strong>UTC</strong>')
+
+  // In the operator's zone: the browser's (cookie from app.js) or one chosen on the page.
+  const paris = await operator.get(`${app.url}/admin/audit?tz=Europe/Paris`)
+  t.match(paris.text, 'Times and dates are in <strong>Europe/Paris</strong> (chosen below)')
+  t.match(paris.text, '2025-07-02 00:30:00', 'the same instant, shown in Paris (CEST, UTC+2)')
+  const session = operator.cookieNames(app.url).map((n) => `${n}=${operator.cookieValue(app.url, n)}`)
+  const tokyo = await fetch(`${app.url}/admin/audit`, {
+    headers: { cookie: [...session, 'sl_tz=Asia%2FTokyo'].join('; ') },
+  })
+  t.match(await tokyo.text(), 'in <strong>Asia/Tokyo</strong> (your browser’s time zone)')
+  // A day filter is a day in that zone: 2 July in Paris starts 22:00 UTC on 1 July.
+  const day = await operator.get(`${app.url}/admin/audit?tz=Europe/Paris&from=2025-07-02&to=2025-07-02`)
+  t.match(day.text, 'Ben Hartley')
+  const utcDay = await operator.get(`${app.url}/admin/audit?tz=UTC&from=2025-07-02&to=2025-07-02`)
+  t.match(utcDay.text, 'No audit events match these filters')
+  const bad = await operator.get(`${app.url}/admin/audit?tz=Mars/Olympus`)
+  t.equal(bad.status, 400, 'an unknown zone is a 400 page')
 })

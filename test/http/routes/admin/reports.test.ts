@@ -48,13 +48,13 @@ t.test('reports page: access, empty state, run now, trend, downloads', async (t)
   t.match(page.text, /<svg[^>]*class="trend"/)
   t.equal((page.text.match(/<svg/g) ?? []).length, 2, 'one chart per active rollout')
   t.notMatch(page.text, 'Old campaign', 'archived rollouts have no chart')
-  // Coverage of "Cap table": 5/9 on day 1 … 9/13 on day 5 and again in the manual run.
+  // Coverage of "Cap table" (covered ÷ all members): 5/11 on day 1 … 9/15 on day 5 and again in the manual run.
   t.match(page.text, '<title>Coverage of Cap table over time</title>')
-  t.match(page.text, /2025-01-10 06:00: 55\.6% \(5 of 9\)/)
-  t.match(page.text, /69\.2% \(9 of 13\)/)
+  t.match(page.text, /2025-01-10 06:00: 45\.5% \(5 of 11\)/)
+  t.match(page.text, /60\.0% \(9 of 15\)/)
   t.match(
     page.text,
-    /<td>2025-01-10 06:00 UTC<\/td><td>5<\/td><td>9<\/td><td>55\.6 %<\/td>/,
+    /<td>2025-01-10 06:00 UTC<\/td><td>5<\/td><td>11<\/td><td>45\.5%<\/td>/,
     'table fallback with the same numbers',
   )
   t.match(page.text, '/admin/reports/runs/6/report.csv')
@@ -66,7 +66,7 @@ t.test('reports page: access, empty state, run now, trend, downloads', async (t)
   t.equal(csv.status, 200)
   t.match(csv.headers.get('content-type'), 'text/csv')
   t.match(csv.headers.get('content-disposition'), /attachment; filename="coverage-2025-01-15-0600-6\.csv"/)
-  t.match(csv.text, /,Cap table,coverage_pct,,69\.2\r\n/)
+  t.match(csv.text, /,Cap table,coverage_pct,covered ÷ all members,60\r\n/)
   const html = await agent.get(`${app.url}/admin/reports/runs/6/report.html`)
   t.equal(html.status, 200)
   t.match(html.headers.get('content-security-policy'), "style-src 'unsafe-inline'")

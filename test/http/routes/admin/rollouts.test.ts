@@ -22,7 +22,7 @@ t.test('creating a rollout: validation, then the page, archive', async (t) => {
   const dash = await agent.get(`${url}/admin`)
   t.equal(dash.status, 200)
   t.match(dash.text, 'No active rollout yet')
-  t.match(dash.text, `value="${CAP}" checked`, 'every scope of the default app checked')
+  t.match(dash.text, `value="${v2}:${CAP}" checked`, 'every scope of the default app checked')
   const csrf = hiddenField(dash.text, '_csrf')
 
   const bad: Array<[Record<string, string | string[]>, string]> = [
@@ -73,7 +73,7 @@ t.test('creating a rollout: validation, then the page, archive', async (t) => {
   const page = await agent.get(new URL(created.location!, url).toString())
   t.equal(page.status, 200)
   t.match(page.text, 'Cap table')
-  t.match(page.text, /50%<\/div><div class="label">coverage/)
+  t.match(page.text, /50\.0%<\/div><div class="label">coverage: 1 of 2 users/)
   t.match(page.text, 'one@example.com', 'the v1 user is listed')
   t.notMatch(page.text, 'two@example.com', 'a user holding more scopes than required is not listed')
   t.match(page.text, `<li class="scope missing" title="missing">${CAP}</li>`)
@@ -96,7 +96,7 @@ t.test('creating a rollout: validation, then the page, archive', async (t) => {
   t.match(withLink.text, new RegExp(`id="link-${u1}"[^>]*value="${url}/reauthorize/`))
   t.match(withLink.text, `data-copy="link-${u1}"`)
   const dash2 = await agent.get(`${url}/admin`)
-  t.match(dash2.text, /50%<\/strong> <span class="muted">\(1 of 2\)/)
+  t.match(dash2.text, /50\.0%<\/strong> <span class="muted">\(1 of 2\)/)
 
   // Everyone covered → plain empty state.
   await addGrant(ctx.app.deps, u1, 'production-v2', V2, now)
@@ -105,7 +105,19 @@ t.test('creating a rollout: validation, then the page, archive', async (t) => {
   const filtered = await agent.get(`${url}/admin/rollouts/1?q=nobody`)
   t.match(filtered.text, 'No user matches this filter')
 
-  const archive = await agent.post(`${url}/admin/rollouts/1/archive`, { _csrf: hiddenField(done.text, '_csrf') })
+  // Archiving asks first: the page links to a confirmation; a POST without it only asks again.
+  t.match(done.text, 'href="/admin/rollouts/1/archive"')
+  const unconfirmed = await agent.post(`${url}/admin/rollouts/1/archive`, { _csrf: hiddenField(done.text, '_csrf') })
+  t.equal(unconfirmed.status, 200)
+  t.match(unconfirmed.text, 'Archive Cap table?')
+  t.equal((await db.selectFrom('rollouts').select('status').executeTakeFirstOrThrow()).status, 'active', 'not yet')
+  const confirmPage = await agent.get(`${url}/admin/rollouts/1/archive`)
+  t.equal(confirmPage.status, 200)
+  t.match(confirmPage.text, 'name="confirm" value="yes"')
+  const archive = await agent.post(`${url}/admin/rollouts/1/archive`, {
+    _csrf: hiddenField(confirmPage.text, '_csrf'),
+    confirm: 'yes',
+  })
   t.equal(archive.status, 303)
   const after = await agent.get(`${url}/admin`)
   t.match(after.text, 'Archived')
@@ -121,6 +133,23 @@ t.test('creating a rollout: validation, then the page, archive', async (t) => {
     { type: 'rollout.created', actor: 'operator:ops' },
     { type: 'rollout.archived', actor: 'operator:ops' },
   ])
+
+  // Undo: unarchive makes it active again and measures everyone afresh (u1 moved to v2 meanwhile).
+  const archivedPage = await agent.get(`${url}/admin/rollouts/1`)
+  t.match(archivedPage.text, 'Unarchive this rollout')
+  await db.deleteFrom('rollout_counts').where('rollout_id', '=', 1).execute() // stale figures must not survive
+  const unarchived = await agent.post(`${url}/admin/rollouts/1/unarchive`, {
+    _csrf: hiddenField(archivedPage.text, '_csrf'),
+  })
+  t.equal(unarchived.status, 303)
+  await buildRollouts(ctx.app)
+  const restored = await agent.get(`${url}/admin/rollouts/1`)
+  t.match(restored.text, '<span class="badge ok">active</span>')
+  t.match(restored.text, /100\.0%<\/div><div class="label">coverage: 2 of 2 users/)
+  t.equal(
+    (await db.selectFrom('audit_events').select('type').where('type', '=', 'rollout.unarchived').execute()).length,
+    1,
+  )
 
   t.equal((await agent.get(`${url}/admin/rollouts/999`)).status, 404)
   t.equal((await agent.get(`${url}/admin/rollouts/abc`)).status, 404)
@@ -254,4 +283,97 @@ t.test('user page', async (t) => {
   t.match(page.text, 'reported')
   t.equal((await agent.get(`${url}/admin/users/4242`)).status, 404)
   t.equal((await agent.get(`${url}/admin/users/nope`)).status, 404)
+})
+
+t.test('new-rollout form: the chosen app is the one created; a duplicate warns first', async (t) => {
+  const ctx = await startTestApp(t)
+  const { db, url } = ctx
+  const agent = await signedInOperator(db, url, ctx.clock.now())
+  const v1 = await appId(db, 'production-v1')
+  const v2 = await appId(db, 'production-v2')
+  const dash = await agent.get(`${url}/admin`)
+  const csrf = hiddenField(dash.text, '_csrf')
+  // One form: every app's scopes in its own fieldset, the app picker in the same form.
+  t.match(dash.text, `<fieldset class="scope-choice" data-app="${v1}"`)
+  t.match(dash.text, `value="${v2}:${CAP}" checked`)
+  t.notMatch(dash.text, 'Show its scopes', 'no second submit')
+
+  // Production v1 chosen while v2's boxes (all ticked by default) are submitted too, as a browser
+  // without JavaScript does: only v1's boxes count.
+  const form = {
+    _csrf: csrf,
+    name: 'Issuer info',
+    app_id: String(v1),
+    app_scopes: [`${v1}:read_issuer_info`, ...V2.map((s) => `${v2}:${s}`)],
+  }
+  const created = await agent.post(`${url}/admin/rollouts`, form)
+  t.equal(created.status, 303)
+  t.match(await db.selectFrom('rollouts').select(['app_id', 'required_scopes']).executeTakeFirstOrThrow(), {
+    app_id: v1,
+    required_scopes: 'read_issuer_info',
+  })
+
+  // Nothing ticked for the chosen app: refused, although other apps' boxes were ticked.
+  const none = await agent.post(`${url}/admin/rollouts`, { ...form, app_scopes: V2.map((s) => `${v2}:${s}`) })
+  t.equal(none.status, 400)
+  t.match(none.text, 'Choose at least one required scope')
+  t.equal(
+    (await agent.post(`${url}/admin/rollouts`, { ...form, app_scopes: ['x:read_user_info'] })).status,
+    400,
+    'a malformed box value is a 400',
+  )
+
+  // The same app and scopes again: a warning naming the active rollout, nothing created yet.
+  const dup = await agent.post(`${url}/admin/rollouts`, { ...form, name: 'Again' })
+  t.equal(dup.status, 409)
+  t.match(dup.text, 'id="duplicate-warning"')
+  t.match(dup.text, '<a href="/admin/rollouts/1">Issuer info</a> already targets Production v1')
+  t.match(dup.text, 'name="confirm_duplicate" value="1"')
+  t.match(dup.text, `<option value="${v1}" selected>`, 'the form keeps the chosen app')
+  t.equal((await db.selectFrom('rollouts').select('id').execute()).length, 1)
+  t.ok(ctx.logs.some((l) => l.msg === 'new rollout duplicates an active one: asked to confirm'))
+  const confirmed = await agent.post(`${url}/admin/rollouts`, { ...form, name: 'Again', confirm_duplicate: '1' })
+  t.equal(confirmed.status, 303)
+  t.equal((await db.selectFrom('rollouts').select('id').execute()).length, 2)
+})
+
+t.test('the done view: covered users and when they came over, newest first, keyset pages', async (t) => {
+  const ctx = await startTestApp(t)
+  const { db, url } = ctx
+  const now = ctx.clock.now()
+  const agent = await signedInOperator(db, url, now)
+  const users: number[] = []
+  for (let i = 0; i < 55; i++) {
+    const u = await addUser(db, now, { carta: `d-${i}`, email: `done${i}@example.com` })
+    await addGrant(ctx.app.deps, u, 'production-v2', V2, now - 60_000 * (i + 1))
+    users.push(u)
+  }
+  const lacking = await addUser(db, now, { carta: 'l-1', email: 'lacking@example.com' })
+  await addGrant(ctx.app.deps, lacking, 'production-v1', V1, now)
+  const dash = await agent.get(`${url}/admin`)
+  const created = await agent.post(`${url}/admin/rollouts`, {
+    _csrf: hiddenField(dash.text, '_csrf'),
+    name: 'Cap table',
+    app_id: String(await appId(db, 'production-v2')),
+    scopes: V2,
+  })
+  await buildRollouts(ctx.app)
+  const path = created.location!
+  t.match((await agent.get(`${url}${path}`)).text, `href="${path}/done"`, 'linked from the rollout page')
+  const first = await agent.get(`${url}${path}/done`)
+  t.equal(first.status, 200)
+  t.match(first.text, 'The <strong>55</strong> of 56 users')
+  t.notMatch(first.text, 'lacking@example.com', 'only covered users')
+  const order = [...first.text.matchAll(/>done(\d+)@example.com</g)].map((m) => Number(m[1]))
+  t.same(order.slice(0, 3), [0, 1, 2], 'most recently come over first')
+  t.equal(order.length, 50)
+  const next = /href="([^"]*before=[^"]*)">Earlier/.exec(first.text)![1]!
+  const second = await agent.get(`${url}${next}`)
+  t.same(
+    [...second.text.matchAll(/>done(\d+)@example.com</g)].map((m) => Number(m[1])),
+    [50, 51, 52, 53, 54],
+    'the rest, no gap or duplicate',
+  )
+  t.equal((await agent.get(`${url}${path}/done?before=1.99999999999`)).status, 400)
+  t.equal((await agent.get(`${url}/admin/rollouts/999/done`)).status, 404)
 })
