@@ -2,7 +2,7 @@
 // It composes the HTTP layer (src/README.md, "Layers"): infrastructure plugins, then the routes.
 import formbody from '@fastify/formbody'
 import rateLimit from '@fastify/rate-limit'
-import Fastify, { type FastifyInstance } from 'fastify'
+import Fastify, { type FastifyInstance, type RouteOptions } from 'fastify'
 import type { Clock } from './clock.js'
 import type { Config } from './config.js'
 import type { Db } from './db/index.js'
@@ -22,6 +22,8 @@ export interface BuildOptions {
   backgroundJobs?: boolean
   /** Pino destination for tests that assert on log lines. */
   logStream?: NodeJS.WritableStream
+  /** Sees every route as it is declared (tests walk the route list to check each declares its access). */
+  onRoute?: (route: RouteOptions) => void
 }
 
 // Never log tokens, codes, secrets or cookies.
@@ -61,6 +63,7 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
     bodyLimit: 1024 * 1024,
   }) as unknown as FastifyInstance
 
+  if (options.onRoute) app.addHook('onRoute', options.onRoute)
   await app.register(depsPlugin, { deps: createDeps({ config, db, clock }) })
   await app.register(errorsPlugin)
   await app.register(securityPlugin)

@@ -26,6 +26,12 @@ export const AUDIT_EVENT_TYPES = [
   'rollout.archived',
   'app.retired',
   'report.run',
+  'access.refused',
+  'operator.created',
+  'operator.role_changed',
+  'operator.disabled',
+  'operator.enabled',
+  'operator.sign_in_refused',
 ] as const
 
 export type AuditEventType = (typeof AUDIT_EVENT_TYPES)[number]

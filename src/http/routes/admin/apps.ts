@@ -21,7 +21,7 @@ const RetireBody = Type.Object({
 const apps: FastifyPluginAsyncTypebox = async (app) => {
   const { db, clock } = app.deps
 
-  app.get('/apps', async (request, reply) => {
+  app.get('/apps', { config: { access: 'viewer' } }, async (request, reply) => {
     const [apps, users, revocations] = await Promise.all([
       listApps(db),
       activeGrantsByApp(db),
@@ -39,7 +39,7 @@ const apps: FastifyPluginAsyncTypebox = async (app) => {
     })
   })
 
-  app.get('/apps/:id/retire', { schema: { params: IdParams } }, async (request, reply) => {
+  app.get('/apps/:id/retire', { config: { access: 'admin' }, schema: { params: IdParams } }, async (request, reply) => {
     const appId = request.params.id
     const target = await findAppById(db, appId)
     if (!target) throw new DomainError('app.not_found', `There is no app ${appId}.`, { appId })
@@ -61,7 +61,7 @@ const apps: FastifyPluginAsyncTypebox = async (app) => {
 
   app.post(
     '/apps/:id/retire',
-    { preHandler: app.csrfProtection, schema: { params: IdParams, body: RetireBody } },
+    { config: { access: 'admin' }, preHandler: app.csrfProtection, schema: { params: IdParams, body: RetireBody } },
     async (request, reply) => {
       const appId = request.params.id
       const newCurrentAppId = request.body?.newCurrentAppId ?? null

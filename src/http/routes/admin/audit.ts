@@ -68,8 +68,9 @@ function queryString(form: Record<string, string>, extra: Record<string, string>
 const audit: FastifyPluginAsyncTypebox = async (app) => {
   const { db, clock } = app.deps
   const schema = { querystring: AuditQuery }
+  const config = { access: 'viewer' as const }
 
-  app.get('/audit', { schema }, async (request, reply) => {
+  app.get('/audit', { config, schema }, async (request, reply) => {
     const filters = auditFilters(request.query)
     const form = {
       user: request.query.user === undefined ? '' : String(request.query.user),
@@ -95,7 +96,7 @@ const audit: FastifyPluginAsyncTypebox = async (app) => {
     })
   })
 
-  app.get('/audit.csv', { schema }, async (request, reply) => {
+  app.get('/audit.csv', { config, schema }, async (request, reply) => {
     const filters = auditFilters(request.query)
     request.log.info({ filters }, 'audit CSV export')
     return sendCsv(

@@ -5,12 +5,14 @@ import { guard } from './access.js'
 import apps from './apps.js'
 import audit from './audit.js'
 import links from './links.js'
+import operators from './operators.js'
 import reports from './reports.js'
 import rollouts from './rollouts.js'
 import signIn from './sign-in.js'
 import users from './users.js'
 
 export default async function admin(app: FastifyInstance): Promise<void> {
+  app.decorateRequest('operator', null)
   app.addHook('onRequest', guard)
   await app.register(signIn)
   await app.register(rollouts)
@@ -19,4 +21,5 @@ export default async function admin(app: FastifyInstance): Promise<void> {
   await app.register(apps)
   await app.register(audit)
   await app.register(reports)
+  await app.register(operators)
 }

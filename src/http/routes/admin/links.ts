@@ -22,7 +22,9 @@ const IssueBody = Type.Object({
 const links: FastifyPluginAsyncTypebox = async (app) => {
   const { config, db, clock } = app.deps
   const context = linkContextFrom(config, clock)
-  const csrf = { preHandler: app.csrfProtection }
+  // Every route here hands out or issues links: operators (a viewer exports no links).
+  const csrf = { config: { access: 'operator' as const }, preHandler: app.csrfProtection }
+  const operator = { config: { access: 'operator' as const } }
 
   app.post(
     '/rollouts/:id/links',
@@ -70,7 +72,7 @@ const links: FastifyPluginAsyncTypebox = async (app) => {
   // idempotent (outstanding links are reused) and the file only reaches the operator.
   app.get(
     '/rollouts/:id/links.csv',
-    { schema: { params: IdParams, querystring: Type.Object(LackingFilterFields) } },
+    { ...operator, schema: { params: IdParams, querystring: Type.Object(LackingFilterFields) } },
     async (request, reply) => {
       const rolloutId = request.params.id
       const filter = lackingFilter(request.query)
@@ -94,6 +96,7 @@ const links: FastifyPluginAsyncTypebox = async (app) => {
   app.get(
     '/rollouts/:id/links/:userId',
     {
+      ...operator,
       schema: {
         params: Type.Object({ id: Id, userId: Id }),
         querystring: Type.Object({ issued: Type.Optional(Type.Enum(['1'])), reused: Type.Optional(Type.Enum(['1'])) }),
