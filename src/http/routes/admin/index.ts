@@ -9,12 +9,14 @@ import operators from './operators.js'
 import reports from './reports.js'
 import rollouts from './rollouts.js'
 import signIn from './sign-in.js'
+import sso from './sso.js'
 import users from './users.js'
 
 export default async function admin(app: FastifyInstance): Promise<void> {
   app.decorateRequest('operator', null)
   app.addHook('onRequest', guard)
   await app.register(signIn)
+  await app.register(sso)
   await app.register(rollouts)
   await app.register(links)
   await app.register(users)
