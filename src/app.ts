@@ -9,7 +9,9 @@ import type { Db } from './db/index.js'
 import { createDeps } from './deps.js'
 import depsPlugin from './http/plugins/deps.js'
 import errorsPlugin from './http/plugins/errors.js'
+import healthPlugin from './http/plugins/health.js'
 import jobsPlugin from './http/plugins/jobs.js'
+import metricsPlugin from './http/plugins/metrics.js'
 import securityPlugin from './http/plugins/security.js'
 import sessionsPlugin from './http/plugins/sessions.js'
 import routes from './http/routes/index.js'
@@ -71,6 +73,8 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
   await app.register(sessionsPlugin)
   await app.register(rateLimit, { global: false })
   await app.register(jobsPlugin, { background: options.backgroundJobs ?? true })
+  await app.register(healthPlugin, { background: options.backgroundJobs ?? true })
+  await app.register(metricsPlugin)
   await app.register(routes)
   return app
 }
