@@ -212,6 +212,7 @@ export const PAGES: PageCase[] = [
     text: 'revoked',
   },
   { name: 'admin-apps', as: 'operator', path: () => '/admin/apps', text: 'Carta apps' },
+  { name: 'admin-operators', as: 'operator', path: () => '/admin/operators', text: 'Operators' },
   { name: 'admin-apps-retire', as: 'operator', path: (s) => `/admin/apps/${s.apps.v2}/retire`, text: 'Retire' },
   { name: 'admin-audit', as: 'operator', path: () => '/admin/audit', text: 'Audit trail' },
   {
