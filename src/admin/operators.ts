@@ -210,11 +210,20 @@ export async function signInWithIdentity(db: Db, identity: ProviderIdentity, now
     if (existing.disabled_at !== null)
       throw new DomainError('operator.disabled', `Operator ${existing.username} is disabled.`, {})
     const role = identity.role ?? existing.role
-    await db
-      .updateTable('operators')
-      .set({ last_sign_in_at: now, role, email: identity.email ?? existing.email })
-      .where('id', '=', existing.id)
-      .execute()
+    await db.transaction().execute(async (trx) => {
+      await trx
+        .updateTable('operators')
+        .set({ last_sign_in_at: now, role, email: identity.email ?? existing.email })
+        .where('id', '=', existing.id)
+        .execute()
+      // The provider's claim moved the role: recorded like an admin's change.
+      if (role !== existing.role)
+        await recordAudit(trx, now, {
+          type: 'operator.role_changed',
+          actor: 'system',
+          details: { operator: existing.username, from: existing.role, to: role, via: 'sso' },
+        })
+    })
     return { ...existing, role, last_sign_in_at: now }
   }
   const username = (identity.email ?? `oidc:${identity.subject}`).toLowerCase().slice(0, 200)

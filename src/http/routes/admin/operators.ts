@@ -6,6 +6,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
 import { listOperators, updateOperator } from '../../../admin/operators.js'
 import { OPERATOR_ROLES } from '../../../admin/tables.js'
+import { DomainError } from '../../../errors.js'
 import { formatTime } from '../../../time.js'
 import { renderPage } from '../../render.js'
 import { IdParams } from '../../schemas.js'
@@ -18,11 +19,11 @@ const UpdateBody = Type.Object({
 
 const operators: FastifyPluginAsyncTypebox = async (app) => {
   const { db, clock, config } = app.deps
-  const config_ = { access: 'admin' as const }
+  const adminOnly = { access: 'admin' as const }
 
   app.get(
     '/operators',
-    { config: config_, schema: { querystring: Type.Object({ changed: Type.Optional(Type.Enum(['1'])) }) } },
+    { config: adminOnly, schema: { querystring: Type.Object({ changed: Type.Optional(Type.Enum(['1'])) }) } },
     async (request, reply) => {
       const rows = await listOperators(db)
       return renderPage(request, reply, 'admin/operators', {
@@ -47,17 +48,19 @@ const operators: FastifyPluginAsyncTypebox = async (app) => {
 
   app.post(
     '/operators/:id',
-    { config: config_, preHandler: app.csrfProtection, schema: { params: IdParams, body: UpdateBody } },
+    { config: adminOnly, preHandler: app.csrfProtection, schema: { params: IdParams, body: UpdateBody } },
     async (request, reply) => {
       const { id } = request.params
       const { action, role } = request.body
+      if (action === 'role' && role === undefined)
+        throw new DomainError('request.invalid', 'Choose a role.', { title: 'Invalid role' })
       const changed = await updateOperator(
         db,
         {
           id,
           actorId: request.operator?.id ?? 0,
           actor: operatorActor(request),
-          ...(action === 'role' ? { role: role ?? 'viewer' } : { disabled: action === 'disable' }),
+          ...(action === 'role' ? { role } : { disabled: action === 'disable' }),
         },
         clock.now(),
       )

@@ -149,6 +149,8 @@ t.test('a disabled account or a new role applies on the next request', async (t)
   t.equal(own.status, 400, 'nobody disables their own account')
   const bad = await admin.post(`${ctx.url}/admin/operators/${target.id}`, { _csrf: csrf, action: 'role', role: 'root' })
   t.equal(bad.status, 400, 'an unknown role is a 400 page')
+  const noRole = await admin.post(`${ctx.url}/admin/operators/${target.id}`, { _csrf: csrf, action: 'role' })
+  t.equal(noRole.status, 400, 'a role change without a role is a 400 page')
   const missing = await admin.post(`${ctx.url}/admin/operators/999999`, { _csrf: csrf, action: 'enable' })
   t.equal(missing.status, 404)
 

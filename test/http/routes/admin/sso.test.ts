@@ -141,6 +141,12 @@ t.test('roles from a claim; a disabled account stays out; password sign-in switc
   const again = new Agent()
   t.equal((await again.get(await throughProvider(t, again, ctx))).status, 303)
   t.equal((await again.get(`${ctx.url}/admin/operators`)).status, 403, 'the claim is read again at each sign-in')
+  const changed = await ctx.db
+    .selectFrom('audit_events')
+    .select('details')
+    .where('type', '=', 'operator.role_changed')
+    .execute()
+  t.match(changed, [{ details: /"from":"admin","to":"operator","via":"sso"/ }], 'and the change is audited')
 
   idp.account = { sub: 'emp-2', email: 'zed@example.com', email_verified: true }
   const none = new Agent()
