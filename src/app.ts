@@ -2,7 +2,7 @@
 // It composes the HTTP layer (src/README.md, "Layers"): infrastructure plugins, then the routes.
 import formbody from '@fastify/formbody'
 import rateLimit from '@fastify/rate-limit'
-import Fastify, { type FastifyInstance } from 'fastify'
+import Fastify, { type FastifyInstance, type RouteOptions } from 'fastify'
 import type { Clock } from './clock.js'
 import type { Config } from './config.js'
 import type { Db } from './db/index.js'
@@ -10,9 +10,11 @@ import { createDeps } from './deps.js'
 import { prettyStream, usePrettyLogs } from './log-pretty.js'
 import depsPlugin from './http/plugins/deps.js'
 import errorsPlugin from './http/plugins/errors.js'
+import healthPlugin from './http/plugins/health.js'
 import jobsPlugin from './http/plugins/jobs.js'
 import { databaseRateLimitStore } from './http/plugins/rate-limit-store.js'
 import publicHostPlugin from './http/plugins/public-host.js'
+import metricsPlugin from './http/plugins/metrics.js'
 import securityPlugin from './http/plugins/security.js'
 import sessionsPlugin from './http/plugins/sessions.js'
 import routes from './http/routes/index.js'
@@ -25,6 +27,8 @@ export interface BuildOptions {
   backgroundJobs?: boolean
   /** Pino destination for tests that assert on log lines. */
   logStream?: NodeJS.WritableStream
+  /** Sees every route as it is declared (tests walk the route list to check each declares its access). */
+  onRoute?: (route: RouteOptions) => void
 }
 
 // Never log tokens, codes, secrets or cookies.
@@ -79,6 +83,7 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
     },
   }) as unknown as FastifyInstance
 
+  if (options.onRoute) app.addHook('onRoute', options.onRoute)
   await app.register(depsPlugin, { deps: createDeps({ config, db, clock }) })
   await app.register(errorsPlugin)
   await app.register(publicHostPlugin)
@@ -88,6 +93,8 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
   // Counters in the database: shared by every instance on it (http/plugins/rate-limit-store.ts).
   await app.register(rateLimit, { global: false, store: databaseRateLimitStore(db, clock) })
   await app.register(jobsPlugin, { background: options.backgroundJobs ?? true })
+  await app.register(healthPlugin, { background: options.backgroundJobs ?? true })
+  await app.register(metricsPlugin)
   await app.register(routes)
   return app
 }

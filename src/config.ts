@@ -69,6 +69,12 @@ export interface Config {
   logLevel: string
   /** json: pino's JSON lines; pretty: one readable line per event (log-pretty.ts); auto: pretty in development on a terminal. */
   logFormat: 'auto' | 'json' | 'pretty'
+  /** Operator single sign-on; null when OPERATOR_OIDC_ISSUER is unset. */
+  operatorSso: OperatorSsoConfig | null
+  /** Operators may sign in with a password (OPERATOR_PASSWORD_SIGN_IN, default true). */
+  passwordSignIn: boolean
+  /** /metrics answers only this bearer token; null: /metrics is off (404). */
+  metricsToken: string | null
   /** Names of secrets generated for local use (logged once at start so nobody ships them). */
   generatedSecrets: string[]
 }
@@ -85,6 +91,25 @@ export interface MailConfig {
   ratePerSecond: number
   /** Default reminder schedule of a new campaign, in days after the first email. */
   reminderDays: number[]
+}
+
+/** Operator single sign-on with OpenID Connect (README, "Operator single sign-on"). */
+export interface OperatorSsoConfig {
+  /** The issuer identifier; discovery reads `<issuer>/.well-known/openid-configuration`. */
+  issuer: string
+  clientId: string
+  clientSecret: string
+  scopes: string[]
+  /** Lower-case e-mail domains let in (empty: any domain). */
+  allowedDomains: string[]
+  /** Values of `groupsClaim` let in (empty: any group). */
+  allowedGroups: string[]
+  groupsClaim: string
+  /** Claim whose values map to roles via roleMap; null: roles are kept per account. */
+  roleClaim: string | null
+  roleMap: Map<string, 'viewer' | 'operator' | 'admin'>
+  /** Role of an account made at its first sign-in when no claim maps one. */
+  defaultRole: 'viewer' | 'operator' | 'admin'
 }
 
 export class ConfigError extends Error {
@@ -165,6 +190,17 @@ export function loadConfig(env: Env = process.env): Config {
     throw new ConfigError('SANDBOX', 'cannot be enabled when NODE_ENV=production (it signs anyone in)')
   }
 
+  const operatorSso = operatorSsoConfig(env)
+  const passwordSignIn = oneOf(env, 'OPERATOR_PASSWORD_SIGN_IN', ['true', 'false'], 'true') === 'true'
+  if (!passwordSignIn && !operatorSso)
+    throw new ConfigError(
+      'OPERATOR_PASSWORD_SIGN_IN',
+      'can be false only with OPERATOR_OIDC_ISSUER set (nobody could sign in)',
+    )
+  const metricsToken = env.METRICS_TOKEN?.trim() || null
+  if (metricsToken !== null && (metricsToken.length < 16 || !/^[\x21-\x7e]+$/.test(metricsToken)))
+    throw new ConfigError('METRICS_TOKEN', 'must be at least 16 printable characters without spaces')
+
   const localHttp = isLoopbackUrl(publicUrl) && publicUrl.startsWith('http:')
   const cookieSecure = oneOf(env, 'COOKIE_SECURE', ['auto', 'true', 'false'], 'auto')
 
@@ -216,6 +252,9 @@ export function loadConfig(env: Env = process.env): Config {
       allowedReturnOrigins: origins(env, 'API_ALLOWED_RETURN_ORIGINS'),
     },
     mail: mailConfig(env, nodeEnv, dataDir, publicUrl),
+    operatorSso,
+    passwordSignIn,
+    metricsToken,
     logLevel: oneOf(env, 'LOG_LEVEL', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], 'info'),
     logFormat: oneOf(env, 'LOG_FORMAT', ['auto', 'json', 'pretty'], 'auto'),
     generatedSecrets,
@@ -229,6 +268,69 @@ export function isLoopbackUrl(value: string): boolean {
     return host === 'localhost' || host === '[::1]' || host === '::1' || /^127(\.\d{1,3}){3}$/.test(host)
   } catch {
     return false
+  }
+}
+
+// --- operator single sign-on -----------------------------------------------------------------
+
+const ROLES = ['viewer', 'operator', 'admin'] as const
+const CLAIM_NAME = /^[A-Za-z0-9_:./-]{1,100}$/
+
+function list(env: Env, name: string): string[] {
+  return (env[name] ?? '')
+    .split(',')
+    .map((v) => v.trim())
+    .filter(Boolean)
+}
+
+function operatorSsoConfig(env: Env): OperatorSsoConfig | null {
+  const issuerValue = env.OPERATOR_OIDC_ISSUER?.trim()
+  if (!issuerValue) return null
+  const issuer = url(env, 'OPERATOR_OIDC_ISSUER', '')
+  // Plain HTTP only to a loopback issuer (a local test provider); anything else must be TLS.
+  if (!issuer.startsWith('https:') && !isLoopbackUrl(issuer))
+    throw new ConfigError('OPERATOR_OIDC_ISSUER', 'must use https (plain http only for loopback hosts)')
+  const clientId = env.OPERATOR_OIDC_CLIENT_ID?.trim()
+  if (!clientId) throw new ConfigError('OPERATOR_OIDC_CLIENT_ID', 'is required with OPERATOR_OIDC_ISSUER')
+  const clientSecret = env.OPERATOR_OIDC_CLIENT_SECRET
+  if (!clientSecret) throw new ConfigError('OPERATOR_OIDC_CLIENT_SECRET', 'is required with OPERATOR_OIDC_ISSUER')
+  const allowedDomains = list(env, 'OPERATOR_OIDC_ALLOWED_DOMAINS').map((d) => d.toLowerCase().replace(/^@/, ''))
+  const allowedGroups = list(env, 'OPERATOR_OIDC_ALLOWED_GROUPS')
+  // Without either, anyone with an account at the provider (a public one, say) would get in.
+  if (allowedDomains.length === 0 && allowedGroups.length === 0)
+    throw new ConfigError(
+      'OPERATOR_OIDC_ALLOWED_DOMAINS',
+      'or OPERATOR_OIDC_ALLOWED_GROUPS must name who may sign in with OPERATOR_OIDC_ISSUER',
+    )
+  const claim = (name: string, fallback: string | null): string | null => {
+    const value = env[name]?.trim() || fallback
+    if (value !== null && !CLAIM_NAME.test(value)) throw new ConfigError(name, 'must be a claim name')
+    return value
+  }
+  const roleMap = new Map<string, (typeof ROLES)[number]>()
+  const mapping = list(env, 'OPERATOR_OIDC_ROLE_MAP')
+  for (const entry of mapping.length ? mapping : ROLES.map((r) => `${r}=${r}`)) {
+    const [value, role] = entry.split('=').map((p) => p.trim())
+    if (!value || !(ROLES as readonly string[]).includes(role ?? ''))
+      throw new ConfigError(
+        'OPERATOR_OIDC_ROLE_MAP',
+        'must be "claim-value=role,…" with roles viewer, operator or admin',
+      )
+    roleMap.set(value, role as (typeof ROLES)[number])
+  }
+  const scopes = (env.OPERATOR_OIDC_SCOPES?.trim() || 'openid email profile').split(/\s+/)
+  if (!scopes.includes('openid')) throw new ConfigError('OPERATOR_OIDC_SCOPES', 'must include openid')
+  return {
+    issuer,
+    clientId,
+    clientSecret,
+    scopes,
+    allowedDomains,
+    allowedGroups,
+    groupsClaim: claim('OPERATOR_OIDC_GROUPS_CLAIM', 'groups')!,
+    roleClaim: claim('OPERATOR_OIDC_ROLE_CLAIM', null),
+    roleMap,
+    defaultRole: oneOf(env, 'OPERATOR_OIDC_DEFAULT_ROLE', ROLES, 'viewer'),
   }
 }
 

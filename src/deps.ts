@@ -6,6 +6,7 @@ import type { Config } from './config.js'
 import type { Db } from './db/index.js'
 import type { RefreshFlights } from './grants/access.js'
 import { TokenCipher } from './grants/token-cipher.js'
+import { type AppMetrics, createMetrics } from './metrics.js'
 
 export interface AppDeps {
   config: Config
@@ -14,8 +15,10 @@ export interface AppDeps {
   cipher: TokenCipher
   /** One refresh promise per grant id in this process (src/grants/access.ts). */
   refreshes: RefreshFlights
+  /** This app's Prometheus registry and counters (src/metrics.ts). */
+  metrics: AppMetrics
 }
 
 export function createDeps(input: { config: Config; db: Db; clock: Clock }): AppDeps {
-  return { ...input, cipher: new TokenCipher(input.config.tokenKeys), refreshes: new Map() }
+  return { ...input, cipher: new TokenCipher(input.config.tokenKeys), refreshes: new Map(), metrics: createMetrics() }
 }

@@ -12,6 +12,22 @@ export interface ErrorDetails {
   'request.invalid': { title: string }
   'request.not_found': Record<string, never>
   'operator.invalid': Record<string, never>
+  'operator.not_found': { operatorId: number }
+  /** The signed-in operator's role does not allow the route (src/http/routes/admin/access.ts). */
+  'operator.forbidden': { role: string; needed: string }
+  'operator.disabled': Record<string, never>
+  /** A single sign-on identity whose name another account holds. */
+  'operator.identity_conflict': Record<string, never>
+  /** Password sign-in is switched off (OPERATOR_PASSWORD_SIGN_IN=false). */
+  'operator.password_sign_in_off': Record<string, never>
+  /** The identity provider could not be reached or answered badly; nobody was signed in. */
+  'sso.unavailable': { detail: string }
+  /** The callback cannot be used: no sign-in pending in this browser, or it was used already. */
+  'sso.no_state': Record<string, never>
+  /** The provider's answer failed validation (`reason` is logged, not shown). */
+  'sso.refused': { reason: string }
+  /** A valid identity that the allowed domains / groups (or the role mapping) keep out. */
+  'sso.not_allowed': { reason: string }
   'rollout.invalid': { field: 'name' | 'app' | 'scopes' }
   'rollout.not_found': { rolloutId: number }
   /** An archived rollout issues no more links. */

@@ -15,7 +15,8 @@ export interface StartupContext {
 export async function startupTasks(ctx: StartupContext): Promise<void> {
   // First start: an `admin` operator with a random password, printed once to the console (not
   // into the JSON log stream, which is shipped and kept).
-  const first = await ensureFirstOperator(ctx.db, ctx.clock.now())
+  // With password sign-in off, operators come from single sign-on (README, "Operator single sign-on").
+  const first = ctx.config.passwordSignIn ? await ensureFirstOperator(ctx.db, ctx.clock.now()) : null
   if (first) {
     const line = '='.repeat(72)
     console.log(

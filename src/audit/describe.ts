@@ -86,6 +86,12 @@ export const EVENT_LABELS: Record<AuditEventType, string> = {
   'webhook.endpoint_disabled': 'Webhook endpoint disabled',
   'webhook.endpoint_enabled': 'Webhook endpoint enabled',
   'webhook.redelivered': 'Webhook sent again',
+  'access.refused': 'Access refused',
+  'operator.created': 'Operator created',
+  'operator.role_changed': 'Operator role changed',
+  'operator.disabled': 'Operator disabled',
+  'operator.enabled': 'Operator enabled',
+  'operator.sign_in_refused': 'Operator sign-in refused',
 }
 
 /** Who did it, in words: an operator by name, the end user, or Scope Ledger itself. */

@@ -47,6 +47,12 @@ export const AUDIT_EVENT_TYPES = [
   'webhook.endpoint_disabled',
   'webhook.endpoint_enabled',
   'webhook.redelivered',
+  'access.refused',
+  'operator.created',
+  'operator.role_changed',
+  'operator.disabled',
+  'operator.enabled',
+  'operator.sign_in_refused',
 ] as const
 
 export type AuditEventType = (typeof AUDIT_EVENT_TYPES)[number]

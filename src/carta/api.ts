@@ -2,6 +2,7 @@
 // documented error format (https://docs.carta.com/carta/docs/error-codes) and rate-limit headers
 // (https://docs.carta.com/carta/docs/rate-limiting), and liberal parsing of the answers: field
 // names vary, protobuf int64 and decimals arrive as JSON strings, lists may come nested.
+import { type CartaCall, type CartaObserver, secondsSince } from '../metrics.js'
 import type { CartaAppConfig } from '../config.js'
 import { DEFAULT_TIMEOUT_MS } from './oauth-client.js'
 
@@ -59,6 +60,8 @@ export interface CartaIssuer {
 
 export interface ApiCallOptions {
   timeoutMs?: number
+  /** Sees each call's endpoint pattern, status and duration (deps.metrics.observeCarta). */
+  observe?: CartaObserver
   /** Epoch ms used to turn an HTTP-date or epoch reset header into a wait (default: Date.now()). */
   now?: number
 }
@@ -457,6 +460,11 @@ export interface CartaResponse {
   json: unknown
 }
 
+/** The path as a metric label: no query, and no issuer id (src/metrics.ts: low cardinality). */
+export function endpointPattern(path: string): string {
+  return path.split('?')[0]!.replace(/^(\/v1alpha1\/issuers\/)[^/]+/, '$1{issuerId}')
+}
+
 /** GET {api}{path} with the bearer token; network failures and timeouts throw 'unavailable'. */
 export async function requestCarta(
   app: CartaAppConfig,
@@ -465,6 +473,9 @@ export async function requestCarta(
   options: ApiCallOptions = {},
 ): Promise<CartaResponse> {
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS
+  const started = performance.now()
+  const observe = (status: CartaCall['status']) =>
+    options.observe?.({ endpoint: endpointPattern(path), status, seconds: secondsSince(started) })
   try {
     const response = await fetch(`${app.apiBaseUrl}${path}`, {
       headers: { authorization: `Bearer ${accessToken}`, accept: 'application/json' },
@@ -478,10 +489,13 @@ export async function requestCarta(
     } catch {
       json = undefined
     }
+    observe(response.status)
     return { status: response.status, headers: response.headers, text: body, json }
   } catch (err) {
     const e = err as { name?: string; cause?: { code?: string; name?: string } }
-    if (e.name === 'TimeoutError' || e.name === 'AbortError' || e.cause?.name === 'TimeoutError')
+    const timeout = e.name === 'TimeoutError' || e.name === 'AbortError' || e.cause?.name === 'TimeoutError'
+    observe(timeout ? 'timeout' : 'unreachable')
+    if (timeout)
       throw new CartaApiError('unavailable', `Carta API ${path} did not answer in time`, { timeout: true, path })
     throw new CartaApiError(
       'unavailable',

@@ -3,6 +3,7 @@
 // Every call has a timeout; every failure becomes one CartaOAuthError with a `kind`.
 import * as client from 'openid-client'
 import { type CartaAppConfig, isLoopbackUrl } from '../config.js'
+import { type CartaObserver, secondsSince } from '../metrics.js'
 import { formatScopes } from '../scopes.js'
 
 export const DEFAULT_TIMEOUT_MS = 10_000
@@ -13,6 +14,23 @@ export interface OAuthCallOptions {
   timeoutMs?: number
   /** Epoch ms used to turn expires_in into expiresAt (the app's clock). */
   now?: number
+  /** Sees each call's endpoint, status and duration (deps.metrics.observeCarta). */
+  observe?: CartaObserver
+}
+
+/** Runs one call to Carta's OAuth `endpoint`, reporting its status (or timeout) to `observe`. */
+async function observed<T>(endpoint: string, options: OAuthCallOptions, call: () => Promise<T>): Promise<T> {
+  const started = performance.now()
+  try {
+    const result = await call()
+    options.observe?.({ endpoint, status: 200, seconds: secondsSince(started) })
+    return result
+  } catch (err) {
+    const e = classify(err)
+    const status = e.details.status ?? (e.details.timeout ? 'timeout' : 'unreachable')
+    options.observe?.({ endpoint, status, seconds: secondsSince(started) })
+    throw e
+  }
 }
 
 /** A token endpoint answer, normalized. Never log it. */
@@ -97,11 +115,13 @@ export async function exchangeCode(
 ): Promise<TokenSet> {
   const configuration = configurationFor(app, options.timeoutMs ?? DEFAULT_TIMEOUT_MS)
   try {
-    const response = await client.authorizationCodeGrant(
-      configuration,
-      params.currentUrl,
-      { expectedState: params.state, pkceCodeVerifier: params.codeVerifier, idTokenExpected: false },
-      { redirect_uri: params.redirectUri },
+    const response = await observed('oauth:token', options, () =>
+      client.authorizationCodeGrant(
+        configuration,
+        params.currentUrl,
+        { expectedState: params.state, pkceCodeVerifier: params.codeVerifier, idTokenExpected: false },
+        { redirect_uri: params.redirectUri },
+      ),
     )
     return normalize(response, options.now)
   } catch (err) {
@@ -117,7 +137,8 @@ export async function refreshTokens(
 ): Promise<TokenSet> {
   const configuration = configurationFor(app, options.timeoutMs ?? DEFAULT_TIMEOUT_MS)
   try {
-    return normalize(await client.refreshTokenGrant(configuration, refreshToken), options.now)
+    const response = await observed('oauth:token', options, () => client.refreshTokenGrant(configuration, refreshToken))
+    return normalize(response, options.now)
   } catch (err) {
     throw classify(err)
   }
@@ -132,7 +153,9 @@ export async function revokeToken(
 ): Promise<void> {
   const configuration = configurationFor(app, options.timeoutMs ?? DEFAULT_TIMEOUT_MS)
   try {
-    await client.tokenRevocation(configuration, token, { token_type_hint: hint })
+    await observed('oauth:revoke', options, () =>
+      client.tokenRevocation(configuration, token, { token_type_hint: hint }),
+    )
   } catch (err) {
     throw classify(err)
   }

@@ -23,7 +23,7 @@ const commands: Record<string, Command> = {
   },
   operator: {
     summary:
-      'operator create <username> | operator reset-password <username> (password from stdin, or generated and printed)',
+      'operator create <username> [--role R] | reset-password <username> | set-role <username> --role R (viewer, operator, admin)',
     run: operatorCommand,
   },
   report: {

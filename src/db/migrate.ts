@@ -34,3 +34,14 @@ export async function migrateToLatest(db: Db): Promise<MigrationResultSet> {
   }
   return result
 }
+
+/** Names of migrations in migrations/ not yet applied to this database (readiness: /readyz). */
+export async function pendingMigrations(db: Db): Promise<string[]> {
+  const migrationTableSchema = await currentSchema(db)
+  const migrator = new Migrator({
+    db,
+    provider: new FileMigrationProvider({ fs, path, migrationFolder: migrationsDir }),
+    ...(migrationTableSchema ? { migrationTableSchema } : {}),
+  })
+  return (await migrator.getMigrations()).filter((m) => m.executedAt === undefined).map((m) => m.name)
+}

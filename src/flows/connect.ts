@@ -34,7 +34,10 @@ import { consumeState, createState } from './states.js'
 /** Carta redirects back here; every app registers `$PUBLIC_URL` + this path as its redirect URI. */
 export const CALLBACK_PATH = '/carta/callback'
 
-type Deps = Pick<AppDeps, 'config' | 'db' | 'clock' | 'cipher'>
+/** The app's Carta call observer (src/metrics.ts), when it has one. */
+const observeCarta = (deps: Deps) => (deps.metrics ? { observe: deps.metrics.observeCarta } : {})
+
+type Deps = Pick<AppDeps, 'config' | 'db' | 'clock' | 'cipher'> & Partial<Pick<AppDeps, 'metrics'>>
 
 export interface StartOptions {
   app: AppRow
@@ -174,7 +177,7 @@ export async function completeConnect(deps: Deps, input: CallbackInput, log: Log
         codeVerifier: stateRow.code_verifier,
         redirectUri: stateRow.redirect_uri,
       },
-      { timeoutMs: config.cartaTimeoutMs, now: clock.now() },
+      { timeoutMs: config.cartaTimeoutMs, now: clock.now(), ...observeCarta(deps) },
     )
   } catch (err) {
     throw exchangeFailure(err, retry)
@@ -204,7 +207,10 @@ export async function completeConnect(deps: Deps, input: CallbackInput, log: Log
     let user: CartaUser | null = null
     if (granted.includes('read_user_info')) {
       try {
-        user = await fetchUser(appConfig, tokens.accessToken, { timeoutMs: config.cartaTimeoutMs })
+        user = await fetchUser(appConfig, tokens.accessToken, {
+          timeoutMs: config.cartaTimeoutMs,
+          ...observeCarta(deps),
+        })
       } catch (err) {
         const e = err instanceof CartaApiError ? err : new CartaApiError('unavailable', 'user lookup failed')
         log.warn({ app: app.key, kind: e.kind, reason: e.message }, 'Carta user lookup failed')

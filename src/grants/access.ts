@@ -7,6 +7,7 @@
 //  2. across processes, a lease on the grant_tokens row taken with one conditional UPDATE
 //     (refresh_lock_owner/refresh_lock_until). Losers poll the row until `version` moves, then
 //     use the tokens the winner stored.
+import type { AppMetrics } from '../metrics.js'
 import { randomUUID } from 'node:crypto'
 import { hostname } from 'node:os'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -31,6 +32,8 @@ export interface AccessDeps {
   cipher: TokenCipher
   refreshes: RefreshFlights
   log?: Logger
+  /** Counts refresh outcomes and Carta calls when given (src/metrics.ts). */
+  metrics?: Pick<AppMetrics, 'refreshes' | 'observeCarta'>
 }
 
 /** Refreshes in flight in this process: one promise per grant id, shared by concurrent callers. */
@@ -190,14 +193,21 @@ async function performRefresh(
         .where('grant_id', '=', ctx.grantId)
         .execute()
     })
+    deps.metrics?.refreshes.inc({ outcome: 'no_refresh_token' })
     throw reconnectRequired(ctx.grantId, 'no refresh token')
   }
 
   let fresh: TokenSet
   try {
-    fresh = await refreshTokens(ctx.app, stored.refreshToken, { timeoutMs: config.cartaTimeoutMs, now: clock.now() })
+    fresh = await refreshTokens(ctx.app, stored.refreshToken, {
+      timeoutMs: config.cartaTimeoutMs,
+      now: clock.now(),
+      ...(deps.metrics ? { observe: deps.metrics.observeCarta } : {}),
+    })
+    deps.metrics?.refreshes.inc({ outcome: 'refreshed' })
   } catch (err) {
     const e = err instanceof CartaOAuthError ? err : new CartaOAuthError('unavailable', 'refresh failed')
+    deps.metrics?.refreshes.inc({ outcome: e.kind === 'invalid_grant' ? 'invalid_grant' : 'failed' })
     if (e.kind !== 'invalid_grant') {
       await releaseLease(db, ctx.grantId, owner)
       deps.log?.warn(

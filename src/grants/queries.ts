@@ -97,7 +97,10 @@ export async function issuersForGrant(
   if (!grant.granted.includes('read_issuer_info')) return { status: 'not_held' }
   try {
     const issuers = await withAccessToken(deps, grant.id, (token, ctx) =>
-      listIssuers(ctx.app, token, { timeoutMs: deps.config.cartaTimeoutMs }),
+      listIssuers(ctx.app, token, {
+        timeoutMs: deps.config.cartaTimeoutMs,
+        ...(deps.metrics ? { observe: deps.metrics.observeCarta } : {}),
+      }),
     )
     return { status: 'ok', issuers }
   } catch (err) {
@@ -133,4 +136,18 @@ export async function heldScopes(db: Db, userId: number): Promise<string[]> {
     .where('u.id', '=', userId)
     .execute()
   return parseScopes(rows.map((r) => r.scope).join(' '))
+}
+
+/** Active grants per app key and scope source (reported by Carta, or assumed as requested): a metric. */
+export async function activeGrantsByAppAndSource(
+  db: Db,
+): Promise<Array<{ appKey: string; source: string; count: number }>> {
+  const rows = await db
+    .selectFrom('grants')
+    .innerJoin('oauth_apps', 'oauth_apps.id', 'grants.app_id')
+    .select((eb) => ['oauth_apps.key as app_key', 'grants.scopes_source', eb.fn.countAll().as('n')])
+    .where('grants.status', '=', 'active')
+    .groupBy(['oauth_apps.key', 'grants.scopes_source'])
+    .execute()
+  return rows.map((r) => ({ appKey: r.app_key, source: r.scopes_source, count: Number(r.n) }))
 }

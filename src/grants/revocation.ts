@@ -2,6 +2,7 @@
 // worker sends them to Carta's revocation endpoint (RFC 7009) with retries and backoff.
 // Several processes may run it at once: each row is leased with one conditional UPDATE on
 // lock_until, so a token is never sent twice concurrently.
+import type { AppMetrics } from '../metrics.js'
 import { randomInt } from 'node:crypto'
 import type { Clock } from '../clock.js'
 import type { Config } from '../config.js'
@@ -21,6 +22,8 @@ export interface RevocationDeps {
   clock: Clock
   cipher: TokenCipher
   log?: Logger
+  /** Counts failed attempts and Carta calls when given (src/metrics.ts). */
+  metrics?: Pick<AppMetrics, 'revocationFailures' | 'observeCarta'>
 }
 
 export const REVOCATION_INTERVAL_MS = 15_000
@@ -205,7 +208,11 @@ async function sendOne(deps: RevocationDeps, id: number): Promise<keyof Revocati
   } else {
     try {
       const token = cipher.open({ keyId: row.key_id, value: row.token })
-      await revokeToken(appConfig, token, row.token_type_hint, { timeoutMs: config.cartaTimeoutMs, now: clock.now() })
+      await revokeToken(appConfig, token, row.token_type_hint, {
+        timeoutMs: config.cartaTimeoutMs,
+        now: clock.now(),
+        ...(deps.metrics ? { observe: deps.metrics.observeCarta } : {}),
+      })
     } catch (err) {
       // Only our own classified message: never the token, never a raw response body.
       error =
@@ -215,6 +222,7 @@ async function sendOne(deps: RevocationDeps, id: number): Promise<keyof Revocati
     }
   }
 
+  if (error !== null) deps.metrics?.revocationFailures.inc({ app: row.app_key })
   const now = clock.now()
   if (error === null) {
     await db.transaction().execute(async (trx) => {

@@ -20,6 +20,8 @@ type PageFor<C extends ErrorCode> = (details: ErrorDetails[C], message: string) 
 
 const TO_APPS = { backHref: '/admin/apps', backLabel: 'Back to apps' }
 const TO_AUDIT = { backHref: '/admin/audit', backLabel: 'Back to the audit trail' }
+const TO_OPERATORS = { backHref: '/admin/operators', backLabel: 'Back to operators' }
+const TO_SIGN_IN = { backHref: '/admin/sign-in', backLabel: 'Back to sign-in' }
 const TO_REPORTS = { backHref: '/admin/reports', backLabel: 'Back to reports' }
 const TO_COMPANIES = { backHref: '/features/issuers', backLabel: 'Back to your companies' }
 const TO_API_KEYS = { backHref: '/admin/api-keys', backLabel: 'Back to API keys' }
@@ -37,7 +39,61 @@ function retryOf(details: Retry): Partial<ErrorPage> {
 const PAGES: { [C in ErrorCode]: PageFor<C> } = {
   'request.invalid': (d, message) => ({ status: 400, title: d.title, message }),
   'request.not_found': () => ({ status: 404, title: 'Page not found', message: 'There is nothing at this address.' }),
-  'operator.invalid': (_d, message) => ({ status: 400, title: 'Invalid operator account', message }),
+  'operator.invalid': (_d, message) => ({ status: 400, title: 'Invalid operator account', message, ...TO_OPERATORS }),
+  'operator.not_found': () => ({
+    status: 404,
+    title: 'Operator not found',
+    message: 'There is no operator account with this id.',
+    ...TO_OPERATORS,
+  }),
+  'operator.forbidden': (d) => ({
+    status: 403,
+    title: 'Not allowed for your role',
+    message: `Your role (${d.role}) cannot do this: it needs the ${d.needed} role. Ask an admin if you need it.`,
+  }),
+  'operator.disabled': () => ({
+    status: 403,
+    title: 'Account disabled',
+    message: 'This operator account is disabled. Ask an admin to enable it.',
+    ...TO_SIGN_IN,
+  }),
+  'operator.identity_conflict': () => ({
+    status: 409,
+    title: 'Account already exists',
+    message:
+      'Another operator account already uses this name or e-mail address. An admin must rename or remove it before you can sign in.',
+    ...TO_SIGN_IN,
+  }),
+  'operator.password_sign_in_off': () => ({
+    status: 403,
+    title: 'Password sign-in is off',
+    message: 'Operators sign in with single sign-on here.',
+    ...TO_SIGN_IN,
+  }),
+  'sso.unavailable': () => ({
+    status: 502,
+    title: 'Sign-in service unavailable',
+    message: 'The identity provider could not be reached or gave an answer we could not use. Try again shortly.',
+    ...TO_SIGN_IN,
+  }),
+  'sso.no_state': () => ({
+    status: 400,
+    title: 'Sign-in expired',
+    message: 'This sign-in was already used or did not start in this browser. Start again.',
+    ...TO_SIGN_IN,
+  }),
+  'sso.refused': () => ({
+    status: 401,
+    title: 'Sign-in not accepted',
+    message: "The identity provider's answer could not be verified, so nobody was signed in. Start again.",
+    ...TO_SIGN_IN,
+  }),
+  'sso.not_allowed': () => ({
+    status: 403,
+    title: 'Not allowed to sign in',
+    message: 'Your account at the identity provider is not allowed to use Scope Ledger. Ask an admin.',
+    ...TO_SIGN_IN,
+  }),
   'rollout.invalid': (_d, message) => ({ status: 400, title: 'The rollout is not valid', message }),
   'rollout.not_found': () => ({
     status: 404,

@@ -1,5 +1,7 @@
 // Server-rendered pages: Eta templates in views/, one layout, and one way to show an error page.
 import type { FastifyReply, FastifyRequest } from 'fastify'
+import { roleAllows } from '../admin/operators.js'
+import type { OperatorRole } from '../admin/tables.js'
 import { eta } from '../views.js'
 
 /** Data every page's layout may read. */
@@ -22,9 +24,13 @@ export async function renderPage(
   statusCode = 200,
 ): Promise<FastifyReply> {
   const session = request.session as { operatorId?: number; operatorName?: string } | undefined
+  const operator = request.operator ?? null
   const html = await eta.renderAsync(view, {
     ...data,
     operatorName: session?.operatorId ? (session.operatorName ?? 'operator') : null,
+    operatorRole: operator?.role ?? null,
+    // Views offer only the actions the operator's role allows (the guard refuses the others).
+    can: (needed: OperatorRole) => (operator ? roleAllows(operator.role, needed) : false),
     path: request.url,
     // Operator pages always carry the sign-out form; other pages only when they ask.
     csrfToken: data.csrf || session?.operatorId ? await csrfTokenFor(reply) : null,

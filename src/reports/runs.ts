@@ -320,3 +320,13 @@ export async function activeRolloutTrends(
     .execute()
   return Promise.all(rollouts.map(async (r) => ({ ...r, points: await rolloutTrend(db, r.id, limit) })))
 }
+
+/** Report runs so far by trigger and status: a metric. */
+export async function reportRunCounts(db: Db): Promise<Array<{ trigger: string; status: string; count: number }>> {
+  const rows = await db
+    .selectFrom('report_runs')
+    .select((eb) => ['trigger', 'status', eb.fn.countAll().as('n')])
+    .groupBy(['trigger', 'status'])
+    .execute()
+  return rows.map((r) => ({ trigger: r.trigger, status: r.status, count: Number(r.n) }))
+}

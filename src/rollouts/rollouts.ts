@@ -236,3 +236,20 @@ export async function listRollouts(db: Db): Promise<RolloutListItem[]> {
     Number(counts.find((c) => c.rollout_id === id && c.bucket === bucket)?.count ?? 0)
   return rows.map((r) => ({ ...r, members: get(r.id, 'members'), covered: get(r.id, 'covered') }))
 }
+
+/** Build progress of every active rollout (users measured so far, users to measure): a metric. */
+export async function rolloutBuildProgress(
+  db: Db,
+): Promise<Array<{ id: number; building: boolean; done: number; total: number }>> {
+  const rows = await db
+    .selectFrom('rollouts')
+    .select(['id', 'build_status', 'build_done', 'build_total'])
+    .where('status', '=', 'active')
+    .execute()
+  return rows.map((r) => ({
+    id: r.id,
+    building: r.build_status === 'building',
+    done: Number(r.build_done),
+    total: Math.max(Number(r.build_total), Number(r.build_done)),
+  }))
+}

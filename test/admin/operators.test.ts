@@ -66,3 +66,36 @@ t.test('CLI: operator create / reset-password, password from stdin or generated'
   const usage = cli(['operator', 'delete', 'carol'], '')
   t.equal(usage.status, 2)
 })
+
+t.test('CLI: operator create --role and set-role', async (t) => {
+  const ctx = await startTestApp(t)
+  const dbPath = join(ctx.dataDir, 'roles.db')
+  const env = { ...process.env, NODE_ENV: 'test', DATA_DIR: ctx.dataDir, DATABASE_PATH: dbPath, LOG_LEVEL: 'silent' }
+  const cli = (args: string[], input = '') =>
+    spawnSync(process.execPath, ['--import=tsx', join(projectRoot, 'src/cli/main.ts'), ...args], {
+      env,
+      input,
+      encoding: 'utf8',
+      cwd: projectRoot,
+    })
+  const created = cli(['operator', 'create', 'vera', '--role', 'viewer'], 'piped password 123\n')
+  t.equal(created.status, 0, created.stderr)
+  t.match(created.stdout, 'role viewer')
+  const db = await openDatabase({ kind: 'sqlite', path: dbPath })
+  t.teardown(() => db.destroy())
+  const role = async () =>
+    (await db.selectFrom('operators').select('role').where('username', '=', 'vera').executeTakeFirstOrThrow()).role
+  t.equal(await role(), 'viewer')
+  const promoted = cli(['operator', 'set-role', 'vera', '--role=operator'])
+  t.equal(promoted.status, 0, promoted.stderr)
+  t.equal(await role(), 'operator')
+  const audit = await db.selectFrom('audit_events').select(['type', 'details']).execute()
+  t.match(audit, [{ type: 'operator.role_changed', details: /"to":"operator"/ }])
+  const bad = cli(['operator', 'set-role', 'vera', '--role', 'root'])
+  t.equal(bad.status, 2)
+  t.match(bad.stderr, 'Roles are viewer, operator, admin')
+  t.equal(cli(['operator', 'set-role', 'vera']).status, 2, 'set-role needs --role')
+  const unknown = cli(['operator', 'set-role', 'nobody', '--role', 'admin'])
+  t.equal(unknown.status, 1)
+  t.equal(await role(), 'operator')
+})

@@ -277,6 +277,7 @@ export const PAGES: PageCase[] = [
   { name: 'admin-users', as: 'operator', path: () => '/admin/users', text: 'Users' },
   { name: 'admin-users-search', as: 'operator', path: () => '/admin/users?q=ben&by=name', text: 'Ben' },
   { name: 'admin-apps', as: 'operator', path: () => '/admin/apps', text: 'Carta apps' },
+  { name: 'admin-operators', as: 'operator', path: () => '/admin/operators', text: 'Operators' },
   { name: 'admin-apps-retire', as: 'operator', path: (s) => `/admin/apps/${s.apps.v2}/retire`, text: 'Retire' },
   {
     name: 'admin-apps-retire-not-current',

@@ -4,7 +4,7 @@ import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, RouteOptions } from 'fastify'
 import { buildApp } from '../../src/app.js'
 import { type Clock, ManualClock } from '../../src/clock.js'
 import { type Config, loadConfig } from '../../src/config.js'
@@ -32,6 +32,8 @@ export interface TestAppOptions {
   backgroundJobs?: boolean
   /** Adds test-only routes before the app starts listening. */
   extend?: (app: FastifyInstance) => void
+  /** Sees every route as it is declared (src/app.ts BuildOptions.onRoute). */
+  onRoute?: (route: RouteOptions) => void
 }
 
 interface Teardown {
@@ -87,7 +89,14 @@ export async function startTestApp(t: Teardown, options: TestAppOptions = {}): P
       done()
     },
   })
-  const app = await buildApp({ config, db, clock, backgroundJobs: options.backgroundJobs ?? false, logStream })
+  const app = await buildApp({
+    config,
+    db,
+    clock,
+    backgroundJobs: options.backgroundJobs ?? false,
+    logStream,
+    ...(options.onRoute ? { onRoute: options.onRoute } : {}),
+  })
   options.extend?.(app)
   await app.listen({ host: '127.0.0.1', port })
   let closed = false

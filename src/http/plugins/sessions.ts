@@ -15,6 +15,8 @@ declare module 'fastify' {
     localKey?: string
     operatorId?: number
     operatorName?: string
+    /** A single sign-on in progress (src/admin/sso.ts PendingSignIn): used once by the callback. */
+    operatorSso?: { state: string; nonce: string; verifier: string; next: string; startedAt: number }
     /** Set when a connect flow starts so the session is saved and its id can bind the state. */
     connectStartedAt?: number
     /** Rollouts whose prompt this person hid with "Not now" (routes/prompt.ts). */

@@ -1,5 +1,5 @@
-// The one stylesheet and the progressive-enhancement script, served by the app itself (no CDN),
-// and the load balancer's health check.
+// The one stylesheet and the progressive-enhancement script, served by the app itself (no CDN).
+// The load balancer's probes are in health.ts.
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
@@ -16,7 +16,6 @@ const assets: FastifyPluginAsyncTypebox = async (app) => {
     const [type, body] = files[request.params.name]!
     return reply.type(type).header('cache-control', 'public, max-age=300').send(body)
   })
-  app.get('/healthz', async () => ({ ok: true }))
 }
 
 export default assets

@@ -157,7 +157,7 @@ const features: FastifyPluginAsyncTypebox = async (app) => {
 
   app.get('/features/issuers', { preHandler: requireFeature('issuers') }, async (request, reply) => {
     const result = await useCarta(request, reply, (token, cartaApp) =>
-      listIssuers(cartaApp, token, { timeoutMs: config.cartaTimeoutMs }),
+      listIssuers(cartaApp, token, { timeoutMs: config.cartaTimeoutMs, observe: app.deps.metrics.observeCarta }),
     )
     if (!result.ok) return result.reply
     const state = await loadUserGrant(db, request.featureAccess!.userId)
@@ -178,7 +178,10 @@ const features: FastifyPluginAsyncTypebox = async (app) => {
       if (!ISSUER_ID.test(issuerId))
         throw new DomainError('request.invalid', 'That company id is not valid.', { title: 'Invalid company id' })
       const result = await useCarta(request, reply, (token, cartaApp) =>
-        fetchCapTableSummary(cartaApp, token, issuerId, { timeoutMs: config.cartaTimeoutMs }),
+        fetchCapTableSummary(cartaApp, token, issuerId, {
+          timeoutMs: config.cartaTimeoutMs,
+          observe: app.deps.metrics.observeCarta,
+        }),
       )
       if (!result.ok) return result.reply
       const table = result.value

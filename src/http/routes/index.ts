@@ -7,6 +7,7 @@ import api from './api/index.js'
 import assets from './assets.js'
 import connect from './connect.js'
 import features from './features.js'
+import health from './health.js'
 import home from './home.js'
 import mail from './mail.js'
 import prompt from './prompt.js'
@@ -17,6 +18,7 @@ import sandbox from './sandbox.js'
 async function pages(app: FastifyInstance): Promise<void> {
   app.addHook('preValidation', blankFieldsAbsent)
   await app.register(assets)
+  await app.register(health)
   await app.register(home)
   await app.register(connect)
   await app.register(features)

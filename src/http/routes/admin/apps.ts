@@ -23,7 +23,7 @@ const RetireBody = Type.Object({
 const apps: FastifyPluginAsyncTypebox = async (app) => {
   const { db, clock } = app.deps
 
-  app.get('/apps', async (request, reply) => {
+  app.get('/apps', { config: { access: 'viewer' } }, async (request, reply) => {
     const [apps, users, revocations] = await Promise.all([
       listApps(db),
       activeGrantsByApp(db),
@@ -69,7 +69,7 @@ const apps: FastifyPluginAsyncTypebox = async (app) => {
 
   app.post(
     '/apps/:id/retire',
-    { preHandler: app.csrfProtection, config: { access: 'admin' }, schema: { params: IdParams, body: RetireBody } },
+    { config: { access: 'admin' }, preHandler: app.csrfProtection, schema: { params: IdParams, body: RetireBody } },
     async (request, reply) => {
       const appId = request.params.id
       const newCurrentAppId = request.body?.newCurrentAppId ?? null

@@ -8,15 +8,19 @@ import audit from './audit.js'
 import imports from './imports.js'
 import links from './links.js'
 import mail from './mail.js'
+import operators from './operators.js'
 import reports from './reports.js'
 import rollouts from './rollouts.js'
 import signIn from './sign-in.js'
+import sso from './sso.js'
 import users from './users.js'
 import webhooks from './webhooks.js'
 
 export default async function admin(app: FastifyInstance): Promise<void> {
+  app.decorateRequest('operator', null)
   app.addHook('onRequest', guard)
   await app.register(signIn)
+  await app.register(sso)
   await app.register(rollouts)
   await app.register(links)
   await app.register(mail)
@@ -27,4 +31,5 @@ export default async function admin(app: FastifyInstance): Promise<void> {
   await app.register(imports)
   await app.register(apiKeys)
   await app.register(webhooks)
+  await app.register(operators)
 }

@@ -31,7 +31,9 @@ const IssueBody = Type.Object({
 const links: FastifyPluginAsyncTypebox = async (app) => {
   const { config, db, clock } = app.deps
   const context = linkContextFrom(config, clock)
-  const csrf = { preHandler: app.csrfProtection }
+  // Every route here hands out or issues links: operators (a viewer exports no links).
+  const csrf = { config: { access: 'operator' as const }, preHandler: app.csrfProtection }
+  const operator = { config: { access: 'operator' as const } }
 
   app.post(
     '/rollouts/:id/links',
@@ -79,7 +81,7 @@ const links: FastifyPluginAsyncTypebox = async (app) => {
   // users the filter lists with their outstanding links, empty where none is outstanding.
   app.get(
     '/rollouts/:id/links.csv',
-    { schema: { params: IdParams, querystring: Type.Object(LackingFilterFields) } },
+    { ...operator, schema: { params: IdParams, querystring: Type.Object(LackingFilterFields) } },
     async (request, reply) => {
       const rolloutId = request.params.id
       const filter = lackingFilter(request.query)
@@ -131,6 +133,7 @@ const links: FastifyPluginAsyncTypebox = async (app) => {
   app.get(
     '/rollouts/:id/links/:userId',
     {
+      ...operator,
       schema: {
         params: Type.Object({ id: Id, userId: Id }),
         querystring: Type.Object({

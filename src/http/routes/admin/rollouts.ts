@@ -3,6 +3,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { Type } from 'typebox'
+import { roleAllows } from '../../../admin/operators.js'
 import { listApps } from '../../../apps/apps.js'
 import { DomainError, isDomainError } from '../../../errors.js'
 import {
@@ -77,6 +78,8 @@ const RolloutQuery = Type.Object({
 const rollouts: FastifyPluginAsyncTypebox = async (app) => {
   const { db, clock, config } = app.deps
   const csrf = { preHandler: app.csrfProtection }
+  const viewer = { config: { access: 'viewer' as const } }
+  const operator = { config: { access: 'operator' as const } }
 
   const dashboard = async (
     request: FastifyRequest,
@@ -122,14 +125,16 @@ const rollouts: FastifyPluginAsyncTypebox = async (app) => {
     )
   }
 
-  app.get('/', { schema: { querystring: Type.Object({ app: Type.Optional(Id) }) } }, async (request, reply) =>
-    dashboard(request, reply, { appId: request.query.app }),
+  app.get(
+    '/',
+    { ...viewer, schema: { querystring: Type.Object({ app: Type.Optional(Id) }) } },
+    async (request, reply) => dashboard(request, reply, { appId: request.query.app }),
   )
 
   // Validation is attached, not thrown: a refused field re-renders the form with its message.
   app.post(
     '/rollouts',
-    { ...csrf, schema: { body: NewRolloutBody }, attachValidation: true },
+    { ...operator, ...csrf, schema: { body: NewRolloutBody }, attachValidation: true },
     async (request, reply) => {
       const body = request.body ?? {}
       const input = {
@@ -258,57 +263,66 @@ const rollouts: FastifyPluginAsyncTypebox = async (app) => {
     },
   )
 
-  app.get('/rollouts/:id', { schema: { params: IdParams, querystring: RolloutQuery } }, async (request, reply) => {
-    noStore(reply) // the page shows live links
-    const { id } = request.params
-    const rollout = await findRollout(db, id)
-    if (!rollout) throw new DomainError('rollout.not_found', `There is no rollout ${id}.`, { rolloutId: id })
-    const filter = lackingFilter(request.query)
-    const { after } = request.query
-    const [summary, page, apps, mail] = await Promise.all([
-      rolloutSummary(db, id, rollout.required_scopes),
-      listLacking(db, id, filter, after ? { after } : {}),
-      listApps(db),
-      rolloutMailPanel(db, config, id, filter, clock.now()),
-    ])
-    // Link state per row (none/sent/used/expired) and, for links still valid, the URL to copy.
-    const linkStates = await latestLinks(
-      db,
-      id,
-      page.rows.map((r) => r.userId),
-      linkContextFrom(config, clock),
-    )
-    const filtered = filter.scope !== undefined || filter.appId !== undefined || filter.search !== undefined
-    const building = rollout.build_status === 'building' && rollout.status === 'active'
-    // While building, the browser reloads every few seconds to show progress (no JavaScript needed).
-    if (building) reply.header('refresh', '5')
-    const buildTotal = Math.max(Number(rollout.build_total), Number(rollout.build_done))
-    return renderPage(request, reply, 'admin/rollout', {
-      title: rollout.name,
-      csrf: true,
-      rollout,
-      required: parseScopes(rollout.required_scopes),
-      summary,
-      filter,
-      filtered,
-      first: !after,
-      rows: page.rows.map((r) => ({ ...r, link: linkStates.get(r.userId) ?? null })),
-      nextHref: page.nextCursor ? `/admin/rollouts/${id}?${filterQuery(filter, { after: page.nextCursor })}` : null,
-      firstHref: `/admin/rollouts/${id}?${filterQuery(filter)}`,
-      filterQuery: filterQuery(filter),
-      apps,
-      linkUserId: request.query.link ?? null,
-      linkUserName: request.query.link ? await personName(db, request.query.link) : null,
-      mail: { ...mail, justCreated: request.query.campaign ?? null },
-      building,
-      buildDone: Number(rollout.build_done),
-      buildTotal,
-      buildPct: buildTotal > 0 ? Math.floor((Number(rollout.build_done) / buildTotal) * 100) : 0,
-      formatTime,
-      coverageDefinition: COVERAGE_DEFINITION,
-      formatCoverage,
-    })
-  })
+  app.get(
+    '/rollouts/:id',
+    { ...viewer, schema: { params: IdParams, querystring: RolloutQuery } },
+    async (request, reply) => {
+      noStore(reply) // the page shows live links
+      const { id } = request.params
+      const rollout = await findRollout(db, id)
+      if (!rollout) throw new DomainError('rollout.not_found', `There is no rollout ${id}.`, { rolloutId: id })
+      const filter = lackingFilter(request.query)
+      const { after } = request.query
+      const [summary, page, apps, mail] = await Promise.all([
+        rolloutSummary(db, id, rollout.required_scopes),
+        listLacking(db, id, filter, after ? { after } : {}),
+        listApps(db),
+        rolloutMailPanel(db, config, id, filter, clock.now()),
+      ])
+      // Link state per row (none/sent/used/expired) and, for links still valid, the URL to copy.
+      const linkStates = await latestLinks(
+        db,
+        id,
+        page.rows.map((r) => r.userId),
+        linkContextFrom(config, clock),
+      )
+      const canLink = request.operator ? roleAllows(request.operator.role, 'operator') : false
+      const filtered = filter.scope !== undefined || filter.appId !== undefined || filter.search !== undefined
+      const building = rollout.build_status === 'building' && rollout.status === 'active'
+      // While building, the browser reloads every few seconds to show progress (no JavaScript needed).
+      if (building) reply.header('refresh', '5')
+      const buildTotal = Math.max(Number(rollout.build_total), Number(rollout.build_done))
+      return renderPage(request, reply, 'admin/rollout', {
+        title: rollout.name,
+        csrf: true,
+        rollout,
+        required: parseScopes(rollout.required_scopes),
+        summary,
+        filter,
+        filtered,
+        first: !after,
+        // A viewer exports no links: the page shows their state but never their address.
+        rows: page.rows.map((r) => {
+          const link = linkStates.get(r.userId) ?? null
+          return { ...r, link: link && !canLink ? { ...link, url: null } : link }
+        }),
+        nextHref: page.nextCursor ? `/admin/rollouts/${id}?${filterQuery(filter, { after: page.nextCursor })}` : null,
+        firstHref: `/admin/rollouts/${id}?${filterQuery(filter)}`,
+        filterQuery: filterQuery(filter),
+        apps,
+        linkUserId: request.query.link ?? null,
+        linkUserName: request.query.link ? await personName(db, request.query.link) : null,
+        mail: { ...mail, justCreated: request.query.campaign ?? null },
+        building,
+        buildDone: Number(rollout.build_done),
+        buildTotal,
+        buildPct: buildTotal > 0 ? Math.floor((Number(rollout.build_done) / buildTotal) * 100) : 0,
+        formatTime,
+        coverageDefinition: COVERAGE_DEFINITION,
+        formatCoverage,
+      })
+    },
+  )
 }
 
 export default rollouts

@@ -1,9 +1,11 @@
-// Operator sign-in and sign-out: the only /admin routes open to visitors (access 'public'), rate
-// limited per client IP.
+// Operator sign-in and sign-out: the only /admin routes open to visitors (access 'public') with the
+// single sign-on routes (sso.ts), rate limited per client IP. Password sign-in can be switched off
+// (OPERATOR_PASSWORD_SIGN_IN=false) once single sign-on is set up.
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { Type } from 'typebox'
 import { checkOperatorCredentials } from '../../../admin/operators.js'
+import { DomainError } from '../../../errors.js'
 import { localRedirect } from '../../redirect.js'
 import { renderPage } from '../../render.js'
 
@@ -26,6 +28,11 @@ const signIn: FastifyPluginAsyncTypebox = async (app) => {
     rateLimit: { max: config.rateLimits.signInPerMinute, timeWindow: '1 minute' },
   }
 
+  const passwordsOff = async (request: FastifyRequest) => {
+    request.log.warn('password sign-in attempted while it is switched off')
+    throw new DomainError('operator.password_sign_in_off', 'Password sign-in is switched off.', {})
+  }
+
   const signInPage = (
     request: FastifyRequest,
     reply: FastifyReply,
@@ -36,7 +43,15 @@ const signIn: FastifyPluginAsyncTypebox = async (app) => {
       request,
       reply,
       'admin/sign-in',
-      { title: 'Operator sign-in', csrf: true, username: '', error: null, ...data },
+      {
+        title: 'Operator sign-in',
+        csrf: true,
+        username: '',
+        error: null,
+        passwords: config.passwordSignIn,
+        ssoHref: config.operatorSso ? `/admin/sso/start?next=${encodeURIComponent(data.next)}` : null,
+        ...data,
+      },
       status,
     )
 
@@ -48,7 +63,12 @@ const signIn: FastifyPluginAsyncTypebox = async (app) => {
 
   app.post(
     '/sign-in',
-    { config: signInConfig, preHandler: app.csrfProtection, schema: { body: SignInBody } },
+    {
+      config: signInConfig,
+      // Switched off, the form is gone (so is its CSRF token): say so before the CSRF check.
+      preHandler: config.passwordSignIn ? app.csrfProtection : passwordsOff,
+      schema: { body: SignInBody },
+    },
     async (request, reply) => {
       const username = (request.body.username ?? '').slice(0, 200)
       const password = request.body.password ?? ''

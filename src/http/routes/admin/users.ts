@@ -16,6 +16,9 @@ const users: FastifyPluginAsyncTypebox = async (app) => {
   const { db, clock } = app.deps
 
   const schema = { params: IdParams }
+  const viewer = { config: { access: 'viewer' as const } }
+  // Revoking a grant is an admin's decision.
+  const admin = { config: { access: 'admin' as const } }
 
   const UsersQuery = Type.Object({
     q: Type.Optional(Text(200)),
@@ -51,7 +54,7 @@ const users: FastifyPluginAsyncTypebox = async (app) => {
     })
   })
 
-  app.get('/users/:id', { schema }, async (request, reply) => {
+  app.get('/users/:id', { ...viewer, schema }, async (request, reply) => {
     const { id } = request.params
     const data = await userPageData(db, id, clock.now())
     if (!data) throw new DomainError('user.not_found', `There is no end user ${id}.`, { userId: id })
@@ -59,13 +62,13 @@ const users: FastifyPluginAsyncTypebox = async (app) => {
     return renderPage(request, reply, 'admin/user', { title, ...data, formatTime })
   })
 
-  app.get('/users/:id/revoke', { schema }, async (request, reply) => {
+  app.get('/users/:id/revoke', { ...admin, schema }, async (request, reply) => {
     const user = await revokeSummary(db, request.params.id)
     const revocable = user.grant_id !== null && (user.grant_status === 'active' || user.grant_status === 'broken')
     return renderPage(request, reply, 'admin/revoke', { title: 'Revoke access', csrf: true, user, revocable })
   })
 
-  app.post('/users/:id/revoke', { preHandler: app.csrfProtection, schema }, async (request, reply) => {
+  app.post('/users/:id/revoke', { ...admin, preHandler: app.csrfProtection, schema }, async (request, reply) => {
     const userId = request.params.id
     const result = await revokeGrantByOperator(app.deps, userId, operatorActor(request), clock.now())
     // Immediate attempt after the commit; what fails stays queued for the worker's retries.
