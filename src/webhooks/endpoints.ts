@@ -197,3 +197,27 @@ export async function removeEndpoint(db: Db, id: number, actor: string, now: num
     await recordAudit(trx, now, { type: 'webhook.endpoint_removed', actor, details: { endpointId: id } })
   })
 }
+
+/** For /metrics: deliveries waiting or given up, and endpoints active or disabled. */
+export async function webhookCounts(
+  db: Db,
+): Promise<{ deliveries: Record<'pending' | 'failed', number>; endpoints: Record<'active' | 'disabled', number> }> {
+  const [deliveries, endpoints] = await Promise.all([
+    db
+      .selectFrom('webhook_deliveries')
+      .select((eb) => ['status', eb.fn.countAll<number>().as('n')])
+      .where('status', 'in', ['pending', 'failed'])
+      .groupBy('status')
+      .execute(),
+    db
+      .selectFrom('webhook_endpoints')
+      .select((eb) => ['status', eb.fn.countAll<number>().as('n')])
+      .groupBy('status')
+      .execute(),
+  ])
+  const result = { deliveries: { pending: 0, failed: 0 }, endpoints: { active: 0, disabled: 0 } }
+  for (const r of deliveries)
+    if (r.status === 'pending' || r.status === 'failed') result.deliveries[r.status] = Number(r.n)
+  for (const r of endpoints) result.endpoints[r.status] = Number(r.n)
+  return result
+}

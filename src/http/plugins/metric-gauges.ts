@@ -6,8 +6,10 @@ import { listApps } from '../../apps/apps.js'
 import type { AppDeps } from '../../deps.js'
 import { activeGrantsByAppAndSource } from '../../grants/queries.js'
 import { revocationCountsByApp } from '../../grants/revocation.js'
+import { mailHealth } from '../../mail/outbox.js'
 import { reportRunCounts } from '../../reports/runs.js'
 import { rolloutBuildProgress } from '../../rollouts/rollouts.js'
+import { webhookCounts } from '../../webhooks/endpoints.js'
 
 export interface GaugeSample {
   labels: Record<string, string>
@@ -63,5 +65,36 @@ export const DATABASE_GAUGES: DatabaseGauge[] = [
         { labels: { rollout: String(r.id), state: 'done' }, value: r.done },
         { labels: { rollout: String(r.id), state: 'total' }, value: r.total },
       ]),
+  },
+  {
+    name: 'scope_ledger_mail_outbox',
+    help: 'Email outbox rows: queued (to send), retrying (queued after a transient SMTP failure: the server is down or refusing), failed (given up).',
+    labelNames: ['status'],
+    read: async ({ db, config }) => {
+      const h = await mailHealth(db, config)
+      return [
+        { labels: { status: 'queued' }, value: h.queued },
+        { labels: { status: 'retrying' }, value: h.retrying },
+        { labels: { status: 'failed' }, value: h.failed },
+      ]
+    },
+  },
+  {
+    name: 'scope_ledger_webhook_deliveries',
+    help: 'Webhook deliveries waiting (pending: to send or retry) or given up (failed).',
+    labelNames: ['status'],
+    read: async ({ db }) => {
+      const { deliveries } = await webhookCounts(db)
+      return Object.entries(deliveries).map(([status, value]) => ({ labels: { status }, value }))
+    },
+  },
+  {
+    name: 'scope_ledger_webhook_endpoints',
+    help: 'Webhook endpoints by status (disabled after sustained failure, or by an operator).',
+    labelNames: ['status'],
+    read: async ({ db }) => {
+      const { endpoints } = await webhookCounts(db)
+      return Object.entries(endpoints).map(([status, value]) => ({ labels: { status }, value }))
+    },
   },
 ]

@@ -124,6 +124,9 @@ t.test('/metrics: bearer token only; names and values after a scripted flow', as
     'failed revocation attempts (access and refresh token)',
   )
   t.equal(value(/scope_ledger_revocation_queue\{app="production-v2",status="pending"\} (\d+)/), 2, 'the queue depth')
+  t.equal(value(/scope_ledger_mail_outbox\{status="queued"\} (\d+)/), 0, 'the email outbox depth')
+  t.equal(value(/scope_ledger_webhook_deliveries\{status="pending"\} (\d+)/), 0, 'the webhook outbox depth')
+  t.equal(value(/scope_ledger_webhook_endpoints\{status="active"\} (\d+)/), 0, 'webhook endpoints')
   t.equal(value(/scope_ledger_report_runs\{trigger="manual",status="succeeded"\} (\d+)/), 1, 'the report run')
   t.equal(value(new RegExp(`scope_ledger_rollout_build_users\\{rollout="${rolloutId}",state="done"\\} (\\d+)`)), 1)
   t.equal(value(new RegExp(`scope_ledger_rollout_build_users\\{rollout="${rolloutId}",state="total"\\} (\\d+)`)), 1)
