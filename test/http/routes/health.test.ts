@@ -6,7 +6,7 @@ import t from 'tap'
 import { startTestApp, buildRollouts } from '../../helpers/app.js'
 import { hiddenField } from '../../helpers/browser-agent.js'
 import { connectUser, expireTokens, sandboxControl } from '../../helpers/connect.js'
-import { signedInOperator } from '../../helpers/ledger.js'
+import { appId, signedInOperator } from '../../helpers/ledger.js'
 
 const TOKEN = 'metrics-token-0123456789abcdef'
 
@@ -78,11 +78,10 @@ t.test('/metrics: bearer token only; names and values after a scripted flow', as
   await agent.get(`${ctx.url}/features/issuers`)
   const ops = await signedInOperator(ctx.db, ctx.url, ctx.clock.now())
   const dash = await ops.get(`${ctx.url}/admin`)
-  const appId = hiddenField(dash.text, 'app_id')
   const created = await ops.post(`${ctx.url}/admin/rollouts`, {
     _csrf: hiddenField(dash.text, '_csrf'),
     name: 'Metrics',
-    app_id: appId,
+    app_id: String(await appId(ctx.db, 'production-v2')),
     scopes: ['read_user_info'],
   })
   t.equal(created.status, 303)
