@@ -61,7 +61,8 @@ export interface Config {
   rateLimits: { oauthPerMinute: number; signInPerMinute: number }
   /** Slow or stuck clients: how long a request may take to arrive, idle sockets, keep-alive, body size. */
   http: { requestTimeoutMs: number; connectionTimeoutMs: number; keepAliveTimeoutMs: number; bodyLimitBytes: number }
-  reports: { cron: string; timeZone: string; dir: string; webhookUrl: string | null }
+  /** emailTo: REPORT_EMAIL_TO, the addresses each report run is emailed to (empty: none). */
+  reports: { cron: string; timeZone: string; dir: string; webhookUrl: string | null; emailTo: string[] }
   /** The integrator's API (src/http/routes/api): requests per minute per key; origins a connect session may return to. */
   api: { ratePerMinute: number; allowedReturnOrigins: string[] }
   /** Email (src/mail/): where messages go, who they come from, how fast, reminders, report readers. */
@@ -246,6 +247,7 @@ export function loadConfig(env: Env = process.env): Config {
       timeZone: timeZone(env, 'REPORT_TIMEZONE', 'UTC'),
       dir: resolve(projectRoot, env.REPORTS_DIR?.trim() || resolve(dataDir, 'reports')),
       webhookUrl: env.REPORT_WEBHOOK_URL ? url(env, 'REPORT_WEBHOOK_URL', '') : null,
+      emailTo: reportEmailTo(env),
     },
     api: {
       ratePerMinute: integer(env, 'API_RATE_LIMIT_PER_MINUTE', 1200, 1, 10_000_000),
@@ -560,6 +562,8 @@ function mailConfig(env: Env, nodeEnv: Config['nodeEnv'], dataDir: string, publi
   } else {
     // Production without SMTP_URL: fine while email is not used, a clear error once it is.
     if (fromValue) throw new ConfigError('SMTP_URL', 'is required when NODE_ENV=production and MAIL_FROM is set')
+    if (env.REPORT_EMAIL_TO?.trim())
+      throw new ConfigError('SMTP_URL', 'is required when NODE_ENV=production and REPORT_EMAIL_TO is set')
     transport = { kind: 'off' }
   }
   const host = (() => {
@@ -590,6 +594,27 @@ function mailConfig(env: Env, nodeEnv: Config['nodeEnv'], dataDir: string, publi
     ratePerSecond: integer(env, 'MAIL_RATE_PER_SECOND', 10, 0, 100_000),
     reminderDays,
   }
+}
+
+/** REPORT_EMAIL_TO: comma-separated bare addresses, each checked, duplicates (any case) once. */
+function reportEmailTo(env: Env): string[] {
+  const text = env.REPORT_EMAIL_TO?.trim() ?? ''
+  const seen = new Set<string>()
+  const addresses: string[] = []
+  for (const part of text.split(',')) {
+    const address = part.trim()
+    if (!address) continue
+    if (!EMAIL.test(address))
+      throw new ConfigError(
+        'REPORT_EMAIL_TO',
+        `must be email addresses separated by commas (got "${address.slice(0, 100)}")`,
+      )
+    if (seen.has(address.toLowerCase())) continue
+    seen.add(address.toLowerCase())
+    addresses.push(address)
+  }
+  if (addresses.length > 100) throw new ConfigError('REPORT_EMAIL_TO', 'lists at most 100 addresses')
+  return addresses
 }
 
 /** "3,7" (or "3 7") → [3, 7]: increasing whole days 1..90, at most 5; "" → none; null when malformed. */

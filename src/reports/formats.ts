@@ -1,6 +1,7 @@
 // The report's file formats (JSON, CSV, HTML) and the terminal summary. All are pure functions
 // of a ReportDocument, so a file that went missing can be rebuilt byte for byte from the DB.
 import { csvLine } from '../csv.js'
+import { FUNNEL_LABELS, FUNNEL_STEPS } from '../mail/funnel.js'
 import { COVERAGE_DEFINITION, COVERAGE_FORMULA, formatCoverage } from '../rollouts/coverage.js'
 import { eta } from '../views.js'
 import type { ReportTrigger } from './tables.js'
@@ -86,7 +87,7 @@ export function toJson(doc: ReportDocument): string {
  * (key = its definition, COVERAGE_FORMULA), lacking_scope (key = scope), scopes_unknown (lacking
  * members whose scopes are unknown, counted in every lacking_scope), app_users (key = app key),
  * links_issued, links_used,
- * links_issued_24h, links_used_24h.
+ * links_issued_24h, links_used_24h, funnel (key = step of mail/funnel.ts FUNNEL_STEPS: people at it).
  */
 export function toCsv(doc: ReportDocument): string {
   const taken = new Date(doc.takenAt).toISOString()
@@ -107,6 +108,7 @@ export function toCsv(doc: ReportDocument): string {
     row('links_used', '', r.links.used)
     row('links_issued_24h', '', r.links.issued24h)
     row('links_used_24h', '', r.links.used24h)
+    if (r.funnel) for (const step of FUNNEL_STEPS) row('funnel', step, r.funnel[step])
   }
   return lines.join('')
 }
@@ -130,7 +132,15 @@ export function toHtml(doc: ReportDocument): string {
     takenIso: new Date(doc.takenAt).toISOString(),
     pct,
     definition: COVERAGE_DEFINITION,
+    funnelSteps: FUNNEL_STEPS.map((step) => ({ step, label: FUNNEL_LABELS[step] })),
   })
+}
+
+/** One line per rollout with its funnel (people per step), for the terminal and the email text. */
+export function funnelLines(doc: Pick<ReportDocument, 'rollouts'>): string[] {
+  return doc.rollouts
+    .filter((r) => r.funnel)
+    .map((r) => `${r.name}: ${FUNNEL_STEPS.map((step) => `${step}=${r.funnel![step]}`).join(' ')}`)
 }
 
 /** Plain-text table for the terminal, with the definition of coverage under it. */
@@ -150,6 +160,7 @@ export function summaryTable(doc: Pick<ReportDocument, 'rollouts'>): string {
   ])
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)))
   const numeric = new Set([1, 2, 3, 4, 5])
+  const funnels = funnelLines(doc)
   const line = (cells: string[]) =>
     cells
       .map((c, i) => (i === cells.length - 1 ? c : numeric.has(i) ? c.padStart(widths[i]!) : c.padEnd(widths[i]!)))
@@ -158,6 +169,7 @@ export function summaryTable(doc: Pick<ReportDocument, 'rollouts'>): string {
     line(header),
     widths.map((w, i) => '-'.repeat(i === widths.length - 1 ? header[i]!.length : w)).join('  '),
     ...rows.map(line),
+    ...(funnels.length > 0 ? ['', 'Funnel (people per step):', ...funnels] : []),
     '',
     COVERAGE_DEFINITION,
   ].join('\n')

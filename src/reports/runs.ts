@@ -12,7 +12,9 @@ import type { Logger } from '../log.js'
 import { parseScopes } from '../scopes.js'
 import { writeFilesAtomically, removeFiles } from './files.js'
 import { REPORT_FORMATS, type ReportDocument, type ReportFormat, renderReport, reportFileName } from './formats.js'
+import { queueReportEmails } from '../mail/report-mail.js'
 import { coveragePercent } from '../rollouts/coverage.js'
+import { reportMessage } from './email.js'
 import { type RolloutCoverage, type SnapshotDetail, computeSnapshot } from './snapshot.js'
 import type { CoverageSnapshotTable, ReportRunTable, ReportTrigger } from './tables.js'
 import {
@@ -30,7 +32,7 @@ export type ReportFiles = Partial<Record<ReportFormat, string>>
 
 export interface ReportContext {
   db: Db
-  config: Pick<Config, 'reports' | 'publicUrl'>
+  config: Pick<Config, 'reports' | 'publicUrl' | 'mail'>
   clock: Clock
   /** The app's logger, or the CLI's console adapter. */
   log: Logger
@@ -45,6 +47,8 @@ export type RunOutcome =
       slotKey: string
       document: ReportDocument
       files: ReportFiles
+      /** Report emails queued in the outbox by this run (REPORT_EMAIL_TO). */
+      mailQueued: number
       delivery: Promise<DeliveryResult | null>
     }
   | { status: 'failed'; runId: number; slotKey: string; error: string }
@@ -117,6 +121,10 @@ export async function runReport(
     await writeFilesAtomically(dir, contents)
     written = Object.keys(contents)
     const delivering = config.reports.webhookUrl !== null
+    // Email needs a transport (SMTP, or the development mailbox); config refuses REPORT_EMAIL_TO
+    // without one in production, so 'off' here means nobody asked for report emails.
+    const readers = config.mail.transport.kind === 'off' ? [] : config.reports.emailTo
+    let mailQueued = 0
     await db.transaction().execute(async (trx) => {
       if (rows.length > 0) await trx.insertInto('coverage_snapshots').values(rows).execute()
       await trx
@@ -129,13 +137,23 @@ export async function runReport(
         })
         .where('id', '=', runId!)
         .execute()
+      // In the run's own transaction: a run that succeeded has its emails queued, one that failed none.
+      if (readers.length > 0) {
+        const html = files.html!
+        const message = reportMessage(
+          document,
+          { filename: html, content: contents[html]! },
+          `${config.publicUrl}/admin/reports?run=${runId}`,
+        )
+        mailQueued = await queueReportEmails(trx, { slotKey, recipients: readers, message, now: clock.now() })
+      }
     })
     log.info(
-      { runId, slotKey, rollouts: rows.length, dir, files: written, ms: clock.now() - startedAt },
+      { runId, slotKey, rollouts: rows.length, dir, files: written, mailQueued, ms: clock.now() - startedAt },
       'report run succeeded',
     )
     const delivery = delivering ? deliverRun(ctx, runId, document) : Promise.resolve(null)
-    return { status: 'succeeded', runId, slotKey, document, files, delivery }
+    return { status: 'succeeded', runId, slotKey, document, files, mailQueued, delivery }
   } catch (err) {
     if (written.length > 0) await removeFiles(dir, written)
     const error = (err as Error).message
@@ -181,6 +199,7 @@ function snapshotRow(runId: number, takenAt: number, r: RolloutCoverage): Omit<S
     lackingByScope: r.lackingByScope,
     usersByApp: r.usersByApp,
     scopesUnknown: r.scopesUnknown,
+    ...(r.funnel ? { funnel: r.funnel } : {}),
   }
   return {
     run_id: runId,
@@ -224,6 +243,7 @@ export function coverageFromRow(row: Omit<SnapshotRow, 'id'>): RolloutCoverage {
       issued24h: n(row.links_issued_24h),
       used24h: n(row.links_used_24h),
     },
+    ...(detail.funnel ? { funnel: detail.funnel } : {}),
   }
 }
 

@@ -1,6 +1,7 @@
 // Coverage of every active rollout, computed EXACTLY with set-based GROUP BY queries over
 // rollout_members / rollout_member_missing / reauth_links (not from the live rollout_counts,
 // which are only cross-checked: a disagreement is logged as a warning).
+import { type FunnelCounts, rolloutFunnel } from '../mail/funnel.js'
 import { coveragePercent } from '../rollouts/coverage.js'
 import { storedCounts } from '../rollouts/membership.js'
 import type { Kysely } from 'kysely'
@@ -40,6 +41,11 @@ export interface RolloutCoverage {
   scopesUnknown: number
   usersByApp: AppUsers[]
   links: { issued: number; used: number; issued24h: number; used24h: number }
+  /**
+   * People per funnel step at the time of the report (mail/funnel.ts, the rollout page's funnel).
+   * Stored in the snapshot's detail JSON; absent from snapshots taken before reports carried it.
+   */
+  funnel?: FunnelCounts
 }
 
 export interface Snapshot {
@@ -54,6 +60,7 @@ export interface SnapshotDetail {
   usersByApp: AppUsers[]
   /** Absent in snapshots taken before imports existed: 0. */
   scopesUnknown?: number
+  funnel?: FunnelCounts
 }
 
 /**
@@ -132,6 +139,7 @@ async function rolloutCoverage(
     ])
     .where('rollout_id', '=', rollout.id)
     .executeTakeFirstOrThrow()
+  const funnel = await rolloutFunnel(db, rollout.id, now)
 
   const activeUsers = states.covered + states.lacking
   return {
@@ -161,6 +169,7 @@ async function rolloutCoverage(
       issued24h: Number(links.issued24h ?? 0),
       used24h: Number(links.used24h ?? 0),
     },
+    funnel,
   }
 }
 

@@ -77,6 +77,8 @@ const reports: FastifyPluginAsyncTypebox = async (app) => {
       if (outcome.status === 'skipped') throw new DomainError('report.not_run', 'That run is already recorded.', {})
       // Delivery retries can take a while: finish it in the background, recorded on the run.
       if (outcome.status === 'succeeded') void outcome.delivery.catch(() => null)
+      // Report emails were queued by the run: send them now rather than at the mail job's next pass.
+      if (outcome.status === 'succeeded' && outcome.mailQueued > 0) app.jobs.kick('mail')
       if (outcome.runId) {
         await recordAudit(db, clock.now(), {
           type: 'report.run',
