@@ -1,4 +1,4 @@
-// Every page of Scope Ledger, for the page-by-page browser checks in pages.test.ts: no sideways
+// Every page of Scope Ledger, for the page-by-page browser checks in page-checks.ts: no sideways
 // scrolling at phone widths, no serious or critical axe-core violation, screenshots to look at.
 //
 // HOW TO ADD A PAGE
@@ -16,7 +16,7 @@
 //   - calm:   an ordinary state for an end user: nothing on it may be styled as a warning.
 //   Pages outside /admin and /sandbox are end-user pages and must also speak to end users:
 //   "companies" (never "issuers"), no RFC citations, scope ids only after their plain words, and
-//   never "Connected" next to an ended connection (see endUserProblems in pages.test.ts).
+//   never "Connected" next to an ended connection (see endUserProblems in page-checks.ts).
 //   Need data the seed does not make yet (an API key, a webhook, an import run)? Add it to
 //   seedApp() over HTTP, like a person would, and expose its id on Seeded.
 //   Entries run in order and each opens once (then the window is resized), so an entry that

@@ -1,0 +1,4 @@
+// Part 2 of the every-page browser checks (page-checks.ts has the checks, pages.ts the list).
+import { checkPages } from './page-checks.js'
+
+checkPages(1)
