@@ -1,13 +1,13 @@
 // `npm run cli -- api-key create <name> [--permissions read,tokens,links,connect]`, `api-key list`,
 // `api-key revoke <id>`. create prints the key alone on stdout (once: it is stored hashed), so
 // `KEY=$(npm run -s cli -- api-key create billing)` works; every message goes to stderr.
-import { parseArgs } from 'node:util'
 import { Value } from 'typebox/value'
 import { createApiKey, listApiKeys, parsePermissions, revokeApiKey } from '../api/keys.js'
 import { systemClock } from '../clock.js'
 import { isDomainError } from '../errors.js'
 import { Id } from '../http/schemas.js'
 import { type Runtime, openRuntime } from '../runtime.js'
+import { parseOptions } from './args.js'
 
 export const apiKeyUsage =
   'Usage: npm run cli -- api-key create <name> [--permissions read,tokens,links,connect] | api-key list | api-key revoke <id>'
@@ -16,13 +16,8 @@ export async function apiKeyCommand(
   args: string[],
   open: () => Promise<Runtime> = () => openRuntime(),
 ): Promise<number> {
-  let parsed: ReturnType<typeof parse>
-  try {
-    parsed = parse(args)
-  } catch (err) {
-    console.error(`${(err as Error).message}\n${apiKeyUsage}`)
-    return 2
-  }
+  const parsed = parseOptions(args, { permissions: { type: 'string' } }, apiKeyUsage)
+  if (!parsed) return 2
   const [action, ...rest] = parsed.positionals
   const valid =
     (action === 'create' && rest.length === 1) ||
@@ -63,8 +58,4 @@ export async function apiKeyCommand(
   } finally {
     await db.destroy()
   }
-}
-
-function parse(args: string[]) {
-  return parseArgs({ args, allowPositionals: true, options: { permissions: { type: 'string' } } })
 }

@@ -4,9 +4,9 @@
 import { type WriteStream, createWriteStream } from 'node:fs'
 import { rm } from 'node:fs/promises'
 import { once } from 'node:events'
-import { parseArgs } from 'node:util'
 import { systemClock } from '../clock.js'
 import { type Runtime, openRuntime } from '../runtime.js'
+import { parseOptions } from './args.js'
 import { Type } from 'typebox'
 import { Value } from 'typebox/value'
 import { isDomainError } from '../errors.js'
@@ -19,24 +19,19 @@ export const exportLinksUsage =
 
 const ExportInput = Type.Object({ id: Id, ...LackingFilterFields, out: Type.Optional(Text(4096)) })
 
-const parseLinkArgs = (args: string[]) =>
-  parseArgs({
-    args,
-    allowPositionals: true,
-    options: { scope: { type: 'string' }, app: { type: 'string' }, q: { type: 'string' }, out: { type: 'string' } },
-  })
+const EXPORT_OPTIONS = {
+  scope: { type: 'string' },
+  app: { type: 'string' },
+  q: { type: 'string' },
+  out: { type: 'string' },
+} as const
 
 export async function exportLinksCommand(
   args: string[],
   open: () => Promise<Runtime> = () => openRuntime(),
 ): Promise<number> {
-  let parsed: ReturnType<typeof parseLinkArgs>
-  try {
-    parsed = parseLinkArgs(args)
-  } catch (err) {
-    console.error(`${(err as Error).message}\n${exportLinksUsage}`)
-    return 2
-  }
+  const parsed = parseOptions(args, EXPORT_OPTIONS, exportLinksUsage)
+  if (!parsed) return 2
   const [id, ...extra] = parsed.positionals
   // The same rules as the dashboard's filter (src/http/schemas.ts), checked here for the terminal.
   const input = Value.Convert(ExportInput, { id, ...parsed.values })

@@ -3,7 +3,6 @@
 // as the rollout page's campaign does (src/README.md, "Email"). Prints the counts; --dry-run only
 // counts; --wait also delivers them itself, with progress, and exits 0 once the campaign's outbox
 // is empty (1 when some failed).
-import { parseArgs } from 'node:util'
 import { Type } from 'typebox'
 import { Value } from 'typebox/value'
 import { systemClock } from '../clock.js'
@@ -13,6 +12,7 @@ import { type Selection, createCampaign, expandCampaigns, previewSelection } fro
 import { processOutbox } from '../mail/outbox.js'
 import { createMailer } from '../mail/transport.js'
 import { type Runtime, openRuntime } from '../runtime.js'
+import { parseOptions } from './args.js'
 
 export const sendLinksUsage =
   'Usage: npm run cli -- send-links <rollout id> [--scope SCOPE] [--app APP_KEY] [--dry-run] [--wait]'
@@ -23,18 +23,20 @@ const Input = Type.Object({
   app: Type.Optional(Type.String({ pattern: '^[a-z0-9][a-z0-9-]{0,62}$' })),
 })
 
+const SEND_LINKS_OPTIONS = {
+  scope: { type: 'string' },
+  app: { type: 'string' },
+  'dry-run': { type: 'boolean' },
+  wait: { type: 'boolean' },
+} as const
+
 export async function sendLinksCommand(
   args: string[],
   open: () => Promise<Runtime> = () => openRuntime(),
   out: (line: string) => void = (line) => console.log(line),
 ): Promise<number> {
-  let parsed: ReturnType<typeof parse>
-  try {
-    parsed = parse(args)
-  } catch (err) {
-    console.error(`${(err as Error).message}\n${sendLinksUsage}`)
-    return 2
-  }
+  const parsed = parseOptions(args, SEND_LINKS_OPTIONS, sendLinksUsage)
+  if (!parsed) return 2
   const [id, ...extra] = parsed.positionals
   const input = Value.Convert(Input, { id, scope: parsed.values.scope, app: parsed.values.app })
   if (!id || extra.length || !Value.Check(Input, input)) {
@@ -126,17 +128,4 @@ export async function sendLinksCommand(
   } finally {
     await db.destroy()
   }
-}
-
-function parse(args: string[]) {
-  return parseArgs({
-    args,
-    allowPositionals: true,
-    options: {
-      scope: { type: 'string' },
-      app: { type: 'string' },
-      'dry-run': { type: 'boolean' },
-      wait: { type: 'boolean' },
-    },
-  })
 }

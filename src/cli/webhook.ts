@@ -1,11 +1,11 @@
 // `npm run cli -- webhook add <url> [--events grant.created,grant.revoked,…]`: registers an
 // endpoint and prints its signing secret (whsec_…) alone on stdout, once; messages on stderr.
 // `webhook list` shows the endpoints.
-import { parseArgs } from 'node:util'
 import { systemClock } from '../clock.js'
 import { isDomainError } from '../errors.js'
 import { TokenCipher } from '../grants/token-cipher.js'
 import { type Runtime, openRuntime } from '../runtime.js'
+import { parseOptions } from './args.js'
 import { addEndpoint, listEndpoints, parseEventTypes } from '../webhooks/endpoints.js'
 import { WEBHOOK_EVENT_TYPES } from '../webhooks/outbox.js'
 
@@ -15,13 +15,8 @@ export async function webhookCommand(
   args: string[],
   open: () => Promise<Runtime> = () => openRuntime(),
 ): Promise<number> {
-  let parsed: ReturnType<typeof parse>
-  try {
-    parsed = parse(args)
-  } catch (err) {
-    console.error(`${(err as Error).message}\n${webhookUsage}`)
-    return 2
-  }
+  const parsed = parseOptions(args, { events: { type: 'string' } }, webhookUsage)
+  if (!parsed) return 2
   const [action, ...rest] = parsed.positionals
   if (!((action === 'add' && rest.length === 1) || (action === 'list' && rest.length === 0))) {
     console.error(webhookUsage)
@@ -57,8 +52,4 @@ export async function webhookCommand(
   } finally {
     await db.destroy()
   }
-}
-
-function parse(args: string[]) {
-  return parseArgs({ args, allowPositionals: true, options: { events: { type: 'string' } } })
 }
