@@ -567,6 +567,25 @@ function linkCsvLine(context: LinkContext, row: MaybeLinkedRow): string {
 }
 
 /**
+ * Writes the links CSV batch by batch. The header goes out with the first rows, so a failure
+ * before them leaves nothing written; `end` writes it alone when no row matched.
+ */
+function linkCsvWriter(context: LinkContext, write: (chunk: string) => Promise<void>) {
+  let pending = csvLine(CSV_HEADER)
+  return {
+    batch: async (rows: MaybeLinkedRow[]) => {
+      let chunk = pending
+      pending = ''
+      for (const row of rows) chunk += linkCsvLine(context, row)
+      await write(chunk)
+    },
+    end: async () => {
+      if (pending) await write(pending)
+    },
+  }
+}
+
+/**
  * The read-only CSV export: one row per user matching the filter with the outstanding link, or
  * empty link columns where none is outstanding (issuing is exportLinksCsv, a POST). Writes nothing.
  */
@@ -576,14 +595,9 @@ export async function readLinksCsv(
   input: { rolloutId: number; filter: LackingFilter },
   write: (chunk: string) => Promise<void>,
 ): Promise<{ matched: number; withoutLink: number }> {
-  let pending = csvLine(CSV_HEADER)
-  const result = await readLinksForFilter(db, context, input, async (rows) => {
-    let chunk = pending
-    pending = ''
-    for (const row of rows) chunk += linkCsvLine(context, row)
-    await write(chunk)
-  })
-  if (pending) await write(pending)
+  const csv = linkCsvWriter(context, write)
+  const result = await readLinksForFilter(db, context, input, csv.batch)
+  await csv.end()
   return result
 }
 
@@ -597,15 +611,9 @@ export async function exportLinksCsv(
   input: { rolloutId: number; filter: LackingFilter; issuedBy: string },
   write: (chunk: string) => Promise<void>,
 ): Promise<BulkResult> {
-  // The header goes out with the first rows, so a failure before them leaves nothing written.
-  let pending = csvLine(CSV_HEADER)
-  const result = await ensureLinksForFilter(db, context, input, async (rows) => {
-    let chunk = pending
-    pending = ''
-    for (const row of rows) chunk += linkCsvLine(context, row)
-    await write(chunk)
-  })
-  if (pending) await write(pending)
+  const csv = linkCsvWriter(context, write)
+  const result = await ensureLinksForFilter(db, context, input, csv.batch)
+  await csv.end()
   await recordAudit(db, context.clock.now(), {
     type: 'links.exported',
     actor: input.issuedBy,
