@@ -77,10 +77,32 @@ export class OperatorSso {
       })
       const claims = tokens.claims()
       if (!claims) throw refused('no ID token')
-      return claims as Record<string, unknown>
+      return await this.withUserInfo(config, tokens.access_token, claims as Record<string, unknown>)
     } catch (err) {
       throw classify(err)
     }
+  }
+
+  /**
+   * Many providers put e-mail and groups only at the UserInfo endpoint when an access token is
+   * issued with the ID token (OpenID Connect Core §5.4). When a claim the rules need is missing,
+   * they are read there; its `sub` must equal the ID token's (§5.3.2, checked by openid-client),
+   * and the ID token's own claims win over UserInfo's.
+   */
+  private async withUserInfo(
+    config: oidc.Configuration,
+    accessToken: string,
+    claims: Record<string, unknown>,
+  ): Promise<Record<string, unknown>> {
+    const needed = [
+      'email',
+      ...(this.sso.allowedGroups.length ? [this.sso.groupsClaim] : []),
+      ...(this.sso.roleClaim ? [this.sso.roleClaim] : []),
+    ]
+    if (needed.every((name) => claims[name] !== undefined)) return claims
+    if (!config.serverMetadata().userinfo_endpoint) return claims
+    const info = await oidc.fetchUserInfo(config, accessToken, String(claims.sub))
+    return { ...(info as Record<string, unknown>), ...claims }
   }
 
   private async configuration(): Promise<oidc.Configuration> {

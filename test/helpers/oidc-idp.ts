@@ -13,6 +13,8 @@ export interface OperatorIdp {
   /** Who signs in next, with the claims the ID token carries. */
   account: { sub: string; email?: string; email_verified?: boolean; groups?: string[]; ledger_role?: string[] }
   idToken: 'valid' | 'wrong-audience' | 'expired'
+  /** Where the claims go: the ID token (default), or only UserInfo (oidc-provider's default). */
+  claimsIn: 'id-token' | 'userinfo'
   /** OPERATOR_OIDC_* for startTestApp. */
   env(extra?: Record<string, string>): Record<string, string>
   /** Creates the provider once the app's redirect URI is known. */
@@ -28,6 +30,7 @@ export async function startOperatorIdp(t: { teardown(fn: () => unknown): void })
     clientSecret: 'idp-secret-0123456789-abcdefghij',
     account: { sub: 'emp-1001', email: 'ada@example.com', email_verified: true, groups: ['ledger'] },
     idToken: 'valid',
+    claimsIn: 'id-token',
     env: () => ({}),
     configure: () => {},
   }
@@ -80,8 +83,9 @@ export async function startOperatorIdp(t: { teardown(fn: () => unknown): void })
       ],
       scopes: ['openid', 'email', 'profile', 'groups'],
       claims: { openid: ['sub'], email: ['email', 'email_verified'], groups: ['groups', 'ledger_role'] },
-      // The claims go in the ID token (as company providers do for e-mail and groups).
-      conformIdTokenClaims: false,
+      // The claims go in the ID token (as many company providers do for e-mail and groups), or
+      // only to UserInfo (OpenID Connect Core §5.4) when the test asks for it.
+      conformIdTokenClaims: idp.claimsIn === 'userinfo',
       features: { devInteractions: { enabled: false } },
       interactions: { url: (_ctx: unknown, i: { uid: string }) => `/interaction/${i.uid}` },
       pkce: { required: () => true },

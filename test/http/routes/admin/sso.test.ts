@@ -12,8 +12,9 @@ import { OPERATOR_PASSWORD } from '../../../helpers/ledger.js'
 import { startOperatorIdp } from '../../../helpers/oidc-idp.js'
 import { createOperator } from '../../../../src/admin/operators.js'
 
-async function setup(t: Test, env: Record<string, string> = {}) {
+async function setup(t: Test, env: Record<string, string> = {}, claimsIn: 'id-token' | 'userinfo' = 'id-token') {
   const idp = await startOperatorIdp(t)
+  idp.claimsIn = claimsIn
   const ctx = await startTestApp(t, { env: idp.env(env) })
   idp.configure(`${ctx.url}/admin/sso/callback`)
   return { idp, ctx }
@@ -170,6 +171,25 @@ t.test('roles from a claim; a disabled account stays out; password sign-in switc
   })
   t.equal(post.status, 403, 'a password is refused while password sign-in is off')
   t.match(post.text, 'Password sign-in is off')
+})
+
+t.test('claims only at UserInfo: e-mail, groups and role are read there', async (t) => {
+  const env = {
+    OPERATOR_OIDC_ALLOWED_GROUPS: 'ledger',
+    OPERATOR_OIDC_ROLE_CLAIM: 'ledger_role',
+    OPERATOR_OIDC_ROLE_MAP: 'ledger-ops=operator',
+  }
+  const { idp, ctx } = await setup(t, env, 'userinfo')
+  idp.account = { ...idp.account, ledger_role: ['ledger-ops'] }
+  const agent = new Agent()
+  const done = await agent.get(await throughProvider(t, agent, ctx))
+  t.equal(done.status, 303, done.text.slice(0, 400))
+  const row = await ctx.db.selectFrom('operators').selectAll().executeTakeFirstOrThrow()
+  t.match(row, { username: 'ada@example.com', role: 'operator', oidc_subject: 'emp-1001' })
+
+  idp.account = { sub: 'emp-3', email: 'eve@example.com', email_verified: true, groups: ['sales'] }
+  const outsider = new Agent()
+  t.equal((await outsider.get(await throughProvider(t, outsider, ctx))).status, 403, 'UserInfo groups are checked too')
 })
 
 t.test('an unreachable provider is a 502 page; a callback with nothing pending a 400', async (t) => {
