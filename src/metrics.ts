@@ -4,7 +4,7 @@
 // live in the database (grants, queues, report runs, rollout builds) are gauges read at scrape time
 // from the query list in src/http/plugins/metric-gauges.ts. Labels are low cardinality: route
 // patterns, app keys, outcomes — never a user id, an issuer id or a URL.
-import { Counter, Histogram, Registry } from 'prom-client'
+import { Counter, collectDefaultMetrics, Histogram, Registry } from 'prom-client'
 
 /** One call to Carta as the metrics see it: an endpoint pattern, its outcome and its duration. */
 export interface CartaCall {
@@ -30,6 +30,9 @@ export interface AppMetrics {
 
 export function createMetrics(): AppMetrics {
   const registry = new Registry()
+  // The process's own health (CPU, resident memory, heap, event-loop lag, open handles), with the
+  // names every Node dashboard expects (process_*, nodejs_*); read at scrape time.
+  collectDefaultMetrics({ register: registry })
   const httpDuration = new Histogram({
     name: 'scope_ledger_http_request_duration_seconds',
     help: 'HTTP request durations by route pattern, method and status code.',

@@ -104,6 +104,8 @@ t.test('/metrics: bearer token only; names and values after a scripted flow', as
   }
   const rolloutId = created.location!.split('/').pop()
   t.match(text, /# TYPE scope_ledger_http_request_duration_seconds histogram/)
+  t.ok(value(/^process_resident_memory_bytes (\d+)/m), 'the process: resident memory')
+  t.match(text, /^nodejs_eventloop_lag_seconds /m, 'and event-loop lag')
   t.ok(
     value(
       /scope_ledger_http_request_duration_seconds_count\{method="GET",route="\/admin\/rollouts\/:id",status_code="200"\} (\d+)/,
