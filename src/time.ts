@@ -28,7 +28,8 @@ export function isTimeZone(zone: string): boolean {
   }
 }
 
-function wallClock(ms: number, timeZone: string): Record<string, string> {
+/** The parts of `ms`'s wall-clock time in `timeZone` (year, month, day, hour, minute, second). */
+export function wallClock(ms: number, timeZone: string): Record<string, string> {
   return Object.fromEntries(
     new Intl.DateTimeFormat('en-CA', {
       timeZone,

@@ -3,6 +3,7 @@
 import { csvLine } from '../csv.js'
 import { FUNNEL_LABELS, FUNNEL_STEPS } from '../mail/funnel.js'
 import { COVERAGE_DEFINITION, COVERAGE_FORMULA, formatCoverage } from '../rollouts/coverage.js'
+import { wallClock } from '../time.js'
 import { eta } from '../views.js'
 import type { ReportTrigger } from './tables.js'
 import type { RolloutCoverage } from './snapshot.js'
@@ -27,19 +28,7 @@ export const CONTENT_TYPES: Record<ReportFormat, string> = {
 
 /** Local date and time of `at` in the report time zone: ['2025-01-31', '0600']. */
 export function localStamp(at: number, timeZone: string): [string, string] {
-  const parts = Object.fromEntries(
-    new Intl.DateTimeFormat('en-CA', {
-      timeZone,
-      year: 'numeric',
-      month: '2-digit',
-      day: '2-digit',
-      hour: '2-digit',
-      minute: '2-digit',
-      hourCycle: 'h23',
-    })
-      .formatToParts(new Date(at))
-      .map((p) => [p.type, p.value]),
-  )
+  const parts = wallClock(at, timeZone)
   return [`${parts.year}-${parts.month}-${parts.day}`, `${parts.hour}${parts.minute}`]
 }
 
