@@ -165,6 +165,18 @@ async function releaseLease(db: Db, grantId: number, owner: string): Promise<voi
     .execute()
 }
 
+/** The grant breaks and its refresh lease goes, in one transaction: no waiter is left spinning. */
+async function markBroken(deps: AccessDeps, grantId: number, reason: string): Promise<void> {
+  await deps.db.transaction().execute(async (trx) => {
+    await changeGrant(trx, deps.cipher, { kind: 'broken', grantId, reason }, deps.clock.now())
+    await trx
+      .updateTable('grant_tokens')
+      .set({ refresh_lock_owner: null, refresh_lock_until: null })
+      .where('grant_id', '=', grantId)
+      .execute()
+  })
+}
+
 async function performRefresh(
   deps: AccessDeps,
   ctx: AccessContext,
@@ -180,19 +192,7 @@ async function performRefresh(
   }
   if (!stored.refreshToken) {
     // Expired and nothing to refresh with: only a new authorization helps.
-    await db.transaction().execute(async (trx) => {
-      await changeGrant(
-        trx,
-        cipher,
-        { kind: 'broken', grantId: ctx.grantId, reason: 'access token expired and Carta issued no refresh token' },
-        clock.now(),
-      )
-      await trx
-        .updateTable('grant_tokens')
-        .set({ refresh_lock_owner: null, refresh_lock_until: null })
-        .where('grant_id', '=', ctx.grantId)
-        .execute()
-    })
+    await markBroken(deps, ctx.grantId, 'access token expired and Carta issued no refresh token')
     deps.metrics?.refreshes.inc({ outcome: 'no_refresh_token' })
     throw reconnectRequired(ctx.grantId, 'no refresh token')
   }
@@ -227,19 +227,7 @@ async function performRefresh(
       )
       return again
     }
-    await db.transaction().execute(async (trx) => {
-      await changeGrant(
-        trx,
-        cipher,
-        { kind: 'broken', grantId: ctx.grantId, reason: 'Carta rejected the refresh token (invalid_grant)' },
-        clock.now(),
-      )
-      await trx
-        .updateTable('grant_tokens')
-        .set({ refresh_lock_owner: null, refresh_lock_until: null })
-        .where('grant_id', '=', ctx.grantId)
-        .execute()
-    })
+    await markBroken(deps, ctx.grantId, 'Carta rejected the refresh token (invalid_grant)')
     deps.log?.warn(
       { grantId: ctx.grantId, userId: ctx.userId },
       'refresh token rejected (invalid_grant): grant marked broken',
