@@ -227,10 +227,11 @@ export function loadConfig(env: Env = process.env): Config {
     cookieSecure: cookieSecure === 'auto' ? !localHttp : cookieSecure === 'true',
     trustProxy: oneOf(env, 'TRUST_PROXY', ['false', 'true'], 'false') === 'true',
     cartaTimeoutMs: integer(env, 'CARTA_TIMEOUT_MS', 10_000, 100, 120_000),
-    // Below Carta's documented 10/s and 300/min, leaving room for the app's own calls.
+    // Carta's documented 10/s bursts and 300/min less a small margin; the shared budget
+    // (imports/budget.ts) holds them over any sliding window, not per fixed window.
     discoveryRate: {
-      perSecond: integer(env, 'DISCOVERY_RATE_PER_SECOND', 5, 1, 100_000),
-      perMinute: integer(env, 'DISCOVERY_RATE_PER_MINUTE', 240, 1, 1_000_000),
+      perSecond: integer(env, 'DISCOVERY_RATE_PER_SECOND', 9, 1, 100_000),
+      perMinute: integer(env, 'DISCOVERY_RATE_PER_MINUTE', 280, 1, 1_000_000),
     },
     rateLimits: {
       oauthPerMinute: integer(env, 'RATE_LIMIT_OAUTH_PER_MINUTE', 60, 1, 100_000),

@@ -20,7 +20,7 @@ import { changeGrant } from '../grants/change.js'
 import type { Job } from '../jobs/runner.js'
 import type { Logger } from '../log.js'
 import { parseScopes } from '../scopes.js'
-import { blockUntil, takeRequest } from './budget.js'
+import { blockUntil, steadyRate, takeRequest } from './budget.js'
 
 /** How long one instance holds a grant it is probing (renewed by finishing, released on failure). */
 const LEASE_MS = 5 * 60_000
@@ -283,8 +283,7 @@ export async function discoveryStatus(deps: Pick<DiscoveryDeps, 'db' | 'config'>
   // Requests per grant: the probes an app's grant can need (at most one per probe-able scope).
   const apps = await db.selectFrom('oauth_apps').select('scopes').execute()
   const perGrant = Math.max(1, ...apps.map((a) => parseScopes(a.scopes).filter((s) => findProbe(s)).length))
-  const { perMinute, perSecond } = deps.config.discoveryRate
-  const perSecondRate = Math.min(perSecond, perMinute / 60)
+  const perSecondRate = steadyRate(deps.config.discoveryRate)
   return {
     paused: settings?.paused === 1,
     pending,
