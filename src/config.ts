@@ -57,6 +57,8 @@ export interface Config {
   cartaTimeoutMs: number
   /** Scope discovery's share of Carta's API limit, per client id, across all instances. */
   discoveryRate: { perSecond: number; perMinute: number }
+  /** Largest import file the dashboard accepts (IMPORT_UPLOAD_MAX_BYTES). */
+  importUploadMaxBytes: number
   /** Requests per minute per client IP: OAuth endpoints (/carta/*, links) and operator sign-in. */
   rateLimits: { oauthPerMinute: number; signInPerMinute: number }
   /** Slow or stuck clients: how long a request may take to arrive, idle sockets, keep-alive, body size. */
@@ -233,6 +235,7 @@ export function loadConfig(env: Env = process.env): Config {
       perSecond: integer(env, 'DISCOVERY_RATE_PER_SECOND', 9, 1, 100_000),
       perMinute: integer(env, 'DISCOVERY_RATE_PER_MINUTE', 280, 1, 1_000_000),
     },
+    importUploadMaxBytes: integer(env, 'IMPORT_UPLOAD_MAX_BYTES', 50 * 1024 * 1024, 1024, 4 * 1024 * 1024 * 1024),
     rateLimits: {
       oauthPerMinute: integer(env, 'RATE_LIMIT_OAUTH_PER_MINUTE', 60, 1, 100_000),
       signInPerMinute: integer(env, 'RATE_LIMIT_SIGN_IN_PER_MINUTE', 10, 1, 100_000),
