@@ -260,7 +260,7 @@ export interface DiscoveryStatus {
   done: number
   /** Unknown grants without tokens: nothing can probe them. */
   withoutTokens: number
-  /** Seconds left at the configured rate (each grant costs up to one request per probe-able scope). */
+  /** Seconds left at the rate the budget sustains (each grant costs up to one request per probe-able scope of its app). */
   estimateSeconds: number
 }
 
@@ -280,16 +280,28 @@ export async function discoveryStatus(deps: Pick<DiscoveryDeps, 'db' | 'config'>
     .where('status', '=', 'done')
     .executeTakeFirstOrThrow()
   const pending = Number(unknown.tokens)
-  // Requests per grant: the probes an app's grant can need (at most one per probe-able scope).
-  const apps = await db.selectFrom('oauth_apps').select('scopes').execute()
-  const perGrant = Math.max(1, ...apps.map((a) => parseScopes(a.scopes).filter((s) => findProbe(s)).length))
+  // Requests left: per app, its waiting grants times its probe-able scopes (one request each at
+  // most), at the rate the shared budget sustains. One instance probes one grant at a time.
+  const byApp = await db
+    .selectFrom('grants as g')
+    .innerJoin('grant_tokens as t', 't.grant_id', 'g.id')
+    .innerJoin('oauth_apps as a', 'a.id', 'g.app_id')
+    .select((eb) => ['a.scopes', eb.fn.countAll().as('n')])
+    .where('g.scopes_source', '=', 'unknown')
+    .where('g.status', '=', 'active')
+    .groupBy(['g.app_id', 'a.scopes'])
+    .execute()
+  const requests = byApp.reduce(
+    (sum, a) => sum + Number(a.n) * Math.max(1, parseScopes(a.scopes).filter((s) => findProbe(s)).length),
+    0,
+  )
   const perSecondRate = steadyRate(deps.config.discoveryRate)
   return {
     paused: settings?.paused === 1,
     pending,
     done: Number(done.n),
     withoutTokens: Number(unknown.n) - pending,
-    estimateSeconds: Math.ceil((pending * perGrant) / perSecondRate),
+    estimateSeconds: Math.ceil(requests / perSecondRate),
   }
 }
 
