@@ -51,7 +51,10 @@ t.test(
     await page.setViewportSize({ width: 390, height: 900 })
     await screenshot(page, 'import-upload-run-390')
 
-    const [download] = await Promise.all([page.waitForEvent('download'), page.click('a:has-text("Download the rejected lines")')])
+    const [download] = await Promise.all([
+      page.waitForEvent('download'),
+      page.click('a:has-text("Download the rejected lines")'),
+    ])
     const path = await download.path()
     const { readFileSync } = await import('node:fs')
     const csv = readFileSync(path, 'utf8')
@@ -75,5 +78,32 @@ t.test(
       .where('carta_user_id', '=', 'z1')
       .execute()
     t.same(users, [], 'the dry run wrote nothing')
+  },
+)
+
+t.test(
+  'a file over the limit: the 413 page in the browser',
+  { skip: missing ? `browser test skipped: ${missing}` : false },
+  async (t) => {
+    const app = await startTestApp(t, { env: { IMPORT_UPLOAD_MAX_BYTES: '100000' } })
+    const ops = await signInOperator(app)
+    const browser = await launchChromium(t)
+    const context = await browser.newContext({ viewport: { width: 390, height: 900 } })
+    t.teardown(() => context.close())
+    await context.addCookies(
+      ops.cookieNames(app.url).map((name) => ({ name, value: ops.cookieValue(app.url, name)!, url: app.url })),
+    )
+    const page = await context.newPage()
+    await page.goto(`${app.url}/admin/imports`)
+    await page.setInputFiles('#import-file', {
+      name: 'big.jsonl',
+      mimeType: 'application/x-ndjson',
+      buffer: Buffer.alloc(5_000_000, 'a'),
+    })
+    const [response] = await Promise.all([page.waitForNavigation(), page.click('button:has-text("Import")')])
+    t.equal(response?.status(), 413)
+    t.match(await page.textContent('main'), 'Uploads are limited to 98 KB')
+    await screenshot(page, 'import-upload-413-390')
+    t.equal((await app.db.selectFrom('import_runs').select('id').execute()).length, 0)
   },
 )
