@@ -59,6 +59,8 @@ export interface Config {
   discoveryRate: { perSecond: number; perMinute: number }
   /** Largest import file the dashboard accepts (IMPORT_UPLOAD_MAX_BYTES). */
   importUploadMaxBytes: number
+  /** How long the upload form waits for its import before showing the run's page (IMPORT_UPLOAD_WAIT_MS). */
+  importUploadWaitMs: number
   /** Requests per minute per client IP: OAuth endpoints (/carta/*, links) and operator sign-in. */
   rateLimits: { oauthPerMinute: number; signInPerMinute: number }
   /** Slow or stuck clients: how long a request may take to arrive, idle sockets, keep-alive, body size. */
@@ -236,6 +238,7 @@ export function loadConfig(env: Env = process.env): Config {
       perMinute: integer(env, 'DISCOVERY_RATE_PER_MINUTE', 280, 1, 1_000_000),
     },
     importUploadMaxBytes: integer(env, 'IMPORT_UPLOAD_MAX_BYTES', 50 * 1024 * 1024, 1024, 4 * 1024 * 1024 * 1024),
+    importUploadWaitMs: integer(env, 'IMPORT_UPLOAD_WAIT_MS', 3000, 0, 50_000),
     rateLimits: {
       oauthPerMinute: integer(env, 'RATE_LIMIT_OAUTH_PER_MINUTE', 60, 1, 100_000),
       signInPerMinute: integer(env, 'RATE_LIMIT_SIGN_IN_PER_MINUTE', 10, 1, 100_000),

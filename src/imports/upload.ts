@@ -9,9 +9,9 @@ import { createCipheriv, createDecipheriv, randomBytes, randomUUID } from 'node:
 import { createReadStream, createWriteStream } from 'node:fs'
 import { mkdir, readdir, rm, stat } from 'node:fs/promises'
 import { join } from 'node:path'
-import type { Readable } from 'node:stream'
-import { Transform } from 'node:stream'
+import { type Readable, Transform } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
+import { setImmediate } from 'node:timers/promises'
 import type { Db } from '../db/index.js'
 import { DomainError } from '../errors.js'
 import { formatFromName, type ImportFormat, type Rejection } from './parse.js'
@@ -20,6 +20,11 @@ import { formatFromName, type ImportFormat, type Rejection } from './parse.js'
 const STALE_SPOOL_MS = 24 * 3600_000
 /** Bytes kept from the start of an upload to tell a text file from anything else. */
 const HEAD_BYTES = 4096
+/**
+ * Bytes read from the spool at a time. The import's batches are 500 lines (at least ~20 KB), so a
+ * smaller read lands between every two batches, where the source yields (see `open`).
+ */
+const READ_BYTES = 16 * 1024
 /** Rejections written per INSERT. */
 const REJECTS_BATCH = 500
 /** The prefix of an uploaded run's rejects_file: its rejections are rows, not a file. */
@@ -29,8 +34,13 @@ export interface SpooledUpload {
   bytes: number
   /** The first bytes, for the checks before importing. */
   head: Buffer
-  /** The upload's bytes again, decrypted (checked against the GCM tag at the end). */
-  open(): Readable
+  /**
+   * The upload's bytes again, decrypted (checked against the GCM tag at the end). It yields to the
+   * event loop after every read: on SQLite the app has one connection and an import that never
+   * pauses would take it again the moment each batch commits, so every page would wait for the
+   * whole import; this way waiting requests get the connection between batches.
+   */
+  open(): AsyncIterable<Buffer>
   remove(): Promise<void>
 }
 
@@ -70,10 +80,14 @@ export async function spoolUpload(source: Readable, dir: string, maxBytes: numbe
   return {
     bytes,
     head: Buffer.concat(heads),
-    open: () => {
+    open: async function* () {
       const decipher = createDecipheriv('aes-256-gcm', key, iv)
       decipher.setAuthTag(tag)
-      return createReadStream(path, { highWaterMark: 256 * 1024 }).pipe(decipher)
+      const plain = createReadStream(path, { highWaterMark: READ_BYTES }).pipe(decipher)
+      for await (const chunk of plain) {
+        yield chunk as Buffer
+        await setImmediate()
+      }
     },
     remove,
   }
@@ -173,4 +187,9 @@ export async function findImportRun(db: Db, runId: number) {
   const run = await db.selectFrom('import_runs').selectAll().where('id', '=', runId).executeTakeFirst()
   if (!run) throw new DomainError('import.run_not_found', `no import run ${runId}`, { runId })
   return run
+}
+
+/** The run an upload started, found by the rejects key it was given (null until its first batch). */
+export async function findRunByRejectsKey(db: Db, key: string) {
+  return (await db.selectFrom('import_runs').select(['id']).where('rejects_file', '=', key).executeTakeFirst()) ?? null
 }

@@ -7,10 +7,12 @@
 import multipart from '@fastify/multipart'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { basename, join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { DomainError, isDomainError } from '../../../errors.js'
-import { importGrants } from '../../../imports/import.js'
+import { type ImportResult, importGrants } from '../../../imports/import.js'
 import { type ImportFormat, ImportFileError, type Rejection } from '../../../imports/parse.js'
 import {
+  findRunByRejectsKey,
   newRejectsKey,
   rejectsWriter,
   type SpooledUpload,
@@ -27,7 +29,14 @@ const FORM_OVERHEAD_BYTES = 64 * 1024
 /** Rejections shown on the page after a dry run (a real run's are all downloadable). */
 const SHOWN_REJECTIONS = 20
 
+type Settled = { result: ImportResult } | { error: unknown }
+
 const invalid = (reason: string) => new DomainError('import.upload_invalid', reason, { reason })
+
+/** A file importGrants refused as a whole (e.g. a CSV header without client_id) is the operator's 400. */
+function refusal(err: unknown): unknown {
+  return err instanceof ImportFileError ? invalid(err.message) : err
+}
 
 /**
  * The CSRF check of @fastify/csrf-protection (same secret, same token) for a body it cannot read:
@@ -55,6 +64,11 @@ export default async function importUpload(app: FastifyInstance): Promise<void> 
   const { db, clock, config, cipher } = app.deps
   const maxBytes = config.importUploadMaxBytes
   const spoolDir = join(config.dataDir, 'uploads')
+  // Imports still running after their answer was sent: closing the app waits for them.
+  const inFlight = new Set<Promise<Settled>>()
+  app.addHook('onClose', async () => {
+    await Promise.allSettled([...inFlight])
+  })
   await app.register(multipart, {
     limits: { fileSize: maxBytes, files: 1, fields: 10, fieldSize: 1000, parts: 12, headerPairs: 50 },
   })
@@ -67,18 +81,18 @@ export default async function importUpload(app: FastifyInstance): Promise<void> 
       reply.header('connection', 'close')
       throw new DomainError('import.upload_too_large', `declared ${declared} bytes`, { maxBytes })
     }
-    const fields: Record<string, string> = {}
+    const fields = new Map<string, string>()
     let csrfChecked = false
     let spooled: SpooledUpload | null = null
     let fileName = ''
     try {
       for await (const part of request.parts()) {
         if (part.type === 'field') {
-          fields[part.fieldname] = String(part.value)
+          fields.set(part.fieldname, String(part.value))
           continue
         }
         if (!csrfChecked) {
-          checkCsrf(app, request, fields._csrf)
+          checkCsrf(app, request, fields.get('_csrf'))
           csrfChecked = true
         }
         fileName = basename(part.filename ?? '').slice(0, 200)
@@ -102,63 +116,101 @@ export default async function importUpload(app: FastifyInstance): Promise<void> 
       request.log.warn({ err: (err as Error).message }, 'import upload interrupted')
       throw invalid('The upload stopped before the whole file arrived.')
     }
-    if (!csrfChecked) checkCsrf(app, request, fields._csrf)
+    if (!csrfChecked) checkCsrf(app, request, fields.get('_csrf'))
     if (!spooled) throw invalid('Choose a file to import.')
 
+    let handedOff = false
     try {
-      const chosen = fields.format ?? 'auto'
+      const chosen = fields.get('format') || 'auto'
       if (chosen !== 'auto' && chosen !== 'jsonl' && chosen !== 'csv')
         throw invalid('The format must be JSON Lines or CSV (or left to follow from the file name).')
       const format = uploadFormat(fileName, chosen === 'auto' ? null : (chosen as ImportFormat), spooled)
-      const dryRun = fields.dry_run === 'on' || fields.dry_run === '1'
+      const dryRun = fields.get('dry_run') === 'on' || fields.get('dry_run') === '1'
+      const actor = operatorActor(request)
+      const log = request.log
       const key = dryRun ? null : newRejectsKey()
       const rejects = key ? rejectsWriter(db, key) : null
       const shown: Rejection[] = []
-      request.log.info({ file: fileName, bytes: spooled.bytes, format, dryRun }, 'import uploaded')
-      let result: Awaited<ReturnType<typeof importGrants>>
-      try {
-        result = await importGrants({ db, cipher, clock, log: request.log }, spooled.open(), {
-          format,
-          fileName,
-          actor: operatorActor(request),
-          dryRun,
-          rejectsFile: key,
-          onRejection: async (r) => {
-            if (shown.length < SHOWN_REJECTIONS) shown.push(r)
-            await rejects?.add(r)
+      const upload = spooled
+      log.info({ file: fileName, bytes: upload.bytes, format, dryRun }, 'import uploaded')
+      // The import owns the spool from here on, and removes it when it ends.
+      const settled: Promise<Settled> = (async () => {
+        try {
+          return await importGrants({ db, cipher, clock, log }, upload.open(), {
+            format,
+            fileName,
+            actor,
+            dryRun,
+            rejectsFile: key,
+            onRejection: async (r) => {
+              if (shown.length < SHOWN_REJECTIONS) shown.push(r)
+              await rejects?.add(r)
+            },
+          })
+        } finally {
+          await rejects?.flush()
+          await upload.remove()
+        }
+      })().then(
+        (result) => ({ result }),
+        (error: unknown) => ({ error }),
+      )
+      handedOff = true
+      inFlight.add(settled)
+      void settled.finally(() => inFlight.delete(settled))
+
+      if (dryRun) {
+        const outcome = await settled
+        if ('error' in outcome) throw refusal(outcome.error)
+        const { result } = outcome
+        return renderPage(request, reply, 'admin/import-run', {
+          title: 'Dry run',
+          dryRun: true,
+          run: {
+            id: null,
+            fileName,
+            format,
+            actor,
+            state: 'done',
+            startedAt: clock.now() - result.ms,
+            seconds: (result.ms / 1000).toFixed(1),
+            created: result.created,
+            superseded: result.superseded,
+            unchanged: result.unchanged,
+            rejected: result.rejected,
+            lines: result.lines,
+            error: null,
           },
+          rejections: shown,
+          rejectsHref: null,
+          formatTime,
         })
-      } catch (err) {
-        if (err instanceof ImportFileError) throw invalid(err.message)
-        throw err
-      } finally {
-        await rejects?.flush()
       }
-      if (result.runId !== null) return reply.redirect(`/admin/imports/runs/${result.runId}`, 303)
-      return renderPage(request, reply, 'admin/import-run', {
-        title: 'Dry run',
-        dryRun: true,
-        run: {
-          id: null,
-          fileName,
-          format,
-          actor: operatorActor(request),
-          state: 'done',
-          startedAt: clock.now() - result.ms,
-          seconds: (result.ms / 1000).toFixed(1),
-          created: result.created,
-          superseded: result.superseded,
-          unchanged: result.unchanged,
-          rejected: result.rejected,
-          lines: result.lines,
-          error: null,
-        },
-        rejections: shown,
-        rejectsHref: null,
-        formatTime,
+
+      // A small file is done within the wait and its page shows the summary; a large one goes on in
+      // the background and its page shows the counters moving (no proxy timeout, no lost answer).
+      let outcome: Settled | null = null
+      void settled.then((o) => {
+        outcome = o
       })
+      const deadline = Date.now() + config.importUploadWaitMs
+      for (;;) {
+        await Promise.race([settled, sleep(100)])
+        if (outcome) break
+        if (Date.now() < deadline) continue
+        const run = await findRunByRejectsKey(db, key!)
+        if (run) return reply.redirect(`/admin/imports/runs/${run.id}`, 303)
+      }
+      const done = outcome as Settled
+      if ('error' in done) {
+        // A run that had started shows its failure on its page; a file refused up front is a 400.
+        const run = done.error instanceof ImportFileError ? undefined : await findRunByRejectsKey(db, key!)
+        if (run) return reply.redirect(`/admin/imports/runs/${run.id}`, 303)
+        throw refusal(done.error)
+      }
+      return reply.redirect(`/admin/imports/runs/${done.result.runId}`, 303)
     } finally {
-      await spooled.remove()
+      if (!handedOff) await spooled.remove()
     }
   })
 }

@@ -90,6 +90,8 @@ const imports: FastifyPluginAsyncTypebox = async (app) => {
           if (rejections.length >= SHOWN_REJECTIONS) break
         }
       }
+      // A run still going: the browser reloads the page to show the counters moving.
+      if (run.state === 'running') reply.header('refresh', '3')
       return renderPage(request, reply, 'admin/import-run', {
         title: `Import run #${run.id}`,
         dryRun: false,

@@ -265,3 +265,32 @@ t.test('a client that goes away halfway: no run, no crash', async (t) => {
     'no error logged (an interrupted upload is a warning)',
   )
 })
+
+t.test('a long import goes on in the background: the run page shows it moving, then done', async (t) => {
+  const app = await startTestApp(t, { env: { IMPORT_UPLOAD_WAIT_MS: '0' } })
+  const ops = await signedInOperator(app.db, app.url, app.clock.now())
+  const csrf = await csrfOf(ops, app)
+  const rows = Array.from(
+    { length: 5000 },
+    (_, i) => `{"carta_user_id":"b${i}","client_id":"${V1}","refresh_token":"rt-${i}"}\n`,
+  ).join('')
+  const res = await upload(ops, app, form(csrf, { name: 'big.jsonl', body: `${rows}{"carta_user_id":"bad"}\n` }))
+  t.equal(res.status, 303, 'answered before the import ended')
+  const runId = Number(/\/admin\/imports\/runs\/(\d+)$/.exec(res.location ?? '')?.[1])
+  const first = await ops.get(`${app.url}/admin/imports/runs/${runId}`)
+  t.equal(first.status, 200)
+  // On SQLite the import yields the one connection between batches: pages answer meanwhile.
+  t.match(first.text, 'Still importing', 'the page says it is still going')
+  t.equal(first.headers.get('refresh'), '3', 'and reloads itself')
+  let run = await app.db.selectFrom('import_runs').selectAll().where('id', '=', runId).executeTakeFirstOrThrow()
+  for (let i = 0; i < 600 && run.status === 'running'; i++) {
+    await sleep(100)
+    run = await app.db.selectFrom('import_runs').selectAll().where('id', '=', runId).executeTakeFirstOrThrow()
+  }
+  t.match(run, { status: 'done', created: 5000, rejected: 1, actor: 'operator:ops' })
+  const last = await ops.get(`${app.url}/admin/imports/runs/${runId}`)
+  t.notMatch(last.text, 'Still importing')
+  t.equal(last.headers.get('refresh'), null)
+  t.match(last.text, /<td data-label="Line" class="mono">5001<\/td>/, 'its rejected line')
+  t.same(readdirSync(join(app.dataDir, 'uploads')), [], 'the spool is removed when the import ends')
+})
