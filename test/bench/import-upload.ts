@@ -88,6 +88,8 @@ const answer = await new Promise<{ status: number; location: string | undefined 
   fileStream.pipe(body, { end: false })
 })
 const answeredSeconds = (Date.now() - started) / 1000
+// The upload is spooled by now: growth up to here is the upload's (the rest is the import's own).
+const peakAtAnswer = peak
 // A long import goes on after the answer (IMPORT_UPLOAD_WAIT_MS): wait for its run to end.
 let run = await app.db.selectFrom('import_runs').selectAll().executeTakeFirst()
 while (run?.status === 'running') {
@@ -110,6 +112,7 @@ console.log(
       rowsPerSecond: Math.round(ROWS / seconds),
       created: Number(run?.created ?? 0),
       rejected: Number(run?.rejected ?? 0),
+      peakRssGrowthAtAnswerMB: +((peakAtAnswer - baseRss) / 1_048_576).toFixed(1),
       peakRssGrowthMB: +((peak - baseRss) / 1_048_576).toFixed(1),
       database: app.config.database.kind,
     },
