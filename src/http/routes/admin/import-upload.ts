@@ -95,12 +95,13 @@ export default async function importUpload(app: FastifyInstance): Promise<void> 
           checkCsrf(app, request, fields.get('_csrf'))
           csrfChecked = true
         }
-        fileName = basename(part.filename ?? '').slice(0, 200)
+        const name = basename(part.filename ?? '').slice(0, 200)
         // A form sent without a chosen file still carries an empty file part.
-        if (part.fieldname !== 'file' || !fileName || spooled) {
+        if (part.fieldname !== 'file' || !name || spooled) {
           part.file.resume()
           continue
         }
+        fileName = name
         await sweepStaleSpools(spoolDir, Date.now())
         spooled = await spoolUpload(part.file, spoolDir, maxBytes)
         if (part.file.truncated) throw new DomainError('import.upload_too_large', 'file size limit', { maxBytes })

@@ -189,6 +189,12 @@ t.test('bad uploads: clear 4xx pages, nothing written', async (t) => {
   t.equal(badHeader.status, 400, 'a CSV without the required columns')
   t.match(badHeader.text, 'This file cannot be imported')
 
+  const two = form(csrf, { name: 'a.jsonl', body: row })
+  two.append('file', new Blob([row]), 'b.jsonl')
+  const twoFiles = await upload(ops, app, two)
+  t.equal(twoFiles.status, 400, 'two files')
+  t.match(twoFiles.text, 'upload one file')
+
   const noCsrf = await upload(ops, app, form(null, { name: 'grants.jsonl', body: row }))
   t.equal(noCsrf.status, 403, 'no CSRF token')
   t.match(noCsrf.text, 'This form has expired')
