@@ -289,7 +289,7 @@ t.test('a long import goes on in the background: the run page shows it moving, t
   t.match(first.text, 'Still importing', 'the page says it is still going')
   t.equal(first.headers.get('refresh'), '3', 'and reloads itself')
   let run = await app.db.selectFrom('import_runs').selectAll().where('id', '=', runId).executeTakeFirstOrThrow()
-  for (let i = 0; i < 600 && run.status === 'running'; i++) {
+  for (let i = 0; i < 3000 && run.status === 'running'; i++) {
     await sleep(100)
     run = await app.db.selectFrom('import_runs').selectAll().where('id', '=', runId).executeTakeFirstOrThrow()
   }
