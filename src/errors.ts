@@ -90,6 +90,11 @@ export interface ErrorDetails {
   'report.not_run': Record<string, never>
   'report.not_found': Record<string, never>
   'report.unavailable': { runId: number; status: string; error: string | null }
+  /** An uploaded import file that cannot be imported (`reason` says why, for the page). */
+  'import.upload_invalid': { reason: string }
+  /** An uploaded import file over IMPORT_UPLOAD_MAX_BYTES. */
+  'import.upload_too_large': { maxBytes: number }
+  'import.run_not_found': { runId: number }
   /** The API request carries no usable key (missing, malformed, unknown or revoked). */
   'api.unauthorized': { reason: string }
   /** The key lacks the permission the route needs. */

@@ -26,7 +26,13 @@ const TO_REPORTS = { backHref: '/admin/reports', backLabel: 'Back to reports' }
 const TO_COMPANIES = { backHref: '/features/issuers', backLabel: 'Back to your companies' }
 const TO_API_KEYS = { backHref: '/admin/api-keys', backLabel: 'Back to API keys' }
 const TO_WEBHOOKS = { backHref: '/admin/webhooks', backLabel: 'Back to webhooks' }
+const TO_IMPORTS = { backHref: '/admin/imports', backLabel: 'Back to imports' }
 const CURRENT_APP = { retryHref: '/carta/connect', retryLabel: 'Connect with the current app' }
+
+/** A size for people: whole MB from one MB up, else KB. */
+export function formatBytes(bytes: number): string {
+  return bytes >= 1_048_576 ? `${Math.round(bytes / 1_048_576)} MB` : `${Math.ceil(bytes / 1024)} KB`
+}
 
 /** The callback's retry button: start again, connect again with the same app, or none (a link flow). */
 function retryOf(details: Retry): Partial<ErrorPage> {
@@ -275,6 +281,24 @@ const PAGES: { [C in ErrorCode]: PageFor<C> } = {
     status: 404,
     title: 'This unsubscribe link is not valid',
     message: 'The address may be cut short or mistyped. Open it exactly as it appears in the email.',
+  }),
+  'import.upload_invalid': (d) => ({
+    status: 400,
+    title: 'This file cannot be imported',
+    message: `${d.reason} Nothing was imported.`,
+    ...TO_IMPORTS,
+  }),
+  'import.upload_too_large': (d) => ({
+    status: 413,
+    title: 'The file is too large',
+    message: `Uploads are limited to ${formatBytes(d.maxBytes)} (IMPORT_UPLOAD_MAX_BYTES). Nothing was imported. Split the file, or import it with the command line (npm run cli -- import-grants), which has no limit.`,
+    ...TO_IMPORTS,
+  }),
+  'import.run_not_found': () => ({
+    status: 404,
+    title: 'Import run not found',
+    message: 'There is no import run with this id.',
+    ...TO_IMPORTS,
   }),
   'connect.bad_scopes': (d) => ({
     status: 409,

@@ -20,7 +20,7 @@ import { changeGrant } from '../grants/change.js'
 import type { Job } from '../jobs/runner.js'
 import type { Logger } from '../log.js'
 import { parseScopes } from '../scopes.js'
-import { blockUntil, takeRequest } from './budget.js'
+import { blockUntil, steadyRate, takeRequest } from './budget.js'
 
 /** How long one instance holds a grant it is probing (renewed by finishing, released on failure). */
 const LEASE_MS = 5 * 60_000
@@ -260,7 +260,7 @@ export interface DiscoveryStatus {
   done: number
   /** Unknown grants without tokens: nothing can probe them. */
   withoutTokens: number
-  /** Seconds left at the configured rate (each grant costs up to one request per probe-able scope). */
+  /** Seconds left at the rate the budget sustains (each grant costs up to one request per probe-able scope of its app). */
   estimateSeconds: number
 }
 
@@ -280,17 +280,28 @@ export async function discoveryStatus(deps: Pick<DiscoveryDeps, 'db' | 'config'>
     .where('status', '=', 'done')
     .executeTakeFirstOrThrow()
   const pending = Number(unknown.tokens)
-  // Requests per grant: the probes an app's grant can need (at most one per probe-able scope).
-  const apps = await db.selectFrom('oauth_apps').select('scopes').execute()
-  const perGrant = Math.max(1, ...apps.map((a) => parseScopes(a.scopes).filter((s) => findProbe(s)).length))
-  const { perMinute, perSecond } = deps.config.discoveryRate
-  const perSecondRate = Math.min(perSecond, perMinute / 60)
+  // Requests left: per app, its waiting grants times its probe-able scopes (one request each at
+  // most), at the rate the shared budget sustains. One instance probes one grant at a time.
+  const byApp = await db
+    .selectFrom('grants as g')
+    .innerJoin('grant_tokens as t', 't.grant_id', 'g.id')
+    .innerJoin('oauth_apps as a', 'a.id', 'g.app_id')
+    .select((eb) => ['a.scopes', eb.fn.countAll().as('n')])
+    .where('g.scopes_source', '=', 'unknown')
+    .where('g.status', '=', 'active')
+    .groupBy(['g.app_id', 'a.scopes'])
+    .execute()
+  const requests = byApp.reduce(
+    (sum, a) => sum + Number(a.n) * Math.max(1, parseScopes(a.scopes).filter((s) => findProbe(s)).length),
+    0,
+  )
+  const perSecondRate = steadyRate(deps.config.discoveryRate)
   return {
     paused: settings?.paused === 1,
     pending,
     done: Number(done.n),
     withoutTokens: Number(unknown.n) - pending,
-    estimateSeconds: Math.ceil((pending * perGrant) / perSecondRate),
+    estimateSeconds: Math.ceil(requests / perSecondRate),
   }
 }
 

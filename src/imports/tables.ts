@@ -26,6 +26,10 @@ export interface ImportRunTable {
 
 export interface CartaBudgetTable {
   client_id: string
+  /** GCRA theoretical arrival times (budget.ts, migration 0012) of the per-second and per-minute limits. */
+  second_tat: Generated<Millis>
+  minute_tat: Generated<Millis>
+  /** Fixed windows of migration 0007: no longer used. */
   second_start: Generated<Millis>
   second_count: Generated<number>
   minute_start: Generated<Millis>
@@ -54,7 +58,17 @@ export interface DiscoverySettingsTable {
   updated_at: Millis | null
 }
 
+/** Rejected lines of an uploaded import (migration 0012), keyed by the run's rejects_file. */
+export interface ImportRejectTable {
+  rejects_key: string
+  line: number
+  reason: string
+  carta_user_id: string | null
+  client_id: string | null
+}
+
 export interface ImportTables {
+  import_rejects: ImportRejectTable
   import_runs: ImportRunTable
   carta_budgets: CartaBudgetTable
   scope_discoveries: ScopeDiscoveryTable

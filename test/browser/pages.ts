@@ -313,9 +313,34 @@ export const PAGES: PageCase[] = [
     text: 'Scope coverage report',
   },
   { name: 'admin-imports', as: 'operator', path: () => '/admin/imports', text: 'Scope discovery' },
+  {
+    // The upload form's result: the run's page with its summary and a rejected line.
+    name: 'admin-import-run',
+    as: 'operator',
+    open: (page, s) => uploadImport(page, s, false),
+    text: 'Rejected lines',
+  },
+  { name: 'admin-import-dry-run', as: 'operator', open: (page, s) => uploadImport(page, s, true), text: 'Dry run' },
   { name: 'admin-error-400', as: 'operator', path: () => '/admin/audit?user=someone', status: 400, text: 'Invalid' },
   { name: 'admin-error-404', as: 'operator', path: () => '/admin/rollouts/99999', status: 404, text: 'not found' },
 ]
+
+/** Uploads a small JSON Lines file (one line refused) through the /admin/imports form. */
+async function uploadImport(page: Page, s: Seeded, dryRun: boolean): Promise<Response | null> {
+  await page.goto(`${s.app.url}/admin/imports`)
+  const lines = [
+    { carta_user_id: `imp_${dryRun ? 'd' : 'r'}1`, client_id: 'scope-ledger-production-v1', email: 'ivy@example.com' },
+    { carta_user_id: `imp_${dryRun ? 'd' : 'r'}2`, client_id: 'no-such-client' },
+  ]
+  await page.setInputFiles('#import-file', {
+    name: 'estate.jsonl',
+    mimeType: 'application/x-ndjson',
+    buffer: Buffer.from(lines.map((l) => JSON.stringify(l)).join('\n')),
+  })
+  if (dryRun) await page.check('input[name="dry_run"]')
+  const [response] = await Promise.all([page.waitForNavigation(), page.click('button:has-text("Import")')])
+  return response
+}
 
 const V2_ALL = ['read_user_info', 'read_issuer_info', 'read_issuer_capitalizationtablesummary']
 
