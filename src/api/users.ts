@@ -25,7 +25,8 @@ export interface ApiUser {
 
 export type UserRef = { cartaUserId: string } | { externalUserId: string }
 
-export async function findApiUser(db: Db, ref: UserRef): Promise<ApiUser> {
+/** `rollouts: false` skips the memberships read (the access-token route needs only the grant). */
+export async function findApiUser(db: Db, ref: UserRef, options: { rollouts?: boolean } = {}): Promise<ApiUser> {
   const row = await db
     .selectFrom('end_users as u')
     .leftJoin('grants as g', 'g.id', 'u.active_grant_id')
@@ -51,14 +52,17 @@ export async function findApiUser(db: Db, ref: UserRef): Promise<ApiUser> {
     )
     .executeTakeFirst()
   if (!row) throw new DomainError('api.user_not_found', 'There is no such end user.', {})
-  const members = await db
-    .selectFrom('rollout_members as m')
-    .innerJoin('rollouts as r', 'r.id', 'm.rollout_id')
-    .select(['r.id', 'r.name', 'm.state', 'm.missing_scopes'])
-    .where('m.user_id', '=', row.id)
-    .where('r.status', '=', 'active')
-    .orderBy('r.id')
-    .execute()
+  const members =
+    options.rollouts === false
+      ? []
+      : await db
+          .selectFrom('rollout_members as m')
+          .innerJoin('rollouts as r', 'r.id', 'm.rollout_id')
+          .select(['r.id', 'r.name', 'm.state', 'm.missing_scopes'])
+          .where('m.user_id', '=', row.id)
+          .where('r.status', '=', 'active')
+          .orderBy('r.id')
+          .execute()
   return {
     id: row.id,
     cartaUserId: row.carta_user_id,

@@ -73,7 +73,7 @@ export interface AccessContext {
 export async function withAccessToken<T>(
   deps: AccessDeps,
   grantId: number,
-  fn: (accessToken: string, ctx: AccessContext) => Promise<T>,
+  fn: (accessToken: string, ctx: AccessContext, used: { tokens: StoredTokens; refreshed: boolean }) => Promise<T>,
 ): Promise<T> {
   const grant = await deps.db
     .selectFrom('grants')
@@ -94,13 +94,13 @@ export async function withAccessToken<T>(
     refreshed = true
   }
   try {
-    return await fn(tokens.accessToken, ctx)
+    return await fn(tokens.accessToken, ctx, { tokens, refreshed })
   } catch (err) {
     if (!(err instanceof CartaApiError && err.kind === 'unauthorized') || refreshed) throw err
     deps.log?.info({ grantId }, 'Carta API answered 401; refreshing once and retrying')
   }
   tokens = await refreshGrant(deps, ctx, tokens.version)
-  return fn(tokens.accessToken, ctx)
+  return fn(tokens.accessToken, ctx, { tokens, refreshed: true })
 }
 
 /**

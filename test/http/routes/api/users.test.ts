@@ -110,6 +110,16 @@ t.test(
     const operator = await signInOperator(app)
     const viaCookie = await operator.get(`${app.url}/api/v1/users/c-ann`)
     t.equal(viaCookie.status, 401, 'a session cookie does not reach the API')
+    // Nor does the API do any session work: a rolling session cookie is re-sent on every page,
+    // never by /api/v1, even to a request that carries a valid session and a valid key.
+    const cookie = `sl_session=${operator.cookieValue(app.url, 'sl_session')}`
+    const page = await fetch(`${app.url}/admin`, { headers: { cookie }, redirect: 'manual' })
+    t.equal(page.status, 200, 'the cookie is a live operator session')
+    t.ok(page.headers.get('set-cookie'), 'pages re-send the rolling session cookie')
+    const { key: reader } = await newKey(app, ['read'])
+    const withBoth = await api(app, reader, 'GET', '/api/v1/users/c-ann', undefined, { cookie })
+    t.equal(withBoth.status, 200)
+    t.equal(withBoth.headers.get('set-cookie'), null, 'no session cookie from /api/v1')
     // An API key is not an operator session.
     const { key: live } = await newKey(app, ['read', 'tokens', 'links', 'connect'])
     const admin = await fetch(`${app.url}/admin`, {
