@@ -6,6 +6,12 @@ import { startTestApp } from '../../../helpers/app.js'
 import { createMember, createRollout } from '../../../links/fixtures.js'
 import { api, newKey } from './helpers.js'
 
+type ItemsSchema = {
+  properties: {
+    items: { items: { required: string[]; properties: { externalUserId: { anyOf: Array<{ type: string }> } } } }
+  }
+}
+
 t.test('lacking items carry externalUserId (null when the product never named the person)', async (t) => {
   const clock = new ManualClock(Date.parse('2026-03-01T10:00:00Z'))
   const app = await startTestApp(t, { clock })
@@ -51,14 +57,14 @@ t.test('lacking items carry externalUserId (null when the product never named th
 
   // The document declares the field (the answers are validated against it in openapi.test.ts).
   const doc = (await (await fetch(`${app.url}/api/openapi.json`)).json()) as {
-    paths: Record<string, { get: { responses: { 200: { content: Record<string, { schema: any }> } } } }>
+    paths: Record<string, { get: { responses: { 200: { content: Record<string, { schema: ItemsSchema }> } } } }>
   }
   const item =
     doc.paths['/api/v1/rollouts/{id}/lacking']!.get.responses[200].content['application/json']!.schema.properties.items
       .items
   t.ok(item.required.includes('externalUserId'), 'externalUserId is a required property')
   t.same(
-    item.properties.externalUserId.anyOf.map((s: { type: string }) => s.type),
+    item.properties.externalUserId.anyOf.map((s) => s.type),
     ['string', 'null'],
   )
 })
