@@ -2,6 +2,7 @@
 // schema with TEST_DATABASE_URL, else one SQLite file) share the limit instead of allowing it
 // once each. A window ends after its time and counting starts again.
 import t from 'tap'
+import { createApiKey } from '../../../src/api/keys.js'
 import { buildApp } from '../../../src/app.js'
 import type { ManualClock } from '../../../src/clock.js'
 import { openDatabase } from '../../../src/db/index.js'
@@ -34,4 +35,38 @@ t.test('two instances on one database share the OAuth rate limit', async (t) => 
   const rows = await a.db.selectFrom('rate_limit_hits').selectAll().execute()
   t.equal(rows.length, 1, 'one counter row for the route and client')
   t.match(rows[0]!.key, /^GET \/carta\/connect\|/)
+})
+
+t.test('two instances share the per-key API limit: concurrent requests on both, the limit in total', async (t) => {
+  const a = await startTestApp(t, { env: { API_RATE_LIMIT_PER_MINUTE: '12' } })
+  const port = await freePort()
+  const dbB = await openDatabase(a.config.database)
+  const configB = { ...a.config, port, publicUrl: `http://127.0.0.1:${port}` }
+  const b = await buildApp({ config: configB, db: dbB, clock: a.clock, backgroundJobs: false })
+  await b.listen({ host: '127.0.0.1', port })
+  t.teardown(async () => {
+    await b.close()
+    await dbB.destroy()
+  })
+  const { key } = await createApiKey(a.db, { name: 'shared', permissions: ['read'], actor: 'test' }, a.clock.now())
+  const { key: other } = await createApiKey(
+    a.db,
+    { name: 'other', permissions: ['read'], actor: 'test' },
+    a.clock.now(),
+  )
+  const call = (base: string, k: string) =>
+    fetch(`${base}/api/v1/users/nobody`, { headers: { authorization: `Bearer ${k}` } })
+
+  // 40 requests at once, half on each instance.
+  const answers = await Promise.all(Array.from({ length: 40 }, (_, i) => call(i % 2 ? configB.publicUrl : a.url, key)))
+  const limited = answers.filter((r) => r.status === 429)
+  t.equal(answers.length - limited.length, 12, 'twelve answered in all (404: no such user), not twelve per instance')
+  t.equal(limited.length, 28, 'the rest refused')
+  for (const r of limited) {
+    t.ok(Number(r.headers.get('retry-after')) > 0, 'Retry-After on every 429')
+    t.match(r.headers.get('content-type'), /^application\/problem\+json/)
+  }
+  t.equal((await call(a.url, other)).status, 404, 'another key has its own budget')
+  ;(a.clock as ManualClock).advance(61_000)
+  t.equal((await call(configB.publicUrl, key)).status, 404, 'a new window after a minute')
 })
