@@ -31,7 +31,8 @@ export const MAX_ATTEMPTS = RETRY_SCHEDULE_MS.length + 1
 /** An endpoint failing this long, with a delivery out of attempts, is disabled. */
 export const DISABLE_AFTER_MS = 24 * 60 * 60 * 1000
 export const DELIVERY_INTERVAL_MS = 5_000
-const LEASE_MS = 60_000
+/** A lease outlasts an attempt (its timeout) several times over: 60 s at the default 10 s. */
+const LEASE_PER_TIMEOUT = 6
 const BATCH = 50
 const MAX_ROUNDS = 20
 
@@ -101,7 +102,7 @@ export async function processDueDeliveries(deps: DeliveryDeps, log: Logger): Pro
       const now = clock.now()
       const lease = await db
         .updateTable('webhook_deliveries')
-        .set({ lock_owner: owner, lock_until: now + LEASE_MS })
+        .set({ lock_owner: owner, lock_until: now + LEASE_PER_TIMEOUT * (deps.timeoutMs ?? 10_000) })
         .where('id', '=', id)
         .where('status', '=', 'pending')
         .where((eb) => eb.or([eb('lock_until', 'is', null), eb('lock_until', '<', now)]))
