@@ -6,6 +6,7 @@ import { createApiKey } from '../../../src/api/keys.js'
 import { buildApp } from '../../../src/app.js'
 import type { ManualClock } from '../../../src/clock.js'
 import { openDatabase } from '../../../src/db/index.js'
+import { databaseRateLimitStore } from '../../../src/http/plugins/rate-limit-store.js'
 import { freePort, startTestApp } from '../../helpers/app.js'
 
 t.test('two instances on one database share the OAuth rate limit', async (t) => {
@@ -69,4 +70,37 @@ t.test('two instances share the per-key API limit: concurrent requests on both, 
   t.equal((await call(a.url, other)).status, 404, 'another key has its own budget')
   ;(a.clock as ManualClock).advance(61_000)
   t.equal((await call(configB.publicUrl, key)).status, 404, 'a new window after a minute')
+})
+
+t.test('a large limit is claimed in slices: fewer writes than hits, never more admitted than the limit', async (t) => {
+  const app = await startTestApp(t)
+  let writes = 0
+  const counted = app.db.withPlugin({
+    transformQuery: (args) => {
+      writes++
+      return args.node
+    },
+    transformResult: async (args) => args.result,
+  })
+  // Two instances' stores on one database, 1,500 hits at once against a limit of 1,200.
+  const stores = [databaseRateLimitStore(counted, app.clock), databaseRateLimitStore(counted, app.clock)].map(
+    (Store) => new Store({ timeWindow: 60_000 }),
+  )
+  const hit = (i: number) =>
+    new Promise<{ current: number; ttl: number }>((resolve, reject) =>
+      stores[i % 2]!.incr('api-key:1', (err, res) => (err ? reject(err) : resolve(res!)), 60_000, 1200),
+    )
+  const results = await Promise.all(Array.from({ length: 1500 }, (_, i) => hit(i)))
+  const admitted = results.filter((r) => r.current <= 1200)
+  t.ok(admitted.length <= 1200, `never more than the limit (${admitted.length})`)
+  t.ok(admitted.length >= 1150, 'and close to it (slices left unspent are small)')
+  t.equal(new Set(admitted.map((r) => r.current)).size, admitted.length, 'each admitted hit its own position')
+  t.ok(writes < 100, `${writes} upserts for 1,500 hits`)
+  t.ok(
+    results.filter((r) => r.current > 1200).every((r) => r.ttl > 0 && r.ttl <= 60_000),
+    'refused hits know when the window ends',
+  )
+  // A new window: the slices start over.
+  ;(app.clock as ManualClock).advance(60_001)
+  t.equal((await hit(0)).current <= 1200, true, 'admitted again in the next window')
 })

@@ -13,11 +13,12 @@ export default async function v1(app: FastifyInstance): Promise<void> {
   const route: ApiRouteConfig = (permission) => ({
     apiPermission: permission,
     // Runs after the guard (route hooks follow the plugin's), so the key is known: one bucket per key.
-    // Counted in the database (http/plugins/rate-limit-store.ts): one atomic upsert per request,
-    // so every instance on the database shares the key's budget exactly. A local token bucket
-    // synced every few seconds would save that write (tens of microseconds on SQLite, a round trip
-    // on PostgreSQL) but let N instances overshoot by up to N × the hits between syncs; an API
-    // that hands out Carta tokens is better served by a limit that holds.
+    // Counted in the database (http/plugins/rate-limit-store.ts), so every instance shares the
+    // key's budget and together they never admit more than it: each instance claims slices of the
+    // window's budget with one upsert (one per request near the limit, one per dozens of requests
+    // well below it) rather than writing every request. A local bucket synced now and then would
+    // be cheaper still but lets N instances overshoot; an API that hands out Carta tokens is better
+    // served by a limit that holds.
     rateLimit: {
       max: config.api.ratePerMinute,
       timeWindow: 60_000,
