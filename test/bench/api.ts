@@ -94,6 +94,8 @@ function pick(n: number, make: (i: number) => string): string[] {
 }
 
 async function load(label: string, paths: string[]): Promise<void> {
+  // The server's own CPU time per request: unlike latency, it barely moves with other load on the machine.
+  const cpuBefore = process.cpuUsage()
   const result = await new Promise<{ latencies: number[]; errors: number }>((resolveRun, reject) => {
     // A separate process: a load generator on the server's thread (or in a worker of its process)
     // competes for the same CPU scheduling and GC and inflates the latencies it measures.
@@ -103,10 +105,11 @@ async function load(label: string, paths: string[]): Promise<void> {
     child.once('exit', (code) => code !== 0 && reject(new Error(`load generator exited with ${code}`)))
     child.send({ base, key, paths, clients: CLIENTS, durationMs: SECONDS * 1000 })
   })
+  const cpu = process.cpuUsage(cpuBefore)
   const sorted = result.latencies.sort((a, b) => a - b)
   const q = (p: number) => sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!.toFixed(2)
   console.log(
-    `${label.padEnd(44)} n=${sorted.length}  p50 ${q(0.5)} ms  p99 ${q(0.99)} ms  ${(sorted.length / SECONDS).toFixed(0)} req/s  non-200: ${result.errors}`,
+    `${label.padEnd(44)} n=${sorted.length}  p50 ${q(0.5)} ms  p99 ${q(0.99)} ms  ${(sorted.length / SECONDS).toFixed(0)} req/s  non-200: ${result.errors}  server CPU ${((cpu.user + cpu.system) / sorted.length).toFixed(0)} µs/req`,
   )
 }
 

@@ -171,6 +171,12 @@ t.test('access-token: valid token, refreshed first when expiring, 409 with recon
   const logs = JSON.stringify(app.logs)
   for (const r of [first, ...results]) t.notOk(logs.includes(String(r.body.accessToken)), 'no token in the log')
   t.notOk(logs.includes(key), 'no key in the log')
+  const returned = app.logs.filter((l) => l.msg === 'access token returned to API key')
+  t.equal(returned.length, 6)
+  t.ok(
+    returned.every((l) => typeof l.apiKeyId === 'number' && l.reqId),
+    "the request's log lines name the key that asked",
+  )
 })
 
 t.test('reauthorization-links: issued once, then the open one again; bad bodies refused', async (t) => {
