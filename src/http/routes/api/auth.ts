@@ -50,6 +50,8 @@ export function callerOf(request: FastifyRequest): ApiCaller {
 /** The route config every /api/v1 route spreads: its permission and the per-key rate limit. */
 export type ApiRouteConfig = (permission: ApiPermission) => {
   apiPermission: ApiPermission
+  /** @fastify/helmet's per-route switch: v1.ts sets the API's own headers. */
+  helmet: { skipRoute: true }
   rateLimit: { max: number; timeWindow: number; keyGenerator: (request: FastifyRequest) => string }
 }
 

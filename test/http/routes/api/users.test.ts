@@ -249,6 +249,30 @@ t.test('per-key rate limit: 429 with Retry-After, other keys unaffected', async 
   t.equal((await api(app, other, 'GET', '/api/v1/rollouts')).status, 200, 'another key has its own budget')
 })
 
+t.test('API answers carry the security headers pages carry, with a CSP that allows nothing', async (t) => {
+  const { app } = await setup(t)
+  const { key } = await newKey(app, ['read'])
+  const page = await fetch(`${app.url}/healthz`)
+  const answers = [
+    await api(app, key, 'GET', '/api/v1/users/c-ann'),
+    await api(app, null, 'GET', '/api/v1/users/c-ann'),
+    await api(app, key, 'GET', '/api/v1/users/nobody'),
+  ]
+  t.same(
+    answers.map((a) => a.status),
+    [200, 401, 404],
+  )
+  const helmetNames = [...page.headers.keys()].filter(
+    (name) => name.startsWith('x-') || name.startsWith('cross-origin') || /policy|origin-agent/.test(name),
+  )
+  t.ok(helmetNames.includes('content-security-policy') && helmetNames.length >= 8, 'pages carry helmet headers')
+  for (const answer of answers) {
+    for (const name of helmetNames) t.ok(answer.headers.get(name), `${answer.status}: ${name}`)
+    t.equal(answer.headers.get('content-security-policy'), "default-src 'none'; frame-ancestors 'none'")
+    t.equal(answer.headers.get('x-content-type-options'), 'nosniff')
+  }
+})
+
 t.test('unknown API routes are problem+json 404s', async (t) => {
   const { app } = await setup(t)
   const { key } = await newKey(app, ['read'])
