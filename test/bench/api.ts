@@ -1,8 +1,10 @@
 // `npm run bench:api`: the API over HTTP with 16 concurrent clients, on the bench ledger
 // (test/bench/seed.ts: BENCH_USERS end users, 3 grants each). Times GET /api/v1/users/{id} and the
 // access-token endpoint for tokens that need no refresh (tokens are stored for TOKEN_USERS active
-// grants, valid for a day). Prints p50, p99 and requests per second for each.
-//   BENCH_USERS=100000 npm run bench:api      a smaller ledger (reseeds when the size differs)
+// grants, valid for a day). Prints p50, p99, requests per second and the server's CPU time per
+// request for each; the clients run in a child process (api-load.mjs).
+//   BENCH_USERS=100000 DATABASE_PATH=data/bench/small.db npm run bench:api
+//                                             a smaller ledger (reseeds when the size differs)
 //   BENCH_SECONDS=10 npm run bench:api        longer runs
 import { mkdirSync } from 'node:fs'
 import { resolve } from 'node:path'
