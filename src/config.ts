@@ -67,8 +67,12 @@ export interface Config {
   http: { requestTimeoutMs: number; connectionTimeoutMs: number; keepAliveTimeoutMs: number; bodyLimitBytes: number }
   /** emailTo: REPORT_EMAIL_TO, the addresses each report run is emailed to (empty: none). */
   reports: { cron: string; timeZone: string; dir: string; webhookUrl: string | null; emailTo: string[] }
-  /** The integrator's API (src/http/routes/api): requests per minute per key; origins a connect session may return to. */
-  api: { ratePerMinute: number; allowedReturnOrigins: string[] }
+  /**
+   * The integrator's API (src/http/routes/api): requests per minute per key; origins a connect
+   * session may return to; webhook deliveries in flight at once per instance and how long one
+   * attempt may take (src/webhooks/delivery.ts).
+   */
+  api: { ratePerMinute: number; allowedReturnOrigins: string[]; webhookConcurrency: number; webhookTimeoutMs: number }
   /** Email (src/mail/): where messages go, who they come from, how fast, reminders, report readers. */
   mail: MailConfig
   logLevel: string
@@ -259,6 +263,8 @@ export function loadConfig(env: Env = process.env): Config {
     api: {
       ratePerMinute: integer(env, 'API_RATE_LIMIT_PER_MINUTE', 1200, 1, 10_000_000),
       allowedReturnOrigins: origins(env, 'API_ALLOWED_RETURN_ORIGINS'),
+      webhookConcurrency: integer(env, 'WEBHOOK_CONCURRENCY', 8, 1, 64),
+      webhookTimeoutMs: integer(env, 'WEBHOOK_TIMEOUT_MS', 10_000, 500, 60_000),
     },
     mail: mailConfig(env, nodeEnv, dataDir, publicUrl),
     operatorSso,

@@ -5,6 +5,7 @@ import { createHash, randomBytes } from 'node:crypto'
 import type { Selectable } from 'kysely'
 import { recordAudit } from '../audit/events.js'
 import type { Db } from '../db/index.js'
+import { preparedQuery } from '../db/prepared.js'
 import { DomainError } from '../errors.js'
 import type { ApiKeyTable } from './tables.js'
 
@@ -124,14 +125,18 @@ export async function revokeApiKey(db: Db, keyId: number, actor: string, now: nu
   })
 }
 
+// Every API request runs it (compiled once, db/prepared.ts).
+const keyByHash = preparedQuery((db: Db, hash: string) =>
+  db
+    .selectFrom('api_keys')
+    .select(['id', 'name', 'permissions', 'last_used_at', 'revoked_at'])
+    .where('key_hash', '=', hash),
+)
+
 /** The caller a bearer key names, or null when it is malformed, unknown or revoked. */
 export async function authenticateKey(db: Db, key: string, now: number): Promise<ApiCaller | null> {
   if (!KEY_SHAPE.test(key)) return null
-  const row = await db
-    .selectFrom('api_keys')
-    .select(['id', 'name', 'permissions', 'last_used_at', 'revoked_at'])
-    .where('key_hash', '=', hashKey(key))
-    .executeTakeFirst()
+  const [row] = await keyByHash(db, hashKey(key))
   if (!row || row.revoked_at !== null) return null
   if (row.last_used_at === null || now - Number(row.last_used_at) >= LAST_USED_GRANULARITY_MS) {
     await db.updateTable('api_keys').set({ last_used_at: now }).where('id', '=', row.id).execute()

@@ -6,6 +6,7 @@ import { recordAudit } from '../audit/events.js'
 import type { AppDeps } from '../deps.js'
 import { DomainError, isDomainError } from '../errors.js'
 import { withAccessToken } from '../grants/access.js'
+import type { StoredTokens } from '../grants/tokens.js'
 import type { Logger } from '../log.js'
 import { parseScopes } from '../scopes.js'
 import type { ApiUser } from './users.js'
@@ -36,29 +37,29 @@ export async function accessTokenFor(
   const grantId = user.activeGrantId
   if (grantId === null || user.grantStatus !== 'active')
     throw reconnect(deps.config.publicUrl, grantId === null ? 'no grant' : `grant ${user.grantStatus}`)
-  let accessToken: string
+  let used: { tokens: StoredTokens; refreshed: boolean }
   try {
-    accessToken = await withAccessToken(deps, grantId, async (token) => token)
+    used = await withAccessToken(deps, grantId, async (_token, _ctx, current) => current)
   } catch (err) {
     if (isDomainError(err, 'grant.reconnect_required')) throw reconnect(deps.config.publicUrl, err.details.reason)
     throw err
   }
-  // Expiry and scopes as stored with this token (a refresh just now may have changed both).
-  const row = await deps.db
-    .selectFrom('grants')
-    .leftJoin('grant_tokens', 'grant_tokens.grant_id', 'grants.id')
-    .select(['grants.granted_scopes', 'grant_tokens.access_expires_at'])
-    .where('grants.id', '=', grantId)
-    .executeTakeFirstOrThrow()
+  // A token that needed no refresh carries the scopes the caller just read with the user; a
+  // refresh may have changed them (Carta reports the scopes of the refreshed token): read again.
+  let scopes = user.grantedScopes
+  if (used.refreshed) {
+    const row = await deps.db
+      .selectFrom('grants')
+      .select(['granted_scopes'])
+      .where('id', '=', grantId)
+      .executeTakeFirstOrThrow()
+    scopes = parseScopes(row.granted_scopes)
+  }
   await recordAudit(deps.db, deps.clock.now(), {
     type: 'api.token_returned',
     actor,
     userId: user.id,
     grantId,
   })
-  return {
-    accessToken,
-    expiresAt: row.access_expires_at === null ? null : Number(row.access_expires_at),
-    scopes: parseScopes(row.granted_scopes),
-  }
+  return { accessToken: used.tokens.accessToken, expiresAt: used.tokens.expiresAt, scopes }
 }

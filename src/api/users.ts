@@ -3,6 +3,7 @@
 // rollout the user is in. Two indexed reads: the user with their active grant and app, then the
 // memberships by the rollout_members primary key (rollout_id, user_id) over the active rollouts.
 import type { Db } from '../db/index.js'
+import { preparedQuery } from '../db/prepared.js'
 import { DomainError } from '../errors.js'
 import { parseScopes } from '../scopes.js'
 
@@ -25,8 +26,8 @@ export interface ApiUser {
 
 export type UserRef = { cartaUserId: string } | { externalUserId: string }
 
-export async function findApiUser(db: Db, ref: UserRef): Promise<ApiUser> {
-  const row = await db
+const userQuery = (db: Db, column: 'u.carta_user_id' | 'u.external_user_id', value: string) =>
+  db
     .selectFrom('end_users as u')
     .leftJoin('grants as g', 'g.id', 'u.active_grant_id')
     .leftJoin('oauth_apps as a', 'a.id', 'g.app_id')
@@ -44,21 +45,27 @@ export async function findApiUser(db: Db, ref: UserRef): Promise<ApiUser> {
       'a.key as app_key',
       'a.client_id',
     ])
-    .$call((q) =>
-      'cartaUserId' in ref
-        ? q.where('u.carta_user_id', '=', ref.cartaUserId)
-        : q.where('u.external_user_id', '=', ref.externalUserId),
-    )
-    .executeTakeFirst()
-  if (!row) throw new DomainError('api.user_not_found', 'There is no such end user.', {})
-  const members = await db
+    .where(column, '=', value)
+
+// Every API request for a user runs these (compiled once, db/prepared.ts).
+const userByCartaId = preparedQuery((db: Db, id: string) => userQuery(db, 'u.carta_user_id', id))
+const userByExternalId = preparedQuery((db: Db, id: string) => userQuery(db, 'u.external_user_id', id))
+const membershipsOf = preparedQuery((db: Db, userId: number) =>
+  db
     .selectFrom('rollout_members as m')
     .innerJoin('rollouts as r', 'r.id', 'm.rollout_id')
     .select(['r.id', 'r.name', 'm.state', 'm.missing_scopes'])
-    .where('m.user_id', '=', row.id)
+    .where('m.user_id', '=', userId)
     .where('r.status', '=', 'active')
-    .orderBy('r.id')
-    .execute()
+    .orderBy('r.id'),
+)
+
+/** `rollouts: false` skips the memberships read (the access-token route needs only the grant). */
+export async function findApiUser(db: Db, ref: UserRef, options: { rollouts?: boolean } = {}): Promise<ApiUser> {
+  const [row] =
+    'cartaUserId' in ref ? await userByCartaId(db, ref.cartaUserId) : await userByExternalId(db, ref.externalUserId)
+  if (!row) throw new DomainError('api.user_not_found', 'There is no such end user.', {})
+  const members = options.rollouts === false ? [] : await membershipsOf(db, row.id)
   return {
     id: row.id,
     cartaUserId: row.carta_user_id,

@@ -1,6 +1,7 @@
 // Append-only audit trail. Every grant, refresh, revocation, link issued or used, retirement
 // and operator action writes one event. Details are JSON and must never hold a token or secret.
 import type { Kysely } from 'kysely'
+import { preparedQuery } from '../db/prepared.js'
 import type { Database } from '../db/schema.js'
 
 /**
@@ -70,17 +71,42 @@ export interface AuditEvent {
 
 /** Writes one event; pass the transaction so the event lands with the change it records. */
 export async function recordAudit(db: Kysely<Database>, at: number, event: AuditEvent): Promise<void> {
-  await db
-    .insertInto('audit_events')
-    .values({
-      at,
-      type: event.type,
-      actor: event.actor,
-      user_id: event.userId ?? null,
-      grant_id: event.grantId ?? null,
-      app_id: event.appId ?? null,
-      rollout_id: event.rolloutId ?? null,
-      details: JSON.stringify(event.details ?? {}),
-    })
-    .execute()
+  const values = [
+    at,
+    event.type,
+    event.actor,
+    event.userId ?? null,
+    event.grantId ?? null,
+    event.appId ?? null,
+    event.rolloutId ?? null,
+    JSON.stringify(event.details ?? {}),
+  ] as const
+  // Outside a transaction (e.g. every token the API returns) the insert is compiled once
+  // (db/prepared.ts); a transaction is a new Kysely object each time, so it builds as usual.
+  if (db.isTransaction) await insertAudit(db, ...values).execute()
+  else await preparedInsertAudit(db, ...values)
 }
+
+const insertAudit = (
+  db: Kysely<Database>,
+  at: number,
+  type: string,
+  actor: string,
+  userId: number | null,
+  grantId: number | null,
+  appId: number | null,
+  rolloutId: number | null,
+  details: string,
+) =>
+  db.insertInto('audit_events').values({
+    at,
+    type,
+    actor,
+    user_id: userId,
+    grant_id: grantId,
+    app_id: appId,
+    rollout_id: rolloutId,
+    details,
+  })
+
+const preparedInsertAudit = preparedQuery(insertAudit)

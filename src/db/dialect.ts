@@ -65,7 +65,50 @@ export function createDialect(config: DatabaseConfig, options: DialectOptions = 
   database.pragma('foreign_keys = ON')
   database.pragma('busy_timeout = 5000') // a second process waits for the write lock instead of failing
   database.pragma('synchronous = NORMAL') // safe with WAL; a crash loses at most the last commit
-  return { kind: 'sqlite', dialect: new SqliteDialect({ database }) }
+  // Reads through a memory map instead of a read() call per page, and a larger page cache (64 MiB
+  // instead of 2): point lookups spread over a million users otherwise pay syscalls per request.
+  database.pragma('mmap_size = 1073741824')
+  database.pragma('cache_size = -65536')
+  return { kind: 'sqlite', dialect: new SqliteDialect({ database: new StatementCache(database) }) }
+}
+
+/**
+ * Kysely's SQLite driver prepares every query anew; compiling the SQL costs more than running a
+ * short indexed read. Keep the prepared statements of the most recent distinct SQL texts (a few
+ * hundred: the app's queries are a fixed set; IN lists of varying length make a few more). A
+ * statement still iterating (a streamed select) is busy and cannot be reused: prepare another.
+ */
+class StatementCache {
+  readonly #db: Database.Database
+  readonly #statements = new Map<string, Database.Statement>()
+
+  constructor(
+    db: Database.Database,
+    private readonly size = 500,
+  ) {
+    this.#db = db
+  }
+
+  prepare(text: string): Database.Statement {
+    const cached = this.#statements.get(text)
+    if (cached && !cached.busy) {
+      // Most recently used last, so the oldest entry is the first the map iterates.
+      this.#statements.delete(text)
+      this.#statements.set(text, cached)
+      return cached
+    }
+    const statement = this.#db.prepare(text)
+    if (!cached) {
+      this.#statements.set(text, statement)
+      if (this.#statements.size > this.size) this.#statements.delete(this.#statements.keys().next().value!)
+    }
+    return statement
+  }
+
+  close(): void {
+    this.#statements.clear()
+    this.#db.close()
+  }
 }
 
 // Kysely's PostgreSQL migration lock is one advisory lock for the whole database, so every

@@ -14,6 +14,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import type { Clock } from '../clock.js'
 import type { CartaAppConfig, Config } from '../config.js'
 import type { Db } from '../db/index.js'
+import { preparedQuery } from '../db/prepared.js'
 import type { Logger } from '../log.js'
 import { recordAudit } from '../audit/events.js'
 import { appConfigFor } from '../apps/apps.js'
@@ -65,6 +66,15 @@ export interface AccessContext {
   app: CartaAppConfig
 }
 
+// Runs before every use of a token: compiled once per database (db/prepared.ts).
+const grantWithApp = preparedQuery((db: Db, grantId: number) =>
+  db
+    .selectFrom('grants')
+    .innerJoin('oauth_apps', 'oauth_apps.id', 'grants.app_id')
+    .select(['grants.id', 'grants.user_id', 'grants.status', 'oauth_apps.key as app_key'])
+    .where('grants.id', '=', grantId),
+)
+
 /**
  * Calls `fn` with a usable access token of the grant. Refreshes first when the token expires
  * within a minute; on a 401 from Carta's API refreshes once and retries (Carta's clock may be
@@ -73,14 +83,9 @@ export interface AccessContext {
 export async function withAccessToken<T>(
   deps: AccessDeps,
   grantId: number,
-  fn: (accessToken: string, ctx: AccessContext) => Promise<T>,
+  fn: (accessToken: string, ctx: AccessContext, used: { tokens: StoredTokens; refreshed: boolean }) => Promise<T>,
 ): Promise<T> {
-  const grant = await deps.db
-    .selectFrom('grants')
-    .innerJoin('oauth_apps', 'oauth_apps.id', 'grants.app_id')
-    .select(['grants.id', 'grants.user_id', 'grants.status', 'oauth_apps.key as app_key'])
-    .where('grants.id', '=', grantId)
-    .executeTakeFirst()
+  const [grant] = await grantWithApp(deps.db, grantId)
   if (grant?.status !== 'active') throw reconnectRequired(grantId, grant ? `grant ${grant.status}` : 'no grant')
   const app = appConfigFor(deps.config.apps, { key: grant.app_key })
   if (!app) throw cartaFailure('bad_answer', `app ${grant.app_key} no longer declared`)
@@ -94,13 +99,13 @@ export async function withAccessToken<T>(
     refreshed = true
   }
   try {
-    return await fn(tokens.accessToken, ctx)
+    return await fn(tokens.accessToken, ctx, { tokens, refreshed })
   } catch (err) {
     if (!(err instanceof CartaApiError && err.kind === 'unauthorized') || refreshed) throw err
     deps.log?.info({ grantId }, 'Carta API answered 401; refreshing once and retrying')
   }
   tokens = await refreshGrant(deps, ctx, tokens.version)
-  return fn(tokens.accessToken, ctx)
+  return fn(tokens.accessToken, ctx, { tokens, refreshed: true })
 }
 
 /**

@@ -2,6 +2,7 @@
 // never in clear in the database, a log, a page or a cookie (src/README.md, "Non-negotiables").
 import type { Kysely, Transaction } from 'kysely'
 import type { TokenSet } from '../carta/oauth-client.js'
+import { preparedQuery } from '../db/prepared.js'
 import type { Database } from '../db/schema.js'
 import type { TokenCipher } from './token-cipher.js'
 
@@ -47,17 +48,21 @@ export async function storeTokens(
     .execute()
 }
 
+const tokensQuery = (db: Kysely<Database>, grantId: number) =>
+  db
+    .selectFrom('grant_tokens')
+    .select(['key_id', 'access_token', 'refresh_token', 'token_type', 'access_expires_at', 'version'])
+    .where('grant_id', '=', grantId)
+// Every use of a token reads it (the API's access-token route on each call): compiled once (db/prepared.ts).
+const preparedTokens = preparedQuery(tokensQuery)
+
 /** Decrypts a grant's tokens; undefined when the grant has none (revoked or superseded). */
 export async function readTokens(
   db: Kysely<Database>,
   cipher: TokenCipher,
   grantId: number,
 ): Promise<StoredTokens | undefined> {
-  const row = await db
-    .selectFrom('grant_tokens')
-    .select(['key_id', 'access_token', 'refresh_token', 'token_type', 'access_expires_at', 'version'])
-    .where('grant_id', '=', grantId)
-    .executeTakeFirst()
+  const [row] = db.isTransaction ? await tokensQuery(db, grantId).execute() : await preparedTokens(db, grantId)
   if (!row) return undefined
   return {
     accessToken: cipher.open({ keyId: row.key_id, value: row.access_token }),

@@ -19,7 +19,11 @@ export function createJobs(deps: AppDeps, logFor: (name: string) => Logger) {
     'oauth-states': stateCleanupJob(deps),
     sessions: sessionCleanupJob(deps),
     'scope-discovery': discoveryJob({ ...deps, log: logFor('scope-discovery') }),
-    webhooks: webhookDeliveryJob(deps),
+    webhooks: webhookDeliveryJob({
+      ...deps,
+      concurrency: deps.config.api.webhookConcurrency,
+      timeoutMs: deps.config.api.webhookTimeoutMs,
+    }),
     mail: mailJob(deps),
   }
 }

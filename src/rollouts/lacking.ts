@@ -33,6 +33,8 @@ export interface LackingPage {
 export interface LackingRow {
   userId: number
   cartaUserId: string | null
+  /** The integrator's own id for the person (set by an API connect session), when known. */
+  externalUserId: string | null
   email: string | null
   name: string | null
   status: string
@@ -234,7 +236,7 @@ async function decorate(
   const ids = members.map((m) => m.user_id)
   const users = await db
     .selectFrom('end_users')
-    .select(['id', 'carta_user_id', 'email', 'name', 'status', 'active_grant_id'])
+    .select(['id', 'carta_user_id', 'external_user_id', 'email', 'name', 'status', 'active_grant_id'])
     .where('id', 'in', ids)
     .execute()
   const userById = new Map(users.map((u) => [u.id, u]))
@@ -261,6 +263,7 @@ async function decorate(
     return {
       userId: m.user_id,
       cartaUserId: u?.carta_user_id ?? null,
+      externalUserId: u?.external_user_id ?? null,
       email: u?.email ?? null,
       name: u?.name ?? null,
       status: u?.status ?? 'connected',

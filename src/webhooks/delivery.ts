@@ -5,7 +5,10 @@
 // endpoint is active, and no EARLIER pending delivery exists for the same endpoint and user (that
 // one goes first, however long its retries take). Each instance takes a due row with one
 // conditional UPDATE (a lease, as the revocation queue does), so several instances share the work
-// and never send one row twice at once. The row is marked delivered only after a 2xx; a crash in
+// and never send one row twice at once. Due rows are sent concurrently (WEBHOOK_CONCURRENCY in
+// flight, default 8): the due set holds at most one row per endpoint and user (the earliest
+// pending), so concurrency is across endpoints and users only and never reorders one user's
+// events. The row is marked delivered only after a 2xx; a crash in
 // between leaves it pending, to be sent again when the lease lapses (at-least-once: receivers
 // deduplicate on webhook-id).
 import { randomUUID } from 'node:crypto'
@@ -28,7 +31,8 @@ export const MAX_ATTEMPTS = RETRY_SCHEDULE_MS.length + 1
 /** An endpoint failing this long, with a delivery out of attempts, is disabled. */
 export const DISABLE_AFTER_MS = 24 * 60 * 60 * 1000
 export const DELIVERY_INTERVAL_MS = 5_000
-const LEASE_MS = 60_000
+/** A lease outlasts an attempt (its timeout) several times over: 60 s at the default 10 s. */
+const LEASE_PER_TIMEOUT = 6
 const BATCH = 50
 const MAX_ROUNDS = 20
 
@@ -38,6 +42,8 @@ export interface DeliveryDeps {
   cipher: TokenCipher
   /** Per attempt (default 10 s). */
   timeoutMs?: number
+  /** Deliveries in flight at once in this process (default 8). */
+  concurrency?: number
 }
 
 export interface DeliveryRun {
@@ -92,25 +98,39 @@ export async function processDueDeliveries(deps: DeliveryDeps, log: Logger): Pro
   // Rounds: a user's next event becomes due once the one before it is delivered.
   for (let round = 0; round < MAX_ROUNDS; round++) {
     let leased = 0
-    for (const id of await dueDeliveries(db, clock.now())) {
+    await inParallel(await dueDeliveries(db, clock.now()), deps.concurrency ?? 8, async (id) => {
       const now = clock.now()
       const lease = await db
         .updateTable('webhook_deliveries')
-        .set({ lock_owner: owner, lock_until: now + LEASE_MS })
+        .set({ lock_owner: owner, lock_until: now + LEASE_PER_TIMEOUT * (deps.timeoutMs ?? 10_000) })
         .where('id', '=', id)
         .where('status', '=', 'pending')
         .where((eb) => eb.or([eb('lock_until', 'is', null), eb('lock_until', '<', now)]))
         .executeTakeFirst()
-      if (Number(lease.numUpdatedRows) !== 1) continue
+      if (Number(lease.numUpdatedRows) !== 1) return
       leased++
       const outcome = await attempt(deps, id, owner, log)
       if (outcome === 'sent') run.sent++
       else if (outcome !== 'skipped') run.failed++
       if (outcome === 'disabled') run.disabled++
-    }
+    })
     if (leased === 0) break
   }
   return run
+}
+
+/** Runs `fn` over `items` with at most `limit` calls in flight; rejects with the first error after all settle. */
+async function inParallel<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0
+  const errors: unknown[] = []
+  const worker = async () => {
+    while (next < items.length) {
+      const item = items[next++]!
+      await fn(item).catch((err) => errors.push(err))
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker))
+  if (errors.length) throw errors[0]
 }
 
 async function attempt(

@@ -4,6 +4,7 @@
 // refresh token once. Runs only with TEST_DATABASE_URL or TEST_DATABASE_URL_PG.
 import { join } from 'node:path'
 import t from 'tap'
+import { createApiKey } from '../../src/api/keys.js'
 import { systemClock } from '../../src/clock.js'
 import { openDatabase } from '../../src/db/index.js'
 import { createRollout } from '../../src/rollouts/rollouts.js'
@@ -67,6 +68,7 @@ if (!pgUrl) {
       DATA_DIR: join(shared.dir, name), // own reports directory: files are re-rendered from the DB
       REPORT_CRON: '* * * * * *', // every second, so slots come fast
       RATE_LIMIT_OAUTH_PER_MINUTE: '10000',
+      API_RATE_LIMIT_PER_MINUTE: '25',
     })
     // Started one after the other, as a rolling deploy does (see the report for the concurrent case).
     const a = await startProcess('A', 'src/server.ts', instanceEnv('a', portA), /Scope Ledger is running/)
@@ -227,6 +229,27 @@ if (!pgUrl) {
         .executeTakeFirstOrThrow()
       t.equal(tokensAfter.version, tokensBefore.version + 1, 'tokens replaced once')
       t.equal(tokensAfter.refresh_lock_owner, null, 'lease released')
+    })
+
+    await t.test("one API key's rate limit holds across both processes", async (t) => {
+      const { key } = await createApiKey(db!, { name: 'both', permissions: ['read'], actor: 'test' }, Date.now())
+      // 60 requests at once, half to each process: 25 in all get through, not 25 each.
+      const answers = await Promise.all(
+        Array.from({ length: 60 }, (_, i) =>
+          fetch(`${i % 2 ? B : A}/api/v1/users/cu_1002`, { headers: { authorization: `Bearer ${key}` } }),
+        ),
+      )
+      const statuses = answers.map((r) => r.status)
+      t.equal(statuses.filter((s) => s === 200).length, 25, 'the limit in total')
+      t.equal(statuses.filter((s) => s === 429).length, 35, 'then 429')
+      t.ok(
+        answers.filter((r) => r.status === 429).every((r) => Number(r.headers.get('retry-after')) > 0),
+        'with Retry-After',
+      )
+      t.ok(
+        [0, 1].every((side) => statuses.some((s, j) => j % 2 === side && s === 200)),
+        'both processes answered some',
+      )
     })
 
     await t.test('the report scheduler on both instances runs each slot once', async (t) => {

@@ -177,6 +177,68 @@ t.test('one user waits behind their failing event; another user does not', async
   t.same(who(), ['c-ann:1', 'c-bob:1', 'c-ann:1', 'c-ann:2'], 'then hers, in order')
 })
 
+t.test('deliveries run concurrently across endpoints and users, each user in order per endpoint', async (t) => {
+  const { app, clock } = await setup(t)
+  // Two receivers that answer after a random 5–40 ms and count the requests in flight.
+  let inFlight = 0
+  let maxInFlight = 0
+  const arrivals: Array<{ endpoint: string; messageId: string; user: string }> = []
+  const servers = await Promise.all(
+    ['a', 'b'].map(async (name) => {
+      const server = createServer((req, res) => {
+        inFlight++
+        maxInFlight = Math.max(maxInFlight, inFlight)
+        let body = ''
+        req.on('data', (c) => (body += c))
+        req.on('end', () => {
+          arrivals.push({
+            endpoint: name,
+            messageId: String(req.headers['webhook-id']),
+            user: JSON.parse(body).data.cartaUserId,
+          })
+          setTimeout(
+            () => {
+              inFlight--
+              res.end()
+            },
+            5 + Math.random() * 35,
+          )
+        })
+      })
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+      t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())))
+      return `http://127.0.0.1:${(server.address() as AddressInfo).port}/${name}`
+    }),
+  )
+  for (const url of servers)
+    await addEndpoint(app.db, app.app.deps.cipher, { url, events: ['grant.created'], actor: 'test' }, clock.now())
+  const scopeSets = [['read_issuer_info'], ['read_issuer_info', 'read_user_info'], ['read_user_info']]
+  for (let u = 0; u < 8; u++) {
+    const userId = await addUser(app.db, clock.now(), { carta: `c-${u}` })
+    for (const scopes of scopeSets) await addGrant(app.app.deps, userId, 'production-v2', scopes, clock.now())
+  }
+  const events = await app.db.selectFrom('webhook_events').select(['id', 'message_id']).orderBy('id').execute()
+  t.equal(events.length, 24)
+  const eventId = new Map(events.map((e) => [e.message_id, e.id]))
+
+  await app.app.jobs.run('webhooks')
+  t.equal(arrivals.length, 48, 'every event to both endpoints in one run')
+  t.ok(maxInFlight > 1, `sent concurrently (at most ${maxInFlight} in flight)`)
+  t.ok(maxInFlight <= 8, 'never more than WEBHOOK_CONCURRENCY (8) in flight')
+  t.equal(new Set(arrivals.map((a) => `${a.endpoint}:${a.messageId}`)).size, 48, 'each once')
+  for (const endpoint of ['a', 'b'])
+    for (let u = 0; u < 8; u++) {
+      const ids = arrivals
+        .filter((a) => a.endpoint === endpoint && a.user === `c-${u}`)
+        .map((a) => eventId.get(a.messageId)!)
+      t.same(
+        ids,
+        [...ids].sort((x, y) => x - y),
+        `endpoint ${endpoint}, user c-${u}: in event order`,
+      )
+    }
+})
+
 t.test('a dead endpoint: retried for more than 24 h, then disabled and the operator told', async (t) => {
   const { app, clock } = await setup(t)
   const hook = await receiver(t, Array(20).fill(500))

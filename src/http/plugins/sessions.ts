@@ -3,6 +3,7 @@
 import cookie from '@fastify/cookie'
 import csrf from '@fastify/csrf-protection'
 import session from '@fastify/session'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { DAY_MS } from '../../time.js'
 import { DatabaseSessionStore } from './session-store.js'
@@ -26,17 +27,43 @@ declare module 'fastify' {
 
 export const SESSION_COOKIE = 'sl_session'
 
+/** Requests under /api/v1 (routes/api/v1.ts), as the raw URL names them. */
+export function isApiV1Url(url: string): boolean {
+  return url.startsWith('/api/v1') && (url.length === 7 || url[7] === '/' || url[7] === '?')
+}
+
+// Callback-style hooks (@fastify/session's): request, reply, [payload,] done.
+type SessionHook = (this: unknown, request: FastifyRequest, ...rest: unknown[]) => unknown
+
+function skipOnApi(hook: SessionHook): SessionHook {
+  return function (this: unknown, request, ...rest) {
+    if (isApiV1Url(request.url)) return (rest[rest.length - 1] as () => void)()
+    return hook.call(this, request, ...rest)
+  }
+}
+
 export default fp(
   async (app) => {
     const { config, db, clock } = app.deps
     await app.register(cookie)
-    await app.register(session, {
-      secret: config.sessionSecret,
-      cookieName: SESSION_COOKIE,
-      store: new DatabaseSessionStore(db, clock, app.log),
-      saveUninitialized: false,
-      cookie: { httpOnly: true, sameSite: 'lax', secure: config.cookieSecure, path: '/', maxAge: DAY_MS },
-    })
+    // The API authenticates with keys only (routes/api/auth.ts): on /api/v1 the session hooks do
+    // nothing at all (no cookie read, no session id made and signed, no store call), so a request
+    // there costs no session work. @fastify/session has no per-route switch; its two hooks
+    // (onRequest, onSend) are wrapped as it adds them.
+    const addHook = app.addHook
+    app.addHook = ((name: string, hook: SessionHook) =>
+      (addHook as (name: string, hook: SessionHook) => FastifyInstance).call(app, name, skipOnApi(hook))) as never
+    try {
+      await app.register(session, {
+        secret: config.sessionSecret,
+        cookieName: SESSION_COOKIE,
+        store: new DatabaseSessionStore(db, clock, app.log),
+        saveUninitialized: false,
+        cookie: { httpOnly: true, sameSite: 'lax', secure: config.cookieSecure, path: '/', maxAge: DAY_MS },
+      })
+    } finally {
+      app.addHook = addHook
+    }
     await app.register(csrf, { sessionPlugin: '@fastify/session' })
   },
   { name: 'sessions', dependencies: ['deps'] },

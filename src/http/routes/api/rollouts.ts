@@ -102,6 +102,7 @@ const rollouts: FastifyPluginAsyncTypebox<{ route: ApiRouteConfig }> = async (ap
       return {
         items: page.rows.map((r) => ({
           cartaUserId: r.cartaUserId,
+          externalUserId: r.externalUserId,
           email: r.email,
           state: r.state,
           reason: r.reason,

@@ -81,6 +81,7 @@ export const LackingPageSchema = Type.Object({
   items: Type.Array(
     Type.Object({
       cartaUserId: Nullable(Type.String()),
+      externalUserId: Nullable(Type.String({ description: "The integrator's own id, set by a connect session" })),
       email: Nullable(Type.String()),
       state: Type.String({ description: 'lacking | reconnect' }),
       reason: Nullable(Type.String()),

@@ -66,7 +66,7 @@ const users: FastifyPluginAsyncTypebox<{ route: ApiRouteConfig }> = async (app, 
     },
     async (request, reply) => {
       const caller = callerOf(request)
-      const user = await findApiUser(deps.db, { cartaUserId: request.params.cartaUserId })
+      const user = await findApiUser(deps.db, { cartaUserId: request.params.cartaUserId }, { rollouts: false })
       const token = await accessTokenFor({ ...deps, log: request.log }, user, keyActor(caller))
       request.log.info({ userId: user.id, grantId: user.activeGrantId }, 'access token returned to API key')
       // A bearer token in a response: never stored by a cache (RFC 6749 §5.1 asks the same of token responses).

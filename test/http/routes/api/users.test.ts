@@ -110,6 +110,16 @@ t.test(
     const operator = await signInOperator(app)
     const viaCookie = await operator.get(`${app.url}/api/v1/users/c-ann`)
     t.equal(viaCookie.status, 401, 'a session cookie does not reach the API')
+    // Nor does the API do any session work: a rolling session cookie is re-sent on every page,
+    // never by /api/v1, even to a request that carries a valid session and a valid key.
+    const cookie = `sl_session=${operator.cookieValue(app.url, 'sl_session')}`
+    const page = await fetch(`${app.url}/admin`, { headers: { cookie }, redirect: 'manual' })
+    t.equal(page.status, 200, 'the cookie is a live operator session')
+    t.ok(page.headers.get('set-cookie'), 'pages re-send the rolling session cookie')
+    const { key: reader } = await newKey(app, ['read'])
+    const withBoth = await api(app, reader, 'GET', '/api/v1/users/c-ann', undefined, { cookie })
+    t.equal(withBoth.status, 200)
+    t.equal(withBoth.headers.get('set-cookie'), null, 'no session cookie from /api/v1')
     // An API key is not an operator session.
     const { key: live } = await newKey(app, ['read', 'tokens', 'links', 'connect'])
     const admin = await fetch(`${app.url}/admin`, {
@@ -161,6 +171,12 @@ t.test('access-token: valid token, refreshed first when expiring, 409 with recon
   const logs = JSON.stringify(app.logs)
   for (const r of [first, ...results]) t.notOk(logs.includes(String(r.body.accessToken)), 'no token in the log')
   t.notOk(logs.includes(key), 'no key in the log')
+  const returned = app.logs.filter((l) => l.msg === 'access token returned to API key')
+  t.equal(returned.length, 6)
+  t.ok(
+    returned.every((l) => typeof l.apiKeyId === 'number' && l.reqId),
+    "the request's log lines name the key that asked",
+  )
 })
 
 t.test('reauthorization-links: issued once, then the open one again; bad bodies refused', async (t) => {
@@ -231,6 +247,30 @@ t.test('per-key rate limit: 429 with Retry-After, other keys unaffected', async 
   isProblem(t, limited, 429, 'api.rate_limited')
   t.match(limited.headers.get('retry-after'), /^\d+$/, 'Retry-After in seconds')
   t.equal((await api(app, other, 'GET', '/api/v1/rollouts')).status, 200, 'another key has its own budget')
+})
+
+t.test('API answers carry the security headers pages carry, with a CSP that allows nothing', async (t) => {
+  const { app } = await setup(t)
+  const { key } = await newKey(app, ['read'])
+  const page = await fetch(`${app.url}/healthz`)
+  const answers = [
+    await api(app, key, 'GET', '/api/v1/users/c-ann'),
+    await api(app, null, 'GET', '/api/v1/users/c-ann'),
+    await api(app, key, 'GET', '/api/v1/users/nobody'),
+  ]
+  t.same(
+    answers.map((a) => a.status),
+    [200, 401, 404],
+  )
+  const helmetNames = [...page.headers.keys()].filter(
+    (name) => name.startsWith('x-') || name.startsWith('cross-origin') || /policy|origin-agent/.test(name),
+  )
+  t.ok(helmetNames.includes('content-security-policy') && helmetNames.length >= 8, 'pages carry helmet headers')
+  for (const answer of answers) {
+    for (const name of helmetNames) t.ok(answer.headers.get(name), `${answer.status}: ${name}`)
+    t.equal(answer.headers.get('content-security-policy'), "default-src 'none'; frame-ancestors 'none'")
+    t.equal(answer.headers.get('x-content-type-options'), 'nosniff')
+  }
 })
 
 t.test('unknown API routes are problem+json 404s', async (t) => {
