@@ -3,8 +3,10 @@
 // "Email"). The outbox worker (outbox.ts) is the only sender.
 import { randomBytes } from 'node:crypto'
 import { mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
+import { type Socket, connect } from 'node:net'
 import { join } from 'node:path'
 import nodemailer from 'nodemailer'
+import { parseConnectionUrl } from 'nodemailer/lib/shared/index.js'
 import type { MailConfig } from '../config.js'
 
 export interface OutgoingMessage {
@@ -42,12 +44,20 @@ export function createMailer(config: MailConfig, options: { maxConnections?: num
     attachments: m.attachments ?? [],
   })
   if (transport.kind === 'smtp') {
+    // The URL is parsed here, not passed as `url`: given `url`, nodemailer builds the transport from
+    // the URL alone and drops every other option (no pool, its default 10-minute socket timeout,
+    // no SMTP_USER).
+    const parsed = parseConnectionUrl(transport.url)
     const smtp = nodemailer.createTransport({
-      url: transport.url,
+      ...parsed,
       pool: true,
+      ...(parsed.secure ? {} : { getSocket: noDelaySocket(parsed.host ?? 'localhost', Number(parsed.port) || 587) }),
+      // A connection that closes mid-message is the outbox's to judge (outbox.ts): the pool must not
+      // quietly send the message again on another connection (its default requeues without limit).
+      maxRequeues: 0,
       maxConnections: options.maxConnections ?? 5,
       // A dead server must not hold a send for long: the row goes back to the queue with backoff.
-      connectionTimeout: 10_000,
+      connectionTimeout: CONNECTION_TIMEOUT_MS,
       greetingTimeout: 10_000,
       socketTimeout: 60_000,
       ...(transport.user ? { auth: { user: transport.user, pass: transport.password ?? '' } } : {}),
@@ -93,6 +103,32 @@ export function createMailer(config: MailConfig, options: { maxConnections?: num
     }
   }
   return null
+}
+
+const CONNECTION_TIMEOUT_MS = 10_000
+
+/**
+ * A plain TCP connection with Nagle's algorithm off, for nodemailer's pool (`getSocket`; STARTTLS
+ * upgrades it as usual). With Nagle on, the end of each message (the final "." line, RFC 5321
+ * §4.1.1.4) waits for the server's delayed ACK of the body: about 40 ms per message per connection.
+ */
+function noDelaySocket(host: string, port: number) {
+  return (_options: unknown, callback: (err: Error | null, socket?: { connection: Socket }) => void) => {
+    const socket = connect({ host, port, noDelay: true })
+    const timer = setTimeout(
+      () => socket.destroy(new Error(`connection to ${host}:${port} timed out`)),
+      CONNECTION_TIMEOUT_MS,
+    )
+    socket.once('connect', () => {
+      clearTimeout(timer)
+      socket.removeAllListeners('error')
+      callback(null, { connection: socket })
+    })
+    socket.once('error', (err) => {
+      clearTimeout(timer)
+      callback(err)
+    })
+  }
 }
 
 export interface MailboxEntry {
