@@ -5,6 +5,7 @@ import { randomBytes } from 'node:crypto'
 import { mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
 import { type Socket, connect } from 'node:net'
 import { join } from 'node:path'
+import { Readable } from 'node:stream'
 import nodemailer from 'nodemailer'
 import { parseConnectionUrl } from 'nodemailer/lib/shared/index.js'
 import type { MailConfig } from '../config.js'
@@ -24,10 +25,31 @@ export interface Delivered {
   response: string
 }
 
+export interface SendOptions {
+  /**
+   * Runs (and is awaited) after the whole message was written and just before its end of data (the
+   * final "." line, RFC 5321 §4.1.1.4), with the message's Message-ID. Until then the server has
+   * not taken the message, whatever happens to this process; from then on, until its reply, the
+   * outcome is unknown. A failure aborts the transaction without its end of data.
+   */
+  beforeEndOfData?: (messageId: string) => Promise<void>
+}
+
 export interface Mailer {
   readonly kind: 'smtp' | 'mailbox'
-  send(message: OutgoingMessage): Promise<Delivered>
+  send(message: OutgoingMessage, options?: SendOptions): Promise<Delivered>
   close(): void
+}
+
+/** The message stream, read lazily (after the server's 354), with `hook` awaited before it ends. */
+function beforeEnd(input: Readable, hook: () => Promise<void>): Readable {
+  return Readable.from(
+    (async function* () {
+      for await (const chunk of input) yield chunk as Buffer
+      await hook()
+    })(),
+    { objectMode: false },
+  )
 }
 
 /** The mailer for the configured transport; null when email is off. */
@@ -62,10 +84,23 @@ export function createMailer(config: MailConfig, options: { maxConnections?: num
       socketTimeout: 60_000,
       ...(transport.user ? { auth: { user: transport.user, pass: transport.password ?? '' } } : {}),
     } as Parameters<typeof nodemailer.createTransport>[0])
+    // nodemailer pipes the message stream into DATA only after the server's 354 reply; the last
+    // stream function wraps it, so the hook runs once the body is written, before the final dot.
+    smtp.use('stream', (mail, done) => {
+      const hook = (mail.data as { beforeEndOfData?: SendOptions['beforeEndOfData'] }).beforeEndOfData
+      if (hook) {
+        const messageId = mail.message.messageId()
+        mail.message.processFunc((input) => beforeEnd(input, () => hook(messageId)))
+      }
+      done()
+    })
     return {
       kind: 'smtp',
-      async send(message) {
-        const info = await smtp.sendMail(envelope(message))
+      async send(message, options = {}) {
+        const info = await smtp.sendMail({
+          ...envelope(message),
+          ...(options.beforeEndOfData ? { beforeEndOfData: options.beforeEndOfData } : {}),
+        } as Parameters<typeof smtp.sendMail>[0])
         return { messageId: String(info.messageId), response: String(info.response ?? '') }
       },
       close: () => smtp.close(),
@@ -75,9 +110,10 @@ export function createMailer(config: MailConfig, options: { maxConnections?: num
     const stream = nodemailer.createTransport({ streamTransport: true, buffer: true, newline: 'unix' })
     return {
       kind: 'mailbox',
-      async send(message) {
+      async send(message, options = {}) {
         const info = await stream.sendMail(envelope(message))
         const messageId = String(info.messageId)
+        await options.beforeEndOfData?.(messageId)
         const name = `${Date.now()}-${randomBytes(6).toString('hex')}`
         mkdirSync(transport.dir, { recursive: true })
         const meta: MailboxEntry = {
