@@ -38,7 +38,7 @@ export function linkDedupeKey(rolloutId: number, userId: number, step: number): 
 
 type Verdict = 'send' | 'no_email' | 'opted_out' | 'covered' | 'already'
 
-/** Why each of these people would or would not be emailed the first step (one query per call). */
+/** Why each of these people would or would not be emailed the first step (two queries per call). */
 async function verdicts(
   db: Kysely<Database>,
   rolloutId: number,
@@ -50,19 +50,26 @@ async function verdicts(
     .selectFrom('end_users as u')
     .leftJoin('rollout_members as m', (j) => j.onRef('m.user_id', '=', 'u.id').on('m.rollout_id', '=', rolloutId))
     .leftJoin('mail_opt_outs as o', 'o.user_id', 'u.id')
-    .leftJoin('mail_outbox as ob', (j) =>
-      j
-        .onRef('ob.user_id', '=', 'u.id')
-        .on('ob.rollout_id', '=', rolloutId)
-        .on('ob.step', '=', 0)
-        .on('ob.kind', '=', 'link'),
-    )
-    .select(['u.id', 'u.email', 'm.needs_action', 'o.user_id as opted', 'ob.id as outbox_id', 'ob.status as ob_status'])
+    .select(['u.id', 'u.email', 'm.needs_action', 'o.user_id as opted'])
     .where('u.id', 'in', userIds)
     .execute()
+  // The first step's rows on their own, by (rollout_id, user_id): joined above, PostgreSQL without
+  // fresh statistics on a growing outbox matched every row of the rollout against each person.
+  // A skipped one (covered or no address then) does not count.
+  const emailed = new Set(
+    (
+      await db
+        .selectFrom('mail_outbox')
+        .select('user_id')
+        .where('rollout_id', '=', rolloutId)
+        .where('user_id', 'in', userIds)
+        .where('step', '=', 0)
+        .where('kind', '=', 'link')
+        .where('status', '!=', 'skipped')
+        .execute()
+    ).map((r) => r.user_id),
+  )
   for (const r of rows) {
-    // One row per outbox row of step 0: a skipped one (covered or no address then) does not count.
-    const already = r.outbox_id !== null && r.ob_status !== 'skipped'
     const verdict: Verdict =
       r.needs_action !== 1
         ? 'covered'
@@ -70,11 +77,10 @@ async function verdicts(
           ? 'no_email'
           : r.opted !== null
             ? 'opted_out'
-            : already
+            : emailed.has(r.id)
               ? 'already'
               : 'send'
-    const prev = out.get(r.id)
-    if (!prev || prev.verdict === 'send') out.set(r.id, { verdict, email: r.email })
+    out.set(r.id, { verdict, email: r.email })
   }
   return out
 }
