@@ -267,7 +267,7 @@ async function sendRow(deps: OutboxDeps & { mailer: Mailer; log?: Logger }, owne
       .execute()
     return 'skipped' satisfies Outcome
   }
-  // The point of no return: from here a crash leaves 'sending', which is never sent again.
+  // From here a crash leaves 'sending': sent again only if its end of data never went out (failInterrupted).
   const claimed = await db
     .updateTable('mail_outbox')
     .set({ status: 'sending', attempts: row.attempts + 1, link_id: prepared.linkId, message_id: null, updated_at: now })

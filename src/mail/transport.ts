@@ -73,6 +73,7 @@ export function createMailer(config: MailConfig, options: { maxConnections?: num
     const smtp = nodemailer.createTransport({
       ...parsed,
       pool: true,
+      // smtps:// (TLS from the first byte) keeps nodemailer's own connection.
       ...(parsed.secure ? {} : { getSocket: noDelaySocket(parsed.host ?? 'localhost', Number(parsed.port) || 587) }),
       // A connection that closes mid-message is the outbox's to judge (outbox.ts): the pool must not
       // quietly send the message again on another connection (its default requeues without limit).
