@@ -141,6 +141,12 @@ t.test(
     t.equal(oneClick.status, 200)
     const optOut = await app.db.selectFrom('mail_opt_outs').selectAll().where('user_id', '=', ann).executeTakeFirst()
     t.equal(optOut?.source, 'one-click')
+    const afterOptOut = await ops.get(`${app.url}/admin/rollouts/${rollout.id}`)
+    t.match(
+      afterOptOut.text,
+      /data-step="opted_out"><span>opted out of email<\/span><span class="num">2</,
+      'the funnel counts Cat and now Ann as opted out',
+    )
     // Reminders are due after 3 days, but Ann opted out: none is queued.
     clock.advance(4 * DAY)
     await app.app.jobs.run('mail')
