@@ -4,11 +4,15 @@
 // or DATA) failed with the server's reply.
 //
 // Never twice: a row is leased (lock_owner/lock_until, one conditional UPDATE: exactly one
-// instance wins it on either engine), then flipped to 'sending' just before the SMTP call. A
-// process killed mid-send leaves 'sending' rows whose outcome is unknown; they are marked failed
-// ("interrupted") rather than sent again, so nobody receives a step twice. Rows only leased (not
-// yet sending) return to the queue when their lease runs out.
-import { randomBytes, randomInt } from 'node:crypto'
+// instance wins it on either engine), then flipped to 'sending' just before the SMTP call, and its
+// message_id is written just before the end of the message data (the final ".", RFC 5321
+// §4.1.1.4). A process killed mid-send leaves a 'sending' row: without message_id the server never
+// received the end of the data, so it never took the message (RFC 5321 §6.1: responsibility passes
+// with the reply to the end of data) and the row is sent again — exactly once; with message_id the
+// outcome is unknown and the row is failed ("interrupted"), never sent again, so nobody receives a
+// step twice. Rows only leased return to the queue when their lease runs out, at once when the
+// lease holder was a process of this host that is gone (a restart after kill -9).
+import { randomInt } from 'node:crypto'
 import type { Kysely } from 'kysely'
 import type { Clock } from '../clock.js'
 import type { Config } from '../config.js'
@@ -17,6 +21,7 @@ import { recordAudit } from '../audit/events.js'
 import { isDomainError } from '../errors.js'
 import { issueLink, linkContextFrom } from '../links/links.js'
 import type { Logger } from '../log.js'
+import { isDeadLocalOwner, newBuildOwner } from '../rollouts/build.js'
 import { parseScopes } from '../scopes.js'
 import { linkMessage } from './message.js'
 import { unsubscribeUrl } from './opt-out.js'
@@ -81,13 +86,32 @@ export interface OutboxRun {
   interrupted: number
 }
 
-/** Rows left 'sending' by a process that died mid-send: outcome unknown, so never sent again. */
+/**
+ * Rows left 'sending' by a process that died mid-send (their lease ran out). Without message_id the
+ * end of the data was never sent: the server did not take the message, so it goes back to the
+ * queue. With it the outcome is unknown: failed, never sent again, so nobody receives it twice.
+ */
 export async function failInterrupted(db: Kysely<Database>, now: number): Promise<number> {
+  const requeued = await db
+    .updateTable('mail_outbox')
+    .set({
+      status: 'queued',
+      reason: 'interrupted before the end of the message (the process stopped); sent again',
+      lock_owner: null,
+      lock_until: null,
+      next_attempt_at: now,
+      updated_at: now,
+    })
+    .where('status', '=', 'sending')
+    .where('lock_until', '<', now)
+    .where('message_id', 'is', null)
+    .executeTakeFirst()
   const result = await db
     .updateTable('mail_outbox')
     .set({
       status: 'failed',
-      reason: 'interrupted while sending (the process stopped); not sent again so nobody receives it twice',
+      reason:
+        'interrupted after the message was handed to the server, before its reply (the process stopped); outcome unknown, not sent again so nobody receives it twice',
       lock_owner: null,
       lock_until: null,
       updated_at: now,
@@ -95,7 +119,32 @@ export async function failInterrupted(db: Kysely<Database>, now: number): Promis
     .where('status', '=', 'sending')
     .where('lock_until', '<', now)
     .executeTakeFirst()
-  return Number(result.numUpdatedRows)
+  return Number(result.numUpdatedRows) + Number(requeued.numUpdatedRows)
+}
+
+/**
+ * On each pass: the leases still held by this host's dead previous run (kill -9, a crash) end now
+ * instead of after LEASE_MS, so a restarted process resumes at once (rollouts/build.ts
+ * isDeadLocalOwner: same host name, no such pid). Its 'sending' rows then go to failInterrupted.
+ */
+async function releaseDeadLocalLeases(db: Kysely<Database>, owner: string, now: number): Promise<void> {
+  const holders = await db
+    .selectFrom('mail_outbox')
+    .select('lock_owner')
+    .distinct()
+    .where('status', 'in', ['queued', 'sending'])
+    .where('lock_owner', 'is not', null)
+    .where('lock_until', '>=', now)
+    .execute()
+  for (const { lock_owner } of holders) {
+    if (!lock_owner || !isDeadLocalOwner(lock_owner, owner)) continue
+    await db
+      .updateTable('mail_outbox')
+      .set({ lock_until: now - 1 })
+      .where('lock_owner', '=', lock_owner)
+      .where('status', 'in', ['queued', 'sending'])
+      .execute()
+  }
 }
 
 /** Leases up to `limit` due rows for `owner`, skipping rows of paused campaigns. */
@@ -150,8 +199,9 @@ export async function processOutbox(
   options: { budgetMs?: number; concurrency?: number; only?: OutboxScope } = {},
 ): Promise<OutboxRun> {
   const { db, clock } = deps
-  const owner = `${process.pid}-${randomBytes(4).toString('hex')}`
+  const owner = newBuildOwner()
   const run: OutboxRun = { sent: 0, failed: 0, retry: 0, skipped: 0, interrupted: 0 }
+  await releaseDeadLocalLeases(db, owner, clock.now())
   run.interrupted = await failInterrupted(db, clock.now())
   const started = Date.now()
   const budget = options.budgetMs ?? 30_000
@@ -217,17 +267,27 @@ async function sendRow(deps: OutboxDeps & { mailer: Mailer; log?: Logger }, owne
       .execute()
     return 'skipped' satisfies Outcome
   }
-  // The point of no return: from here a crash leaves 'sending', which is never sent again.
+  // From here a crash leaves 'sending': sent again only if its end of data never went out (failInterrupted).
   const claimed = await db
     .updateTable('mail_outbox')
-    .set({ status: 'sending', attempts: row.attempts + 1, link_id: prepared.linkId, updated_at: now })
+    .set({ status: 'sending', attempts: row.attempts + 1, link_id: prepared.linkId, message_id: null, updated_at: now })
     .where('id', '=', row.id)
     .where('lock_owner', '=', owner)
     .where('status', '=', 'queued')
     .executeTakeFirst()
   if (Number(claimed.numUpdatedRows) !== 1) return 'skipped' satisfies Outcome
   try {
-    const delivered = await deps.mailer.send(prepared.message)
+    const delivered = await deps.mailer.send(prepared.message, {
+      // From here the server may take the message: a crash leaves the outcome unknown (above).
+      beforeEndOfData: async (messageId) => {
+        await db
+          .updateTable('mail_outbox')
+          .set({ message_id: messageId.slice(0, 300) })
+          .where('id', '=', row.id)
+          .where('status', '=', 'sending')
+          .execute()
+      },
+    })
     const done = clock.now()
     await db.transaction().execute(async (trx) => {
       await trx

@@ -141,6 +141,12 @@ t.test(
     t.equal(oneClick.status, 200)
     const optOut = await app.db.selectFrom('mail_opt_outs').selectAll().where('user_id', '=', ann).executeTakeFirst()
     t.equal(optOut?.source, 'one-click')
+    const afterOptOut = await ops.get(`${app.url}/admin/rollouts/${rollout.id}`)
+    t.match(
+      afterOptOut.text,
+      /data-step="opted_out"><span>opted out of email<\/span><span class="num">2</,
+      'the funnel counts Cat and now Ann as opted out',
+    )
     // Reminders are due after 3 days, but Ann opted out: none is queued.
     clock.advance(4 * DAY)
     await app.app.jobs.run('mail')
@@ -334,3 +340,24 @@ t.test(
     t.equal(tooBig.status, 404, 'an id past PostgreSQL integer is refused by the schema')
   },
 )
+
+t.test("everyone's preview, counted set-based, agrees with walking the list page by page", async (t) => {
+  const { app, rollout, member, ops, clock } = await setup(t)
+  const { previewSelection } = await import('../../src/mail/campaigns.js')
+  const walk = { kind: 'filter' as const, filter: { sort: 'user' as const }, userIds: [] }
+  const everyone = { kind: 'everyone' as const, filter: { sort: 'user' as const }, userIds: [] }
+  const dan = await member('c-dan', 'dan@example.com')
+  await startCampaign(app, ops, rollout.id)
+  await app.app.jobs.run('mail') // Dan: already emailed
+  const ann = await member('c-ann', 'ann@example.com')
+  const bob = await member('c-bob', 'bob@example.com')
+  await app.db.updateTable('end_users').set({ email: null }).where('id', '=', bob).execute()
+  const cat = await member('c-cat', 'cat@example.com')
+  await app.db.insertInto('mail_opt_outs').values({ user_id: cat, at: clock.now(), source: 'page' }).execute()
+  await member('c-eve', 'eve@example.com', rollout.scopes) // covered: not selected
+  const fast = await previewSelection(app.db, rollout.id, everyone)
+  t.same(fast, await previewSelection(app.db, rollout.id, walk), 'the same counts and sample')
+  t.same(fast.counts, { selected: 4, willSend: 1, noEmail: 1, optedOut: 1, covered: 0, already: 1 })
+  t.equal(fast.sampleUserId, ann, 'the sample is the one to be emailed')
+  t.not(fast.sampleUserId, dan)
+})

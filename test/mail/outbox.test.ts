@@ -89,7 +89,7 @@ t.test('two instances sending from one queue: every person exactly once', async 
 })
 
 t.test(
-  'a process stopped mid-campaign: leased rows go out after the lease, the one mid-send is never resent',
+  'a process stopped mid-campaign: leased rows go out after the lease, one mid-send is resent only if its end of data was never sent',
   async (t) => {
     const people = 12
     const { smtp, clock, app } = await setup(t, people)
@@ -103,8 +103,14 @@ t.test(
       .execute()
     await app.db
       .updateTable('mail_outbox')
-      .set({ status: 'sending', attempts: 1 })
+      .set({ status: 'sending', attempts: 1, message_id: '<handed-over@example.com>' })
       .where('id', '=', leased[0]!)
+      .execute()
+    // And one handed to SMTP whose end of data was never sent: the server never took it.
+    await app.db
+      .updateTable('mail_outbox')
+      .set({ status: 'sending', attempts: 1 })
+      .where('id', '=', leased[1]!)
       .execute()
 
     const mailer = createMailer(app.config.mail)!
@@ -116,15 +122,22 @@ t.test(
 
     clock.advance(5 * 60_000 + 1)
     const second = await processOutbox(deps)
-    t.equal(second.interrupted, 1, 'the row caught mid-send is failed as interrupted')
-    t.equal(second.sent, 4, 'the rows only leased go out once the lease ran out')
+    t.equal(second.interrupted, 2, 'both rows caught mid-send are seen as interrupted')
+    t.equal(second.sent, 4, 'the rows only leased, and the one whose end of data was never sent, go out')
     const interrupted = await app.db
       .selectFrom('mail_outbox')
       .selectAll()
       .where('id', '=', leased[0]!)
       .executeTakeFirstOrThrow()
     t.equal(interrupted.status, 'failed')
-    t.match(interrupted.reason, /interrupted/)
+    t.match(interrupted.reason, /interrupted after the message was handed to the server/)
+    const resent = await app.db
+      .selectFrom('mail_outbox')
+      .selectAll()
+      .where('id', '=', leased[1]!)
+      .executeTakeFirstOrThrow()
+    t.equal(resent.status, 'sent', 'the one whose end of data was never sent is sent again')
+    t.equal(resent.attempts, 2)
     t.equal(smtp.received.length, people - 1)
     t.notOk(
       smtp.received.some((m) => m.to.includes(rows[0]!.to_address)),
