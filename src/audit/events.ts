@@ -1,6 +1,7 @@
 // Append-only audit trail. Every grant, refresh, revocation, link issued or used, retirement
 // and operator action writes one event. Details are JSON and must never hold a token or secret.
 import type { Kysely } from 'kysely'
+import { chunked } from '../db/batch.js'
 import type { Database } from '../db/schema.js'
 
 /**
@@ -70,17 +71,27 @@ export interface AuditEvent {
 
 /** Writes one event; pass the transaction so the event lands with the change it records. */
 export async function recordAudit(db: Kysely<Database>, at: number, event: AuditEvent): Promise<void> {
-  await db
-    .insertInto('audit_events')
-    .values({
-      at,
-      type: event.type,
-      actor: event.actor,
-      user_id: event.userId ?? null,
-      grant_id: event.grantId ?? null,
-      app_id: event.appId ?? null,
-      rollout_id: event.rolloutId ?? null,
-      details: JSON.stringify(event.details ?? {}),
-    })
-    .execute()
+  await db.insertInto('audit_events').values(auditRow(at, event)).execute()
+}
+
+/** Writes many events in order (an import batch), a few multi-row INSERTs. */
+export async function recordAudits(db: Kysely<Database>, at: number, events: AuditEvent[]): Promise<void> {
+  for (const chunk of chunked(events, 8))
+    await db
+      .insertInto('audit_events')
+      .values(chunk.map((event) => auditRow(at, event)))
+      .execute()
+}
+
+function auditRow(at: number, event: AuditEvent) {
+  return {
+    at,
+    type: event.type,
+    actor: event.actor,
+    user_id: event.userId ?? null,
+    grant_id: event.grantId ?? null,
+    app_id: event.appId ?? null,
+    rollout_id: event.rolloutId ?? null,
+    details: JSON.stringify(event.details ?? {}),
+  }
 }
