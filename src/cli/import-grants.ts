@@ -8,6 +8,7 @@ import { basename } from 'node:path'
 import { parseArgs } from 'node:util'
 import { systemClock } from '../clock.js'
 import { csvLine } from '../csv.js'
+import { tuneForBulkWrites } from '../db/dialect.js'
 import { createDeps } from '../deps.js'
 import { importGrants, type ImportProgress } from '../imports/import.js'
 import { formatFromName, type ImportFormat, ImportFileError, type Rejection } from '../imports/parse.js'
@@ -72,6 +73,7 @@ export async function importGrantsCommand(
   }
 
   const { config, db } = await open()
+  await tuneForBulkWrites(db)
   const deps = createDeps({ config, db, clock: systemClock })
   // Only warnings reach the terminal; the summary says the rest.
   const log: Logger = {
