@@ -83,6 +83,7 @@ for (const label of ['empty ledger', 'same file again']) {
     format: 'jsonl',
     fileName: 'grants.jsonl',
     actor: 'bench',
+    ...(process.env.BENCH_BATCH ? { batchSize: Number(process.env.BENCH_BATCH) } : {}),
   })
   const secs = (performance.now() - started) / 1000
   peak = Math.max(peak, process.memoryUsage().rss)

@@ -209,7 +209,10 @@ t.test('batch path and row-by-row path write the same rows', async (t) => {
     { created: expected.created, superseded: expected.superseded, unchanged: expected.unchanged, rejected: 0 },
     'the same outcomes',
   )
-  t.ok(expected.superseded > 50 && expected.unchanged > 50 && expected.created > 2000, `a mix of every outcome: ${JSON.stringify(expected)}`)
+  t.ok(
+    expected.superseded > 50 && expected.unchanged > 50 && expected.created > 2000,
+    `a mix of every outcome: ${JSON.stringify(expected)}`,
+  )
 
   const a = await snapshot(byRow)
   const b = await snapshot(byBatch)
