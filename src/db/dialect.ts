@@ -192,7 +192,14 @@ export function isUniqueViolation(err: unknown): boolean {
  */
 export function isRetryableConflict(err: unknown): boolean {
   const e = err as { code?: string }
-  return e?.code === '40P01' || e?.code === '40001' || e?.code === 'SQLITE_BUSY' || isUniqueViolation(err)
+  return (
+    e?.code === '40P01' ||
+    e?.code === '40001' ||
+    e?.code === 'SQLITE_BUSY' ||
+    // A read-then-write transaction whose snapshot another writer outdated (WAL mode).
+    e?.code === 'SQLITE_BUSY_SNAPSHOT' ||
+    isUniqueViolation(err)
+  )
 }
 
 /** True when an error is a foreign-key violation on either engine. */

@@ -250,6 +250,14 @@ async function recordBatchOnce(
   let outcomes: ImportOutcome[] = []
   try {
     await deps.db.transaction().execute(async (trx) => {
+      // A write first: on SQLite a transaction that reads first and writes later fails at once
+      // (SQLITE_BUSY_SNAPSHOT, no busy wait) when another process wrote in between, e.g. the
+      // server storing a session. Writing first waits for the lock instead (busy_timeout).
+      await trx
+        .updateTable('import_runs')
+        .set({ heartbeat_at: now })
+        .where('id', '=', runId ?? 0)
+        .execute()
       if (options.rowByRow) {
         outcomes = []
         for (const row of grants) outcomes.push(await recordImportedGrant(trx, deps.cipher, row, context, now))
@@ -266,7 +274,6 @@ async function recordBatchOnce(
             superseded: eb('superseded', '+', n('superseded')),
             unchanged: eb('unchanged', '+', n('unchanged')),
             rejected: eb('rejected', '+', rejected),
-            heartbeat_at: now,
           }))
           .where('id', '=', runId)
           .execute()
