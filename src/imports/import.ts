@@ -29,6 +29,7 @@ import {
   rowFingerprint,
   type RowRules,
 } from './parse.js'
+import { SeenUsers } from './seen.js'
 
 export interface ImportCounts {
   created: number
@@ -120,7 +121,7 @@ export async function importGrants(
   const counts: ImportCounts = { created: 0, superseded: 0, unchanged: 0, rejected: 0 }
   const progress = { bytes: 0, lines: 0 }
   // The first line of a file naming each user: a later line for the same user is refused.
-  const seen = new Map<string, number>()
+  const seen = new SeenUsers()
   let pendingRejected = 0
   let batch: ImportRow[] = []
   let columns: ReturnType<typeof csvColumns> | null = null
@@ -165,7 +166,7 @@ export async function importGrants(
         continue
       }
       const { row } = parsed
-      const first = seen.get(row.cartaUserId)
+      const first = seen.firstLine(row.cartaUserId, row.line)
       if (first !== undefined) {
         await reject({
           line: row.line,
@@ -175,7 +176,6 @@ export async function importGrants(
         })
         continue
       }
-      seen.set(row.cartaUserId, row.line)
       batch.push(row)
       if (batch.length >= batchSize) await flush()
     }

@@ -15,13 +15,13 @@
 //   BENCH_BATCH=2000       the command's --batch-size (default: the command's default)
 //   DATABASE_URL=postgres://… DATABASE_SEARCH_PATH=bench_import   on PostgreSQL (that schema is
 //                          dropped and recreated)
-// On SQLite the seeded scenario copies data/bench/bench.db when it holds a ledger of BENCH_USERS
-// users (`npm run bench` seeds it), else seeds a copy first (several minutes for 1M users).
+// On SQLite the seeded scenario seeds data/bench/bench.db once (several minutes for 1M users; the
+// same ledger `npm run bench` uses) and imports into a copy of it.
 import { spawn } from 'node:child_process'
-import { copyFileSync, createWriteStream, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { copyFileSync, createWriteStream, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { once } from 'node:events'
 import { tmpdir } from 'node:os'
-import { join, resolve } from 'node:path'
+import { dirname, join, resolve } from 'node:path'
 import { sql } from 'kysely'
 import { buildApp } from '../../src/app.js'
 import { syncApps } from '../../src/apps/apps.js'
@@ -63,19 +63,17 @@ log(
   `Import bench on ${config.database.kind}: ${ROWS.toLocaleString('en-US')} rows into ${SCENARIO === 'empty' ? 'an empty ledger' : `the seeded ledger (${USERS.toLocaleString('en-US')} users)`}`,
 )
 
-// 1. The ledger.
+// 1. The ledger. On SQLite the seeded one is prepared once in data/bench/bench.db (shared with
+// `npm run bench`) and copied, since an import changes it.
 if (SCENARIO === 'seeded' && !postgres) {
   const source = resolve(projectRoot, 'data/bench/bench.db')
-  if (existsSync(source)) {
-    const check = await openDatabase({ ...config.database, path: source } as typeof config.database)
-    const size = await seededSize(check)
-    if (size?.users === USERS) await sql`pragma wal_checkpoint(truncate)`.execute(check)
-    await check.destroy()
-    if (size?.users === USERS) {
-      copyFileSync(source, join(dir, 'bench.db'))
-      log(`Copied the seeded ledger ${source}`)
-    }
-  }
+  mkdirSync(dirname(source), { recursive: true })
+  const shared = await openDatabase({ ...config.database, path: source } as typeof config.database)
+  await prepareLedger(shared)
+  await sql`pragma wal_checkpoint(truncate)`.execute(shared)
+  await shared.destroy()
+  copyFileSync(source, join(dir, 'bench.db'))
+  log(`Copied the seeded ledger ${source}`)
 }
 const db = await openDatabase(config.database)
 if (postgres) {
@@ -83,16 +81,7 @@ if (postgres) {
   await sql`drop schema if exists ${sql.id(schema)} cascade`.execute(db)
   await sql`create schema ${sql.id(schema)}`.execute(db)
 }
-await migrateToLatest(db)
-await syncApps(db, config.apps, Date.now())
-if (SCENARIO === 'seeded' && (await seededSize(db))?.users !== USERS) {
-  log('Seeding the ledger…')
-  const size = await seed(db, { users: USERS, now: SEED_NOW }, log)
-  log(
-    `Seeded ${size.users.toLocaleString('en-US')} users, ${size.grants.toLocaleString('en-US')} grants in ${size.seconds.toFixed(0)} s`,
-  )
-}
-const rolloutId = await ensureRollout(db)
+const rolloutId = await prepareLedger(db)
 
 // 2. The file.
 const file = join(dir, 'grants.jsonl')
@@ -132,6 +121,20 @@ await app.close()
 await db.destroy()
 rmSync(dir, { recursive: true, force: true })
 if (!exact || !ok) process.exitCode = 1
+
+/** Schema, apps, the seeded users if asked, and the rollout whose page is timed. */
+async function prepareLedger(db: Db): Promise<number> {
+  await migrateToLatest(db)
+  await syncApps(db, config.apps, Date.now())
+  if (SCENARIO === 'seeded' && (await seededSize(db))?.users !== USERS) {
+    log('Seeding the ledger…')
+    const size = await seed(db, { users: USERS, now: SEED_NOW }, log)
+    log(
+      `Seeded ${size.users.toLocaleString('en-US')} users, ${size.grants.toLocaleString('en-US')} grants in ${size.seconds.toFixed(0)} s`,
+    )
+  }
+  return ensureRollout(db)
+}
 
 /** The rollout whose page is timed: built over the seeded users, or empty (the import fills it). */
 async function ensureRollout(db: Db): Promise<number> {
