@@ -129,11 +129,20 @@ function peopleQuery(
       .where('ob.rollout_id', '=', rolloutId)
       .where('ob.kind', '=', 'link')
       .where(q.where(rolloutId) as Expression<SqlBool>) as unknown as PeopleQuery
+  // Driven by the opt-outs (few) with a primary-key probe per person: a join let the planners walk
+  // all of a 1M-member rollout's rows on every rollout page view.
   return db
     .selectFrom('mail_opt_outs as o')
-    .innerJoin('rollout_members as m', 'm.user_id', 'o.user_id')
     .select('o.user_id as user_id')
-    .where('m.rollout_id', '=', rolloutId) as unknown as PeopleQuery
+    .where((eb) =>
+      eb.exists(
+        eb
+          .selectFrom('rollout_members as m')
+          .select('m.user_id')
+          .where('m.rollout_id', '=', rolloutId)
+          .whereRef('m.user_id', '=', 'o.user_id'),
+      ),
+    ) as unknown as PeopleQuery
 }
 type PeopleQuery = SelectQueryBuilder<Database, 'reauth_links', { user_id: number }>
 

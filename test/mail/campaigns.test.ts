@@ -141,6 +141,12 @@ t.test(
     t.equal(oneClick.status, 200)
     const optOut = await app.db.selectFrom('mail_opt_outs').selectAll().where('user_id', '=', ann).executeTakeFirst()
     t.equal(optOut?.source, 'one-click')
+    const { rolloutFunnel } = await import('../../src/mail/funnel.js')
+    t.equal(
+      (await rolloutFunnel(app.db, rollout.id, clock.now())).opted_out,
+      2,
+      'the funnel counts both opted-out members',
+    )
     // Reminders are due after 3 days, but Ann opted out: none is queued.
     clock.advance(4 * DAY)
     await app.app.jobs.run('mail')
