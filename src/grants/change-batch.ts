@@ -4,10 +4,10 @@
 // counter upsert); only the statements differ: a few multi-row statements per batch instead of
 // ~15 per row. recordImportedGrant is the same import one row at a time through changeGrant, kept
 // as the reference the batch path is tested against (test/grants/change-batch.test.ts).
-import type { Transaction } from 'kysely'
+import { sql, type Transaction } from 'kysely'
 import { type AuditEvent, recordAudits } from '../audit/events.js'
 import type { TokenSet } from '../carta/oauth-client.js'
-import { chunked } from '../db/batch.js'
+import { chunked, integerPairs } from '../db/batch.js'
 import type { Database } from '../db/schema.js'
 import { syncUsersRollouts } from '../rollouts/membership.js'
 import { formatScopes, parseScopes } from '../scopes.js'
@@ -252,40 +252,28 @@ export async function recordImportedGrants(
   for (const chunk of chunked(tokens, 7)) await trx.insertInto('grant_tokens').values(chunk).execute()
 
   // 5. Supersede: one active grant per user, tokens not revoked (revokesSuperseded) but the live
-  //    copy deleted. superseded_by is the user's newest grant: the one just inserted (the user's
-  //    row is locked, and every grant is written under that lock).
-  const superseded = todo.flatMap(({ previous }) => previous.map((g) => g.id))
-  for (const ids of chunked(superseded)) {
+  //    copy deleted; then each user's active grant is the new one. One UPDATE … FROM a list of
+  //    (id, new grant) pairs per statement instead of one UPDATE per row.
+  const superseded = todo.flatMap(({ previous }, i) => previous.map((g) => [g.id, grantOf(changes[i]!)] as const))
+  for (const pairs of chunked(superseded, 2)) {
+    await sql`update grants set status = 'superseded', ended_at = ${now}, superseded_by = v.new_id
+      from ${integerPairs(pairs, 'old_id', 'new_id')} as v where grants.id = v.old_id`.execute(trx)
     await trx
-      .updateTable('grants')
-      .set((eb) => ({
-        status: 'superseded',
-        ended_at: now,
-        superseded_by: eb
-          .selectFrom('grants as newest')
-          .select((e) => e.fn.max('newest.id').as('id'))
-          .whereRef('newest.user_id', '=', 'grants.user_id'),
-      }))
-      .where('id', 'in', ids)
+      .deleteFrom('grant_tokens')
+      .where(
+        'grant_id',
+        'in',
+        pairs.map(([id]) => id),
+      )
       .execute()
-    await trx.deleteFrom('grant_tokens').where('grant_id', 'in', ids).execute()
   }
-  // The user's active grant is their one active grant now.
   const changedUsers = changes.map((c) => c.userId)
-  for (const ids of chunked(changedUsers))
-    await trx
-      .updateTable('end_users')
-      .set((eb) => ({
-        active_grant_id: eb
-          .selectFrom('grants')
-          .select((e) => e.fn.max('grants.id').as('id'))
-          .whereRef('grants.user_id', '=', 'end_users.id')
-          .where('grants.status', '=', 'active'),
-        status: 'connected',
-        updated_at: now,
-      }))
-      .where('id', 'in', ids)
-      .execute()
+  for (const pairs of chunked(
+    changes.map((c) => [c.userId, grantOf(c)] as const),
+    2,
+  ))
+    await sql`update end_users set active_grant_id = v.grant_id, status = 'connected', updated_at = ${now}
+      from ${integerPairs(pairs, 'user_id', 'grant_id')} as v where end_users.id = v.user_id`.execute(trx)
 
   // 6. Audit events in the order changeGrant writes them: each superseded grant, then the new one.
   const events: AuditEvent[] = []
