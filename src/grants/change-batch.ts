@@ -253,11 +253,13 @@ export async function recordImportedGrants(
 
   // 5. Supersede: one active grant per user, tokens not revoked (revokesSuperseded) but the live
   //    copy deleted; then each user's active grant is the new one. One UPDATE … FROM a list of
-  //    (id, new grant) pairs per statement instead of one UPDATE per row.
+  //    (id, new grant) pairs per statement instead of one UPDATE per row; the repeated IN list lets
+  //    SQLite's planner look the rows up by key instead of scanning the table against the pairs.
   const superseded = todo.flatMap(({ previous }, i) => previous.map((g) => [g.id, grantOf(changes[i]!)] as const))
-  for (const pairs of chunked(superseded, 2)) {
+  for (const pairs of chunked(superseded, 3)) {
     await sql`update grants set status = 'superseded', ended_at = ${now}, superseded_by = v.new_id
-      from ${integerPairs(pairs, 'old_id', 'new_id')} as v where grants.id = v.old_id`.execute(trx)
+      from ${integerPairs(pairs, 'old_id', 'new_id')} as v
+      where grants.id = v.old_id and grants.id in (${sql.join(pairs.map(([id]) => id))})`.execute(trx)
     await trx
       .deleteFrom('grant_tokens')
       .where(
@@ -270,10 +272,11 @@ export async function recordImportedGrants(
   const changedUsers = changes.map((c) => c.userId)
   for (const pairs of chunked(
     changes.map((c) => [c.userId, grantOf(c)] as const),
-    2,
+    3,
   ))
     await sql`update end_users set active_grant_id = v.grant_id, status = 'connected', updated_at = ${now}
-      from ${integerPairs(pairs, 'user_id', 'grant_id')} as v where end_users.id = v.user_id`.execute(trx)
+      from ${integerPairs(pairs, 'user_id', 'grant_id')} as v
+      where end_users.id = v.user_id and end_users.id in (${sql.join(pairs.map(([id]) => id))})`.execute(trx)
 
   // 6. Audit events in the order changeGrant writes them: each superseded grant, then the new one.
   const events: AuditEvent[] = []
