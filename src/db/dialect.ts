@@ -165,14 +165,14 @@ export async function refreshPlannerStatistics<DB>(db: Kysely<DB>, tables: strin
 }
 
 /**
- * For a process that writes in bulk (the import command): on SQLite a 64 MiB page cache for this
+ * For a process that writes in bulk (the import command): on SQLite a 32 MiB page cache for this
  * connection (the default 2 MiB makes every insert into a 1M-row index read pages back from the
  * OS). Durability is untouched: WAL with synchronous = NORMAL as everywhere (an interrupted
  * process loses nothing committed). PostgreSQL needs nothing here.
  */
 export async function tuneForBulkWrites<DB>(db: Kysely<DB>): Promise<void> {
   if (isPostgres(db)) return
-  await sql`pragma cache_size = -65536`.execute(db)
+  await sql`pragma cache_size = -32768`.execute(db)
 }
 
 export function isPostgres<DB>(db: Kysely<DB>): boolean {
