@@ -17,6 +17,7 @@ import {
 } from 'kysely'
 import pg from 'pg'
 import type { DatabaseConfig } from '../config.js'
+import type { Database as Tables } from './schema.js'
 
 // PostgreSQL returns int8 (bigint, and every count(*)) as a string; our bigints are epoch
 // milliseconds and counts, far below 2^53, so read them as numbers like SQLite does.
@@ -173,6 +174,27 @@ export async function refreshPlannerStatistics<DB>(db: Kysely<DB>, tables: strin
 export async function tuneForBulkWrites<DB>(db: Kysely<DB>): Promise<void> {
   if (isPostgres(db)) return
   await sql`pragma cache_size = -32768`.execute(db)
+}
+
+/**
+ * Locks the end users' rows for the rest of the transaction, in id order (src/README.md, "Lock
+ * order"). PostgreSQL: SELECT … FOR UPDATE, which writes no new row versions (a no-op UPDATE would
+ * write one per user). SQLite has one writer at a time: a no-op UPDATE makes the transaction that
+ * writer now, so it waits for the lock here (busy_timeout) instead of failing later.
+ */
+export async function lockUserRows(db: Kysely<Tables>, userIds: number[]): Promise<void> {
+  const ids = [...userIds].sort((a, b) => a - b)
+  for (let i = 0; i < ids.length; i += 10_000) {
+    const chunk = ids.slice(i, i + 10_000)
+    if (isPostgres(db))
+      await db.selectFrom('end_users').select('id').where('id', 'in', chunk).orderBy('id').forUpdate().execute()
+    else
+      await db
+        .updateTable('end_users')
+        .set((eb) => ({ updated_at: eb.ref('updated_at') }))
+        .where('id', 'in', chunk)
+        .execute()
+  }
 }
 
 export function isPostgres<DB>(db: Kysely<DB>): boolean {

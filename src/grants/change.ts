@@ -5,7 +5,7 @@
 import type { Transaction } from 'kysely'
 import { type AuditEvent, recordAudit } from '../audit/events.js'
 import type { TokenSet } from '../carta/oauth-client.js'
-import { chunked } from '../db/batch.js'
+import { lockUserRows } from '../db/dialect.js'
 import type { Database, GrantStatus } from '../db/schema.js'
 import { syncUserRollouts } from '../rollouts/membership.js'
 import { formatScopes, parseScopes, sameScopes } from '../scopes.js'
@@ -80,7 +80,7 @@ export async function changeGrant(
 }
 
 /**
- * Takes the user's row lock first (a no-op UPDATE; SQLite serializes writers anyway), so two
+ * Takes the user's row lock first (db/dialect.ts lockUserRows), so two
  * changes for one user run one after the other: the second sees the first's active grant and
  * supersedes it instead of both staying active. Locks are then taken in one order everywhere: the
  * user, the grants, the counters (membership.ts, sorted).
@@ -96,12 +96,7 @@ async function lockUser(trx: Trx, change: GrantChange): Promise<void> {
 
 /** The row lock of each user (lockUser; an import batch takes its users' locks in id order). */
 export async function lockUsers(trx: Trx, userIds: number[]): Promise<void> {
-  for (const ids of chunked([...userIds].sort((a, b) => a - b)))
-    await trx
-      .updateTable('end_users')
-      .set((eb) => ({ updated_at: eb.ref('updated_at') }))
-      .where('id', 'in', ids)
-      .execute()
+  await lockUserRows(trx, userIds)
 }
 
 /** The grant.* event of the change, and rollout.user_covered for each rollout the user now covers. */
