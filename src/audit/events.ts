@@ -1,6 +1,7 @@
 // Append-only audit trail. Every grant, refresh, revocation, link issued or used, retirement
 // and operator action writes one event. Details are JSON and must never hold a token or secret.
 import type { Kysely } from 'kysely'
+import { chunked } from '../db/batch.js'
 import { preparedQuery } from '../db/prepared.js'
 import type { Database } from '../db/schema.js'
 
@@ -85,6 +86,28 @@ export async function recordAudit(db: Kysely<Database>, at: number, event: Audit
   // (db/prepared.ts); a transaction is a new Kysely object each time, so it builds as usual.
   if (db.isTransaction) await insertAudit(db, ...values).execute()
   else await preparedInsertAudit(db, ...values)
+}
+
+/** Writes many events in order (an import batch), a few multi-row INSERTs. */
+export async function recordAudits(db: Kysely<Database>, at: number, events: AuditEvent[]): Promise<void> {
+  for (const chunk of chunked(events, 8))
+    await db
+      .insertInto('audit_events')
+      .values(chunk.map((event) => auditRow(at, event)))
+      .execute()
+}
+
+function auditRow(at: number, event: AuditEvent) {
+  return {
+    at,
+    type: event.type,
+    actor: event.actor,
+    user_id: event.userId ?? null,
+    grant_id: event.grantId ?? null,
+    app_id: event.appId ?? null,
+    rollout_id: event.rolloutId ?? null,
+    details: JSON.stringify(event.details ?? {}),
+  }
 }
 
 const insertAudit = (

@@ -3,8 +3,9 @@
 // the rollout membership and its counters, and the webhook outbox (src/README.md, "Grants"). A new
 // consequence of a grant change is added here, once, and no caller can miss it.
 import type { Transaction } from 'kysely'
-import { recordAudit } from '../audit/events.js'
+import { type AuditEvent, recordAudit } from '../audit/events.js'
 import type { TokenSet } from '../carta/oauth-client.js'
+import { lockUserRows } from '../db/dialect.js'
 import type { Database, GrantStatus } from '../db/schema.js'
 import { syncUserRollouts } from '../rollouts/membership.js'
 import { formatScopes, parseScopes, sameScopes } from '../scopes.js'
@@ -79,7 +80,7 @@ export async function changeGrant(
 }
 
 /**
- * Takes the user's row lock first (a no-op UPDATE; SQLite serializes writers anyway), so two
+ * Takes the user's row lock first (db/dialect.ts lockUserRows), so two
  * changes for one user run one after the other: the second sees the first's active grant and
  * supersedes it instead of both staying active. Locks are then taken in one order everywhere: the
  * user, the grants, the counters (membership.ts, sorted).
@@ -90,11 +91,12 @@ async function lockUser(trx: Trx, change: GrantChange): Promise<void> {
       ? change.userId
       : (await trx.selectFrom('grants').select('user_id').where('id', '=', change.grantId).executeTakeFirst())?.user_id
   if (userId === undefined) return
-  await trx
-    .updateTable('end_users')
-    .set((eb) => ({ updated_at: eb.ref('updated_at') }))
-    .where('id', '=', userId)
-    .execute()
+  await lockUsers(trx, [userId])
+}
+
+/** The row lock of each user (lockUser; an import batch takes its users' locks in id order). */
+export async function lockUsers(trx: Trx, userIds: number[]): Promise<void> {
+  await lockUserRows(trx, userIds)
 }
 
 /** The grant.* event of the change, and rollout.user_covered for each rollout the user now covers. */
@@ -125,11 +127,7 @@ async function enqueueGrantEvents(
       type,
       userId: result.userId,
       data: {
-        grantId: result.grantId,
-        app: grant.app,
-        status: grant.status,
-        scopes: parseScopes(grant.granted_scopes),
-        scopesSource: grant.scopes_source,
+        ...grantEventData(result.grantId, grant),
         ...(change.kind === 'broken' ? { reason: change.reason } : {}),
       },
     },
@@ -138,19 +136,19 @@ async function enqueueGrantEvents(
   const coveredAfter = await coveredRollouts(trx, result.userId)
   const newly = [...coveredAfter].filter((id) => !coveredBefore.has(id))
   if (newly.length === 0) return
-  const rollouts = await trx.selectFrom('rollouts').select(['id', 'name']).where('id', 'in', newly).execute()
+  const rollouts = await trx
+    .selectFrom('rollouts')
+    .select(['id', 'name'])
+    .where('id', 'in', newly)
+    .orderBy('id')
+    .execute()
   for (const rollout of rollouts) {
     await enqueueWebhookEvent(
       trx,
       {
         type: 'rollout.user_covered',
         userId: result.userId,
-        data: {
-          rolloutId: rollout.id,
-          rolloutName: rollout.name,
-          grantId: result.grantId,
-          scopes: parseScopes(grant.granted_scopes),
-        },
+        data: userCoveredData(rollout, result.grantId, grant.granted_scopes),
       },
       now,
     )
@@ -175,32 +173,16 @@ async function grant(
   change: Extract<GrantChange, { kind: 'granted' }>,
   now: number,
 ): Promise<GrantChangeResult> {
-  const { userId, actor } = change
+  const { userId } = change
   const previous = await trx
     .selectFrom('grants')
     .select(['id', 'app_id'])
     .where('user_id', '=', userId)
     .where('status', '=', 'active')
     .execute()
-  const granted = formatScopes(change.granted)
-  const { id: grantId } = await trx
-    .insertInto('grants')
-    .values({
-      user_id: userId,
-      app_id: change.app.id,
-      requested_scopes: formatScopes(change.requested),
-      granted_scopes: granted,
-      scopes_source: change.source,
-      status: 'active',
-      status_reason: null,
-      created_at: change.grantedAt ?? now,
-      ended_at: null,
-      superseded_by: null,
-      import_run_id: change.imported?.runId ?? null,
-      import_fingerprint: change.imported?.fingerprint ?? null,
-    })
-    .returning('id')
-    .executeTakeFirstOrThrow()
+  const row = grantRow(change, now)
+  const granted = row.granted_scopes
+  const { id: grantId } = await trx.insertInto('grants').values(row).returning('id').executeTakeFirstOrThrow()
   const scopes = parseScopes(granted)
   if (scopes.length)
     await trx
@@ -210,11 +192,9 @@ async function grant(
   if (change.tokens) await storeTokens(trx, cipher, grantId, change.tokens, now)
 
   // One active grant per user: the previous one is superseded and its tokens queued for
-  // revocation at Carta (RFC 7009); the revocation job sends them after this commits.
-  // An import revokes nothing: the integrator may still use the older tokens, and revoking one may
-  // revoke every token of the same authorization (RFC 7009 §2.1), the imported one included. The
-  // live copy goes either way (src/README.md, "Imports").
-  const revoke = !change.imported
+  // revocation at Carta (RFC 7009); the revocation job sends them after this commits. An import
+  // revokes nothing (revokesSuperseded); the live copy goes either way (src/README.md, "Imports").
+  const revoke = revokesSuperseded(change)
   let queued = 0
   for (const old of previous) {
     await trx
@@ -225,36 +205,14 @@ async function grant(
     // Revocation rows carry the ciphertext as is; the live copy goes (no unused secrets at rest).
     if (revoke) queued += await enqueueGrantRevocation(trx, old.id, now)
     await trx.deleteFrom('grant_tokens').where('grant_id', '=', old.id).execute()
-    await recordAudit(trx, now, {
-      type: 'grant.superseded',
-      actor,
-      userId,
-      grantId: old.id,
-      appId: old.app_id,
-      details: { supersededBy: grantId, ...(revoke ? {} : { tokensRevoked: false }) },
-    })
+    await recordAudit(trx, now, supersededEvent(change, old, grantId))
   }
   await trx
     .updateTable('end_users')
     .set({ active_grant_id: grantId, status: 'connected', updated_at: now })
     .where('id', '=', userId)
     .execute()
-  await recordAudit(trx, now, {
-    type: 'grant.created',
-    actor,
-    userId,
-    grantId,
-    appId: change.app.id,
-    details: {
-      app: change.app.key,
-      requested: formatScopes(change.requested),
-      granted,
-      source: change.source,
-      ...(change.grantedAt !== undefined ? { grantedAt: new Date(change.grantedAt).toISOString() } : {}),
-      ...(change.imported ? { importRunId: change.imported.runId, tokens: change.tokens !== null } : {}),
-      ...change.details,
-    },
-  })
+  await recordAudit(trx, now, createdEvent(change, grantId))
   return {
     userId,
     grantId,
@@ -262,6 +220,86 @@ async function grant(
     supersededGrantId: previous.at(-1)?.id ?? null,
     queuedRevocations: queued,
   }
+}
+
+type Granted = Extract<GrantChange, { kind: 'granted' }>
+
+// The rules of a new grant, shared by grant() and the import's batch path (change-batch.ts).
+
+/** The grants row of a new grant. */
+export function grantRow(change: Granted, now: number) {
+  return {
+    user_id: change.userId,
+    app_id: change.app.id,
+    requested_scopes: formatScopes(change.requested),
+    granted_scopes: formatScopes(change.granted),
+    scopes_source: change.source,
+    status: 'active' as const,
+    status_reason: null,
+    created_at: change.grantedAt ?? now,
+    ended_at: null,
+    superseded_by: null,
+    import_run_id: change.imported?.runId ?? null,
+    import_fingerprint: change.imported?.fingerprint ?? null,
+  }
+}
+
+/**
+ * Whether the superseded grant's tokens are queued for revocation at Carta (RFC 7009). An import
+ * revokes nothing: the integrator may still use the older tokens, and revoking one may revoke
+ * every token of the same authorization (RFC 7009 §2.1), the imported one included.
+ */
+export function revokesSuperseded(change: Granted): boolean {
+  return !change.imported
+}
+
+export function supersededEvent(change: Granted, old: { id: number; app_id: number }, grantId: number): AuditEvent {
+  return {
+    type: 'grant.superseded',
+    actor: change.actor,
+    userId: change.userId,
+    grantId: old.id,
+    appId: old.app_id,
+    details: { supersededBy: grantId, ...(revokesSuperseded(change) ? {} : { tokensRevoked: false }) },
+  }
+}
+
+export function createdEvent(change: Granted, grantId: number): AuditEvent {
+  return {
+    type: 'grant.created',
+    actor: change.actor,
+    userId: change.userId,
+    grantId,
+    appId: change.app.id,
+    details: {
+      app: change.app.key,
+      requested: formatScopes(change.requested),
+      granted: formatScopes(change.granted),
+      source: change.source,
+      ...(change.grantedAt !== undefined ? { grantedAt: new Date(change.grantedAt).toISOString() } : {}),
+      ...(change.imported ? { importRunId: change.imported.runId, tokens: change.tokens !== null } : {}),
+      ...change.details,
+    },
+  }
+}
+
+/** The data of a grant.* webhook event (never a token). */
+export function grantEventData(
+  grantId: number,
+  grant: { app: string; status: string; granted_scopes: string; scopes_source: string },
+) {
+  return {
+    grantId,
+    app: grant.app,
+    status: grant.status,
+    scopes: parseScopes(grant.granted_scopes),
+    scopesSource: grant.scopes_source,
+  }
+}
+
+/** The data of a rollout.user_covered webhook event. */
+export function userCoveredData(rollout: { id: number; name: string }, grantId: number, grantedScopes: string) {
+  return { rolloutId: rollout.id, rolloutName: rollout.name, grantId, scopes: parseScopes(grantedScopes) }
 }
 
 async function changeScopes(

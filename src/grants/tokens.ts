@@ -27,16 +27,7 @@ export async function storeTokens(
   tokens: TokenSet,
   now: number,
 ): Promise<void> {
-  const access = cipher.seal(tokens.accessToken)
-  const refresh = tokens.refreshToken ? cipher.seal(tokens.refreshToken, access.keyId) : null
-  const values = {
-    key_id: access.keyId,
-    access_token: access.value,
-    refresh_token: refresh?.value ?? null,
-    token_type: tokens.tokenType,
-    access_expires_at: tokens.expiresAt,
-    updated_at: now,
-  }
+  const { grant_id: _, ...values } = sealedTokenRow(cipher, grantId, tokens, now)
   await db
     .insertInto('grant_tokens')
     .values({ grant_id: grantId, ...values })
@@ -55,6 +46,21 @@ const tokensQuery = (db: Kysely<Database>, grantId: number) =>
     .where('grant_id', '=', grantId)
 // Every use of a token reads it (the API's access-token route on each call): compiled once (db/prepared.ts).
 const preparedTokens = preparedQuery(tokensQuery)
+
+/** The grant_tokens row of a new grant's tokens (storeTokens, and the import's batch insert). */
+export function sealedTokenRow(cipher: TokenCipher, grantId: number, tokens: TokenSet, now: number) {
+  const access = cipher.seal(tokens.accessToken)
+  const refresh = tokens.refreshToken ? cipher.seal(tokens.refreshToken, access.keyId) : null
+  return {
+    grant_id: grantId,
+    key_id: access.keyId,
+    access_token: access.value,
+    refresh_token: refresh?.value ?? null,
+    token_type: tokens.tokenType,
+    access_expires_at: tokens.expiresAt,
+    updated_at: now,
+  }
+}
 
 /** Decrypts a grant's tokens; undefined when the grant has none (revoked or superseded). */
 export async function readTokens(

@@ -10,10 +10,11 @@
 //               and says so (reason scopes_unknown) instead of claiming them missing;
 //   reconnect – no active grant, or the user is marked needs_reconnect (broken/revoked token):
 //               such a user holds nothing usable, so every required scope counts as missing.
-import { type Kysely, sql, type Transaction } from 'kysely'
+import { type Insertable, type Kysely, sql, type Transaction } from 'kysely'
+import { chunked } from '../db/batch.js'
 import type { Database } from '../db/schema.js'
 import { formatScopes, missingScopes, parseScopes } from '../scopes.js'
-import type { MemberReason, MemberState } from './tables.js'
+import type { MemberReason, MemberState, RolloutMemberTable } from './tables.js'
 
 type Db = Kysely<Database>
 type Trx = Transaction<Database>
@@ -101,51 +102,85 @@ export async function applyAllCountDeltas(
     .execute()
 }
 
-/** What the database says about one user, for computeMembership. */
-async function loadMemberInputs(db: Trx, userId: number): Promise<Omit<MemberInputs, 'required'> | null> {
-  const user = await db
-    .selectFrom('end_users')
-    .select(['id', 'status', 'active_grant_id', 'created_at'])
-    .where('id', '=', userId)
-    .executeTakeFirst()
-  if (!user) return null
-  let grant: MemberInputs['grant'] = null
-  let appRetired = false
-  if (user.active_grant_id !== null) {
-    const row = await db
+/** What the database says about each of `userIds`, for computeMembership (set-based). */
+async function loadMemberInputs(db: Trx, userIds: number[]): Promise<Map<number, Omit<MemberInputs, 'required'>>> {
+  const users = []
+  for (const ids of chunked(userIds))
+    users.push(
+      ...(await db
+        .selectFrom('end_users')
+        .select(['id', 'status', 'active_grant_id', 'created_at'])
+        .where('id', 'in', ids)
+        .execute()),
+    )
+  const activeIds = users.flatMap((u) => (u.active_grant_id !== null ? [u.active_grant_id] : []))
+  const grants = new Map<number, { appId: number; createdAt: number; unknown: boolean; retired: boolean }>()
+  for (const ids of chunked(activeIds)) {
+    const rows = await db
       .selectFrom('grants')
       .innerJoin('oauth_apps', 'oauth_apps.id', 'grants.app_id')
       .select([
         'grants.id',
         'grants.app_id',
         'grants.created_at',
-        'grants.status',
         'grants.scopes_source',
         'oauth_apps.status as app_status',
       ])
-      .where('grants.id', '=', user.active_grant_id)
-      .executeTakeFirst()
-    if (row && row.status === 'active') {
-      const scopes = await db.selectFrom('grant_scopes').select('scope').where('grant_id', '=', row.id).execute()
-      grant = {
+      .where('grants.id', 'in', ids)
+      .where('grants.status', '=', 'active')
+      .execute()
+    for (const row of rows)
+      grants.set(row.id, {
         appId: row.app_id,
-        scopes: scopes.map((s) => s.scope),
         createdAt: row.created_at,
-        scopesUnknown: row.scopes_source === 'unknown',
-      }
-      appRetired = row.app_status === 'retired'
+        unknown: row.scopes_source === 'unknown',
+        retired: row.app_status === 'retired',
+      })
+  }
+  const scopes = new Map<number, string[]>()
+  for (const ids of chunked([...grants.keys()])) {
+    const rows = await db
+      .selectFrom('grant_scopes')
+      .select(['grant_id', 'scope'])
+      .where('grant_id', 'in', ids)
+      .execute()
+    for (const row of rows) {
+      const list = scopes.get(row.grant_id)
+      if (list) list.push(row.scope)
+      else scopes.set(row.grant_id, [row.scope])
     }
   }
-  let lastAuthorizedAt = grant?.createdAt
-  if (lastAuthorizedAt === undefined) {
-    const latest = await db
+  // Without a usable grant, the user last authorized at their latest grant (else their creation).
+  const withoutGrant = users.filter((u) => u.active_grant_id === null || !grants.has(u.active_grant_id))
+  const latest = new Map<number, number>()
+  for (const ids of chunked(withoutGrant.map((u) => u.id))) {
+    const rows = await db
       .selectFrom('grants')
-      .select((eb) => eb.fn.max('created_at').as('at'))
-      .where('user_id', '=', userId)
-      .executeTakeFirst()
-    lastAuthorizedAt = latest?.at !== null && latest?.at !== undefined ? Number(latest.at) : user.created_at
+      .select(['user_id', (eb) => eb.fn.max('created_at').as('at')])
+      .where('user_id', 'in', ids)
+      .groupBy('user_id')
+      .execute()
+    for (const row of rows) if (row.at !== null) latest.set(row.user_id, Number(row.at))
   }
-  return { grant, appRetired, userStatus: user.status, lastAuthorizedAt }
+  const inputs = new Map<number, Omit<MemberInputs, 'required'>>()
+  for (const user of users) {
+    const row = user.active_grant_id !== null ? grants.get(user.active_grant_id) : undefined
+    const grant: MemberInputs['grant'] = row
+      ? {
+          appId: row.appId,
+          scopes: scopes.get(user.active_grant_id!) ?? [],
+          createdAt: row.createdAt,
+          scopesUnknown: row.unknown,
+        }
+      : null
+    inputs.set(user.id, {
+      grant,
+      appRetired: row?.retired ?? false,
+      userStatus: user.status,
+      lastAuthorizedAt: grant?.createdAt ?? latest.get(user.id) ?? user.created_at,
+    })
+  }
+  return inputs
 }
 
 /**
@@ -154,88 +189,130 @@ async function loadMemberInputs(db: Trx, userId: number): Promise<Omit<MemberInp
  * user's status.
  */
 export async function syncUserRollouts(db: Trx, userId: number): Promise<void> {
+  await syncUsersRollouts(db, [userId])
+}
+
+/** A user who became covered in a rollout by a sync (the webhook's rollout.user_covered). */
+export interface NewlyCovered {
+  userId: number
+  rolloutId: number
+}
+
+/**
+ * syncUserRollouts for many users at once (an import batch): the same rule (computeMembership,
+ * memberBuckets) with a few set-based statements per batch instead of several per user, and ONE
+ * counter upsert whose deltas are summed over the batch and sorted (the lock order stays the same).
+ * Returns who became covered where, in the order of `userIds` and rollout id.
+ */
+export async function syncUsersRollouts(db: Trx, userIds: number[]): Promise<NewlyCovered[]> {
+  if (userIds.length === 0) return []
   const rollouts = await db
     .selectFrom('rollouts')
     .select(['id', 'required_scopes'])
     .where('status', '=', 'active')
     .orderBy('id')
     .execute()
-  if (rollouts.length === 0) return
-  const inputs = await loadMemberInputs(db, userId)
-  if (!inputs) return
-  const existing = await db
-    .selectFrom('rollout_members')
-    .select(['rollout_id', 'state', 'missing_scopes', 'app_id', 'reason', 'authorized_at'])
-    .where('user_id', '=', userId)
-    .where(
-      'rollout_id',
-      'in',
-      rollouts.map((r) => r.id),
-    )
-    .execute()
-  const before = new Map(existing.map((row) => [row.rollout_id, row]))
-
-  // Counter rows are shared by every user: their deltas are applied last, in one sorted statement.
-  const counterDeltas: Array<{ rolloutId: number; bucket: string; delta: number }> = []
-  for (const rollout of rollouts) {
-    const next = computeMembership({ ...inputs, required: parseScopes(rollout.required_scopes) })
-    const old = before.get(rollout.id)
-    const oldMissing = old ? parseScopes(old.missing_scopes) : []
-    const unchanged =
-      old &&
-      old.state === next.state &&
-      old.reason === next.reason &&
-      old.app_id === next.appId &&
-      old.authorized_at === next.authorizedAt &&
-      formatScopes(oldMissing) === formatScopes(next.missing)
-    if (unchanged) continue
-
-    const deltas = new Map<string, number>()
-    if (old)
-      for (const b of memberBuckets({ state: old.state, missing: oldMissing, appId: old.app_id }))
-        deltas.set(b, (deltas.get(b) ?? 0) - 1)
-    for (const b of memberBuckets(next)) deltas.set(b, (deltas.get(b) ?? 0) + 1)
-
-    const values = {
-      app_id: next.appId,
-      state: next.state,
-      needs_action: next.state === 'covered' ? 0 : 1,
-      missing_scopes: formatScopes(next.missing),
-      reason: next.reason,
-      authorized_at: next.authorizedAt,
+  if (rollouts.length === 0) return []
+  const inputs = await loadMemberInputs(db, userIds)
+  const rolloutIds = rollouts.map((r) => r.id)
+  const before = new Map<
+    string,
+    {
+      state: MemberState
+      missing_scopes: string
+      app_id: number | null
+      reason: MemberReason | null
+      authorized_at: number
     }
-    if (old) {
-      await db
-        .updateTable('rollout_members')
-        .set(values)
-        .where('rollout_id', '=', rollout.id)
-        .where('user_id', '=', userId)
-        .execute()
-    } else {
-      await db
-        .insertInto('rollout_members')
-        .values({ rollout_id: rollout.id, user_id: userId, ...values })
-        .execute()
+  >()
+  for (const ids of chunked(userIds)) {
+    const rows = await db
+      .selectFrom('rollout_members')
+      .select(['rollout_id', 'user_id', 'state', 'missing_scopes', 'app_id', 'reason', 'authorized_at'])
+      .where('user_id', 'in', ids)
+      .where('rollout_id', 'in', rolloutIds)
+      .execute()
+    for (const row of rows) before.set(`${row.rollout_id}:${row.user_id}`, row)
+  }
+
+  const members: Array<Insertable<RolloutMemberTable>> = []
+  const missingReset = new Map<number, number[]>()
+  const missing: Array<{ rollout_id: number; scope: string; user_id: number }> = []
+  const sums = new Map<string, { rolloutId: number; bucket: string; delta: number }>()
+  const newly: NewlyCovered[] = []
+  const required = new Map(rollouts.map((r) => [r.id, parseScopes(r.required_scopes)]))
+  for (const userId of userIds) {
+    const userInputs = inputs.get(userId)
+    if (!userInputs) continue
+    for (const rollout of rollouts) {
+      const next = computeMembership({ ...userInputs, required: required.get(rollout.id)! })
+      const old = before.get(`${rollout.id}:${userId}`)
+      const oldMissing = old ? parseScopes(old.missing_scopes) : []
+      const unchanged =
+        old &&
+        old.state === next.state &&
+        old.reason === next.reason &&
+        old.app_id === next.appId &&
+        old.authorized_at === next.authorizedAt &&
+        formatScopes(oldMissing) === formatScopes(next.missing)
+      if (unchanged) continue
+      if (next.state === 'covered' && old?.state !== 'covered') newly.push({ userId, rolloutId: rollout.id })
+
+      const add = (bucket: string, delta: number) => {
+        const key = `${rollout.id}\u0000${bucket}`
+        const sum = sums.get(key)
+        if (sum) sum.delta += delta
+        else sums.set(key, { rolloutId: rollout.id, bucket, delta })
+      }
+      if (old) for (const b of memberBuckets({ state: old.state, missing: oldMissing, appId: old.app_id })) add(b, -1)
+      for (const b of memberBuckets(next)) add(b, 1)
+
+      members.push({
+        rollout_id: rollout.id,
+        user_id: userId,
+        app_id: next.appId,
+        state: next.state,
+        needs_action: next.state === 'covered' ? 0 : 1,
+        missing_scopes: formatScopes(next.missing),
+        reason: next.reason,
+        authorized_at: next.authorizedAt,
+      })
+      // The pair's triples are rewritten: the old ones go, the new list goes in.
+      if (oldMissing.length) missingReset.set(rollout.id, [...(missingReset.get(rollout.id) ?? []), userId])
+      for (const scope of next.missing) missing.push({ rollout_id: rollout.id, scope, user_id: userId })
     }
-    const gone = oldMissing.filter((s) => !next.missing.includes(s))
-    const added = next.missing.filter((s) => !oldMissing.includes(s))
-    if (gone.length) {
+  }
+
+  for (const rows of chunked(members, 8))
+    await db
+      .insertInto('rollout_members')
+      .values(rows)
+      .onConflict((oc) =>
+        oc.columns(['rollout_id', 'user_id']).doUpdateSet((eb) => ({
+          app_id: eb.ref('excluded.app_id'),
+          state: eb.ref('excluded.state'),
+          needs_action: eb.ref('excluded.needs_action'),
+          missing_scopes: eb.ref('excluded.missing_scopes'),
+          reason: eb.ref('excluded.reason'),
+          authorized_at: eb.ref('excluded.authorized_at'),
+        })),
+      )
+      .execute()
+  for (const [rolloutId, users] of missingReset)
+    for (const ids of chunked(users))
       await db
         .deleteFrom('rollout_member_missing')
-        .where('rollout_id', '=', rollout.id)
-        .where('user_id', '=', userId)
-        .where('scope', 'in', gone)
+        .where('rollout_id', '=', rolloutId)
+        .where('user_id', 'in', ids)
         .execute()
-    }
-    if (added.length) {
-      await db
-        .insertInto('rollout_member_missing')
-        .values(added.map((scope) => ({ rollout_id: rollout.id, scope, user_id: userId })))
-        .execute()
-    }
-    for (const [bucket, delta] of deltas) counterDeltas.push({ rolloutId: rollout.id, bucket, delta })
-  }
-  await applyAllCountDeltas(db, counterDeltas)
+  for (const rows of chunked(missing, 3))
+    await db
+      .insertInto('rollout_member_missing')
+      .values(rows)
+      .onConflict((oc) => oc.doNothing())
+      .execute()
+  await applyAllCountDeltas(db, [...sums.values()])
+  return newly
 }
 
 /** A slice of end users by id: `after < id <= upto` (upto null: to the end). */

@@ -219,6 +219,9 @@ t.test('options and unreadable files exit 2; dry run writes nothing', async (t) 
   t.equal(await h.run([]), 2, 'no file')
   t.equal(await h.run([file, '--bogus']), 2, 'unknown option')
   t.equal(await h.run([file, '--format', 'xml']), 2, 'bad format')
+  for (const size of ['0', '1.5', 'x', '20001'])
+    t.equal(await h.run([file, '--batch-size', size]), 2, `--batch-size ${size}`)
+  t.match(h.err.join(''), /--batch-size must be a whole number from 1 to 20000/)
   t.equal(await h.run([h.write('g.txt', 'x')]), 2, 'format not guessable')
   t.equal(await h.run([join(app.dataDir, 'absent.jsonl')]), 2, 'missing file')
   t.equal(await h.run([app.dataDir, '--format', 'csv']), 2, 'a directory')
@@ -234,7 +237,7 @@ t.test('options and unreadable files exit 2; dry run writes nothing', async (t) 
     'dry run wrote no user',
   )
   t.equal((await app.db.selectFrom('import_runs').selectAll().execute()).length, 1, 'dry run wrote no run')
-  t.equal(await h.run([file]), 0, 'every row imported: exit 0')
+  t.equal(await h.run([file, '--batch-size', '1']), 0, 'every row imported: exit 0')
 })
 
 t.test('newer grants stay; older active grants are superseded without revoking their tokens', async (t) => {
