@@ -211,12 +211,15 @@ export async function refreshPlannerStatistics<DB>(db: Kysely<DB>, tables: strin
 /**
  * For a process that writes in bulk (the import command): on SQLite a 32 MiB page cache for this
  * connection (the default 2 MiB makes every insert into a 1M-row index read pages back from the
- * OS). Durability is untouched: WAL with synchronous = NORMAL as everywhere (an interrupted
- * process loses nothing committed). PostgreSQL needs nothing here.
+ * OS), and no memory map: pages a long import touches through the map count in its resident
+ * memory, and its writes go through the WAL anyway. Durability is untouched: WAL
+ * with synchronous = NORMAL as everywhere (an interrupted process loses nothing committed).
+ * PostgreSQL needs nothing here.
  */
 export async function tuneForBulkWrites<DB>(db: Kysely<DB>): Promise<void> {
   if (isPostgres(db)) return
   await sql`pragma cache_size = -32768`.execute(db)
+  await sql`pragma mmap_size = 0`.execute(db)
 }
 
 /**

@@ -198,9 +198,11 @@ interface Run {
 async function runImport(label: string): Promise<Run> {
   const started = performance.now()
   const main = resolve(projectRoot, 'src/cli/main.ts')
+  // As `npm run cli` starts it (package.json): a 4 MB young generation keeps the peak RSS of a
+  // long import ~50 MB lower at the same speed (V8's default lets it grow to 16 MB per semi-space).
   const child = spawn(
     process.execPath,
-    ['--import=tsx', main, 'import-grants', file, ...(BATCH ? ['--batch-size', BATCH] : [])],
+    ['--max-semi-space-size=4', '--import=tsx', main, 'import-grants', file, ...(BATCH ? ['--batch-size', BATCH] : [])],
     { env, stdio: ['ignore', 'pipe', 'pipe'] },
   )
   let stdout = ''
