@@ -7,7 +7,7 @@ import { isLoopbackUrl } from '../config.js'
 import type { Database } from '../db/schema.js'
 import { DomainError } from '../errors.js'
 import type { TokenCipher } from '../grants/token-cipher.js'
-import { WEBHOOK_EVENT_TYPES, type WebhookEventType } from './outbox.js'
+import { newDelivery, WEBHOOK_EVENT_TYPES, type WebhookEventType } from './outbox.js'
 import { newWebhookSecret } from './signing.js'
 
 type Db = Kysely<Database>
@@ -145,19 +145,7 @@ export async function redeliver(
       throw new DomainError('webhook.not_found', `There is no delivery ${deliveryId}.`, { id: deliveryId })
     const { id } = await trx
       .insertInto('webhook_deliveries')
-      .values({
-        endpoint_id: old.endpoint_id,
-        event_id: old.event_id,
-        user_id: old.user_id,
-        next_attempt_at: now,
-        lock_owner: null,
-        lock_until: null,
-        last_status_code: null,
-        last_error: null,
-        last_attempt_at: null,
-        delivered_at: null,
-        created_at: now,
-      })
+      .values(newDelivery(old.endpoint_id, old.event_id, old.user_id, now))
       .returning('id')
       .executeTakeFirstOrThrow()
     await recordAudit(trx, now, {

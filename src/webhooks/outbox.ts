@@ -91,24 +91,31 @@ export async function enqueueWebhookEvents(db: Trx, events: WebhookEventInput[],
     for (const row of inserted) ids.set(row.message_id, Number(row.id))
   }
   const deliveries = wanted.flatMap((event, i) =>
-    subscribed(event.type).map((endpointId) => ({
-      endpoint_id: endpointId,
-      event_id: ids.get(rows[i]!.message_id)!,
-      user_id: event.userId ?? 0,
-      next_attempt_at: now,
-      lock_owner: null,
-      lock_until: null,
-      last_status_code: null,
-      last_error: null,
-      last_attempt_at: null,
-      delivered_at: null,
-      created_at: now,
-    })),
+    subscribed(event.type).map((endpointId) =>
+      newDelivery(endpointId, ids.get(rows[i]!.message_id)!, event.userId ?? 0, now),
+    ),
   )
   for (const chunk of chunked(deliveries, 11)) await db.insertInto('webhook_deliveries').values(chunk).execute()
 }
 
 /** Rollouts (active) in which the user is covered: compared before and after a grant change. */
+/** A webhook_deliveries row due now, never tried (a new event's, or an operator's send-again). */
+export function newDelivery(endpointId: number, eventId: number, userId: number, now: number) {
+  return {
+    endpoint_id: endpointId,
+    event_id: eventId,
+    user_id: userId,
+    next_attempt_at: now,
+    lock_owner: null,
+    lock_until: null,
+    last_status_code: null,
+    last_error: null,
+    last_attempt_at: null,
+    delivered_at: null,
+    created_at: now,
+  }
+}
+
 export async function coveredRollouts(db: Trx, userId: number): Promise<Set<number>> {
   const active = await db.selectFrom('rollouts').select('id').where('status', '=', 'active').execute()
   if (active.length === 0) return new Set()
