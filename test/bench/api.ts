@@ -6,7 +6,6 @@
 //   BENCH_USERS=100000 DATABASE_PATH=data/bench/small.db npm run bench:api
 //                                             a smaller ledger (reseeds when the size differs)
 //   BENCH_SECONDS=10 npm run bench:api        longer runs
-import { mkdirSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { fork } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
@@ -14,32 +13,21 @@ import { createApiKey } from '../../src/api/keys.js'
 import { buildApp } from '../../src/app.js'
 import { syncApps } from '../../src/apps/apps.js'
 import { systemClock } from '../../src/clock.js'
-import { loadConfig, projectRoot } from '../../src/config.js'
 import { openDatabase } from '../../src/db/index.js'
 import { isPostgres } from '../../src/db/dialect.js'
 import { migrateToLatest } from '../../src/db/migrate.js'
 import { TokenCipher } from '../../src/grants/token-cipher.js'
-import { freePort } from '../helpers/app.js'
 import { seed, seededSize } from './seed.js'
+import { benchDataDir, servedBenchConfig } from './served-config.js'
 
 const USERS = Number(process.env.BENCH_USERS ?? 1_000_000)
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5)
 const CLIENTS = 16
 const TOKEN_USERS = 5_000
 
-const dataDir = resolve(projectRoot, 'data/bench')
-mkdirSync(dataDir, { recursive: true })
-const port = await freePort()
-const config = loadConfig({
-  ...process.env,
-  NODE_ENV: 'development',
-  DATA_DIR: dataDir,
-  LOG_LEVEL: 'silent',
-  PORT: String(port),
-  HOST: '127.0.0.1',
-  PUBLIC_URL: `http://127.0.0.1:${port}`,
+const { config, port } = await servedBenchConfig({
   API_RATE_LIMIT_PER_MINUTE: '10000000',
-  DATABASE_PATH: process.env.DATABASE_PATH ?? resolve(dataDir, 'bench.db'),
+  DATABASE_PATH: process.env.DATABASE_PATH ?? resolve(benchDataDir, 'bench.db'),
 })
 const db = await openDatabase(config.database)
 console.log(

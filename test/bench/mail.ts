@@ -13,7 +13,6 @@
 //   BENCH_USERS=100000 BENCH_MAIL_MESSAGES=10000 npm run bench:mail     smaller
 //   BENCH_MAIL_RATE=200 BENCH_MAIL_RATE_SECONDS=5 npm run bench:mail    the rate-limited phase
 //   DATABASE_URL=postgres://… DATABASE_SEARCH_PATH=benchmail npm run bench:mail   on PostgreSQL
-import { mkdirSync } from 'node:fs'
 import type { AddressInfo } from 'node:net'
 import { resolve } from 'node:path'
 import { sql } from 'kysely'
@@ -21,7 +20,6 @@ import { SMTPServer } from 'smtp-server'
 import { buildApp } from '../../src/app.js'
 import { syncApps } from '../../src/apps/apps.js'
 import { systemClock } from '../../src/clock.js'
-import { loadConfig, projectRoot } from '../../src/config.js'
 import { openDatabase } from '../../src/db/index.js'
 import { isPostgres } from '../../src/db/dialect.js'
 import { migrateToLatest } from '../../src/db/migrate.js'
@@ -30,10 +28,10 @@ import { rolloutFunnel } from '../../src/mail/funnel.js'
 import { processOutbox } from '../../src/mail/outbox.js'
 import { createMailer } from '../../src/mail/transport.js'
 import { buildUntilReady, startRollout } from '../../src/rollouts/rollouts.js'
-import { freePort } from '../helpers/app.js'
 import { hiddenField } from '../helpers/browser-agent.js'
 import { signedInOperator } from '../helpers/ledger.js'
 import { seed, seededSize } from './seed.js'
+import { benchDataDir, servedBenchConfig } from './served-config.js'
 
 const USERS = Number(process.env.BENCH_USERS ?? 1_000_000)
 const MESSAGES = Number(process.env.BENCH_MAIL_MESSAGES ?? 100_000)
@@ -61,19 +59,9 @@ const smtp = new SMTPServer({
 await new Promise<void>((done) => smtp.listen(0, '127.0.0.1', done))
 const smtpPort = (smtp.server.address() as AddressInfo).port
 
-const dataDir = resolve(projectRoot, 'data/bench')
-mkdirSync(dataDir, { recursive: true })
-const port = await freePort()
-const config = loadConfig({
-  ...process.env,
-  NODE_ENV: 'development',
-  DATA_DIR: dataDir,
-  LOG_LEVEL: 'silent',
-  PORT: String(port),
-  HOST: '127.0.0.1',
-  PUBLIC_URL: `http://127.0.0.1:${port}`,
+const { config, port } = await servedBenchConfig({
   // Its own file: the addresses are rewritten below, which the other benches must not see.
-  DATABASE_PATH: process.env.DATABASE_PATH ?? resolve(dataDir, 'mail.db'),
+  DATABASE_PATH: process.env.DATABASE_PATH ?? resolve(benchDataDir, 'mail.db'),
   SMTP_URL: `smtp://127.0.0.1:${smtpPort}`,
   MAIL_FROM: 'Scope Ledger <ledger@example.com>',
   MAIL_RATE_PER_SECOND: '0',
