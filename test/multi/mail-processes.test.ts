@@ -260,7 +260,7 @@ t.test(
     receiver.delays.replyMs = 0
     await start('A2')
     await waitFor('every message', settled(db, people))
-    // The receiver's held replies fire after the kill: those messages were not taken.
+    // The receiver's held replies fire after the kill: mostly on a closed connection, not taken.
     await waitFor('the held replies', () => receiver.holding.size === 0, 5_000)
     const rows = await outboxRows(db)
     const failed = rows.filter((r) => r.status === 'failed')
@@ -272,15 +272,23 @@ t.test(
       [],
       'every message whose reply never went out is a failed row',
     )
-    t.equal(receiver.taken.size, people - failed.length, 'everyone else received it')
+    t.same(
+      rows.filter((r) => r.status === 'sent' && receiver.taken.get(r.to_address) !== 1).map((r) => r.to_address),
+      [],
+      'everyone else received it, once',
+    )
+    // A failed row's message may still have been taken: the server's reply can leave just before
+    // the kill, or before the server notices the closed connection. Unknown means either; what
+    // must hold is that it is never tried again.
+    t.same(
+      failed.filter((f) => f.attempts !== 1).map((f) => f.to_address),
+      [],
+      'a message whose outcome was unknown is never tried again',
+    )
     t.same(
       [...receiver.taken].filter(([, n]) => n !== 1),
       [],
       'nobody twice',
-    )
-    t.notOk(
-      failed.some((f) => receiver.taken.has(f.to_address)),
-      'a message whose outcome was unknown is never sent again',
     )
   },
 )
