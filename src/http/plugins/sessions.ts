@@ -22,10 +22,20 @@ declare module 'fastify' {
     connectStartedAt?: number
     /** Rollouts whose prompt this person hid with "Not now" (routes/prompt.ts). */
     dismissedPrompts?: number[]
+    /** When the stored expiry last slid forward (see SESSION_REFRESH_MS). */
+    refreshedAt?: number
   }
 }
 
 export const SESSION_COOKIE = 'sl_session'
+
+/**
+ * A session expires a day after its last use, but its stored expiry (and cookie) slides forward at
+ * most this often, not on every page: a write per page view is a write the page must wait for
+ * while another process holds SQLite's write lock (an import: page loads of 100 ms–3 s). An
+ * active session thus lives between 23 h 55 min and 24 h after its last use.
+ */
+export const SESSION_REFRESH_MS = 5 * 60_000
 
 /** Requests under /api/v1 (routes/api/v1.ts), as the raw URL names them. */
 export function isApiV1Url(url: string): boolean {
@@ -59,12 +69,28 @@ export default fp(
         cookieName: SESSION_COOKIE,
         store: new DatabaseSessionStore(db, clock, app.log),
         saveUninitialized: false,
+        rolling: false,
         cookie: { httpOnly: true, sameSite: 'lax', secure: config.cookieSecure, path: '/', maxAge: DAY_MS },
       })
     } finally {
       app.addHook = addHook
     }
+    app.addHook('preHandler', async (request) => slideExpiry(request))
     await app.register(csrf, { sessionPlugin: '@fastify/session' })
   },
   { name: 'sessions', dependencies: ['deps'] },
 )
+
+/**
+ * Marks a stored session whose expiry is more than SESSION_REFRESH_MS behind a fresh one as
+ * changed, so @fastify/session saves it (and re-sends the cookie) with the new expiry.
+ */
+function slideExpiry(request: FastifyRequest): void {
+  const session = request.session
+  if (!session) return // /api/v1: no session at all
+  // The expiry the store holds (@fastify/session restores it as originalExpires), and the one a
+  // save now would give it (the cookie's maxAge from now).
+  const stored = (session.cookie as { originalExpires?: Date }).originalExpires
+  const fresh = session.cookie.expires
+  if (stored && fresh && fresh.getTime() - stored.getTime() >= SESSION_REFRESH_MS) session.refreshedAt = Date.now()
+}
