@@ -212,14 +212,18 @@ export async function refreshPlannerStatistics<DB>(db: Kysely<DB>, tables: strin
  * For a process that writes in bulk (the import command): on SQLite a 32 MiB page cache for this
  * connection (the default 2 MiB makes every insert into a 1M-row index read pages back from the
  * OS), and no memory map: pages a long import touches through the map count in its resident
- * memory, and its writes go through the WAL anyway. Durability is untouched: WAL
- * with synchronous = NORMAL as everywhere (an interrupted process loses nothing committed).
- * PostgreSQL needs nothing here.
+ * memory, and its writes go through the WAL anyway. Its commits checkpoint the WAL into the
+ * database file every 64 MiB instead of every 4 MiB: each checkpoint rewrites the pages it
+ * touched since the last one, and a long import touches the same index pages again and again
+ * (seeded 1M-user ledger: 125 s → 111 s; the rollout page meanwhile was unchanged, p95 28 → 26 ms).
+ * Durability is untouched: WAL with synchronous = NORMAL as everywhere (an interrupted process
+ * loses nothing committed). PostgreSQL needs nothing here.
  */
 export async function tuneForBulkWrites<DB>(db: Kysely<DB>): Promise<void> {
   if (isPostgres(db)) return
   await sql`pragma cache_size = -32768`.execute(db)
   await sql`pragma mmap_size = 0`.execute(db)
+  await sql`pragma wal_autocheckpoint = 16384`.execute(db)
 }
 
 /**
