@@ -1,7 +1,7 @@
 // Append-only audit trail. Every grant, refresh, revocation, link issued or used, retirement
 // and operator action writes one event. Details are JSON and must never hold a token or secret.
 import type { Kysely } from 'kysely'
-import { chunked } from '../db/batch.js'
+import { insertRows } from '../db/batch.js'
 import { preparedQuery } from '../db/prepared.js'
 import type { Database } from '../db/schema.js'
 
@@ -90,11 +90,11 @@ export async function recordAudit(db: Kysely<Database>, at: number, event: Audit
 
 /** Writes many events in order (an import batch), a few multi-row INSERTs. */
 export async function recordAudits(db: Kysely<Database>, at: number, events: AuditEvent[]): Promise<void> {
-  for (const chunk of chunked(events, 8))
-    await db
-      .insertInto('audit_events')
-      .values(chunk.map((event) => auditRow(at, event)))
-      .execute()
+  await insertRows(
+    db,
+    'audit_events',
+    events.map((event) => auditRow(at, event)),
+  )
 }
 
 function auditRow(at: number, event: AuditEvent) {

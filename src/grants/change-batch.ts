@@ -7,7 +7,7 @@
 import { sql, type Transaction } from 'kysely'
 import { type AuditEvent, recordAudits } from '../audit/events.js'
 import type { TokenSet } from '../carta/oauth-client.js'
-import { chunked, integerPairs } from '../db/batch.js'
+import { chunked, insertRows, integerPairs } from '../db/batch.js'
 import type { Database } from '../db/schema.js'
 import { syncUsersRollouts } from '../rollouts/membership.js'
 import { formatScopes, parseScopes } from '../scopes.js'
@@ -221,35 +221,33 @@ export async function recordImportedGrants(
       .set({ ...fill, updated_at: now })
       .where('id', '=', id)
       .execute()
-  for (const chunk of chunked(fresh, 8)) {
-    const inserted = await trx
-      .insertInto('end_users')
-      .values(chunk.map((row) => newUserRow(row, now)))
-      .returning(['id', 'carta_user_id'])
-      .execute()
-    for (const u of inserted) users.set(u.carta_user_id!, { id: u.id, email: null, name: null })
-  }
+  const insertedUsers = await insertRows<'end_users', { id: number; carta_user_id: string }>(
+    trx,
+    'end_users',
+    fresh.map((row) => newUserRow(row, now)),
+    'returning id, carta_user_id',
+  )
+  for (const u of insertedUsers) users.set(u.carta_user_id, { id: u.id, email: null, name: null })
 
   // 4. The grants (each user has one row in the batch, so user_id maps a returned id to its row).
   const changes = todo.map(({ row }) => importedChange(row, users.get(row.cartaUserId)!.id, context))
   const grantIds = new Map<number, number>()
-  for (const chunk of chunked(changes, 12)) {
-    const inserted = await trx
-      .insertInto('grants')
-      .values(chunk.map((change) => grantRow(change, now)))
-      .returning(['id', 'user_id'])
-      .execute()
-    for (const g of inserted) grantIds.set(g.user_id, g.id)
-  }
+  const insertedGrants = await insertRows<'grants', { id: number; user_id: number }>(
+    trx,
+    'grants',
+    changes.map((change) => grantRow(change, now)),
+    'returning id, user_id',
+  )
+  for (const g of insertedGrants) grantIds.set(g.user_id, g.id)
   const grantOf = (change: (typeof changes)[number]) => grantIds.get(change.userId)!
   const scopes = changes.flatMap((change) =>
     parseScopes(formatScopes(change.granted)).map((scope) => ({ grant_id: grantOf(change), scope })),
   )
-  for (const chunk of chunked(scopes, 2)) await trx.insertInto('grant_scopes').values(chunk).execute()
+  await insertRows(trx, 'grant_scopes', scopes)
   const tokens = changes.flatMap((change) =>
     change.tokens ? [sealedTokenRow(cipher, grantOf(change), change.tokens, now)] : [],
   )
-  for (const chunk of chunked(tokens, 7)) await trx.insertInto('grant_tokens').values(chunk).execute()
+  await insertRows(trx, 'grant_tokens', tokens)
 
   // 5. Supersede: one active grant per user, tokens not revoked (revokesSuperseded) but the live
   //    copy deleted; then each user's active grant is the new one. One UPDATE … FROM a list of

@@ -11,7 +11,7 @@
 //   reconnect – no active grant, or the user is marked needs_reconnect (broken/revoked token):
 //               such a user holds nothing usable, so every required scope counts as missing.
 import { type Insertable, type Kysely, sql, type Transaction } from 'kysely'
-import { chunked } from '../db/batch.js'
+import { chunked, insertRows } from '../db/batch.js'
 import type { Database } from '../db/schema.js'
 import { formatScopes, missingScopes, parseScopes } from '../scopes.js'
 import type { MemberReason, MemberState, RolloutMemberTable } from './tables.js'
@@ -283,21 +283,14 @@ export async function syncUsersRollouts(db: Trx, userIds: number[]): Promise<New
     }
   }
 
-  for (const rows of chunked(members, 8))
-    await db
-      .insertInto('rollout_members')
-      .values(rows)
-      .onConflict((oc) =>
-        oc.columns(['rollout_id', 'user_id']).doUpdateSet((eb) => ({
-          app_id: eb.ref('excluded.app_id'),
-          state: eb.ref('excluded.state'),
-          needs_action: eb.ref('excluded.needs_action'),
-          missing_scopes: eb.ref('excluded.missing_scopes'),
-          reason: eb.ref('excluded.reason'),
-          authorized_at: eb.ref('excluded.authorized_at'),
-        })),
-      )
-      .execute()
+  await insertRows(
+    db,
+    'rollout_members',
+    members,
+    `on conflict (rollout_id, user_id) do update set app_id = excluded.app_id, state = excluded.state,
+      needs_action = excluded.needs_action, missing_scopes = excluded.missing_scopes,
+      reason = excluded.reason, authorized_at = excluded.authorized_at`,
+  )
   for (const [rolloutId, users] of missingReset)
     for (const ids of chunked(users))
       await db
@@ -305,12 +298,7 @@ export async function syncUsersRollouts(db: Trx, userIds: number[]): Promise<New
         .where('rollout_id', '=', rolloutId)
         .where('user_id', 'in', ids)
         .execute()
-  for (const rows of chunked(missing, 3))
-    await db
-      .insertInto('rollout_member_missing')
-      .values(rows)
-      .onConflict((oc) => oc.doNothing())
-      .execute()
+  await insertRows(db, 'rollout_member_missing', missing, 'on conflict do nothing')
   await applyAllCountDeltas(db, [...sums.values()])
   return newly
 }
