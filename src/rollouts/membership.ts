@@ -236,7 +236,11 @@ export async function syncUsersRollouts(db: Trx, userIds: number[]): Promise<New
   }
 
   const members: Array<Insertable<RolloutMemberTable>> = []
-  const missingReset = new Map<number, number[]>()
+  // Per rollout, the users whose missing triples are rewritten, and the scopes those triples can
+  // hold (the rollout's required scopes and the old lists): the delete then names whole keys of
+  // the (rollout_id, scope, user_id) primary key. By user alone PostgreSQL walked the rollout's
+  // part of the index, 160 ms a 500-user batch at 700,000 members.
+  const missingReset = new Map<number, { users: number[]; scopes: Set<string> }>()
   const missing: Array<{ rollout_id: number; scope: string; user_id: number }> = []
   const sums = new Map<string, { rolloutId: number; bucket: string; delta: number }>()
   const newly: NewlyCovered[] = []
@@ -278,7 +282,12 @@ export async function syncUsersRollouts(db: Trx, userIds: number[]): Promise<New
         authorized_at: next.authorizedAt,
       })
       // The pair's triples are rewritten: the old ones go, the new list goes in.
-      if (oldMissing.length) missingReset.set(rollout.id, [...(missingReset.get(rollout.id) ?? []), userId])
+      if (oldMissing.length) {
+        const reset = missingReset.get(rollout.id) ?? { users: [], scopes: new Set(required.get(rollout.id)) }
+        reset.users.push(userId)
+        for (const scope of oldMissing) reset.scopes.add(scope)
+        missingReset.set(rollout.id, reset)
+      }
       for (const scope of next.missing) missing.push({ rollout_id: rollout.id, scope, user_id: userId })
     }
   }
@@ -291,11 +300,12 @@ export async function syncUsersRollouts(db: Trx, userIds: number[]): Promise<New
       needs_action = excluded.needs_action, missing_scopes = excluded.missing_scopes,
       reason = excluded.reason, authorized_at = excluded.authorized_at`,
   )
-  for (const [rolloutId, users] of missingReset)
+  for (const [rolloutId, { users, scopes }] of missingReset)
     for (const ids of chunked(users))
       await db
         .deleteFrom('rollout_member_missing')
         .where('rollout_id', '=', rolloutId)
+        .where('scope', 'in', [...scopes])
         .where('user_id', 'in', ids)
         .execute()
   await insertRows(db, 'rollout_member_missing', missing, 'on conflict do nothing')
