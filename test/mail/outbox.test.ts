@@ -5,7 +5,7 @@
 import t, { type Test } from 'tap'
 import { ManualClock } from '../../src/clock.js'
 import { openDatabase } from '../../src/db/index.js'
-import { expandCampaigns } from '../../src/mail/campaigns.js'
+import { createCampaign, expandCampaigns } from '../../src/mail/campaigns.js'
 import { processOutbox } from '../../src/mail/outbox.js'
 import { createMailer } from '../../src/mail/transport.js'
 import { startTestApp } from '../helpers/app.js'
@@ -31,21 +31,17 @@ async function setup(t: Test, people: number) {
       },
       clock.now(),
     )
-  const { id: campaignId } = await app.db
-    .insertInto('mail_campaigns')
-    .values({
-      rollout_id: rollout.id,
-      selection: 'everyone',
-      user_ids: null,
-      expand_cursor: null,
-      expand_lock_owner: null,
-      expand_lock_until: null,
-      created_by: 'operator:test',
-      created_at: clock.now(),
-      paused_at: null,
-    })
-    .returning('id')
-    .executeTakeFirstOrThrow()
+  const campaignId = await createCampaign(
+    app.db,
+    app.config,
+    {
+      rolloutId: rollout.id,
+      selection: { kind: 'everyone', filter: { sort: 'user' }, userIds: [] },
+      reminderDays: [],
+      createdBy: 'operator:test',
+    },
+    clock.now(),
+  )
   t.equal(await expandCampaigns(app.db, () => clock.now()), people, 'every person queued once')
   return { smtp, clock, app, rollout, campaignId }
 }

@@ -13,6 +13,7 @@ import t, { type Test } from 'tap'
 import { loadConfig } from '../../src/config.js'
 import { type Db, openDatabase } from '../../src/db/index.js'
 import { TokenCipher } from '../../src/grants/token-cipher.js'
+import { createCampaign } from '../../src/mail/campaigns.js'
 import { freePort } from '../helpers/app.js'
 import { testDatabase, testPostgresUrl } from '../helpers/database.js'
 import { createMember, createRollout } from '../links/fixtures.js'
@@ -125,20 +126,17 @@ async function setup(t: Test, people: number, receiver: Receiver) {
       now,
     )
   const campaign = async () =>
-    db!
-      .insertInto('mail_campaigns')
-      .values({
-        rollout_id: rollout.id,
-        selection: 'everyone',
-        user_ids: null,
-        expand_cursor: null,
-        expand_lock_owner: null,
-        expand_lock_until: null,
-        created_by: 'operator:test',
-        created_at: Date.now(),
-        paused_at: null,
-      })
-      .execute()
+    createCampaign(
+      db!,
+      config,
+      {
+        rolloutId: rollout.id,
+        selection: { kind: 'everyone', filter: { sort: 'user' }, userIds: [] },
+        reminderDays: [],
+        createdBy: 'operator:test',
+      },
+      Date.now(),
+    )
   return { db, first, start, campaign, procs }
 }
 

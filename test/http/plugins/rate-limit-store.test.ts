@@ -1,29 +1,21 @@
 // Rate limits are counted in the database: two app instances on one database (one PostgreSQL
 // schema with TEST_DATABASE_URL, else one SQLite file) share the limit instead of allowing it
 // once each. A window ends after its time and counting starts again.
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { createApiKey } from '../../../src/api/keys.js'
 import { buildApp } from '../../../src/app.js'
 import type { ManualClock } from '../../../src/clock.js'
 import { openDatabase } from '../../../src/db/index.js'
 import { databaseRateLimitStore } from '../../../src/http/plugins/rate-limit-store.js'
-import { freePort, startTestApp } from '../../helpers/app.js'
+import { freePort, startTestApp, type TestApp } from '../../helpers/app.js'
 
 t.test('two instances on one database share the OAuth rate limit', async (t) => {
   const a = await startTestApp(t, { env: { RATE_LIMIT_OAUTH_PER_MINUTE: '5' } })
-  const port = await freePort()
-  const dbB = await openDatabase(a.config.database)
-  const configB = { ...a.config, port, publicUrl: `http://127.0.0.1:${port}` }
-  const b = await buildApp({ config: configB, db: dbB, clock: a.clock, backgroundJobs: false })
-  await b.listen({ host: '127.0.0.1', port })
-  t.teardown(async () => {
-    await b.close()
-    await dbB.destroy()
-  })
+  const urlB = await secondInstance(t, a)
 
   const statuses: number[] = []
   for (let i = 0; i < 8; i++) {
-    const base = i % 2 === 0 ? a.url : configB.publicUrl
+    const base = i % 2 === 0 ? a.url : urlB
     const res = await fetch(`${base}/carta/connect?app=production-v2`, { redirect: 'manual' })
     statuses.push(res.status)
     if (i === 0) t.equal(res.headers.get('x-ratelimit-remaining'), '4', 'the first hit leaves 4')
@@ -31,7 +23,7 @@ t.test('two instances on one database share the OAuth rate limit', async (t) => 
   t.same(statuses, [303, 303, 303, 303, 303, 429, 429, 429], 'five in all across both instances, then 429')
 
   ;(a.clock as ManualClock).advance(61_000)
-  const again = await fetch(`${configB.publicUrl}/carta/connect?app=production-v2`, { redirect: 'manual' })
+  const again = await fetch(`${urlB}/carta/connect?app=production-v2`, { redirect: 'manual' })
   t.equal(again.status, 303, 'a new window starts after a minute')
   const rows = await a.db.selectFrom('rate_limit_hits').selectAll().execute()
   t.equal(rows.length, 1, 'one counter row for the route and client')
@@ -40,15 +32,7 @@ t.test('two instances on one database share the OAuth rate limit', async (t) => 
 
 t.test('two instances share the per-key API limit: concurrent requests on both, the limit in total', async (t) => {
   const a = await startTestApp(t, { env: { API_RATE_LIMIT_PER_MINUTE: '12' } })
-  const port = await freePort()
-  const dbB = await openDatabase(a.config.database)
-  const configB = { ...a.config, port, publicUrl: `http://127.0.0.1:${port}` }
-  const b = await buildApp({ config: configB, db: dbB, clock: a.clock, backgroundJobs: false })
-  await b.listen({ host: '127.0.0.1', port })
-  t.teardown(async () => {
-    await b.close()
-    await dbB.destroy()
-  })
+  const urlB = await secondInstance(t, a)
   const { key } = await createApiKey(a.db, { name: 'shared', permissions: ['read'], actor: 'test' }, a.clock.now())
   const { key: other } = await createApiKey(
     a.db,
@@ -59,7 +43,7 @@ t.test('two instances share the per-key API limit: concurrent requests on both, 
     fetch(`${base}/api/v1/users/nobody`, { headers: { authorization: `Bearer ${k}` } })
 
   // 40 requests at once, half on each instance.
-  const answers = await Promise.all(Array.from({ length: 40 }, (_, i) => call(i % 2 ? configB.publicUrl : a.url, key)))
+  const answers = await Promise.all(Array.from({ length: 40 }, (_, i) => call(i % 2 ? urlB : a.url, key)))
   const limited = answers.filter((r) => r.status === 429)
   t.equal(answers.length - limited.length, 12, 'twelve answered in all (404: no such user), not twelve per instance')
   t.equal(limited.length, 28, 'the rest refused')
@@ -69,7 +53,7 @@ t.test('two instances share the per-key API limit: concurrent requests on both, 
   }
   t.equal((await call(a.url, other)).status, 404, 'another key has its own budget')
   ;(a.clock as ManualClock).advance(61_000)
-  t.equal((await call(configB.publicUrl, key)).status, 404, 'a new window after a minute')
+  t.equal((await call(urlB, key)).status, 404, 'a new window after a minute')
 })
 
 t.test('a large limit is claimed in slices: fewer writes than hits, never more admitted than the limit', async (t) => {
@@ -104,3 +88,17 @@ t.test('a large limit is claimed in slices: fewer writes than hits, never more a
   ;(app.clock as ManualClock).advance(60_001)
   t.equal((await hit(0)).current <= 1200, true, 'admitted again in the next window')
 })
+
+/** Instance B (its URL): the same configuration and clock as `a`, its own connection and port. */
+async function secondInstance(t: Test, a: TestApp): Promise<string> {
+  const port = await freePort()
+  const dbB = await openDatabase(a.config.database)
+  const configB = { ...a.config, port, publicUrl: `http://127.0.0.1:${port}` }
+  const b = await buildApp({ config: configB, db: dbB, clock: a.clock, backgroundJobs: false })
+  await b.listen({ host: '127.0.0.1', port })
+  t.teardown(async () => {
+    await b.close()
+    await dbB.destroy()
+  })
+  return configB.publicUrl
+}
