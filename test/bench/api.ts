@@ -17,7 +17,7 @@ import { openDatabase } from '../../src/db/index.js'
 import { isPostgres } from '../../src/db/dialect.js'
 import { migrateToLatest } from '../../src/db/migrate.js'
 import { TokenCipher } from '../../src/grants/token-cipher.js'
-import { seed, seededSize } from './seed.js'
+import { seedOnce } from './seed.js'
 import { benchDataDir, servedBenchConfig } from './served-config.js'
 
 const USERS = Number(process.env.BENCH_USERS ?? 1_000_000)
@@ -36,12 +36,7 @@ console.log(
 await migrateToLatest(db)
 const now = Date.now()
 await syncApps(db, config.apps, now)
-let size = await seededSize(db)
-if (!size || size.users !== USERS) {
-  console.log('Seeding…')
-  size = await seed(db, { users: USERS, now: Date.UTC(2026, 0, 15) }, (line) => console.log(line))
-  console.log(`Seeded ${size.users} users in ${size.seconds.toFixed(1)} s`)
-}
+await seedOnce(db, { users: USERS, now: Date.UTC(2026, 0, 15) }, (line) => console.log(line))
 
 // Tokens for the first TOKEN_USERS users with an active grant, valid for a day (no refresh needed).
 const cipher = new TokenCipher(config.tokenKeys)

@@ -33,7 +33,7 @@ import { exactCounts, storedCounts } from '../../src/rollouts/membership.js'
 import { buildUntilReady, startRollout } from '../../src/rollouts/rollouts.js'
 import { freePort } from '../helpers/app.js'
 import { signedInOperator } from '../helpers/ledger.js'
-import { seed, seededSize } from './seed.js'
+import { seedOnce } from './seed.js'
 
 const ROWS = Number(process.env.BENCH_ROWS ?? 1_000_000)
 const USERS = Number(process.env.BENCH_USERS ?? 1_000_000)
@@ -126,13 +126,7 @@ if (!exact || !ok) process.exitCode = 1
 async function prepareLedger(db: Db): Promise<number> {
   await migrateToLatest(db)
   await syncApps(db, config.apps, Date.now())
-  if (SCENARIO === 'seeded' && (await seededSize(db))?.users !== USERS) {
-    log('Seeding the ledger…')
-    const size = await seed(db, { users: USERS, now: SEED_NOW }, log)
-    log(
-      `Seeded ${size.users.toLocaleString('en-US')} users, ${size.grants.toLocaleString('en-US')} grants in ${size.seconds.toFixed(0)} s`,
-    )
-  }
+  if (SCENARIO === 'seeded') await seedOnce(db, { users: USERS, now: SEED_NOW }, log)
   return ensureRollout(db)
 }
 

@@ -31,7 +31,7 @@ import { createMailer } from '../../src/mail/transport.js'
 import { buildUntilReady, startRollout } from '../../src/rollouts/rollouts.js'
 import { hiddenField } from '../helpers/browser-agent.js'
 import { signedInOperator } from '../helpers/ledger.js'
-import { seed, seededSize } from './seed.js'
+import { seedOnce } from './seed.js'
 import { benchDataDir, servedBenchConfig } from './served-config.js'
 
 const USERS = Number(process.env.BENCH_USERS ?? 1_000_000)
@@ -114,11 +114,7 @@ async function phase<T>(
 await migrateToLatest(db)
 const now = Date.now()
 await syncApps(db, config.apps, now)
-let size = await seededSize(db)
-if (!size || size.users !== USERS) {
-  console.log('Seeding (first run, or a different size)…')
-  size = await seed(db, { users: USERS, now: Date.UTC(2026, 0, 15) }, (line) => console.log(line))
-}
+await seedOnce(db, { users: USERS, now: Date.UTC(2026, 0, 15) }, (line) => console.log(line))
 
 // The rollout (built once, reused).
 const v2 = await db

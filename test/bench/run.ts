@@ -18,7 +18,7 @@ import { type LackingFilter, encodeCursor, listLacking } from '../../src/rollout
 import { DEFAULT_CHUNK_SIZE } from '../../src/rollouts/build.js'
 import { buildUntilReady, startRollout } from '../../src/rollouts/rollouts.js'
 import { userPageData } from '../../src/admin/user-page.js'
-import { seed, seededSize } from './seed.js'
+import { seedOnce } from './seed.js'
 
 const USERS = Number(process.env.BENCH_USERS ?? 1_000_000)
 const RUNS = Math.max(20, Number(process.env.BENCH_RUNS ?? 30))
@@ -42,18 +42,7 @@ await migrateToLatest(db)
 const now = Date.UTC(2026, 0, 15)
 await syncApps(db, config.apps, now)
 
-let size = await seededSize(db)
-if (!size || size.users !== USERS) {
-  console.log('Seeding (first run, or a different size)…')
-  size = await seed(db, { users: USERS, now }, (line) => console.log(line))
-  console.log(
-    `Seeded ${size.users.toLocaleString('en-US')} users and ${size.grants.toLocaleString('en-US')} grants in ${size.seconds.toFixed(1)} s`,
-  )
-} else {
-  console.log(
-    `Reusing the seeded ledger (${size.users.toLocaleString('en-US')} users, ${size.grants.toLocaleString('en-US')} grants; seeding took ${size.seconds.toFixed(1)} s)`,
-  )
-}
+await seedOnce(db, { users: USERS, now }, (line) => console.log(line))
 
 const v2 = await db
   .selectFrom('oauth_apps')
